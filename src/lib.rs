@@ -10,3 +10,6 @@
 pub mod error;
 
 pub use error::{Error, Result};
+pub mod config;
+pub mod model;
+pub mod generate;
