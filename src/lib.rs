@@ -13,3 +13,4 @@ pub use error::{Error, Result};
 pub mod config;
 pub mod model;
 pub mod generate;
+pub mod source;

@@ -2,3 +2,8 @@
 
 mod common;
 mod parity;
+// Downloads need the `hub` feature; directories and the catalogue are also covered by unit tests.
+#[cfg(feature = "hub")]
+mod hub_server;
+#[cfg(feature = "hub")]
+mod source;
