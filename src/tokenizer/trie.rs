@@ -1,0 +1,152 @@
+//! A byte trie over vocabulary pieces: finds every piece that is a prefix of the text at a
+//! position, which is what both the unigram lattice and the user-defined-symbol matcher need.
+//!
+//! SentencePiece uses a darts-clone double array for this; any structure that yields the same set
+//! of prefix matches gives the same segmentation, and this one is simple to build and check.
+
+use std::collections::BTreeMap;
+
+/// A node: its value (a piece id) if a piece ends here, and its children as a range of `edges`.
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    value: Option<u32>,
+    first_edge: u32,
+    num_edges: u32,
+}
+
+/// An immutable trie from byte strings to `u32` values.
+#[derive(Debug, Clone)]
+pub(crate) struct Trie {
+    nodes: Vec<Node>,
+    /// Children of every node, each node's run sorted by byte: `(byte, child node index)`.
+    edges: Vec<(u8, u32)>,
+    /// Direct child table of the root (the first byte is looked up on every position).
+    root_children: Box<[u32; 256]>,
+}
+
+const NO_CHILD: u32 = u32::MAX;
+
+impl Trie {
+    /// Builds a trie. A key given twice keeps the first value.
+    pub(crate) fn new<'a>(keys: impl IntoIterator<Item = (&'a [u8], u32)>) -> Self {
+        // Build a pointer trie first, then lay it out breadth-first with sorted edges.
+        #[derive(Default)]
+        struct Tmp {
+            value: Option<u32>,
+            children: BTreeMap<u8, usize>,
+        }
+        let mut tmp: Vec<Tmp> = vec![Tmp::default()];
+        for (key, value) in keys {
+            let mut cur = 0usize;
+            for &b in key {
+                let next_index = tmp.len();
+                let next = match tmp.get_mut(cur) {
+                    Some(node) => *node.children.entry(b).or_insert(next_index),
+                    None => break,
+                };
+                if next == next_index {
+                    tmp.push(Tmp::default());
+                }
+                cur = next;
+            }
+            if let Some(node) = tmp.get_mut(cur) {
+                if node.value.is_none() {
+                    node.value = Some(value);
+                }
+            }
+        }
+        // Node indices stay the same as in `tmp`; edges become one flat array.
+        let mut nodes = Vec::with_capacity(tmp.len());
+        let mut edges = Vec::with_capacity(tmp.len().saturating_sub(1));
+        for node in &tmp {
+            let first_edge = edges.len() as u32;
+            for (&b, &child) in &node.children {
+                edges.push((b, child as u32));
+            }
+            nodes.push(Node {
+                value: node.value,
+                first_edge,
+                num_edges: node.children.len() as u32,
+            });
+        }
+        let mut root_children = Box::new([NO_CHILD; 256]);
+        if let Some(root) = tmp.first() {
+            for (&b, &child) in &root.children {
+                root_children[usize::from(b)] = child as u32;
+            }
+        }
+        Trie {
+            nodes,
+            edges,
+            root_children,
+        }
+    }
+
+    /// The child of `node` along byte `b`.
+    #[inline]
+    fn child(&self, node: u32, b: u8) -> Option<u32> {
+        if node == 0 {
+            let c = self.root_children[usize::from(b)];
+            return (c != NO_CHILD).then_some(c);
+        }
+        let n = self.nodes.get(node as usize)?;
+        let start = n.first_edge as usize;
+        let run = self.edges.get(start..start + n.num_edges as usize)?;
+        run.binary_search_by_key(&b, |&(byte, _)| byte)
+            .ok()
+            .and_then(|i| run.get(i))
+            .map(|&(_, child)| child)
+    }
+
+    /// Calls `f(length, value)` for every key that is a prefix of `text`, shortest first.
+    #[inline]
+    pub(crate) fn for_each_prefix(&self, text: &[u8], mut f: impl FnMut(usize, u32)) {
+        let mut node = 0u32;
+        for (i, &b) in text.iter().enumerate() {
+            match self.child(node, b) {
+                Some(next) => node = next,
+                None => return,
+            }
+            if let Some(v) = self.nodes.get(node as usize).and_then(|n| n.value) {
+                f(i + 1, v);
+            }
+        }
+    }
+
+    /// The length of the longest key that is a prefix of `text`, if any.
+    pub(crate) fn longest_prefix(&self, text: &[u8]) -> Option<usize> {
+        let mut best = None;
+        self.for_each_prefix(text, |len, _| best = Some(len));
+        best
+    }
+
+    /// True when the trie holds no key at all.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.nodes.iter().all(|n| n.value.is_none())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_longest_and_exact() {
+        let keys: Vec<(&[u8], u32)> = vec![
+            (b"a", 1),
+            (b"ab", 2),
+            (b"abcd", 3),
+            (b"b", 4),
+            ("▁".as_bytes(), 5),
+        ];
+        let t = Trie::new(keys);
+        let mut found = Vec::new();
+        t.for_each_prefix(b"abcde", |l, v| found.push((l, v)));
+        assert_eq!(found, vec![(1, 1), (2, 2), (4, 3)]);
+        assert_eq!(t.longest_prefix(b"abc"), Some(2));
+        assert_eq!(t.longest_prefix(b"c"), None);
+        assert_eq!(t.longest_prefix("▁x".as_bytes()), Some(3));
+        assert!(!t.is_empty());
+        assert!(Trie::new(Vec::<(&[u8], u32)>::new()).is_empty());
+    }
+}
