@@ -238,6 +238,31 @@ def build_dirs():
             json.dump(vocab, f, ensure_ascii=False, indent=2)
         with open(os.path.join(d, "tokenizer_config.json"), "w", encoding="utf-8") as f:
             json.dump(config, f, ensure_ascii=False, indent=2)
+    # The legacy special_tokens_map.json of the Helsinki-NLP repositories.
+    with open(os.path.join(MODELS_DIR, "base", "special_tokens_map.json"), "w", encoding="utf-8") as f:
+        json.dump({"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}, f)
+    # A directory as transformers 5.24 saves it (added_tokens_decoder in the config), edited to
+    # give <eop> lstrip/rstrip and to add a non-special added token.
+    saved = os.path.join(MODELS_DIR, "saved")
+    shutil.rmtree(saved, ignore_errors=True)
+    MarianTokenizer.from_pretrained(os.path.join(MODELS_DIR, "userdef")).save_pretrained(saved)
+    path = os.path.join(saved, "tokenizer_config.json")
+    with open(path, encoding="utf-8") as f:
+        config = json.load(f)
+    for tok in config["added_tokens_decoder"].values():
+        if tok["content"] == "<eop>":
+            tok["lstrip"] = True
+            tok["rstrip"] = True
+    config["added_tokens_decoder"]["848"] = {
+        "content": "NOS-nieuws",
+        "lstrip": False,
+        "normalized": True,
+        "rstrip": False,
+        "single_word": False,
+        "special": False,
+    }
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(config, f, ensure_ascii=False, indent=2)
 
 
 HANDWRITTEN = [
@@ -313,6 +338,8 @@ HANDWRITTEN = [
     "\u00a0«\u00a0citaat\u00a0»\u00a0",
     "´accent´ en ´´",
     "Rock ‘n’ roll en it’s en ‘a’",
+    "a <eop> b  <eop>c\t<eop>\n d",
+    "NOS-nieuws en NOS-nieuwsdienst",
     "\r\n\r\n",
 ]
 
@@ -409,7 +436,7 @@ def main():
         }
 
     marian_ref = {}
-    for name in DIRS:
+    for name in list(DIRS) + ["saved"]:
         d = os.path.join(MODELS_DIR, name)
         tok = MarianTokenizer.from_pretrained(d)
         enc = [tok(t)["input_ids"] for t in inputs]
@@ -424,7 +451,7 @@ def main():
         # (special ids included, ids past vocab.json that fall back to the SentencePiece model).
         top = max(len(tok.encoder), tok.spm_source.get_piece_size(), tok.spm_target.get_piece_size())
         extra_ids = []
-        for _ in range(60):
+        for _ in range(30):
             k = rng.randint(0, 15)
             extra_ids.append([rng.randrange(len(tok.decoder)) for _ in range(k)])
         extra_ids.append([0, 1, 2, 3, len(tok.decoder) - 1])
@@ -433,6 +460,14 @@ def main():
         extra_ids.append([tok.pad_token_id, tok.eos_token_id, tok.unk_token_id])
         extra = []
         for ids in extra_ids:
+            try:
+                extra.append({"ids": ids, "text": tok.decode(ids, skip_special_tokens=True)})
+            except Exception as e:  # noqa: BLE001
+                extra.append({"ids": ids, "error": f"{type(e).__name__}: {e}"})
+        # Target-side ids, as a model would produce them (the target model and vocabulary).
+        targets = lines(os.path.join(HERE, "corpus.en.txt")) + inputs[:40]
+        for t in targets:
+            ids = tok(text_target=t)["input_ids"]
             try:
                 extra.append({"ids": ids, "text": tok.decode(ids, skip_special_tokens=True)})
             except Exception as e:  # noqa: BLE001
