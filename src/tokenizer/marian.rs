@@ -672,7 +672,7 @@ impl MarianTokenizer {
                 text = rest;
             }
         }
-        for piece in self.source.encode(text) {
+        self.source.encode_with(text, |piece| {
             let id = if piece.is_unknown() {
                 self.token_id_or_unk(&piece.text)
             } else {
@@ -682,7 +682,7 @@ impl MarianTokenizer {
                     .unwrap_or(self.unk_id)
             };
             ids.push(id);
-        }
+        });
     }
 
     /// Splits around added tokens (leftmost match, longest token at that place, which is what

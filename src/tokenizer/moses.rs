@@ -127,7 +127,9 @@ impl MosesPunctNormalizer {
     pub fn normalize(&self, text: &str) -> String {
         let mut text = text.to_string();
         for rule in &self.rules {
-            text = apply(*rule, &text);
+            if may_match(*rule, &text) {
+                text = apply(*rule, &text);
+            }
         }
         py_strip(&text).to_string()
     }
@@ -225,6 +227,21 @@ fn py_isdecimal(c: char) -> bool {
             }
         })
         .is_ok()
+}
+
+/// Whether `rule` can match anywhere in `text` (a cheap test that spares most copies).
+fn may_match(rule: Rule, text: &str) -> bool {
+    match rule {
+        Lit(from, _) => text.contains(from),
+        // Single spaces are replaced by themselves.
+        SpaceRun => text.contains("  "),
+        CloseParenPunct => text.contains(") "),
+        DigitSpacePercent => text.contains(" %"),
+        LetterQuoteLetter(q) => text.contains(q),
+        QuoteThenCommas => text.contains('"'),
+        DotsQuote => text.contains(".\""),
+        DigitNbspDigit(_) => text.contains('\u{A0}'),
+    }
 }
 
 /// Applies one rule to the whole text.

@@ -137,8 +137,11 @@ impl SentencePieceModel {
             }
             match p.kind {
                 PieceType::UserDefined => user_defined.push(id),
-                PieceType::Unknown if unk_id.replace(id).is_some() => {
-                    return Err(bad("more than one unknown piece".into()));
+                PieceType::Unknown => {
+                    if unk_id.is_some() {
+                        return Err(bad("more than one unknown piece".into()));
+                    }
+                    unk_id = Some(id);
                 }
                 PieceType::Byte => {
                     if !proto.trainer_spec.byte_fallback {
@@ -258,15 +261,37 @@ impl SentencePieceModel {
 
     /// Segments `text` into pieces, as `encode(text, out_type=str)` and `encode(text)` do.
     pub fn encode(&self, text: &str) -> Vec<Piece<'_>> {
+        let mut out = Vec::new();
+        self.encode_with(text, |p| out.push(p));
+        out
+    }
+
+    /// Like [`SentencePieceModel::encode`], but hands each piece to `emit` as soon as it is
+    /// final instead of collecting them (memory stays small for very long texts).
+    pub fn encode_with<'m>(&'m self, text: &str, mut emit: impl FnMut(Piece<'m>)) {
         let normalized = self.normalizer.normalize(text.as_bytes());
-        let mut spans: Vec<Span> = Vec::new();
-        self.unigram.encode(&normalized, &mut spans);
-        let mut out: Vec<Piece<'_>> = Vec::with_capacity(spans.len());
-        let mut prev_unknown = false;
-        for span in spans {
-            let is_unknown = span.id == self.unk_id;
+        // A run of unknown characters becomes one piece: collect it until a known piece comes.
+        let mut unknown: Vec<u8> = Vec::new();
+        let mut flush = |unknown: &mut Vec<u8>, emit: &mut dyn FnMut(Piece<'m>)| {
+            if !unknown.is_empty() {
+                let text = match String::from_utf8(std::mem::take(unknown)) {
+                    Ok(s) => s,
+                    Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                };
+                emit(Piece {
+                    text: Cow::Owned(text),
+                    id: self.unk_id,
+                });
+            }
+        };
+        self.unigram.encode(&normalized, |span: Span| {
             let surface = normalized.get(span.start..span.end).unwrap_or_default();
-            if is_unknown && self.byte_fallback {
+            if span.id == self.unk_id && !self.byte_fallback {
+                unknown.extend_from_slice(surface);
+                return;
+            }
+            flush(&mut unknown, &mut emit);
+            if span.id == self.unk_id {
                 for &b in surface {
                     let id = self
                         .byte_ids
@@ -274,33 +299,20 @@ impl SentencePieceModel {
                         .copied()
                         .unwrap_or(self.unk_id);
                     let text = self.id_to_piece(id).unwrap_or_default();
-                    out.push(Piece {
+                    emit(Piece {
                         text: Cow::Borrowed(text),
                         id,
                     });
                 }
-            } else if is_unknown {
-                let s = String::from_utf8_lossy(surface);
-                match out.last_mut() {
-                    Some(Piece {
-                        text: Cow::Owned(prev),
-                        ..
-                    }) if prev_unknown => prev.push_str(&s),
-                    _ => out.push(Piece {
-                        text: Cow::Owned(s.into_owned()),
-                        id: self.unk_id,
-                    }),
-                }
             } else {
                 let text = self.id_to_piece(span.id).unwrap_or_default();
-                out.push(Piece {
+                emit(Piece {
                     text: Cow::Borrowed(text),
                     id: span.id,
                 });
             }
-            prev_unknown = is_unknown;
-        }
-        out
+        });
+        flush(&mut unknown, &mut emit);
     }
 
     /// The ids of [`SentencePieceModel::encode`].

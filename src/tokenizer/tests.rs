@@ -359,6 +359,35 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Scrambles the precompiled charsmap (the double-array trie and the replacement blob) of
+    /// the nmt_nfkc model: lookups must stay in bounds whatever the units say.
+    #[test]
+    fn scrambled_charsmaps_never_panic(
+        flips in proptest::collection::vec((0usize..250_000, any::<u8>()), 1..64),
+    ) {
+        let mut b = nfkc_model_bytes().clone();
+        let n = b.len();
+        for (pos, val) in flips {
+            // Stay inside the charsmap, which sits between the pieces and the end of the file.
+            let i = 12_000 + pos % (n - 12_000);
+            b[i] = val;
+        }
+        if let Ok(model) = SentencePieceModel::from_bytes(&b, "scrambled.spm") {
+            for text in ["Hallo wereld", "ﬁ Ａ ① é e\u{301} \u{a0}\u{3000}x", "😀\u{0}\u{fffd}ǅ™"] {
+                let _ = model.encode(text);
+            }
+        }
+    }
+}
+
+fn nfkc_model_bytes() -> &'static Vec<u8> {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTES.get_or_init(|| std::fs::read(data_dir().join("spm/nl_nfkc.model")).expect("model"))
+}
+
 #[test]
 fn arbitrary_strings_from_a_nasty_alphabet_do_not_panic() {
     // Deterministic pseudo-random strings over characters that stress every stage.

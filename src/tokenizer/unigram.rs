@@ -97,8 +97,10 @@ impl Unigram {
         self.trie.is_empty()
     }
 
-    /// Appends the best segmentation of `text` to `out`, in order.
-    pub(crate) fn encode(&self, text: &[u8], out: &mut Vec<Span>) {
+    /// Calls `emit` with each piece of the best segmentation of `text`, in order. Pieces come
+    /// out as soon as they are final, so memory does not grow with the whole text.
+    pub(crate) fn encode(&self, text: &[u8], mut emit: impl FnMut(Span)) {
+        let mut path: Vec<Span> = Vec::new();
         let size = text.len();
         if size == 0 {
             return;
@@ -116,7 +118,8 @@ impl Unigram {
         while starts_at < size {
             if furthest <= starts_at && starts_at > base {
                 // Nothing spans this position: the best path up to here is final.
-                self.backtrack(&best, base, starts_at, out);
+                self.backtrack(&best, base, starts_at, &mut path);
+                path.drain(..).for_each(&mut emit);
                 let here = best.get(starts_at - base).copied().unwrap_or(UNSET);
                 best.clear();
                 best.push(Best {
@@ -179,7 +182,8 @@ impl Unigram {
             }
             starts_at += mblen;
         }
-        self.backtrack(&best, base, size, out);
+        self.backtrack(&best, base, size, &mut path);
+        path.drain(..).for_each(&mut emit);
     }
 
     /// Appends the best path from `base` to `end` (both cut points) to `out`.
@@ -219,7 +223,7 @@ mod tests {
 
     fn seg(m: &Unigram, text: &str) -> Vec<(String, u32)> {
         let mut out = Vec::new();
-        m.encode(text.as_bytes(), &mut out);
+        m.encode(text.as_bytes(), |s| out.push(s));
         out.iter()
             .map(|s| (text[s.start..s.end].to_string(), s.id))
             .collect()
