@@ -272,7 +272,7 @@ impl SentencePieceModel {
         let normalized = self.normalizer.normalize(text.as_bytes());
         // A run of unknown characters becomes one piece: collect it until a known piece comes.
         let mut unknown: Vec<u8> = Vec::new();
-        let mut flush = |unknown: &mut Vec<u8>, emit: &mut dyn FnMut(Piece<'m>)| {
+        let flush = |unknown: &mut Vec<u8>, emit: &mut dyn FnMut(Piece<'m>)| {
             if !unknown.is_empty() {
                 let text = match String::from_utf8(std::mem::take(unknown)) {
                     Ok(s) => s,
