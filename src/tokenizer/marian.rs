@@ -152,9 +152,268 @@ const SPECIAL_ATTRIBUTES: [&str; 7] = [
     "mask_token",
 ];
 
+/// What `tokenizer_config.json` (and the legacy `special_tokens_map.json` and
+/// `added_tokens.json`) say about the tokenizer.
+struct TokenizerConfig {
+    path: PathBuf,
+    separate_vocabs: bool,
+    clean_up_tokenization_spaces: bool,
+    split_special_tokens: bool,
+    source_lang: Option<String>,
+    target_lang: Option<String>,
+    model_max_length: Option<u64>,
+    /// Named special tokens (`eos_token`, ...): attribute and content.
+    named: Vec<(String, String)>,
+    /// `extra_special_tokens` / `additional_special_tokens`.
+    extras: Vec<String>,
+    /// Added tokens saved with the tokenizer (`added_tokens_decoder` or `added_tokens.json`).
+    saved_added: Vec<AddedToken>,
+}
+
+fn read_json_object(path: &Path) -> Result<serde_json::Map<String, Value>> {
+    let text = read_text(path)?;
+    if text.trim().is_empty() {
+        return Err(parse_json_err(path, "the file is empty"));
+    }
+    match serde_json::from_str(&text).map_err(|e| parse_json_err(path, e))? {
+        Value::Object(map) => Ok(map),
+        _ => Err(parse_json_err(path, "expected a JSON object")),
+    }
+}
+
+impl TokenizerConfig {
+    fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join("tokenizer_config.json");
+        let obj = if path.is_file() {
+            read_json_object(&path)?
+        } else {
+            serde_json::Map::new()
+        };
+        let err = |field: &str, msg: &str| Error::config(&path, field, msg);
+        let flag = |key: &str| -> Result<bool> {
+            match obj.get(key) {
+                None | Some(Value::Null) => Ok(false),
+                Some(Value::Bool(b)) => Ok(*b),
+                Some(_) => Err(err(key, "expected true or false")),
+            }
+        };
+        let string = |key: &str| -> Result<Option<String>> {
+            match obj.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(err(key, "expected a string")),
+            }
+        };
+        let model_max_length = match obj.get("model_max_length") {
+            None | Some(Value::Null) => Some(512),
+            Some(v) => match v.as_u64() {
+                Some(n) => Some(n),
+                // transformers writes a huge number (1e30) for "no limit".
+                None if v.as_f64().is_some_and(|f| f > 0.0) => None,
+                None => return Err(err("model_max_length", "expected a positive number")),
+            },
+        };
+        let mut config = TokenizerConfig {
+            separate_vocabs: flag("separate_vocabs")?,
+            clean_up_tokenization_spaces: flag("clean_up_tokenization_spaces")?,
+            split_special_tokens: flag("split_special_tokens")?,
+            source_lang: string("source_lang")?,
+            target_lang: string("target_lang")?,
+            model_max_length,
+            // MarianTokenizer's defaults.
+            named: vec![
+                ("eos_token".into(), "</s>".into()),
+                ("unk_token".into(), "<unk>".into()),
+                ("pad_token".into(), "<pad>".into()),
+            ],
+            extras: Vec::new(),
+            saved_added: Vec::new(),
+            path: path.clone(),
+        };
+        config.read_specials(&obj, &path)?;
+
+        if let Some(dec) = obj.get("added_tokens_decoder").filter(|v| !v.is_null()) {
+            config.read_added_tokens_decoder(dec)?;
+        } else {
+            // Legacy files, read by transformers only without `added_tokens_decoder`.
+            let map_path = dir.join("special_tokens_map.json");
+            if map_path.is_file() {
+                let map = read_json_object(&map_path)?;
+                config.read_specials(&map, &map_path)?;
+            }
+            let added_path = dir.join("added_tokens.json");
+            if added_path.is_file() {
+                for (content, id) in load_vocab(&added_path)? {
+                    config.saved_added.retain(|t| t.id != id);
+                    config.saved_added.push(AddedToken {
+                        content,
+                        id,
+                        lstrip: false,
+                        rstrip: false,
+                    });
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    fn set_named(&mut self, key: &str, value: String) {
+        match self.named.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.named.push((key.to_string(), value)),
+        }
+    }
+
+    /// Reads `*_token` keys and the list (or dict) of extra special tokens.
+    fn read_specials(&mut self, obj: &serde_json::Map<String, Value>, file: &Path) -> Result<()> {
+        let bad_token =
+            |key: &str| Error::config(file, key, "expected a string or an AddedToken object");
+        for (key, value) in obj {
+            if !key.ends_with("_token") || value.is_null() {
+                continue;
+            }
+            match token_content(value) {
+                Some(content) => self.set_named(key, content),
+                None if SPECIAL_ATTRIBUTES.contains(&key.as_str()) => return Err(bad_token(key)),
+                None => {}
+            }
+        }
+        let list = obj
+            .get("extra_special_tokens")
+            .filter(|v| !v.is_null())
+            .or_else(|| obj.get("additional_special_tokens"));
+        match list {
+            None | Some(Value::Null) => {}
+            // A dict of extra tokens makes them named ("model-specific") special tokens.
+            Some(Value::Object(map)) => {
+                for (key, value) in map {
+                    let content = token_content(value).ok_or_else(|| bad_token(key))?;
+                    self.set_named(key, content);
+                }
+            }
+            Some(Value::Array(items)) => {
+                for item in items {
+                    let content = token_content(item)
+                        .ok_or_else(|| bad_token("additional_special_tokens"))?;
+                    if !self.extras.contains(&content) {
+                        self.extras.push(content);
+                    }
+                }
+            }
+            Some(_) => {
+                return Err(Error::config(
+                    file,
+                    "additional_special_tokens",
+                    "expected a list of tokens",
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    fn read_added_tokens_decoder(&mut self, dec: &Value) -> Result<()> {
+        let err = |msg: String| Error::config(&self.path, "added_tokens_decoder", msg);
+        let Some(obj) = dec.as_object() else {
+            return Err(err("expected an object".into()));
+        };
+        let mut saved = Vec::new();
+        for (id, tok) in obj {
+            let id: u32 = id
+                .parse()
+                .map_err(|_| err(format!("{id:?} is not a token id")))?;
+            let content =
+                token_content(tok).ok_or_else(|| err(format!("token {id} has no content")))?;
+            if bool_field(tok, "single_word") {
+                return Err(err(format!(
+                    "token {content:?}: single_word tokens are not supported"
+                )));
+            }
+            saved.retain(|t: &AddedToken| t.id != id);
+            saved.push(AddedToken {
+                content,
+                id,
+                lstrip: bool_field(tok, "lstrip"),
+                rstrip: bool_field(tok, "rstrip"),
+            });
+        }
+        self.saved_added = saved;
+        Ok(())
+    }
+
+    fn named(&self, key: &str) -> &str {
+        self.named
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    /// transformers' `all_special_tokens`: named tokens in attribute order, then model-specific
+    /// ones, then the extras, each once.
+    fn all_special_tokens(&self) -> Vec<String> {
+        let standard = SPECIAL_ATTRIBUTES
+            .iter()
+            .flat_map(|attr| self.named.iter().filter(move |(k, _)| k == attr));
+        let specific = self
+            .named
+            .iter()
+            .filter(|(k, _)| !SPECIAL_ATTRIBUTES.contains(&k.as_str()));
+        let mut out: Vec<String> = Vec::new();
+        for token in standard
+            .chain(specific)
+            .map(|(_, v)| v)
+            .chain(self.extras.iter())
+        {
+            if !out.contains(token) {
+                out.push(token.clone());
+            }
+        }
+        out
+    }
+}
+
+/// The added tokens: the saved ones, then every special token not among them, with its
+/// `vocab.json` id or, if it has none, a new id after the vocabulary (`_add_tokens`).
+fn build_added_tokens(
+    saved: Vec<AddedToken>,
+    all_special: &[String],
+    encoder: &HashMap<String, u32>,
+) -> Vec<AddedToken> {
+    let mut added = saved;
+    let mut known: HashSet<&str> = encoder.keys().map(String::as_str).collect();
+    known.extend(added.iter().map(|t| t.content.as_str()));
+    let mut next = known.len() as u32;
+    let mut new_tokens = Vec::new();
+    for token in all_special {
+        if token.is_empty() || added.iter().any(|t| &t.content == token) {
+            continue;
+        }
+        let id = encoder.get(token.as_str()).copied().unwrap_or_else(|| {
+            next += 1;
+            next - 1
+        });
+        new_tokens.push(AddedToken {
+            content: token.clone(),
+            id,
+            lstrip: false,
+            rstrip: false,
+        });
+    }
+    added.extend(new_tokens);
+    added.retain(|t| !t.content.is_empty());
+    added
+}
+
+fn vocab_map(pairs: &[(String, u32)]) -> HashMap<String, u32> {
+    pairs.iter().map(|(k, v)| (k.clone(), *v)).collect()
+}
+
 impl MarianTokenizer {
     /// Loads `source.spm`, `target.spm`, `vocab.json` and, when present, `target_vocab.json`,
     /// `tokenizer_config.json`, `special_tokens_map.json` and `added_tokens.json` from `dir`.
+    ///
+    /// Beyond what transformers checks, it refuses a `vocab.json` without the `</s>`, `<unk>`
+    /// and `<pad>` tokens, and a vocabulary that has fewer than half of its SentencePiece
+    /// model's pieces (it belongs to another model).
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
         let need = |name: &str| -> Result<PathBuf> {
@@ -173,172 +432,15 @@ impl MarianTokenizer {
         let source_path = need("source.spm")?;
         let target_path = need("target.spm")?;
         let vocab_path = need("vocab.json")?;
-
-        let config_path = dir.join("tokenizer_config.json");
-        let config: Value = if config_path.is_file() {
-            let text = read_text(&config_path)?;
-            if text.trim().is_empty() {
-                return Err(parse_json_err(&config_path, "the file is empty"));
-            }
-            let v: Value =
-                serde_json::from_str(&text).map_err(|e| parse_json_err(&config_path, e))?;
-            if !v.is_object() {
-                return Err(parse_json_err(&config_path, "expected a JSON object"));
-            }
-            v
-        } else {
-            Value::Object(Default::default())
-        };
-        let cfg_err = |field: &str, msg: &str| Error::config(&config_path, field, msg);
-
-        let separate_vocabs = match config.get("separate_vocabs") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => return Err(cfg_err("separate_vocabs", "expected true or false")),
-        };
-        let clean_up_tokenization_spaces = match config.get("clean_up_tokenization_spaces") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                return Err(cfg_err(
-                    "clean_up_tokenization_spaces",
-                    "expected true or false",
-                ))
-            }
-        };
-        let split_special_tokens = bool_field(&config, "split_special_tokens");
-        let string_field = |key: &str| -> Result<Option<String>> {
-            match config.get(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(cfg_err(key, "expected a string")),
-            }
-        };
-        let source_lang = string_field("source_lang")?;
-        let target_lang = string_field("target_lang")?;
-        let model_max_length = match config.get("model_max_length") {
-            None | Some(Value::Null) => Some(512),
-            Some(v) => match v.as_u64() {
-                Some(n) => Some(n),
-                // transformers writes 1e30 ("no limit") for some models.
-                None if v.as_f64().is_some_and(|f| f > 0.0) => None,
-                None => return Err(cfg_err("model_max_length", "expected a positive number")),
-            },
-        };
-
+        let config = TokenizerConfig::load(dir)?;
         let source = SentencePieceModel::from_file(&source_path)?;
         let target = SentencePieceModel::from_file(&target_path)?;
-
         let vocab = load_vocab(&vocab_path)?;
-        let mut encoder: HashMap<String, u32> = HashMap::with_capacity(vocab.len());
-        for (k, v) in &vocab {
-            encoder.insert(k.clone(), *v);
-        }
+        let encoder = vocab_map(&vocab);
 
-        // Special tokens: Marian's defaults, overridden by the config (then by the legacy
-        // special_tokens_map.json when the config has no added_tokens_decoder).
-        let mut named: Vec<(String, String)> = vec![
-            ("eos_token".into(), "</s>".into()),
-            ("unk_token".into(), "<unk>".into()),
-            ("pad_token".into(), "<pad>".into()),
-        ];
-        let mut extras: Vec<String> = Vec::new();
-        let set_named = |named: &mut Vec<(String, String)>, key: &str, value: String| match named
-            .iter_mut()
-            .find(|(k, _)| k == key)
-        {
-            Some(slot) => slot.1 = value,
-            None => named.push((key.to_string(), value)),
-        };
-        let read_specials = |obj: &serde_json::Map<String, Value>,
-                             named: &mut Vec<(String, String)>,
-                             extras: &mut Vec<String>,
-                             file: &Path|
-         -> Result<()> {
-            for (key, value) in obj {
-                if key.ends_with("_token") && !value.is_null() {
-                    let Some(content) = token_content(value) else {
-                        if SPECIAL_ATTRIBUTES.contains(&key.as_str()) {
-                            return Err(Error::config(
-                                file,
-                                key,
-                                "expected a string or an AddedToken object",
-                            ));
-                        }
-                        continue;
-                    };
-                    set_named(named, key, content);
-                }
-            }
-            let list = obj
-                .get("extra_special_tokens")
-                .filter(|v| !v.is_null())
-                .or_else(|| obj.get("additional_special_tokens"));
-            if let Some(Value::Object(map)) = list {
-                // A dict of extra tokens makes them named ("model-specific") special tokens.
-                for (key, value) in map {
-                    let Some(content) = token_content(value) else {
-                        return Err(Error::config(
-                            file,
-                            key,
-                            "expected a string or an AddedToken object",
-                        ));
-                    };
-                    set_named(named, key, content);
-                }
-            } else if let Some(list) = list.filter(|v| !v.is_null()) {
-                let Some(items) = list.as_array() else {
-                    return Err(Error::config(
-                        file,
-                        "additional_special_tokens",
-                        "expected a list of tokens",
-                    ));
-                };
-                for item in items {
-                    match token_content(item) {
-                        Some(c) => {
-                            if !extras.contains(&c) {
-                                extras.push(c)
-                            }
-                        }
-                        None => {
-                            return Err(Error::config(
-                                file,
-                                "additional_special_tokens",
-                                "expected strings or AddedToken objects",
-                            ))
-                        }
-                    }
-                }
-            }
-            Ok(())
-        };
-        if let Some(obj) = config.as_object() {
-            read_specials(obj, &mut named, &mut extras, &config_path)?;
-        }
-        let has_added_decoder = config.get("added_tokens_decoder").is_some();
-        let special_map_path = dir.join("special_tokens_map.json");
-        if !has_added_decoder && special_map_path.is_file() {
-            let text = read_text(&special_map_path)?;
-            let v: Value =
-                serde_json::from_str(&text).map_err(|e| parse_json_err(&special_map_path, e))?;
-            let Some(obj) = v.as_object() else {
-                return Err(parse_json_err(&special_map_path, "expected a JSON object"));
-            };
-            read_specials(obj, &mut named, &mut extras, &special_map_path)?;
-        }
-        let named_value = |key: &str| {
-            named
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
-        let eos_token = named_value("eos_token");
-        let unk_token = named_value("unk_token");
-        let pad_token = named_value("pad_token");
-
-        // vocab.json must have the three tokens the model is built around.
+        let eos_token = config.named("eos_token").to_string();
+        let unk_token = config.named("unk_token").to_string();
+        let pad_token = config.named("pad_token").to_string();
         for (what, token) in [
             ("unk", &unk_token),
             ("eos", &eos_token),
@@ -352,102 +454,10 @@ impl MarianTokenizer {
                 .with_hint("vocab.json of a Marian model maps </s>, <unk> and <pad> to ids"));
             }
         }
+        check_vocab_covers(&source, &encoder, &vocab_path)?;
 
-        // all_special_tokens: named ones in attribute order, then model-specific ones, then
-        // the extras, without repeats.
-        let mut all_special: Vec<String> = Vec::new();
-        let mut ordered_named: Vec<&(String, String)> = Vec::new();
-        for attr in SPECIAL_ATTRIBUTES {
-            ordered_named.extend(named.iter().filter(|(k, _)| k == attr));
-        }
-        ordered_named.extend(
-            named
-                .iter()
-                .filter(|(k, _)| !SPECIAL_ATTRIBUTES.contains(&k.as_str())),
-        );
-        for (_, token) in ordered_named {
-            if !all_special.contains(token) {
-                all_special.push(token.clone());
-            }
-        }
-        for token in &extras {
-            if !all_special.contains(token) {
-                all_special.push(token.clone());
-            }
-        }
-
-        // Added tokens: those saved in the config (or the legacy added_tokens.json), then the
-        // special tokens that are not there yet, numbered after the vocabulary.
-        let mut added: Vec<AddedToken> = Vec::new();
-        if let Some(dec) = config.get("added_tokens_decoder").filter(|v| !v.is_null()) {
-            let Some(obj) = dec.as_object() else {
-                return Err(cfg_err("added_tokens_decoder", "expected an object"));
-            };
-            for (id, tok) in obj {
-                let id: u32 = id.parse().map_err(|_| {
-                    cfg_err("added_tokens_decoder", &format!("{id:?} is not a token id"))
-                })?;
-                let Some(content) = token_content(tok) else {
-                    return Err(cfg_err(
-                        "added_tokens_decoder",
-                        &format!("token {id} has no content"),
-                    ));
-                };
-                if bool_field(tok, "single_word") {
-                    return Err(cfg_err(
-                        "added_tokens_decoder",
-                        &format!("token {content:?}: single_word tokens are not supported"),
-                    ));
-                }
-                added.retain(|t| t.id != id);
-                added.push(AddedToken {
-                    content,
-                    id,
-                    lstrip: bool_field(tok, "lstrip"),
-                    rstrip: bool_field(tok, "rstrip"),
-                });
-            }
-        } else {
-            let path = dir.join("added_tokens.json");
-            if path.is_file() {
-                let entries = load_vocab(&path)?;
-                for (content, id) in entries {
-                    added.retain(|t| t.id != id);
-                    added.push(AddedToken {
-                        content,
-                        id,
-                        lstrip: false,
-                        rstrip: false,
-                    });
-                }
-            }
-        }
-        {
-            let mut known: HashSet<&str> = encoder.keys().map(String::as_str).collect();
-            known.extend(added.iter().map(|t| t.content.as_str()));
-            let mut next = known.len() as u32;
-            let mut new_tokens = Vec::new();
-            for token in &all_special {
-                if token.is_empty() || added.iter().any(|t| &t.content == token) {
-                    continue;
-                }
-                let id = match encoder.get(token.as_str()) {
-                    Some(&id) => id,
-                    None => {
-                        let id = next;
-                        next += 1;
-                        id
-                    }
-                };
-                new_tokens.push(AddedToken {
-                    content: token.clone(),
-                    id,
-                    lstrip: false,
-                    rstrip: false,
-                });
-            }
-            added.extend(new_tokens);
-        }
+        let all_special = config.all_special_tokens();
+        let added = build_added_tokens(config.saved_added.clone(), &all_special, &encoder);
         let mut added_by_content = HashMap::new();
         let mut added_by_id = HashMap::new();
         let mut added_first_bytes = [false; 256];
@@ -458,14 +468,15 @@ impl MarianTokenizer {
                 added_first_bytes[usize::from(b)] = true;
             }
         }
-        added.retain(|t| !t.content.is_empty());
 
+        // convert_tokens_to_ids: added tokens, then vocab.json, then vocab.json's <unk>.
+        let unk_fallback = encoder.get(unk_token.as_str()).copied().unwrap_or(0);
         let to_id = |token: &str| -> u32 {
             added_by_content
                 .get(token)
                 .or_else(|| encoder.get(token))
                 .copied()
-                .unwrap_or_else(|| encoder.get(unk_token.as_str()).copied().unwrap_or(0))
+                .unwrap_or(unk_fallback)
         };
         let eos_id = to_id(&eos_token);
         let unk_id = to_id(&unk_token);
@@ -475,22 +486,16 @@ impl MarianTokenizer {
             .map(|i| to_id(source.id_to_piece(i).unwrap_or_default()))
             .collect();
 
-        check_vocab_covers(&source, &encoder, &vocab_path)?;
-
-        let (decoder, target_vocab_size) = if separate_vocabs {
+        let (decoder, target_vocab_size) = if config.separate_vocabs {
             let path = need("target_vocab.json").map_err(|e| {
                 e.with_hint(
                     "tokenizer_config.json sets separate_vocabs, which needs target_vocab.json",
                 )
             })?;
             let target_vocab = load_vocab(&path)?;
-            let mut map: HashMap<String, u32> = HashMap::new();
-            for (k, v) in &target_vocab {
-                map.insert(k.clone(), *v);
-            }
+            let map = vocab_map(&target_vocab);
             check_vocab_covers(&target, &map, &path)?;
-            let size = map.len();
-            (invert(&target_vocab, &map), size)
+            (invert(&target_vocab, &map), map.len())
         } else {
             (invert(&vocab, &encoder), encoder.len())
         };
@@ -502,7 +507,7 @@ impl MarianTokenizer {
             encoder,
             decoder,
             target_vocab_size,
-            separate_vocabs,
+            separate_vocabs: config.separate_vocabs,
             source_ids,
             added,
             added_by_content,
@@ -514,11 +519,11 @@ impl MarianTokenizer {
             unk_id,
             pad_id,
             unk_token,
-            split_special_tokens,
-            clean_up_tokenization_spaces,
-            source_lang,
-            target_lang,
-            model_max_length,
+            split_special_tokens: config.split_special_tokens,
+            clean_up_tokenization_spaces: config.clean_up_tokenization_spaces,
+            source_lang: config.source_lang,
+            target_lang: config.target_lang,
+            model_max_length: config.model_max_length,
             punct: None,
         })
     }
