@@ -17,7 +17,8 @@ of each model directory, and sacremoses' `MosesPunctNormalizer(lang).normalize(t
 
 Training is not bit-for-bit reproducible across sentencepiece versions: the committed .model files
 are the source of truth, and re-running the script retrains them (pass --keep-models to record the
-outputs of the committed models without retraining).
+outputs of the committed models without retraining; the model directories are always
+rebuilt from spm/).
 """
 
 import io
@@ -241,6 +242,19 @@ def build_dirs():
     # The legacy special_tokens_map.json of the Helsinki-NLP repositories.
     with open(os.path.join(MODELS_DIR, "base", "special_tokens_map.json"), "w", encoding="utf-8") as f:
         json.dump({"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}, f)
+    # Legacy files: special_tokens_map.json with an extra special token, added_tokens.json.
+    legacy = os.path.join(MODELS_DIR, "legacy")
+    shutil.rmtree(legacy, ignore_errors=True)
+    shutil.copytree(os.path.join(MODELS_DIR, "base"), legacy)
+    with open(os.path.join(legacy, "special_tokens_map.json"), "w", encoding="utf-8") as f:
+        json.dump(
+            {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>", "additional_special_tokens": ["<eod>"]},
+            f,
+        )
+    with open(os.path.join(legacy, "vocab.json"), encoding="utf-8") as f:
+        n = len(json.load(f))
+    with open(os.path.join(legacy, "added_tokens.json"), "w", encoding="utf-8") as f:
+        json.dump({"<extra>": n}, f)
     # A directory as transformers 5.24 saves it (added_tokens_decoder in the config), edited to
     # give <eop> lstrip/rstrip and to add a non-special added token.
     saved = os.path.join(MODELS_DIR, "saved")
@@ -340,6 +354,7 @@ HANDWRITTEN = [
     "Rock ‘n’ roll en it’s en ‘a’",
     "a <eop> b  <eop>c\t<eop>\n d",
     "NOS-nieuws en NOS-nieuwsdienst",
+    "een <extra> token en <eod> en<extra><eod>x",
     "\r\n\r\n",
 ]
 
@@ -399,7 +414,7 @@ def main():
     keep = "--keep-models" in sys.argv
     if not keep:
         train_all()
-        build_dirs()
+    build_dirs()
     inputs, n_spm_inputs = all_inputs()
     rng = random.Random(7)
 
@@ -436,7 +451,7 @@ def main():
         }
 
     marian_ref = {}
-    for name in list(DIRS) + ["saved"]:
+    for name in list(DIRS) + ["saved", "legacy"]:
         d = os.path.join(MODELS_DIR, name)
         tok = MarianTokenizer.from_pretrained(d)
         enc = [tok(t)["input_ids"] for t in inputs]
