@@ -637,7 +637,10 @@ impl MarianTokenizer {
         self.token_to_id(token).unwrap_or(self.unk_id)
     }
 
-    /// Encodes one text into model input ids, ending with `</s>`.
+    /// Encodes one text into model input ids, ending with `</s>`, exactly as
+    /// `MarianTokenizer(text)["input_ids"]` (no truncation, whatever the length).
+    ///
+    /// It does not fail on any text today; the `Result` leaves room for limits.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let normalized;
         let text = match &self.punct {
@@ -752,6 +755,12 @@ impl MarianTokenizer {
     ///
     /// An id that is neither in the vocabulary nor a SentencePiece piece is an error, as in
     /// transformers.
+    ///
+    /// Round trip: `decode(encode(x))` gives back `x` after SentencePiece's normalisation (NFKC
+    /// and control-character removal with `nmt_nfkc` models), with runs of spaces reduced to one
+    /// and surrounding whitespace removed; text that encodes to `<unk>` (characters the model
+    /// does not know, or pieces missing from `vocab.json`), special-token strings and a leading
+    /// `>>xx<<` code that is not in the vocabulary disappear.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         let spm = if self.separate_vocabs {
             &self.target

@@ -31,7 +31,8 @@ pub struct Piece<'a> {
 }
 
 impl Piece<'_> {
-    /// True when this piece is unknown text rather than a vocabulary entry.
+    /// True when this piece is unknown text rather than a vocabulary entry (the model only ever
+    /// borrows vocabulary entries and owns unknown text).
     pub fn is_unknown(&self) -> bool {
         matches!(self.text, Cow::Owned(_))
     }
