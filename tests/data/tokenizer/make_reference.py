@@ -355,6 +355,7 @@ HANDWRITTEN = [
     "a <eop> b  <eop>c\t<eop>\n d",
     "NOS-nieuws en NOS-nieuwsdienst",
     "een <extra> token en <eod> en<extra><eod>x",
+    "<</s> <un<unk> </s</s> <pa<pad>d <<unk>> <eo<eod> <eop<eod> <eod<eop>> </s><</s>>",
     "\r\n\r\n",
 ]
 
