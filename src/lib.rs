@@ -11,3 +11,6 @@ pub mod error;
 pub mod tokenizer;
 
 pub use error::{Error, Result};
+pub mod config;
+pub mod model;
+pub mod generate;

@@ -1,0 +1,427 @@
+//! Greedy and beam search with the semantics of Hugging Face transformers' `generate()`
+//! (transformers 5.x: `_sample` with `do_sample=False`, `_beam_search`, and the logits processors
+//! of `_get_logits_processor`), so that the same model and settings give the same tokens.
+//!
+//! The search owns the decoder state ([`DecoderState`]): it reorders beams after each step and drops
+//! sources whose result can no longer change, so later steps run on smaller batches. Logits are
+//! processed on the host in f32, in transformers' order: repetition penalty, no-repeat n-grams, bad
+//! words, minimum length, forced BOS, forced EOS, then (with `renormalize_logits`) a log-softmax.
+
+mod processors;
+
+use crate::config::{EarlyStopping, GenerationConfig};
+use crate::error::{Error, Result};
+use crate::model::{EncoderOutput, Seq2SeqModel};
+
+pub use processors::{log_softmax_in_place, LogitsProcessor};
+
+/// One generated sequence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hypothesis {
+    /// Generated token ids, without the decoder start token; ends with end-of-sequence unless the
+    /// length limit cut it (which cannot happen when the model forces EOS at the limit).
+    pub ids: Vec<u32>,
+    /// Beam search: transformers' `sequences_scores` (sum of token log-probabilities divided by
+    /// length^length_penalty). Greedy: the mean log-probability of the generated tokens.
+    pub score: f32,
+}
+
+/// transformers marks impossible beams with this score instead of -inf.
+const NEG_LARGE: f32 = -1.0e9;
+
+/// Generates for every source of `encoded`; returns `num_return_sequences` hypotheses per source,
+/// best first.
+pub fn generate(
+    model: &Seq2SeqModel,
+    encoded: &EncoderOutput,
+    cfg: &GenerationConfig,
+) -> Result<Vec<Vec<Hypothesis>>> {
+    let vocab = model.config().decoder_vocab_size;
+    cfg.validate(vocab, model.max_target_positions())?;
+    let max_length = cfg.max_decoder_length(model.max_target_positions());
+    if max_length > model.max_target_positions() + 1 {
+        return Err(Error::option(
+            "max_length",
+            format!(
+                "{max_length} is more than the model's {} target positions allow",
+                model.max_target_positions()
+            ),
+        ));
+    }
+    let processor = LogitsProcessor::new(cfg, max_length);
+    if cfg.num_beams == 1 {
+        greedy(model, encoded, cfg, &processor, max_length)
+    } else {
+        beam_search(model, encoded, cfg, &processor, max_length)
+    }
+}
+
+fn logits_rows(model: &Seq2SeqModel, tokens: &[Vec<u32>], state: &mut crate::model::DecoderState) -> Result<Vec<f32>> {
+    let logits = model.decode(tokens, state)?;
+    Ok(logits.flatten_all()?.to_vec1::<f32>()?)
+}
+
+fn greedy(
+    model: &Seq2SeqModel,
+    encoded: &EncoderOutput,
+    cfg: &GenerationConfig,
+    processor: &LogitsProcessor,
+    max_length: usize,
+) -> Result<Vec<Vec<Hypothesis>>> {
+    let n = encoded.lengths.len();
+    let vocab = model.config().decoder_vocab_size;
+    let mut state = model.start_decoding(encoded, 1)?;
+    // Decoder sequences (start token included) and summed log-probabilities, per source.
+    let mut seqs: Vec<Vec<u32>> = vec![vec![cfg.decoder_start_token_id]; n];
+    let mut logprob_sums = vec![0f64; n];
+    let mut active: Vec<usize> = (0..n).collect();
+    let mut scratch = vec![0f32; vocab];
+    while !active.is_empty() {
+        let tokens: Vec<Vec<u32>> = active
+            .iter()
+            .map(|&s| vec![*seqs[s].last().unwrap_or(&cfg.decoder_start_token_id)])
+            .collect();
+        let logits = logits_rows(model, &tokens, &mut state)?;
+        let mut keep = Vec::with_capacity(active.len());
+        let mut still = Vec::with_capacity(active.len());
+        for (row, &s) in active.iter().enumerate() {
+            let scores = &mut scratch[..];
+            scores.copy_from_slice(&logits[row * vocab..(row + 1) * vocab]);
+            processor.process(&seqs[s], scores);
+            let next = argmax(scores);
+            // The reported score is the log-probability of the choice under the processed scores.
+            let lp = if processor.renormalizes() {
+                scores[next] as f64
+            } else {
+                log_softmax_in_place(scores);
+                scores[next] as f64
+            };
+            logprob_sums[s] += lp;
+            seqs[s].push(next as u32);
+            let done = next as u32 == cfg.eos_token_id || seqs[s].len() >= max_length;
+            if !done {
+                keep.push(row);
+                still.push(s);
+            }
+        }
+        if still.len() != active.len() {
+            state.keep_sources(&keep)?;
+        }
+        active = still;
+    }
+    Ok(seqs
+        .into_iter()
+        .zip(logprob_sums)
+        .map(|(seq, sum)| {
+            let ids = seq[1..].to_vec();
+            let score = if ids.is_empty() {
+                0.0
+            } else {
+                (sum / ids.len() as f64) as f32
+            };
+            vec![Hypothesis { ids, score }]
+        })
+        .collect())
+}
+
+/// First index of the largest value (torch.argmax's tie rule); NaN is never chosen over a number.
+fn argmax(xs: &[f32]) -> usize {
+    let mut best = 0;
+    let mut best_v = f32::NEG_INFINITY;
+    let mut seen = false;
+    for (i, &v) in xs.iter().enumerate() {
+        if !seen || v > best_v {
+            if v.is_nan() {
+                continue;
+            }
+            best = i;
+            best_v = v;
+            seen = true;
+        }
+    }
+    best
+}
+
+#[derive(Debug, Clone)]
+struct Beam {
+    tokens: Vec<u32>,
+    score: f32,
+}
+
+#[derive(Debug, Clone)]
+struct Slot {
+    tokens: Vec<u32>,
+    score: f32,
+    finished: bool,
+}
+
+#[derive(Debug)]
+struct BeamItem {
+    running: Vec<Beam>,
+    slots: Vec<Slot>,
+    /// transformers' `is_early_stop_heuristic_unsatisfied`: the finished set may still improve.
+    open: bool,
+}
+
+/// A candidate continuation: parent beam, token, accumulated score.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    beam: usize,
+    token: u32,
+    score: f32,
+}
+
+fn length_denominator(len: usize, length_penalty: f32) -> f32 {
+    // transformers computes `int ** float` in Python (f64) and divides an f32 tensor by it.
+    (len as f64).powf(length_penalty as f64) as f32
+}
+
+fn beam_search(
+    model: &Seq2SeqModel,
+    encoded: &EncoderOutput,
+    cfg: &GenerationConfig,
+    processor: &LogitsProcessor,
+    max_length: usize,
+) -> Result<Vec<Vec<Hypothesis>>> {
+    let k = cfg.num_beams;
+    let n = encoded.lengths.len();
+    let vocab = model.config().decoder_vocab_size;
+    let keep_k = 2 * k;
+    let lp = cfg.length_penalty;
+    let start = vec![cfg.decoder_start_token_id];
+    let mut items: Vec<BeamItem> = (0..n)
+        .map(|_| BeamItem {
+            running: (0..k)
+                .map(|b| Beam {
+                    tokens: start.clone(),
+                    score: if b == 0 { 0.0 } else { NEG_LARGE },
+                })
+                .collect(),
+            slots: vec![
+                Slot {
+                    tokens: Vec::new(),
+                    score: NEG_LARGE,
+                    finished: false,
+                };
+                k
+            ],
+            open: true,
+        })
+        .collect();
+    let mut state = model.start_decoding(encoded, k)?;
+    let mut active: Vec<usize> = (0..n).collect();
+    let mut cur_len = 1usize;
+    let mut row_scores = vec![0f32; vocab];
+    let mut cands: Vec<Candidate> = Vec::with_capacity(k * keep_k);
+    while !active.is_empty() {
+        let tokens: Vec<Vec<u32>> = active
+            .iter()
+            .flat_map(|&s| items[s].running.iter().map(|b| vec![*b.tokens.last().unwrap_or(&0)]))
+            .collect();
+        let logits = logits_rows(model, &tokens, &mut state)?;
+        let mut reorder: Vec<u32> = Vec::with_capacity(active.len() * k);
+        for (pos, &s) in active.iter().enumerate() {
+            let item = &mut items[s];
+            // b. log-probabilities, processors, plus the running beam scores; each beam's own top
+            //    2k continuations are enough to find the best 2k overall.
+            cands.clear();
+            for (b, beam) in item.running.iter().enumerate() {
+                let row = pos * k + b;
+                row_scores.copy_from_slice(&logits[row * vocab..(row + 1) * vocab]);
+                log_softmax_in_place(&mut row_scores);
+                processor.process(&beam.tokens, &mut row_scores);
+                for v in row_scores.iter_mut() {
+                    *v += beam.score;
+                }
+                top_k_into(&row_scores, keep_k, b, &mut cands);
+            }
+            // c. top 2k overall: highest score first, ties by flattened index (beam, token).
+            sort_candidates(&mut cands);
+            cands.truncate(keep_k);
+            // d. which candidates end here
+            let hits: Vec<bool> = cands
+                .iter()
+                .map(|c| c.token == cfg.eos_token_id || cur_len + 1 >= max_length)
+                .collect();
+            // e. next running beams: the best k that did not end
+            let mut order: Vec<(f32, usize)> = cands
+                .iter()
+                .zip(&hits)
+                .enumerate()
+                .map(|(i, (c, &h))| (if h { c.score + NEG_LARGE } else { c.score }, i))
+                .collect();
+            order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            let next_running: Vec<Beam> = order
+                .iter()
+                .take(k)
+                .map(|&(score, i)| {
+                    let c = cands[i];
+                    let mut tokens = item.running[c.beam].tokens.clone();
+                    tokens.push(c.token);
+                    Beam { tokens, score }
+                })
+                .collect();
+            let parents: Vec<usize> = order.iter().take(k).map(|&(_, i)| cands[i].beam).collect();
+            // f. finished beams: only the top k candidates may enter, scored with the length penalty.
+            let denom = length_denominator(cur_len, lp);
+            let full = item.slots.iter().all(|s| s.finished) && cfg.early_stopping == EarlyStopping::Eager;
+            let mut merged: Vec<(f32, usize, bool)> = item
+                .slots
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.score, i, s.finished))
+                .collect();
+            for (i, c) in cands.iter().enumerate() {
+                let just_finished = hits[i] && i < k;
+                let mut score = c.score / denom;
+                if full {
+                    score += NEG_LARGE;
+                }
+                if !item.open {
+                    score += NEG_LARGE;
+                }
+                if !just_finished {
+                    score += NEG_LARGE;
+                }
+                merged.push((score, k + i, just_finished));
+            }
+            merged.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            let new_slots: Vec<Slot> = merged
+                .iter()
+                .take(k)
+                .map(|&(score, idx, finished)| {
+                    let tokens = if idx < k {
+                        item.slots[idx].tokens.clone()
+                    } else {
+                        let c = cands[idx - k];
+                        let mut t = item.running[c.beam].tokens.clone();
+                        t.push(c.token);
+                        t
+                    };
+                    Slot { tokens, score, finished }
+                })
+                .collect();
+            item.slots = new_slots;
+            item.running = next_running;
+            for p in parents {
+                reorder.push((pos * k + p) as u32);
+            }
+        }
+        state.reorder_rows(&reorder)?;
+        cur_len += 1;
+        // g. can any running beam still beat the worst finished one?
+        let mut keep = Vec::with_capacity(active.len());
+        let mut still = Vec::with_capacity(active.len());
+        let all_hit_max = cur_len >= max_length;
+        for (pos, &s) in active.iter().enumerate() {
+            let item = &mut items[s];
+            if item.open {
+                let best_len = if cfg.early_stopping == EarlyStopping::Never && lp > 0.0 {
+                    max_length - 1
+                } else {
+                    cur_len - 1
+                };
+                let best = item.running.first().map(|b| b.score).unwrap_or(NEG_LARGE)
+                    / length_denominator(best_len, lp);
+                let min_all = item
+                    .slots
+                    .iter()
+                    .map(|s| s.score)
+                    .fold(f32::INFINITY, f32::min);
+                item.open = item
+                    .slots
+                    .iter()
+                    .any(|s| best > if s.finished { min_all } else { NEG_LARGE });
+            }
+            let frozen = !item.open
+                || (cfg.early_stopping == EarlyStopping::Eager && item.slots.iter().all(|s| s.finished));
+            if !frozen && !all_hit_max {
+                keep.push(pos);
+                still.push(s);
+            }
+        }
+        if still.is_empty() {
+            break;
+        }
+        if still.len() != active.len() {
+            state.keep_sources(&keep)?;
+        }
+        active = still;
+    }
+    Ok(items
+        .into_iter()
+        .map(|item| {
+            item.slots
+                .into_iter()
+                .take(cfg.num_return_sequences)
+                .map(|slot| Hypothesis {
+                    ids: slot.tokens.get(1..).map(<[u32]>::to_vec).unwrap_or_default(),
+                    score: slot.score,
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// Appends the `k` best entries of `scores` (as candidates of `beam`) to `out`.
+fn top_k_into(scores: &[f32], k: usize, beam: usize, out: &mut Vec<Candidate>) {
+    let start = out.len();
+    for (t, &v) in scores.iter().enumerate() {
+        if v.is_nan() {
+            continue;
+        }
+        let have = out.len() - start;
+        if have < k {
+            out.push(Candidate { beam, token: t as u32, score: v });
+            if have + 1 == k {
+                sort_candidates(&mut out[start..]);
+            }
+            continue;
+        }
+        // Compare with the current worst (last after sorting); equal scores keep the lower token.
+        if v > out[out.len() - 1].score {
+            let mut i = out.len() - 1;
+            out[i] = Candidate { beam, token: t as u32, score: v };
+            while i > start && out[i].score > out[i - 1].score {
+                out.swap(i, i - 1);
+                i -= 1;
+            }
+        }
+    }
+    if out.len() - start < k {
+        sort_candidates(&mut out[start..]);
+    }
+}
+
+fn sort_candidates(c: &mut [Candidate]) {
+    c.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then(a.beam.cmp(&b.beam))
+            .then(a.token.cmp(&b.token))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_prefers_first_of_equal_values() {
+        assert_eq!(argmax(&[1.0, 3.0, 3.0, 2.0]), 1);
+        assert_eq!(argmax(&[f32::NEG_INFINITY, f32::NEG_INFINITY]), 0);
+        assert_eq!(argmax(&[f32::NAN, 1.0]), 1);
+    }
+
+    #[test]
+    fn top_k_keeps_best_in_order() {
+        let mut out = Vec::new();
+        top_k_into(&[0.1, 0.5, -1.0, 0.5, 0.9, 0.0], 3, 2, &mut out);
+        let got: Vec<(u32, f32)> = out.iter().map(|c| (c.token, c.score)).collect();
+        assert_eq!(got, vec![(4, 0.9), (1, 0.5), (3, 0.5)]);
+        let mut out = Vec::new();
+        top_k_into(&[0.1, 0.2], 4, 0, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].token, 1);
+    }
+}

@@ -1,0 +1,49 @@
+//! Shared helpers: the committed fixtures and their reference records.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+use tolk::config::{EarlyStopping, GenerationConfig};
+
+/// Directory of a committed fixture model (tests/fixtures/NAME).
+pub fn fixture_dir(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// The reference record written by tools/fixtures/make_fixtures.py.
+pub fn reference(name: &str) -> Value {
+    let path = fixture_dir(name).join("reference.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Applies a setting's transformers `generate()` keyword arguments to the model's defaults.
+pub fn apply_kwargs(mut g: GenerationConfig, kwargs: &Value) -> GenerationConfig {
+    for (k, v) in kwargs.as_object().unwrap() {
+        match k.as_str() {
+            "num_beams" => g.num_beams = v.as_u64().unwrap() as usize,
+            "max_new_tokens" => g.max_new_tokens = Some(v.as_u64().unwrap() as usize),
+            "max_length" => g.max_length = Some(v.as_u64().unwrap() as usize),
+            "min_new_tokens" => g.min_new_tokens = Some(v.as_u64().unwrap() as usize),
+            "min_length" => g.min_length = v.as_u64().unwrap() as usize,
+            "length_penalty" => g.length_penalty = v.as_f64().unwrap() as f32,
+            "num_return_sequences" => g.num_return_sequences = v.as_u64().unwrap() as usize,
+            "no_repeat_ngram_size" => g.no_repeat_ngram_size = v.as_u64().unwrap() as usize,
+            "repetition_penalty" => g.repetition_penalty = v.as_f64().unwrap() as f32,
+            "early_stopping" => {
+                g.early_stopping = match v {
+                    Value::Bool(true) => EarlyStopping::Eager,
+                    Value::Bool(false) => EarlyStopping::Heuristic,
+                    _ => EarlyStopping::Never,
+                }
+            }
+            other => panic!("setting uses an unmapped generate() argument `{other}`"),
+        }
+    }
+    g
+}
+
+/// Token ids of a JSON array.
+pub fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
