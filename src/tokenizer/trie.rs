@@ -6,13 +6,20 @@
 
 use std::collections::BTreeMap;
 
-/// A node: its value (a piece id) if a piece ends here, and its children as a range of `edges`.
+/// A node: its value (a piece id) if a piece ends here, and its children as a range of `edges`
+/// or, for nodes with many children, as a row of the `dense` table.
 #[derive(Debug, Clone, Copy)]
 struct Node {
     value: Option<u32>,
     first_edge: u32,
     num_edges: u32,
+    /// Row in `dense`, or `NO_CHILD`.
+    dense_row: u32,
 }
+
+/// Nodes with more children than this get a direct 256-entry child table: the root and nodes
+/// like `▁` are visited at almost every position, and a table lookup beats searching.
+const DENSE_MIN_CHILDREN: usize = 8;
 
 /// An immutable trie from byte strings to `u32` values.
 #[derive(Debug, Clone)]
@@ -20,8 +27,8 @@ pub(crate) struct Trie {
     nodes: Vec<Node>,
     /// Children of every node, each node's run sorted by byte: `(byte, child node index)`.
     edges: Vec<(u8, u32)>,
-    /// Direct child table of the root (the first byte is looked up on every position).
-    root_children: Box<[u32; 256]>,
+    /// Direct child tables, 256 entries per row (`NO_CHILD` where there is none).
+    dense: Vec<u32>,
 }
 
 const NO_CHILD: u32 = u32::MAX;
@@ -58,44 +65,54 @@ impl Trie {
         // Node indices stay the same as in `tmp`; edges become one flat array.
         let mut nodes = Vec::with_capacity(tmp.len());
         let mut edges = Vec::with_capacity(tmp.len().saturating_sub(1));
-        for node in &tmp {
+        let mut dense = Vec::new();
+        for (i, node) in tmp.iter().enumerate() {
             let first_edge = edges.len() as u32;
             for (&b, &child) in &node.children {
                 edges.push((b, child as u32));
+            }
+            let mut dense_row = NO_CHILD;
+            if i == 0 || node.children.len() > DENSE_MIN_CHILDREN {
+                dense_row = (dense.len() / 256) as u32;
+                let row = dense.len();
+                dense.resize(row + 256, NO_CHILD);
+                for (&b, &child) in &node.children {
+                    dense[row + usize::from(b)] = child as u32;
+                }
             }
             nodes.push(Node {
                 value: node.value,
                 first_edge,
                 num_edges: node.children.len() as u32,
+                dense_row,
             });
-        }
-        let mut root_children = Box::new([NO_CHILD; 256]);
-        if let Some(root) = tmp.first() {
-            for (&b, &child) in &root.children {
-                root_children[usize::from(b)] = child as u32;
-            }
         }
         Trie {
             nodes,
             edges,
-            root_children,
+            dense,
         }
     }
 
     /// The child of `node` along byte `b`.
     #[inline]
     fn child(&self, node: u32, b: u8) -> Option<u32> {
-        if node == 0 {
-            let c = self.root_children[usize::from(b)];
+        let n = self.nodes.get(node as usize)?;
+        if n.dense_row != NO_CHILD {
+            let c = *self
+                .dense
+                .get(n.dense_row as usize * 256 + usize::from(b))?;
             return (c != NO_CHILD).then_some(c);
         }
-        let n = self.nodes.get(node as usize)?;
         let start = n.first_edge as usize;
         let run = self.edges.get(start..start + n.num_edges as usize)?;
-        run.binary_search_by_key(&b, |&(byte, _)| byte)
-            .ok()
-            .and_then(|i| run.get(i))
-            .map(|&(_, child)| child)
+        // Runs are short and sorted: a linear scan that stops early.
+        for &(byte, child) in run {
+            if byte >= b {
+                return (byte == b).then_some(child);
+            }
+        }
+        None
     }
 
     /// Calls `f(length, value)` for every key that is a prefix of `text`, shortest first.
