@@ -4,8 +4,6 @@
 //! SentencePiece uses a darts-clone double array for this; any structure that yields the same set
 //! of prefix matches gives the same segmentation, and this one is simple to build and check.
 
-use std::collections::BTreeMap;
-
 /// A node: its value (a piece id) if a piece ends here, and its children as a range of `edges`
 /// or, for nodes with many children, as a row of the `dense` table.
 #[derive(Debug, Clone, Copy)]
@@ -36,56 +34,62 @@ const NO_CHILD: u32 = u32::MAX;
 impl Trie {
     /// Builds a trie. A key given twice keeps the first value.
     pub(crate) fn new<'a>(keys: impl IntoIterator<Item = (&'a [u8], u32)>) -> Self {
-        // Build a pointer trie first, then lay it out breadth-first with sorted edges.
-        #[derive(Default)]
-        struct Tmp {
-            value: Option<u32>,
-            children: BTreeMap<u8, usize>,
-        }
-        let mut tmp: Vec<Tmp> = vec![Tmp::default()];
-        for (key, value) in keys {
-            let mut cur = 0usize;
-            for &b in key {
-                let next_index = tmp.len();
-                let next = match tmp.get_mut(cur) {
-                    Some(node) => *node.children.entry(b).or_insert(next_index),
-                    None => break,
-                };
-                if next == next_index {
-                    tmp.push(Tmp::default());
-                }
-                cur = next;
-            }
-            if let Some(node) = tmp.get_mut(cur) {
-                if node.value.is_none() {
-                    node.value = Some(value);
+        let mut keys: Vec<(&[u8], u32)> = keys.into_iter().collect();
+        // A stable sort keeps equal keys in input order, so `dedup_by` keeps the first value.
+        keys.sort_by(|a, b| a.0.cmp(b.0));
+        keys.dedup_by(|later, earlier| later.0 == earlier.0);
+
+        // Each node owns the run `lo..hi` of sorted keys that share its `depth`-byte prefix; its
+        // children split that run by the next byte, so edges come out sorted and contiguous.
+        let mut nodes = vec![Node {
+            value: None,
+            first_edge: 0,
+            num_edges: 0,
+            dense_row: NO_CHILD,
+        }];
+        let mut edges: Vec<(u8, u32)> = Vec::new();
+        let mut queue = std::collections::VecDeque::from([(0usize, 0usize, keys.len(), 0usize)]);
+        while let Some((index, lo, hi, depth)) = queue.pop_front() {
+            let mut i = lo;
+            if let Some(&(key, value)) = keys.get(i) {
+                if i < hi && key.len() == depth {
+                    nodes[index].value = Some(value);
+                    i += 1;
                 }
             }
+            let first_edge = edges.len();
+            while i < hi {
+                let byte = keys[i].0[depth];
+                let mut j = i + 1;
+                while j < hi && keys[j].0[depth] == byte {
+                    j += 1;
+                }
+                let child = nodes.len();
+                nodes.push(Node {
+                    value: None,
+                    first_edge: 0,
+                    num_edges: 0,
+                    dense_row: NO_CHILD,
+                });
+                edges.push((byte, child as u32));
+                queue.push_back((child, i, j, depth + 1));
+                i = j;
+            }
+            nodes[index].first_edge = first_edge as u32;
+            nodes[index].num_edges = (edges.len() - first_edge) as u32;
         }
-        // Node indices stay the same as in `tmp`; edges become one flat array.
-        let mut nodes = Vec::with_capacity(tmp.len());
-        let mut edges = Vec::with_capacity(tmp.len().saturating_sub(1));
+
         let mut dense = Vec::new();
-        for (i, node) in tmp.iter().enumerate() {
-            let first_edge = edges.len() as u32;
-            for (&b, &child) in &node.children {
-                edges.push((b, child as u32));
-            }
-            let mut dense_row = NO_CHILD;
-            if i == 0 || node.children.len() > DENSE_MIN_CHILDREN {
-                dense_row = (dense.len() / 256) as u32;
+        for (i, node) in nodes.iter_mut().enumerate() {
+            if i == 0 || node.num_edges as usize > DENSE_MIN_CHILDREN {
+                node.dense_row = (dense.len() / 256) as u32;
                 let row = dense.len();
                 dense.resize(row + 256, NO_CHILD);
-                for (&b, &child) in &node.children {
-                    dense[row + usize::from(b)] = child as u32;
+                let start = node.first_edge as usize;
+                for &(b, child) in &edges[start..start + node.num_edges as usize] {
+                    dense[row + usize::from(b)] = child;
                 }
             }
-            nodes.push(Node {
-                value: node.value,
-                first_edge,
-                num_edges: node.children.len() as u32,
-                dense_row,
-            });
         }
         Trie {
             nodes,
