@@ -126,6 +126,18 @@ def train(name, sentences, **kw):
         f.write(model.getvalue())
 
 
+def edit(src, name, **normalizer_fields):
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    m = pb.ModelProto()
+    with open(os.path.join(SPM_DIR, src + ".model"), "rb") as f:
+        m.ParseFromString(f.read())
+    for k, v in normalizer_fields.items():
+        setattr(m.normalizer_spec, k, v)
+    with open(os.path.join(SPM_DIR, name + ".model"), "wb") as f:
+        f.write(m.SerializeToString())
+
+
 def train_all():
     os.makedirs(SPM_DIR, exist_ok=True)
     nl = lines(os.path.join(HERE, "corpus.nl.txt")) + seed_lines()
@@ -162,6 +174,11 @@ def train_all():
         normalization_rule_name="identity",
         treat_whitespace_as_suffix=True,
     )
+    # Normaliser switches the trainer refuses (unigram needs escaped whitespace) or that it
+    # does not combine this way, set by editing the protobuf of nl_identity.
+    edit("nl_identity", "nl_noescape", add_dummy_prefix=True, remove_extra_whitespaces=False,
+         escape_whitespaces=False)
+    edit("nl_identity", "nl_dummy_keepws", add_dummy_prefix=True, remove_extra_whitespaces=False)
     # Target (English) models; decoding uses them only with separate_vocabs.
     train("en_identity", en, vocab_size=400, normalization_rule_name="identity")
     train("en_denorm", en, vocab_size=400, normalization_rule_name="identity", denorm=DENORM_RULES)
