@@ -126,7 +126,7 @@ def train(name, sentences, **kw):
         f.write(model.getvalue())
 
 
-def edit(src, name, **normalizer_fields):
+def edit(src, name, unused=(), **normalizer_fields):
     from sentencepiece import sentencepiece_model_pb2 as pb
 
     m = pb.ModelProto()
@@ -134,6 +134,9 @@ def edit(src, name, **normalizer_fields):
         m.ParseFromString(f.read())
     for k, v in normalizer_fields.items():
         setattr(m.normalizer_spec, k, v)
+    for p in m.pieces:
+        if p.piece in unused:
+            p.type = pb.ModelProto.SentencePiece.UNUSED
     with open(os.path.join(SPM_DIR, name + ".model"), "wb") as f:
         f.write(m.SerializeToString())
 
@@ -179,6 +182,8 @@ def train_all():
     edit("nl_identity", "nl_noescape", add_dummy_prefix=True, remove_extra_whitespaces=False,
          escape_whitespaces=False)
     edit("nl_identity", "nl_dummy_keepws", add_dummy_prefix=True, remove_extra_whitespaces=False)
+    # UNUSED pieces exist in the vocabulary but are never produced.
+    edit("nl_identity", "nl_unused", unused=["▁de", "en", "▁het", "e", "▁van", "ij", "▁"])
     # Target (English) models; decoding uses them only with separate_vocabs.
     train("en_identity", en, vocab_size=400, normalization_rule_name="identity")
     train("en_denorm", en, vocab_size=400, normalization_rule_name="identity", denorm=DENORM_RULES)
