@@ -417,8 +417,8 @@ def tie_inputs(n, seed=99):
 
 def all_inputs():
     texts = list(HANDWRITTEN)
-    texts += random_inputs(130)
-    texts += tie_inputs(60)
+    texts += random_inputs(90)
+    texts += tie_inputs(45)
     n_spm = len(texts)
     texts += lines(os.path.join(HERE, "corpus.nl.txt"))
     texts += seed_lines()
