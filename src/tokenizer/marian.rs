@@ -206,11 +206,12 @@ impl TokenizerConfig {
         };
         let model_max_length = match obj.get("model_max_length") {
             None | Some(Value::Null) => Some(512),
-            Some(v) => match v.as_u64() {
-                Some(n) => Some(n),
+            Some(v) => match (v.as_u64(), v.as_f64()) {
+                (Some(n), _) => Some(n),
                 // transformers writes a huge number (1e30) for "no limit".
-                None if v.as_f64().is_some_and(|f| f > 0.0) => None,
-                None => return Err(err("model_max_length", "expected a positive number")),
+                (None, Some(f)) if f >= 1e18 => None,
+                (None, Some(f)) if f > 0.0 && f.fract() == 0.0 => Some(f as u64),
+                _ => return Err(err("model_max_length", "expected a positive integer")),
             },
         };
         let mut config = TokenizerConfig {
