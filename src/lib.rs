@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod tokenizer;
 
 pub use error::{Error, Result};
 pub mod config;
