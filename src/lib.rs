@@ -7,10 +7,11 @@
 
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod error;
+pub mod generate;
+pub mod model;
+pub mod summarize;
 pub mod tokenizer;
 
 pub use error::{Error, Result};
-pub mod config;
-pub mod model;
-pub mod generate;
