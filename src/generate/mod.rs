@@ -56,7 +56,11 @@ pub fn generate(
     }
 }
 
-fn logits_rows(model: &Seq2SeqModel, tokens: &[Vec<u32>], state: &mut crate::model::DecoderState) -> Result<Vec<f32>> {
+fn logits_rows(
+    model: &Seq2SeqModel,
+    tokens: &[Vec<u32>],
+    state: &mut crate::model::DecoderState,
+) -> Result<Vec<f32>> {
     let logits = model.decode(tokens, state)?;
     Ok(logits.flatten_all()?.to_vec1::<f32>()?)
 }
@@ -216,7 +220,12 @@ fn beam_search(
     while !active.is_empty() {
         let tokens: Vec<Vec<u32>> = active
             .iter()
-            .flat_map(|&s| items[s].running.iter().map(|b| vec![*b.tokens.last().unwrap_or(&0)]))
+            .flat_map(|&s| {
+                items[s]
+                    .running
+                    .iter()
+                    .map(|b| vec![*b.tokens.last().unwrap_or(&0)])
+            })
             .collect();
         let logits = logits_rows(model, &tokens, &mut state)?;
         let mut reorder: Vec<u32> = Vec::with_capacity(active.len() * k);
@@ -264,7 +273,8 @@ fn beam_search(
             let parents: Vec<usize> = order.iter().take(k).map(|&(_, i)| cands[i].beam).collect();
             // f. finished beams: only the top k candidates may enter, scored with the length penalty.
             let denom = length_denominator(cur_len, lp);
-            let full = item.slots.iter().all(|s| s.finished) && cfg.early_stopping == EarlyStopping::Eager;
+            let full =
+                item.slots.iter().all(|s| s.finished) && cfg.early_stopping == EarlyStopping::Eager;
             let mut merged: Vec<(f32, usize, bool)> = item
                 .slots
                 .iter()
@@ -298,7 +308,11 @@ fn beam_search(
                         t.push(c.token);
                         t
                     };
-                    Slot { tokens, score, finished }
+                    Slot {
+                        tokens,
+                        score,
+                        finished,
+                    }
                 })
                 .collect();
             item.slots = new_slots;
@@ -334,7 +348,8 @@ fn beam_search(
                     .any(|s| best > if s.finished { min_all } else { NEG_LARGE });
             }
             let frozen = !item.open
-                || (cfg.early_stopping == EarlyStopping::Eager && item.slots.iter().all(|s| s.finished));
+                || (cfg.early_stopping == EarlyStopping::Eager
+                    && item.slots.iter().all(|s| s.finished));
             if !frozen && !all_hit_max {
                 keep.push(pos);
                 still.push(s);
@@ -355,7 +370,11 @@ fn beam_search(
                 .into_iter()
                 .take(cfg.num_return_sequences)
                 .map(|slot| Hypothesis {
-                    ids: slot.tokens.get(1..).map(<[u32]>::to_vec).unwrap_or_default(),
+                    ids: slot
+                        .tokens
+                        .get(1..)
+                        .map(<[u32]>::to_vec)
+                        .unwrap_or_default(),
                     score: slot.score,
                 })
                 .collect()
@@ -372,7 +391,11 @@ fn top_k_into(scores: &[f32], k: usize, beam: usize, out: &mut Vec<Candidate>) {
         }
         let have = out.len() - start;
         if have < k {
-            out.push(Candidate { beam, token: t as u32, score: v });
+            out.push(Candidate {
+                beam,
+                token: t as u32,
+                score: v,
+            });
             if have + 1 == k {
                 sort_candidates(&mut out[start..]);
             }
@@ -381,7 +404,11 @@ fn top_k_into(scores: &[f32], k: usize, beam: usize, out: &mut Vec<Candidate>) {
         // Compare with the current worst (last after sorting); equal scores keep the lower token.
         if v > out[out.len() - 1].score {
             let mut i = out.len() - 1;
-            out[i] = Candidate { beam, token: t as u32, score: v };
+            out[i] = Candidate {
+                beam,
+                token: t as u32,
+                score: v,
+            };
             while i > start && out[i].score > out[i - 1].score {
                 out.swap(i, i - 1);
                 i -= 1;

@@ -15,8 +15,12 @@ fn load(name: &str) -> (Seq2SeqModel, GenerationConfig) {
     let cfg = ModelConfig::from_file(dir.join("config.json")).unwrap();
     let gen = GenerationConfig::for_model(&cfg, Some(&dir.join("generation_config.json"))).unwrap();
     let vb = unsafe {
-        VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &Device::Cpu)
-            .unwrap()
+        VarBuilder::from_mmaped_safetensors(
+            &[dir.join("model.safetensors")],
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap()
     };
     (Seq2SeqModel::new(cfg, vb).unwrap(), gen)
 }
@@ -55,14 +59,21 @@ fn check_generation(name: &str, batch: usize) {
                     if h.ids != want {
                         failures.push(format!(
                             "{} #{}: got {:?}\n   want {:?} (margin {}, f64-stable {})",
-                            setting["name"], start + i, h.ids, want, e["margin"], e["stable_f64"]
+                            setting["name"],
+                            start + i,
+                            h.ids,
+                            want,
+                            e["margin"],
+                            e["stable_f64"]
                         ));
                     }
                     if let Some(score) = e.get("score").and_then(Value::as_f64) {
                         if (h.score as f64 - score).abs() > 1e-3 {
                             failures.push(format!(
                                 "{} #{}: score {} want {score}",
-                                setting["name"], start + i, h.score
+                                setting["name"],
+                                start + i,
+                                h.score
                             ));
                         }
                     }
@@ -71,20 +82,28 @@ fn check_generation(name: &str, batch: usize) {
             }
         }
     }
-    eprintln!("{name} batch {batch}: {}/{total} hypotheses identical", total - failures.len());
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    eprintln!(
+        "{name} batch {batch}: {}/{total} hypotheses identical",
+        total - failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn generation_matches_transformers_one_at_a_time() {
-    for name in ["marian-tiny"] {
+    for name in ["marian-tiny", "marian-tiny-relu"] {
         check_generation(name, 1);
     }
 }
 
 #[test]
 fn generation_matches_transformers_in_batches() {
-    for name in ["marian-tiny"] {
+    for name in ["marian-tiny", "marian-tiny-relu"] {
         check_generation(name, 8);
     }
 }
