@@ -8,5 +8,6 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod weights;
 
 pub use error::{Error, Result};
