@@ -13,5 +13,6 @@ pub mod generate;
 pub mod model;
 pub mod summarize;
 pub mod tokenizer;
+pub mod weights;
 
 pub use error::{Error, Result};
