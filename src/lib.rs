@@ -13,6 +13,7 @@ pub mod generate;
 pub mod model;
 pub mod summarize;
 pub mod tokenizer;
+pub mod translate;
 pub mod weights;
 
 pub use error::{Error, Result};

@@ -16,11 +16,12 @@
 
 mod weights_check;
 
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{LayerNorm, Linear, VarBuilder};
 
 use crate::config::{Activation, Architecture, ModelConfig};
 use crate::error::{Error, Result};
+use crate::weights::Weights;
 
 pub use weights_check::expected_tensors;
 
@@ -737,8 +738,43 @@ impl Seq2SeqModel {
     }
 }
 
-/// Log-softmax over the last dimension of f32 logits, on the host.
-pub fn log_softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
-    let l = candle_nn::ops::log_softmax(logits, D::Minus1)?;
-    Ok(l.to_vec2::<f32>()?)
+impl Seq2SeqModel {
+    /// Checks `weights` against `config` (every tensor present with the right shape, reported with
+    /// the weight file's name), then builds the model in `dtype` on `device`.
+    pub fn load(config: ModelConfig, weights: Weights, dtype: DType, device: &Device) -> Result<Self> {
+        let prefix = if weights.contains("model.encoder.layers.0.fc1.weight") {
+            "model."
+        } else {
+            ""
+        };
+        for t in expected_tensors(&config, prefix) {
+            match t.names.iter().find(|n| weights.contains(n)) {
+                Some(name) => weights.check_shape(name, &t.shape).map_err(|e| match e {
+                    Error::ModelFile { path, message, .. } => Error::ModelFile {
+                        path,
+                        message,
+                        hint: "the weights do not match config.json (wrong model, or a config edited by hand)"
+                            .into(),
+                    },
+                    other => other,
+                })?,
+                None if t.required => {
+                    return Err(Error::ModelFile {
+                        path: weights.path().to_path_buf(),
+                        message: format!(
+                            "tensor `{}` is missing (config.json describes a {:?} model with {} encoder and {} decoder layers)",
+                            t.names.join("` or `"),
+                            config.architecture,
+                            config.encoder_layers,
+                            config.decoder_layers
+                        ),
+                        hint: "the file is incomplete or belongs to another model".into(),
+                    })
+                }
+                None => {}
+            }
+        }
+        let vb = weights.into_var_builder(dtype, device);
+        Seq2SeqModel::new(config, vb)
+    }
 }
