@@ -8,5 +8,6 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod segment;
 
 pub use error::{Error, Result};
