@@ -154,44 +154,72 @@ fn segment_block(
                 }
                 _ => SegmentKind::Sentence,
             };
+            let whole_units = options.mode != SegmentMode::Sentences;
+            let limit = if options.max_chars == 0 {
+                usize::MAX
+            } else {
+                options.max_chars
+            };
             push_split(
                 text,
                 sentence.clone(),
                 kind,
                 paragraph,
-                options.max_chars,
+                limit,
+                whole_units,
                 out,
             );
         }
     }
 }
 
-/// Pushes the sentence at `range`, cut into pieces of at most `max_chars` characters.
+/// Pushes the segment at `range`, cut into pieces of at most `limit` characters. A line or
+/// paragraph (`whole_units`) that is too long is first cut between its sentences, packing as many
+/// whole sentences into each piece as fit; any piece still too long, and any too long sentence, is
+/// cut at clause boundaries by [`split_long`].
 fn push_split(
     text: &str,
     range: Range<usize>,
     kind: SegmentKind,
     paragraph: usize,
-    max_chars: usize,
+    limit: usize,
+    whole_units: bool,
     out: &mut Vec<Segment>,
 ) {
-    let sentence = &text[range.clone()];
-    let limit = if max_chars == 0 {
-        usize::MAX
+    let chars = |r: &Range<usize>| text[r.clone()].chars().count();
+    let mut groups = Vec::new();
+    if whole_units && chars(&range) > limit {
+        let mut sentences = Vec::new();
+        split_sentences(text, range.clone(), &mut sentences);
+        let mut group: Option<Range<usize>> = None;
+        for sentence in sentences {
+            group = match group {
+                Some(g) if chars(&(g.start..sentence.end)) <= limit => Some(g.start..sentence.end),
+                Some(g) => {
+                    groups.push(g);
+                    Some(sentence)
+                }
+                None => Some(sentence),
+            };
+        }
+        groups.extend(group);
     } else {
-        max_chars
-    };
-    let pieces = split_long(sentence, limit, |s| s.chars().count());
-    for (n, piece) in pieces.into_iter().enumerate() {
-        let span = range.start + piece.start..range.start + piece.end;
-        out.push(Segment {
-            text: text[span.clone()].to_string(),
-            span,
-            paragraph,
-            kind: kind.clone(),
-            continues: n > 0,
-            starts_line: false,
-        });
+        groups.push(range);
+    }
+    let mut first = true;
+    for group in groups {
+        for piece in split_long(&text[group.clone()], limit, |s| s.chars().count()) {
+            let span = group.start + piece.start..group.start + piece.end;
+            out.push(Segment {
+                text: text[span.clone()].to_string(),
+                span,
+                paragraph,
+                kind: kind.clone(),
+                continues: !first,
+                starts_line: false,
+            });
+            first = false;
+        }
     }
 }
 

@@ -14,7 +14,8 @@
 //!    months, ...), initials (`J.P. Balkenende`), numbers (`4,5`, `14.30`, `1.000`), URLs and
 //!    domain names, and lowercase sentence starts (`'s avonds`, `iPhone`) say otherwise.
 //! 4. **Long sentences.** A segment longer than [`Segmenter::max_chars`] characters is cut at clause
-//!    boundaries by [`split_long`]; the pieces after the first have [`Segment::continues`] set.
+//!    boundaries by [`split_long`] (a long line or paragraph in lines or paragraphs mode first
+//!    between its sentences); the pieces after the first have [`Segment::continues`] set.
 //!    [`Document::split_long`] does the same with any length measure, e.g. model tokens.
 //! 5. **Reassembly.** [`Document::reassemble`] takes one translation per translatable segment and
 //!    rebuilds paragraphs, headline and list lines, and the metadata.
@@ -22,7 +23,7 @@
 //! Segments carry byte spans into the input. Spans are in order, never overlap, lie on character
 //! boundaries, and only white space, control characters, a byte-order mark and list markers lie
 //! outside them: nothing is lost or reordered. Any input is accepted, in time linear in its length
-//! (O(n log n) for the splitting of over-long sentences).
+//! (tens of MB/s in release builds, also for 50 MB without punctuation or white space).
 //!
 //! ```
 //! use tolk::segment::{Segmenter, SegmentKind};

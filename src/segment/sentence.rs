@@ -134,14 +134,16 @@ impl Candidate<'_> {
         let closers = &self.text[self.closers.clone()];
         let capital_or_symbol = matches!(next.start, Start::Upper | Start::Other);
         let any_start = !matches!(next.start, Start::Lower);
+        // After `?`, `!` and ellipses a lowercase word continues the sentence even across a line
+        // break ("„Waarom?” vroeg hij", "Hij dacht na…\nen bleef").
         if term.contains(['?', '!', '‼', '⁇', '⁈', '⁉']) {
-            return any_start || self.line_break;
+            return any_start;
         }
         if term.contains('…') || term.len() > 1 {
             // "(...)" and "[…]" mark left-out words inside a quote, not an end.
             let bracketed = matches!(char_before(self.text, self.term.start), Some('(' | '['))
                 && closers.starts_with([')', ']']);
-            return !bracketed && (any_start || self.line_break);
+            return !bracketed && any_start;
         }
         let token_range = self.token_before(self.term.start);
         let token = token_range.clone().map_or("", |r| &self.text[r]);

@@ -168,6 +168,20 @@ fn seed_lines_mode() {
         identity(&doc),
         SEED.trim().replacen("date 2020-10 ", "date 2020-10\n", 1)
     );
+
+    // With the default limit the first line (435 characters) is cut between its sentences.
+    let doc = Segmenter::new().with_mode(SegmentMode::Lines).segment(SEED);
+    let sentences: Vec<&str> = SEED_SENTENCES.lines().collect();
+    let pieces: Vec<(&str, bool)> = doc.segments[1..3]
+        .iter()
+        .map(|s| (s.text.as_str(), s.continues))
+        .collect();
+    let first_two = format!("{} {}", sentences[0], sentences[1]);
+    assert_eq!(pieces, [(first_two.as_str(), false), (sentences[2], true)]);
+    assert_eq!(
+        identity(&doc),
+        SEED.trim().replacen("date 2020-10 ", "date 2020-10\n", 1)
+    );
 }
 
 // --- reassembly ---
