@@ -87,6 +87,28 @@ pub(crate) fn char_before(text: &str, at: usize) -> Option<char> {
     text.get(..at).and_then(|s| s.chars().next_back())
 }
 
+/// The first byte at or after `from` (and before `end`) whose character fails `pred`, or `end`.
+pub(crate) fn skip_while(
+    text: &str,
+    from: usize,
+    end: usize,
+    pred: impl Fn(char) -> bool,
+) -> usize {
+    let Some(s) = text.get(from..end) else {
+        return from;
+    };
+    s.find(|c: char| !pred(c)).map_or(end, |n| from + n)
+}
+
+/// The byte after the line break at `at` (CRLF counts as one), or the end of the text.
+pub(crate) fn after_line_break(text: &str, at: usize) -> usize {
+    match text.get(at..) {
+        Some(s) if s.starts_with("\r\n") => at + 2,
+        Some(s) => s.chars().next().map_or(text.len(), |c| at + c.len_utf8()),
+        None => text.len(),
+    }
+}
+
 /// Whether `text[range]` contains a line break.
 pub(crate) fn has_line_break(text: &str, range: Range<usize>) -> bool {
     text.get(range)

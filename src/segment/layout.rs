@@ -9,8 +9,8 @@
 use std::ops::Range;
 
 use super::chars::{
-    char_at, has_line_break, is_blank, is_closer, is_line_break, is_lowercase_sentence_start,
-    is_space, is_terminal, trim,
+    after_line_break, char_at, has_line_break, is_blank, is_closer, is_line_break,
+    is_lowercase_sentence_start, is_space, is_terminal, skip_while, trim,
 };
 use super::long::split_long;
 use super::metadata;
@@ -65,9 +65,7 @@ pub(crate) fn segment(text: &str, options: &Segmenter) -> Vec<Segment> {
     let mut paragraph_used = !out.is_empty();
     let mut block: Vec<Range<usize>> = Vec::new();
     while pos < text.len() {
-        let line_end = text[pos..]
-            .find(is_line_break)
-            .map_or(text.len(), |n| pos + n);
+        let line_end = skip_while(text, pos, text.len(), |c| !is_line_break(c));
         let line = pos..line_end;
         pos = after_line_break(text, line_end);
         if text[line.clone()].chars().all(is_space) {
@@ -343,15 +341,6 @@ fn ends_with_punctuation(s: &str) -> bool {
         .chars()
         .next_back()
         .is_some_and(|c| is_terminal(c) || matches!(c, ':' | ';' | ','))
-}
-
-/// The byte after the line break at `at` (CRLF counts as one), or the end of the text.
-fn after_line_break(text: &str, at: usize) -> usize {
-    match text.get(at..) {
-        Some(s) if s.starts_with("\r\n") => at + 2,
-        Some(s) => s.chars().next().map_or(text.len(), |c| at + c.len_utf8()),
-        None => text.len(),
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 
 use std::ops::Range;
 
-use super::chars::{is_blank, is_line_break, is_space, is_terminal};
+use super::chars::{after_line_break, is_blank, is_line_break, is_space, is_terminal, skip_while};
 
 /// One recognised field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,14 +147,14 @@ pub(crate) fn leading_fields(text: &str, start: usize) -> (Vec<Field>, usize) {
     let mut fields = Vec::new();
     let mut resume = start;
     // Blank lines may precede the first field, never separate two fields.
-    let mut pos = skip(text, start, is_space);
+    let mut pos = skip_while(text, start, text.len(), is_space);
     while fields.len() < MAX_FIELDS {
         let Some(field) = parse_field(text, pos) else {
             break;
         };
         let end = field.span.end;
         fields.push(field);
-        let line_end = skip(text, end, |c| !is_line_break(c));
+        let line_end = skip_while(text, end, text.len(), |c| !is_line_break(c));
         if text
             .get(end..line_end)
             .is_some_and(|rest| rest.chars().all(is_space))
@@ -163,14 +163,14 @@ pub(crate) fn leading_fields(text: &str, start: usize) -> (Vec<Field>, usize) {
         } else {
             resume = end;
         }
-        pos = skip(text, resume, is_blank);
+        pos = skip_while(text, resume, text.len(), is_blank);
     }
     (fields, resume)
 }
 
 /// Parses one field starting exactly at `pos`.
 fn parse_field(text: &str, pos: usize) -> Option<Field> {
-    let line_end = skip(text, pos, |c| !is_line_break(c));
+    let line_end = skip_while(text, pos, text.len(), |c| !is_line_break(c));
     let line = text.get(pos..line_end)?;
     let key_len = line
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
@@ -335,22 +335,6 @@ fn tokens(s: &str) -> impl Iterator<Item = (usize, &str)> {
 
 fn first_token(s: &str) -> Option<&str> {
     s.split(is_blank).next().filter(|t| !t.is_empty())
-}
-
-/// The first byte at or after `from` whose character fails `pred`.
-fn skip(text: &str, from: usize, pred: impl Fn(char) -> bool) -> usize {
-    text.get(from..)
-        .and_then(|s| s.find(|c: char| !pred(c)))
-        .map_or(text.len().max(from), |n| from + n)
-}
-
-/// The byte after the line break at `at` (CRLF counts as one), or `at` at the end of the text.
-fn after_line_break(text: &str, at: usize) -> usize {
-    match text.get(at..) {
-        Some(s) if s.starts_with("\r\n") => at + 2,
-        Some(s) => s.chars().next().map_or(at, |c| at + c.len_utf8()),
-        None => at,
-    }
 }
 
 #[cfg(test)]

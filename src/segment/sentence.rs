@@ -11,7 +11,7 @@ use std::ops::Range;
 use super::abbrev::{self, TokenClass};
 use super::chars::{
     char_at, char_before, has_line_break, is_closer, is_lowercase_sentence_start, is_opener,
-    is_quote, is_space, is_terminal, trim,
+    is_quote, is_space, is_terminal, skip_while, trim,
 };
 
 /// The longest word examined before a full stop; longer words are ordinary words (abbreviations
@@ -298,14 +298,6 @@ fn pictograph_token(text: &str, at: usize, end: usize) -> Option<usize> {
 fn is_pictograph(c: char) -> bool {
     matches!(c as u32,
         0x2190..=0x2BFF | 0x1F000..=0x1FAFF | 0xFE0F | 0x200D | 0xE0020..=0xE007F | 0x00A9 | 0x00AE | 0x2122)
-}
-
-/// The first byte at or after `from` (and before `end`) whose character fails `pred`.
-fn skip_while(text: &str, from: usize, end: usize, pred: impl Fn(char) -> bool) -> usize {
-    let Some(s) = text.get(from..end) else {
-        return from;
-    };
-    s.find(|c: char| !pred(c)).map_or(end, |n| from + n)
 }
 
 #[cfg(test)]

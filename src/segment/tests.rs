@@ -297,19 +297,38 @@ fn document_split_long_with_a_token_measure() {
     assert_eq!(out, format!("P\n\nP{} P", " +".repeat(pieces)));
 }
 
+/// Checks that `pieces` of `text` are in order, within `limit` characters, and that only white
+/// space lies between and around them.
+fn check_pieces(
+    text: &str,
+    pieces: &[std::ops::Range<usize>],
+    limit: usize,
+) -> std::result::Result<(), String> {
+    let mut prev = 0;
+    for p in pieces {
+        if p.start < prev || p.end <= p.start {
+            return Err(format!("piece {p:?} out of order after {prev}"));
+        }
+        if !text[prev..p.start].chars().all(is_space) {
+            return Err(format!("text lost before {p:?}"));
+        }
+        if text[p.clone()].chars().count() > limit {
+            return Err(format!("piece {p:?} over {limit} characters"));
+        }
+        prev = p.end;
+    }
+    if !text[prev..].chars().all(is_space) {
+        return Err("text lost at the end".to_string());
+    }
+    Ok(())
+}
+
 #[test]
 fn split_long_keeps_everything() {
     let text = long_sentence();
     for limit in [1, 10, 33, 100, 1000] {
         let pieces = split_long(&text, limit, |s| s.chars().count());
-        let mut prev = 0;
-        for p in &pieces {
-            assert!(p.start >= prev && p.end > p.start);
-            assert!(text[prev..p.start].chars().all(is_space));
-            assert!(text[p.clone()].chars().count() <= limit);
-            prev = p.end;
-        }
-        assert_eq!(prev, text.len());
+        check_pieces(&text, &pieces, limit).unwrap();
     }
 }
 
@@ -525,14 +544,8 @@ proptest! {
     #[test]
     fn split_long_pieces_fit(text in text_strategy(), limit in 1usize..50) {
         let pieces = split_long(&text, limit, |s| s.chars().count());
-        let mut prev = 0;
-        for p in &pieces {
-            prop_assert!(p.start >= prev && p.end > p.start);
-            prop_assert!(text[prev..p.start].chars().all(is_space));
-            prop_assert!(text[p.clone()].chars().count() <= limit);
-            prev = p.end;
-        }
-        prop_assert!(text[prev..].chars().all(is_space));
+        let checked = check_pieces(&text, &pieces, limit);
+        prop_assert!(checked.is_ok(), "{:?}", checked);
     }
 }
 
