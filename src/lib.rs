@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod generate;
 pub mod model;
+pub mod segment;
 pub mod summarize;
 pub mod tokenizer;
 pub mod translate;
