@@ -192,12 +192,16 @@ impl Translator {
             });
         }
         let config = ModelConfig::from_file(&config_path)?;
-        let generation = GenerationConfig::for_model(&config, Some(&dir.join("generation_config.json")))?;
+        let generation =
+            GenerationConfig::for_model(&config, Some(&dir.join("generation_config.json")))?;
         let tokenizer = MarianTokenizer::from_dir(dir)?;
         check_vocab(&config, &tokenizer, dir)?;
         let weights = Weights::open(&weight_file(dir)?)?;
         let model = Seq2SeqModel::load(config, weights, options.dtype, &options.device)?;
-        generation.validate(model.config().decoder_vocab_size, model.max_target_positions())?;
+        generation.validate(
+            model.config().decoder_vocab_size,
+            model.max_target_positions(),
+        )?;
         Ok(Translator {
             model,
             tokenizer,
@@ -253,10 +257,19 @@ impl Translator {
 
     /// Translates each text with `generation`; results are in input order. Texts with nothing to
     /// translate (empty or whitespace only) give an empty translation without running the model.
-    pub fn translate_with(&self, texts: &[&str], generation: &GenerationConfig) -> Result<Vec<Translation>> {
-        generation.validate(self.model.config().decoder_vocab_size, self.model.max_target_positions())?;
+    pub fn translate_with(
+        &self,
+        texts: &[&str],
+        generation: &GenerationConfig,
+    ) -> Result<Vec<Translation>> {
+        generation.validate(
+            self.model.config().decoder_vocab_size,
+            self.model.max_target_positions(),
+        )?;
         let mut out: Vec<Translation> = (0..texts.len()).map(|_| Translation::empty()).collect();
-        let todo: Vec<usize> = (0..texts.len()).filter(|&i| !texts[i].trim().is_empty()).collect();
+        let todo: Vec<usize> = (0..texts.len())
+            .filter(|&i| !texts[i].trim().is_empty())
+            .collect();
         let todo_texts: Vec<&str> = todo.iter().map(|&i| texts[i]).collect();
         let ids = self.tokenizer.encode_batch(&todo_texts)?;
         let max = self.model.max_source_positions();
@@ -293,11 +306,14 @@ impl Translator {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let best = hypotheses.first().cloned().unwrap_or(TranslationHypothesis {
-            text: String::new(),
-            ids: Vec::new(),
-            score: 0.0,
-        });
+        let best = hypotheses
+            .first()
+            .cloned()
+            .unwrap_or(TranslationHypothesis {
+                text: String::new(),
+                ids: Vec::new(),
+                score: 0.0,
+            });
         Ok(Translation {
             text: best.text,
             ids: best.ids,
@@ -322,7 +338,11 @@ fn check_vocab(config: &ModelConfig, tok: &MarianTokenizer, dir: &Path) -> Resul
         });
     }
     if tok.target_vocab_size() > config.decoder_vocab_size {
-        let file = if tok.separate_vocabs() { "target_vocab.json" } else { "vocab.json" };
+        let file = if tok.separate_vocabs() {
+            "target_vocab.json"
+        } else {
+            "vocab.json"
+        };
         return Err(Error::ModelFile {
             path: dir.join(file),
             message: format!(
@@ -342,9 +362,13 @@ mod tests {
 
     #[test]
     fn plan_sorts_by_length_and_respects_budgets() {
-        let b = BatchOptions::default().with_max_batch_size(2).with_max_batch_tokens(100);
+        let b = BatchOptions::default()
+            .with_max_batch_size(2)
+            .with_max_batch_tokens(100);
         assert_eq!(b.plan(&[3, 10, 5, 10]), vec![vec![1, 3], vec![2, 0]]);
-        let b = BatchOptions::default().with_max_batch_size(10).with_max_batch_tokens(20);
+        let b = BatchOptions::default()
+            .with_max_batch_size(10)
+            .with_max_batch_tokens(20);
         // 10 + 10 = 20 fits; adding the 5 would make 3 x 10 = 30.
         assert_eq!(b.plan(&[3, 10, 5, 10]), vec![vec![1, 3], vec![2, 0]]);
         // A sentence longer than the budget still gets a batch.

@@ -741,7 +741,12 @@ impl Seq2SeqModel {
 impl Seq2SeqModel {
     /// Checks `weights` against `config` (every tensor present with the right shape, reported with
     /// the weight file's name), then builds the model in `dtype` on `device`.
-    pub fn load(config: ModelConfig, weights: Weights, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn load(
+        config: ModelConfig,
+        weights: Weights,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let prefix = if weights.contains("model.encoder.layers.0.fc1.weight") {
             "model."
         } else {

@@ -29,7 +29,11 @@ fn check(translator: &Translator, name: &str, only: Option<&str>) {
         }
         let cfg = apply_kwargs(translator.generation().clone(), &setting["kwargs"]);
         let out = translator.translate_with(&sentences, &cfg).unwrap();
-        for (i, (got, want)) in out.iter().zip(setting["results"].as_array().unwrap()).enumerate() {
+        for (i, (got, want)) in out
+            .iter()
+            .zip(setting["results"].as_array().unwrap())
+            .enumerate()
+        {
             let expected: Vec<&Value> = match want {
                 Value::Array(a) => a.iter().collect(),
                 v => vec![v],
@@ -51,7 +55,10 @@ fn check(translator: &Translator, name: &str, only: Option<&str>) {
                 }
                 if let Some(score) = e.get("score").and_then(Value::as_f64) {
                     if (h.score as f64 - score).abs() > 1e-3 {
-                        failures.push(format!("{setting_name} #{i}: score {} want {score}", h.score));
+                        failures.push(format!(
+                            "{setting_name} #{i}: score {} want {score}",
+                            h.score
+                        ));
                     }
                 }
             }
@@ -63,7 +70,12 @@ fn check(translator: &Translator, name: &str, only: Option<&str>) {
         total - failures.len()
     );
     assert!(total > 0, "no setting compared");
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -82,7 +94,11 @@ fn every_setting_matches_transformers_in_length_sorted_batches() {
         // Small budgets so that the 237 sentences form many batches of mixed lengths.
         let t = Translator::from_dir(fixture_dir(name), &LoadOptions::default())
             .unwrap()
-            .with_batching(BatchOptions::default().with_max_batch_size(13).with_max_batch_tokens(300));
+            .with_batching(
+                BatchOptions::default()
+                    .with_max_batch_size(13)
+                    .with_max_batch_tokens(300),
+            );
         check(&t, name, None);
     }
 }
@@ -110,10 +126,17 @@ fn tokenizer_ids_match_transformers() {
         let t = Translator::from_dir(fixture_dir(name), &LoadOptions::default()).unwrap();
         let reference = reference(name);
         let sentences = reference["sentences"].as_array().unwrap();
-        for (s, r) in sentences.iter().zip(reference["tokenizer"].as_array().unwrap()) {
+        for (s, r) in sentences
+            .iter()
+            .zip(reference["tokenizer"].as_array().unwrap())
+        {
             let got = t.tokenizer().encode(s.as_str().unwrap()).unwrap();
             assert_eq!(got, ids(&r["ids"]), "{name}: {s}");
         }
-        eprintln!("{name}: {}/{} encodings identical", sentences.len(), sentences.len());
+        eprintln!(
+            "{name}: {}/{} encodings identical",
+            sentences.len(),
+            sentences.len()
+        );
     }
 }
