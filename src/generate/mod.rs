@@ -36,6 +36,15 @@ pub fn generate(
     encoded: &EncoderOutput,
     cfg: &GenerationConfig,
 ) -> Result<Vec<Vec<Hypothesis>>> {
+    if cfg.num_beams == 1 {
+        greedy_search(model, encoded, cfg)
+    } else {
+        beam_search(model, encoded, cfg)
+    }
+}
+
+/// Checks the settings and resolves the maximum decoder length.
+fn prepare(model: &Seq2SeqModel, cfg: &GenerationConfig) -> Result<(LogitsProcessor, usize)> {
     let vocab = model.config().decoder_vocab_size;
     cfg.validate(vocab, model.max_target_positions())?;
     let max_length = cfg.max_decoder_length(model.max_target_positions());
@@ -48,12 +57,29 @@ pub fn generate(
             ),
         ));
     }
-    let processor = LogitsProcessor::new(cfg, max_length);
-    if cfg.num_beams == 1 {
-        greedy(model, encoded, cfg, &processor, max_length)
-    } else {
-        beam_search(model, encoded, cfg, &processor, max_length)
-    }
+    Ok((LogitsProcessor::new(cfg, max_length), max_length))
+}
+
+/// Greedy search (what `generate` runs for `num_beams == 1`): the best token at every step.
+pub fn greedy_search(
+    model: &Seq2SeqModel,
+    encoded: &EncoderOutput,
+    cfg: &GenerationConfig,
+) -> Result<Vec<Vec<Hypothesis>>> {
+    let (processor, max_length) = prepare(model, cfg)?;
+    greedy(model, encoded, cfg, &processor, max_length)
+}
+
+/// Beam search with `cfg.num_beams` beams, also for a single beam (which transformers never runs:
+/// it switches to greedy search). With one beam and `early_stopping = Eager` it returns exactly
+/// the greedy result.
+pub fn beam_search(
+    model: &Seq2SeqModel,
+    encoded: &EncoderOutput,
+    cfg: &GenerationConfig,
+) -> Result<Vec<Vec<Hypothesis>>> {
+    let (processor, max_length) = prepare(model, cfg)?;
+    beam(model, encoded, cfg, &processor, max_length)
 }
 
 fn logits_rows(
@@ -180,7 +206,7 @@ fn length_denominator(len: usize, length_penalty: f32) -> f32 {
     (len as f64).powf(length_penalty as f64) as f32
 }
 
-fn beam_search(
+fn beam(
     model: &Seq2SeqModel,
     encoded: &EncoderOutput,
     cfg: &GenerationConfig,
