@@ -117,7 +117,9 @@ impl Reader<'_> {
                 .as_u64()
                 .and_then(|n| usize::try_from(n).ok())
                 .map(Some)
-                .ok_or_else(|| self.err(name, format!("expected a non-negative integer, found {v}"))),
+                .ok_or_else(|| {
+                    self.err(name, format!("expected a non-negative integer, found {v}"))
+                }),
         }
     }
 
@@ -485,8 +487,12 @@ impl GenerationConfig {
             self.repetition_penalty = x;
         }
         if let Some(v) = field(obj, "bad_words_ids") {
-            self.bad_words_ids = parse_bad_words(v)
-                .ok_or_else(|| r.err("bad_words_ids", format!("expected a list of lists of token ids, found {v}")))?;
+            self.bad_words_ids = parse_bad_words(v).ok_or_else(|| {
+                r.err(
+                    "bad_words_ids",
+                    format!("expected a list of lists of token ids, found {v}"),
+                )
+            })?;
         }
         if let Some(b) = r.bool_opt("renormalize_logits")? {
             self.renormalize_logits = b;
@@ -541,7 +547,9 @@ impl GenerationConfig {
         if max < 2 {
             return opt(
                 "max_length",
-                format!("{max} leaves no room for a generated token (count includes the start token)"),
+                format!(
+                    "{max} leaves no room for a generated token (count includes the start token)"
+                ),
             );
         }
         for (name, id) in [
@@ -553,7 +561,10 @@ impl GenerationConfig {
         ] {
             if let Some(id) = id {
                 if id as usize >= vocab_size {
-                    return opt(name, format!("id {id} is outside the vocabulary (size {vocab_size})"));
+                    return opt(
+                        name,
+                        format!("id {id} is outside the vocabulary (size {vocab_size})"),
+                    );
                 }
             }
         }
@@ -675,7 +686,10 @@ mod tests {
     use super::*;
 
     fn cfg(json: &str) -> Result<ModelConfig> {
-        ModelConfig::from_value(Path::new("config.json"), &serde_json::from_str(json).unwrap())
+        ModelConfig::from_value(
+            Path::new("config.json"),
+            &serde_json::from_str(json).unwrap(),
+        )
     }
 
     const MARIAN: &str = r#"{"model_type":"marian","vocab_size":100,"d_model":16,"encoder_layers":2,
@@ -700,7 +714,10 @@ mod tests {
     fn errors_name_the_field() {
         let bad = MARIAN.replace("\"d_model\":16", "\"d_model\":15");
         let e = cfg(&bad).unwrap_err().to_string();
-        assert!(e.contains("encoder_attention_heads") && e.contains("d_model 15"), "{e}");
+        assert!(
+            e.contains("encoder_attention_heads") && e.contains("d_model 15"),
+            "{e}"
+        );
         let bad = MARIAN.replace("\"marian\"", "\"t5\"");
         let e = cfg(&bad).unwrap_err().to_string();
         assert!(e.contains("model_type") && e.contains("t5"), "{e}");
@@ -712,7 +729,10 @@ mod tests {
         assert!(e.contains("pad_token_id") && e.contains("outside"), "{e}");
         let bad = MARIAN.replace("\"swish\"", "\"mish\"");
         let e = cfg(&bad).unwrap_err().to_string();
-        assert!(e.contains("activation_function") && e.contains("mish"), "{e}");
+        assert!(
+            e.contains("activation_function") && e.contains("mish"),
+            "{e}"
+        );
         let bad = MARIAN.replace("\"scale_embedding\":true", "\"scale_embedding\":\"yes\"");
         let e = cfg(&bad).unwrap_err().to_string();
         assert!(e.contains("scale_embedding"), "{e}");
@@ -724,11 +744,19 @@ mod tests {
         assert_eq!(g.max_decoder_length(512), 21);
         assert_eq!(g.clone().with_max_length(64).max_decoder_length(512), 64);
         assert_eq!(
-            g.clone().with_max_length(64).with_max_new_tokens(10).max_decoder_length(512),
+            g.clone()
+                .with_max_length(64)
+                .with_max_new_tokens(10)
+                .max_decoder_length(512),
             11
         );
         assert_eq!(g.clone().with_min_length(5).min_decoder_length(), 5);
-        assert_eq!(g.with_min_length(5).with_min_new_tokens(5).min_decoder_length(), 6);
+        assert_eq!(
+            g.with_min_length(5)
+                .with_min_new_tokens(5)
+                .min_decoder_length(),
+            6
+        );
     }
 
     #[test]
@@ -736,9 +764,18 @@ mod tests {
         let g = GenerationConfig::default();
         assert!(g.validate(10, 512).is_ok());
         assert!(g.clone().with_num_beams(0).validate(10, 512).is_err());
-        assert!(g.clone().with_num_beams(2).with_num_return_sequences(3).validate(10, 512).is_err());
+        assert!(g
+            .clone()
+            .with_num_beams(2)
+            .with_num_return_sequences(3)
+            .validate(10, 512)
+            .is_err());
         assert!(g.clone().with_max_new_tokens(0).validate(10, 512).is_err());
-        assert!(g.clone().with_repetition_penalty(0.0).validate(10, 512).is_err());
+        assert!(g
+            .clone()
+            .with_repetition_penalty(0.0)
+            .validate(10, 512)
+            .is_err());
         let mut bad = g;
         bad.bad_words_ids = vec![vec![10]];
         assert!(bad.validate(10, 512).is_err());

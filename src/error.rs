@@ -66,7 +66,10 @@ pub enum Error {
     },
 
     /// Downloading from the Hugging Face Hub failed.
-    #[error("cannot fetch {file} of model {repo} (revision {revision}): {message}{}", hint_suffix(hint))]
+    #[error(
+        "cannot fetch {file} of model {repo} (revision {revision}): {message}{}",
+        hint_suffix(hint)
+    )]
     Hub {
         /// Hub repository id.
         repo: String,

@@ -7,10 +7,15 @@
 
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod error;
+pub mod generate;
+pub mod model;
+pub mod segment;
+pub mod source;
+pub mod summarize;
+pub mod tokenizer;
+pub mod translate;
+pub mod weights;
 
 pub use error::{Error, Result};
-pub mod config;
-pub mod model;
-pub mod generate;
-pub mod source;

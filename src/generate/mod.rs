@@ -36,6 +36,15 @@ pub fn generate(
     encoded: &EncoderOutput,
     cfg: &GenerationConfig,
 ) -> Result<Vec<Vec<Hypothesis>>> {
+    if cfg.num_beams == 1 {
+        greedy_search(model, encoded, cfg)
+    } else {
+        beam_search(model, encoded, cfg)
+    }
+}
+
+/// Checks the settings and resolves the maximum decoder length.
+fn prepare(model: &Seq2SeqModel, cfg: &GenerationConfig) -> Result<(LogitsProcessor, usize)> {
     let vocab = model.config().decoder_vocab_size;
     cfg.validate(vocab, model.max_target_positions())?;
     let max_length = cfg.max_decoder_length(model.max_target_positions());
@@ -48,15 +57,36 @@ pub fn generate(
             ),
         ));
     }
-    let processor = LogitsProcessor::new(cfg, max_length);
-    if cfg.num_beams == 1 {
-        greedy(model, encoded, cfg, &processor, max_length)
-    } else {
-        beam_search(model, encoded, cfg, &processor, max_length)
-    }
+    Ok((LogitsProcessor::new(cfg, max_length), max_length))
 }
 
-fn logits_rows(model: &Seq2SeqModel, tokens: &[Vec<u32>], state: &mut crate::model::DecoderState) -> Result<Vec<f32>> {
+/// Greedy search (what `generate` runs for `num_beams == 1`): the best token at every step.
+pub fn greedy_search(
+    model: &Seq2SeqModel,
+    encoded: &EncoderOutput,
+    cfg: &GenerationConfig,
+) -> Result<Vec<Vec<Hypothesis>>> {
+    let (processor, max_length) = prepare(model, cfg)?;
+    greedy(model, encoded, cfg, &processor, max_length)
+}
+
+/// Beam search with `cfg.num_beams` beams, also for a single beam (which transformers never runs:
+/// it switches to greedy search). With one beam and `early_stopping = Eager` it returns exactly
+/// the greedy result.
+pub fn beam_search(
+    model: &Seq2SeqModel,
+    encoded: &EncoderOutput,
+    cfg: &GenerationConfig,
+) -> Result<Vec<Vec<Hypothesis>>> {
+    let (processor, max_length) = prepare(model, cfg)?;
+    beam(model, encoded, cfg, &processor, max_length)
+}
+
+fn logits_rows(
+    model: &Seq2SeqModel,
+    tokens: &[Vec<u32>],
+    state: &mut crate::model::DecoderState,
+) -> Result<Vec<f32>> {
     let logits = model.decode(tokens, state)?;
     Ok(logits.flatten_all()?.to_vec1::<f32>()?)
 }
@@ -176,7 +206,7 @@ fn length_denominator(len: usize, length_penalty: f32) -> f32 {
     (len as f64).powf(length_penalty as f64) as f32
 }
 
-fn beam_search(
+fn beam(
     model: &Seq2SeqModel,
     encoded: &EncoderOutput,
     cfg: &GenerationConfig,
@@ -216,7 +246,12 @@ fn beam_search(
     while !active.is_empty() {
         let tokens: Vec<Vec<u32>> = active
             .iter()
-            .flat_map(|&s| items[s].running.iter().map(|b| vec![*b.tokens.last().unwrap_or(&0)]))
+            .flat_map(|&s| {
+                items[s]
+                    .running
+                    .iter()
+                    .map(|b| vec![*b.tokens.last().unwrap_or(&0)])
+            })
             .collect();
         let logits = logits_rows(model, &tokens, &mut state)?;
         let mut reorder: Vec<u32> = Vec::with_capacity(active.len() * k);
@@ -264,7 +299,8 @@ fn beam_search(
             let parents: Vec<usize> = order.iter().take(k).map(|&(_, i)| cands[i].beam).collect();
             // f. finished beams: only the top k candidates may enter, scored with the length penalty.
             let denom = length_denominator(cur_len, lp);
-            let full = item.slots.iter().all(|s| s.finished) && cfg.early_stopping == EarlyStopping::Eager;
+            let full =
+                item.slots.iter().all(|s| s.finished) && cfg.early_stopping == EarlyStopping::Eager;
             let mut merged: Vec<(f32, usize, bool)> = item
                 .slots
                 .iter()
@@ -298,7 +334,11 @@ fn beam_search(
                         t.push(c.token);
                         t
                     };
-                    Slot { tokens, score, finished }
+                    Slot {
+                        tokens,
+                        score,
+                        finished,
+                    }
                 })
                 .collect();
             item.slots = new_slots;
@@ -334,7 +374,8 @@ fn beam_search(
                     .any(|s| best > if s.finished { min_all } else { NEG_LARGE });
             }
             let frozen = !item.open
-                || (cfg.early_stopping == EarlyStopping::Eager && item.slots.iter().all(|s| s.finished));
+                || (cfg.early_stopping == EarlyStopping::Eager
+                    && item.slots.iter().all(|s| s.finished));
             if !frozen && !all_hit_max {
                 keep.push(pos);
                 still.push(s);
@@ -355,7 +396,11 @@ fn beam_search(
                 .into_iter()
                 .take(cfg.num_return_sequences)
                 .map(|slot| Hypothesis {
-                    ids: slot.tokens.get(1..).map(<[u32]>::to_vec).unwrap_or_default(),
+                    ids: slot
+                        .tokens
+                        .get(1..)
+                        .map(<[u32]>::to_vec)
+                        .unwrap_or_default(),
                     score: slot.score,
                 })
                 .collect()
@@ -372,7 +417,11 @@ fn top_k_into(scores: &[f32], k: usize, beam: usize, out: &mut Vec<Candidate>) {
         }
         let have = out.len() - start;
         if have < k {
-            out.push(Candidate { beam, token: t as u32, score: v });
+            out.push(Candidate {
+                beam,
+                token: t as u32,
+                score: v,
+            });
             if have + 1 == k {
                 sort_candidates(&mut out[start..]);
             }
@@ -381,7 +430,11 @@ fn top_k_into(scores: &[f32], k: usize, beam: usize, out: &mut Vec<Candidate>) {
         // Compare with the current worst (last after sorting); equal scores keep the lower token.
         if v > out[out.len() - 1].score {
             let mut i = out.len() - 1;
-            out[i] = Candidate { beam, token: t as u32, score: v };
+            out[i] = Candidate {
+                beam,
+                token: t as u32,
+                score: v,
+            };
             while i > start && out[i].score > out[i - 1].score {
                 out.swap(i, i - 1);
                 i -= 1;

@@ -16,11 +16,12 @@
 
 mod weights_check;
 
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{LayerNorm, Linear, VarBuilder};
 
 use crate::config::{Activation, Architecture, ModelConfig};
 use crate::error::{Error, Result};
+use crate::weights::Weights;
 
 pub use weights_check::expected_tensors;
 
@@ -105,7 +106,12 @@ struct FeedForward {
 }
 
 impl FeedForward {
-    fn new(d_model: usize, ffn: usize, activation: Activation, vb: &VarBuilder) -> candle_core::Result<Self> {
+    fn new(
+        d_model: usize,
+        ffn: usize,
+        activation: Activation,
+        vb: &VarBuilder,
+    ) -> candle_core::Result<Self> {
         Ok(FeedForward {
             fc1: candle_nn::linear(d_model, ffn, vb.pp("fc1"))?,
             fc2: candle_nn::linear(ffn, d_model, vb.pp("fc2"))?,
@@ -140,7 +146,11 @@ struct EncoderLayer {
 impl EncoderLayer {
     fn new(cfg: &ModelConfig, vb: VarBuilder) -> candle_core::Result<Self> {
         Ok(EncoderLayer {
-            self_attn: Attention::new(cfg.d_model, cfg.encoder_attention_heads, vb.pp("self_attn"))?,
+            self_attn: Attention::new(
+                cfg.d_model,
+                cfg.encoder_attention_heads,
+                vb.pp("self_attn"),
+            )?,
             self_attn_layer_norm: layer_norm(cfg.d_model, vb.pp("self_attn_layer_norm"))?,
             ffn: FeedForward::new(cfg.d_model, cfg.encoder_ffn_dim, cfg.activation, &vb)?,
             final_layer_norm: layer_norm(cfg.d_model, vb.pp("final_layer_norm"))?,
@@ -171,9 +181,17 @@ struct DecoderLayer {
 impl DecoderLayer {
     fn new(cfg: &ModelConfig, vb: VarBuilder) -> candle_core::Result<Self> {
         Ok(DecoderLayer {
-            self_attn: Attention::new(cfg.d_model, cfg.decoder_attention_heads, vb.pp("self_attn"))?,
+            self_attn: Attention::new(
+                cfg.d_model,
+                cfg.decoder_attention_heads,
+                vb.pp("self_attn"),
+            )?,
             self_attn_layer_norm: layer_norm(cfg.d_model, vb.pp("self_attn_layer_norm"))?,
-            cross_attn: Attention::new(cfg.d_model, cfg.decoder_attention_heads, vb.pp("encoder_attn"))?,
+            cross_attn: Attention::new(
+                cfg.d_model,
+                cfg.decoder_attention_heads,
+                vb.pp("encoder_attn"),
+            )?,
             cross_attn_layer_norm: layer_norm(cfg.d_model, vb.pp("encoder_attn_layer_norm"))?,
             ffn: FeedForward::new(cfg.d_model, cfg.decoder_ffn_dim, cfg.activation, &vb)?,
             final_layer_norm: layer_norm(cfg.d_model, vb.pp("final_layer_norm"))?,
@@ -325,7 +343,11 @@ impl DecoderState {
         if rows.len() != self.rows() {
             return Err(Error::option(
                 "rows",
-                format!("{} row indices for a state of {} rows", rows.len(), self.rows()),
+                format!(
+                    "{} row indices for a state of {} rows",
+                    rows.len(),
+                    self.rows()
+                ),
             ));
         }
         if rows.iter().enumerate().all(|(i, &r)| r as usize == i) {
@@ -449,7 +471,8 @@ impl Seq2SeqModel {
                     } else {
                         let table = sinusoidal_positions(n_pos, d);
                         Positions::Table(
-                            Tensor::from_vec(table, (n_pos, d), vb.device())?.to_dtype(vb.dtype())?,
+                            Tensor::from_vec(table, (n_pos, d), vb.device())?
+                                .to_dtype(vb.dtype())?,
                         )
                     }
                 }
@@ -526,7 +549,10 @@ impl Seq2SeqModel {
         let batch = sources.len();
         let max_len = sources.iter().map(Vec::len).max().unwrap_or(0);
         if batch == 0 || max_len == 0 {
-            return Err(Error::option("sources", "nothing to encode (empty batch or empty source)"));
+            return Err(Error::option(
+                "sources",
+                "nothing to encode (empty batch or empty source)",
+            ));
         }
         if max_len > self.max_source_positions() {
             return Err(Error::option(
@@ -554,7 +580,8 @@ impl Seq2SeqModel {
             bias.extend(std::iter::repeat_n(f32::NEG_INFINITY, max_len - s.len()));
         }
         let ids = Tensor::from_vec(ids, (batch, max_len), &self.device)?;
-        let bias = Tensor::from_vec(bias, (batch, 1, 1, max_len), &self.device)?.to_dtype(self.dtype)?;
+        let bias =
+            Tensor::from_vec(bias, (batch, 1, 1, max_len), &self.device)?.to_dtype(self.dtype)?;
         let mut x = self.embed(&self.encoder_embed, &ids)?;
         x = x.broadcast_add(&self.encoder_positions.lookup(0, max_len)?)?;
         if let Some(norm) = &self.encoder_embed_norm {
@@ -635,12 +662,18 @@ impl Seq2SeqModel {
         if tokens.len() != rows {
             return Err(Error::option(
                 "tokens",
-                format!("{} token rows for a decoder state of {rows} rows", tokens.len()),
+                format!(
+                    "{} token rows for a decoder state of {rows} rows",
+                    tokens.len()
+                ),
             ));
         }
         let t = tokens.first().map(Vec::len).unwrap_or(0);
         if t == 0 || tokens.iter().any(|r| r.len() != t) {
-            return Err(Error::option("tokens", "every row needs the same, non-zero number of tokens"));
+            return Err(Error::option(
+                "tokens",
+                "every row needs the same, non-zero number of tokens",
+            ));
         }
         let start = state.position;
         if start + t > self.max_target_positions() {
@@ -679,7 +712,14 @@ impl Seq2SeqModel {
             .iter()
             .zip(state.caches.iter_mut().zip(state.cross.iter()))
         {
-            x = layer.forward(&x, cache, cross, &state.cross_bias, state.beams, causal.as_ref())?;
+            x = layer.forward(
+                &x,
+                cache,
+                cross,
+                &state.cross_bias,
+                state.beams,
+                causal.as_ref(),
+            )?;
         }
         state.position += t;
         Ok(x)
@@ -698,8 +738,48 @@ impl Seq2SeqModel {
     }
 }
 
-/// Log-softmax over the last dimension of f32 logits, on the host.
-pub fn log_softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
-    let l = candle_nn::ops::log_softmax(logits, D::Minus1)?;
-    Ok(l.to_vec2::<f32>()?)
+impl Seq2SeqModel {
+    /// Checks `weights` against `config` (every tensor present with the right shape, reported with
+    /// the weight file's name), then builds the model in `dtype` on `device`.
+    pub fn load(
+        config: ModelConfig,
+        weights: Weights,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let prefix = if weights.contains("model.encoder.layers.0.fc1.weight") {
+            "model."
+        } else {
+            ""
+        };
+        for t in expected_tensors(&config, prefix) {
+            match t.names.iter().find(|n| weights.contains(n)) {
+                Some(name) => weights.check_shape(name, &t.shape).map_err(|e| match e {
+                    Error::ModelFile { path, message, .. } => Error::ModelFile {
+                        path,
+                        message,
+                        hint: "the weights do not match config.json (wrong model, or a config edited by hand)"
+                            .into(),
+                    },
+                    other => other,
+                })?,
+                None if t.required => {
+                    return Err(Error::ModelFile {
+                        path: weights.path().to_path_buf(),
+                        message: format!(
+                            "tensor `{}` is missing (config.json describes a {:?} model with {} encoder and {} decoder layers)",
+                            t.names.join("` or `"),
+                            config.architecture,
+                            config.encoder_layers,
+                            config.decoder_layers
+                        ),
+                        hint: "the file is incomplete or belongs to another model".into(),
+                    })
+                }
+                None => {}
+            }
+        }
+        let vb = weights.into_var_builder(dtype, device);
+        Seq2SeqModel::new(config, vb)
+    }
 }

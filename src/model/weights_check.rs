@@ -21,7 +21,11 @@ pub fn expected_tensors(cfg: &ModelConfig, prefix: &str) -> Vec<ExpectedTensor> 
     let d = cfg.d_model;
     let mut out = Vec::new();
     let mut need = |names: Vec<String>, shape: Vec<usize>, required: bool| {
-        out.push(ExpectedTensor { names, shape, required })
+        out.push(ExpectedTensor {
+            names,
+            shape,
+            required,
+        })
     };
     let p = |s: &str| format!("{prefix}{s}");
     if cfg.share_encoder_decoder_embeddings {
@@ -31,13 +35,29 @@ pub fn expected_tensors(cfg: &ModelConfig, prefix: &str) -> Vec<ExpectedTensor> 
             true,
         );
     } else {
-        need(vec![p("encoder.embed_tokens.weight")], vec![cfg.vocab_size, d], true);
-        need(vec![p("decoder.embed_tokens.weight")], vec![cfg.decoder_vocab_size, d], true);
+        need(
+            vec![p("encoder.embed_tokens.weight")],
+            vec![cfg.vocab_size, d],
+            true,
+        );
+        need(
+            vec![p("decoder.embed_tokens.weight")],
+            vec![cfg.decoder_vocab_size, d],
+            true,
+        );
     }
     if !cfg.tie_word_embeddings {
-        need(vec!["lm_head.weight".into()], vec![cfg.decoder_vocab_size, d], false);
+        need(
+            vec!["lm_head.weight".into()],
+            vec![cfg.decoder_vocab_size, d],
+            false,
+        );
     }
-    need(vec!["final_logits_bias".into()], vec![1, cfg.decoder_vocab_size], false);
+    need(
+        vec!["final_logits_bias".into()],
+        vec![1, cfg.decoder_vocab_size],
+        false,
+    );
     for side in ["encoder", "decoder"] {
         match cfg.architecture {
             Architecture::Marian => need(
@@ -52,15 +72,20 @@ pub fn expected_tensors(cfg: &ModelConfig, prefix: &str) -> Vec<ExpectedTensor> 
                     true,
                 );
                 for t in ["weight", "bias"] {
-                    need(vec![p(&format!("{side}.layernorm_embedding.{t}"))], vec![d], true);
+                    need(
+                        vec![p(&format!("{side}.layernorm_embedding.{t}"))],
+                        vec![d],
+                        true,
+                    );
                 }
             }
         }
     }
-    let linear = |need: &mut dyn FnMut(Vec<String>, Vec<usize>, bool), name: String, i: usize, o: usize| {
-        need(vec![format!("{name}.weight")], vec![o, i], true);
-        need(vec![format!("{name}.bias")], vec![o], true);
-    };
+    let linear =
+        |need: &mut dyn FnMut(Vec<String>, Vec<usize>, bool), name: String, i: usize, o: usize| {
+            need(vec![format!("{name}.weight")], vec![o, i], true);
+            need(vec![format!("{name}.bias")], vec![o], true);
+        };
     let norm = |need: &mut dyn FnMut(Vec<String>, Vec<usize>, bool), name: String| {
         need(vec![format!("{name}.weight")], vec![d], true);
         need(vec![format!("{name}.bias")], vec![d], true);

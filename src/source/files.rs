@@ -676,6 +676,23 @@ mod tests {
     }
 
     #[test]
+    fn separate_vocabulary_fixture_resolves() {
+        let dir = fixture("").with_file_name("marian-tiny-relu");
+        let files = ModelFiles::from_dir(&dir).unwrap();
+        assert_eq!(
+            files.tokenizer,
+            TokenizerFiles::SentencePiece {
+                source_spm: dir.join("source.spm"),
+                target_spm: dir.join("target.spm"),
+                vocab: dir.join("vocab.json"),
+                target_vocab: Some(dir.join("target_vocab.json")),
+            }
+        );
+        // Its .bin is in the legacy (pickle) format, which passes the cheap check.
+        check_file(&dir.join(PYTORCH), &Fix::directory(&dir)).unwrap();
+    }
+
+    #[test]
     fn intact_fixture_files_pass() {
         for name in [
             "source.spm",

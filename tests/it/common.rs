@@ -7,7 +7,9 @@ use tolk::config::{EarlyStopping, GenerationConfig};
 
 /// Directory of a committed fixture model (tests/fixtures/NAME).
 pub fn fixture_dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// The reference record written by tools/fixtures/make_fixtures.py.
@@ -45,5 +47,9 @@ pub fn apply_kwargs(mut g: GenerationConfig, kwargs: &Value) -> GenerationConfig
 
 /// Token ids of a JSON array.
 pub fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }

@@ -1,7 +1,9 @@
 //! tolk's integration tests: one test binary, one module per topic.
 
 mod common;
+mod invariants;
 mod parity;
+mod tokenizer;
 // Downloads need the `hub` feature; directories and the catalogue are also covered by unit tests.
 #[cfg(feature = "hub")]
 mod hub_server;

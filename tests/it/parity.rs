@@ -1,90 +1,142 @@
 //! Token-for-token parity with Hugging Face transformers on the committed tiny models: every
-//! setting recorded by tools/fixtures/make_fixtures.py, one sentence at a time and in batches.
+//! setting recorded by tools/fixtures/make_fixtures.py, through the public `Translator` (tokenizer,
+//! batching, search, decoding), one sentence at a time and in length-sorted batches, from both
+//! weight formats.
 
-use candle_core::{DType, Device};
-use candle_nn::VarBuilder;
 use serde_json::Value;
-use tolk::config::{GenerationConfig, ModelConfig};
-use tolk::generate::generate;
-use tolk::model::Seq2SeqModel;
+use tolk::translate::{BatchOptions, LoadOptions, Translator};
 
 use crate::common::{apply_kwargs, fixture_dir, ids, reference};
 
-fn load(name: &str) -> (Seq2SeqModel, GenerationConfig) {
-    let dir = fixture_dir(name);
-    let cfg = ModelConfig::from_file(dir.join("config.json")).unwrap();
-    let gen = GenerationConfig::for_model(&cfg, Some(&dir.join("generation_config.json"))).unwrap();
-    let vb = unsafe {
-        VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &Device::Cpu)
-            .unwrap()
-    };
-    (Seq2SeqModel::new(cfg, vb).unwrap(), gen)
-}
+pub const MODELS: [&str; 2] = ["marian-tiny", "marian-tiny-relu"];
 
-/// Runs every recorded setting and compares generated ids; returns (matches, total, report).
-fn check_generation(name: &str, batch: usize) {
-    let (model, gen) = load(name);
+/// Compares every recorded setting (`only`: just the settings whose name starts with it); panics
+/// with the list of mismatches.
+fn check(translator: &Translator, name: &str, only: Option<&str>) {
     let reference = reference(name);
-    let sources: Vec<Vec<u32>> = reference["tokenizer"]
+    let sentences: Vec<&str> = reference["sentences"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| ids(&t["ids"]))
+        .map(|s| s.as_str().unwrap())
         .collect();
     let mut failures = Vec::new();
     let mut total = 0;
     for setting in reference["settings"].as_array().unwrap() {
-        let ref_bs = setting["batch_size"].as_u64().unwrap() as usize;
-        if ref_bs != 1 {
+        let setting_name = setting["name"].as_str().unwrap();
+        if setting["batch_size"] != 1 || only.is_some_and(|o| !setting_name.starts_with(o)) {
             continue;
         }
-        let cfg = apply_kwargs(gen.clone(), &setting["kwargs"]);
-        let results = setting["results"].as_array().unwrap();
-        for start in (0..sources.len()).step_by(batch) {
-            let end = (start + batch).min(sources.len());
-            let enc = model.encode(&sources[start..end]).unwrap();
-            let out = generate(&model, &enc, &cfg).unwrap();
-            for (i, hyps) in out.iter().enumerate() {
-                let expected: Vec<&Value> = match &results[start + i] {
-                    Value::Array(a) => a.iter().collect(),
-                    v => vec![v],
-                };
-                for (h, e) in hyps.iter().zip(&expected) {
-                    total += 1;
-                    let want = ids(&e["ids"]);
-                    if h.ids != want {
+        let cfg = apply_kwargs(translator.generation().clone(), &setting["kwargs"]);
+        let out = translator.translate_with(&sentences, &cfg).unwrap();
+        for (i, (got, want)) in out
+            .iter()
+            .zip(setting["results"].as_array().unwrap())
+            .enumerate()
+        {
+            let expected: Vec<&Value> = match want {
+                Value::Array(a) => a.iter().collect(),
+                v => vec![v],
+            };
+            assert_eq!(got.hypotheses.len(), expected.len(), "{setting_name} #{i}");
+            for (h, e) in got.hypotheses.iter().zip(&expected) {
+                total += 1;
+                let want_ids = ids(&e["ids"]);
+                if h.ids != want_ids {
+                    failures.push(format!(
+                        "{setting_name} #{i} {:?}: got {:?}\n   want {:?} (margin {}, f64-stable {})",
+                        sentences[i], h.ids, want_ids, e["margin"], e["stable_f64"]
+                    ));
+                } else if h.text != e["text"].as_str().unwrap() {
+                    failures.push(format!(
+                        "{setting_name} #{i}: text {:?} want {:?}",
+                        h.text, e["text"]
+                    ));
+                }
+                if let Some(score) = e.get("score").and_then(Value::as_f64) {
+                    if (h.score as f64 - score).abs() > 1e-3 {
                         failures.push(format!(
-                            "{} #{}: got {:?}\n   want {:?} (margin {}, f64-stable {})",
-                            setting["name"], start + i, h.ids, want, e["margin"], e["stable_f64"]
+                            "{setting_name} #{i}: score {} want {score}",
+                            h.score
                         ));
                     }
-                    if let Some(score) = e.get("score").and_then(Value::as_f64) {
-                        if (h.score as f64 - score).abs() > 1e-3 {
-                            failures.push(format!(
-                                "{} #{}: score {} want {score}",
-                                setting["name"], start + i, h.score
-                            ));
-                        }
-                    }
                 }
-                assert_eq!(hyps.len(), expected.len());
             }
         }
     }
-    eprintln!("{name} batch {batch}: {}/{total} hypotheses identical", total - failures.len());
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    eprintln!(
+        "{name} (batch size {}): {}/{total} hypotheses identical to transformers",
+        translator.batching().max_batch_size,
+        total - failures.len()
+    );
+    assert!(total > 0, "no setting compared");
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
-fn generation_matches_transformers_one_at_a_time() {
-    for name in ["marian-tiny", "marian-tiny-relu"] {
-        check_generation(name, 1);
+fn every_setting_matches_transformers_one_sentence_at_a_time() {
+    for name in MODELS {
+        let t = Translator::from_dir(fixture_dir(name), &LoadOptions::default())
+            .unwrap()
+            .with_batching(BatchOptions::default().with_max_batch_size(1));
+        check(&t, name, None);
     }
 }
 
 #[test]
-fn generation_matches_transformers_in_batches() {
-    for name in ["marian-tiny", "marian-tiny-relu"] {
-        check_generation(name, 8);
+fn every_setting_matches_transformers_in_length_sorted_batches() {
+    for name in MODELS {
+        // Small budgets so that the 237 sentences form many batches of mixed lengths.
+        let t = Translator::from_dir(fixture_dir(name), &LoadOptions::default())
+            .unwrap()
+            .with_batching(
+                BatchOptions::default()
+                    .with_max_batch_size(13)
+                    .with_max_batch_tokens(300),
+            );
+        check(&t, name, None);
+    }
+}
+
+#[test]
+fn pytorch_bin_weights_give_the_same_tokens() {
+    // marian-tiny's .bin is a torch >= 1.6 zip archive, marian-tiny-relu's the legacy format.
+    for name in MODELS {
+        let dir = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(fixture_dir(name)).unwrap() {
+            let p = entry.unwrap().path();
+            if p.file_name().unwrap() != "model.safetensors" {
+                std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+            }
+        }
+        let t = Translator::from_dir(dir.path(), &LoadOptions::default()).unwrap();
+        check(&t, name, Some("greedy"));
+        check(&t, name, Some("beam4"));
+    }
+}
+
+#[test]
+fn tokenizer_ids_match_transformers() {
+    for name in MODELS {
+        let t = Translator::from_dir(fixture_dir(name), &LoadOptions::default()).unwrap();
+        let reference = reference(name);
+        let sentences = reference["sentences"].as_array().unwrap();
+        for (s, r) in sentences
+            .iter()
+            .zip(reference["tokenizer"].as_array().unwrap())
+        {
+            let got = t.tokenizer().encode(s.as_str().unwrap()).unwrap();
+            assert_eq!(got, ids(&r["ids"]), "{name}: {s}");
+        }
+        eprintln!(
+            "{name}: {}/{} encodings identical",
+            sentences.len(),
+            sentences.len()
+        );
     }
 }

@@ -21,8 +21,12 @@ const OPUS: &str = "Helsinki-NLP/opus-mt-nl-en";
 
 /// The marian-tiny fixture's files, without `except`.
 fn fixture_files(except: &[&str]) -> Vec<(String, Vec<u8>)> {
+    fixture_files_of("marian-tiny", except)
+}
+
+fn fixture_files_of(fixture: &str, except: &[&str]) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(fixture_dir("marian-tiny")).unwrap() {
+    for entry in std::fs::read_dir(fixture_dir(fixture)).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name().to_string_lossy().into_owned();
         if except.contains(&name.as_str()) || name == "reference.json" {
@@ -831,4 +835,32 @@ fn deleted_blobs_are_fetched_again() {
     assert_eq!(again.provenance.origin, Origin::Download);
     assert_eq!(again.provenance.downloaded.len(), 7);
     assert_eq!(again.paths(), first.paths());
+}
+
+#[test]
+fn separate_vocabularies_fetch_the_target_vocabulary() {
+    // marian-tiny-relu: tokenizer_config.json says separate_vocabs; its .bin is the legacy format.
+    let hub = FakeHub::start();
+    hub.add_repo(
+        "test/relu",
+        FakeRepo::new()
+            .commit(
+                MAIN,
+                fixture_files_of("marian-tiny-relu", &["model.safetensors"]),
+            )
+            .branch("main", MAIN),
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let files = resolver(&hub.endpoint(), cache.path())
+        .resolve(&spec("test/relu"), &mut ())
+        .unwrap();
+    assert!(matches!(
+        &files.tokenizer,
+        TokenizerFiles::SentencePiece { target_vocab: Some(p), .. } if p.ends_with("target_vocab.json")
+    ));
+    assert_eq!(files.weight_format, WeightFormat::PyTorch);
+    assert!(files
+        .provenance
+        .downloaded
+        .contains(&"target_vocab.json".to_string()));
 }

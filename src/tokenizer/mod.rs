@@ -1,0 +1,27 @@
+//! Tokenization for Marian (OPUS-MT) models, in pure Rust and exact to the id against
+//! transformers 5.24's `MarianTokenizer` and sentencepiece 0.2.
+//!
+//! The pipeline, stage by stage:
+//! 1. [`moses`] — optional Moses punctuation normalisation (sacremoses' `MosesPunctNormalizer`),
+//!    off by default like in transformers;
+//! 2. [`marian`] — splitting around special tokens, `>>xx<<` language codes, vocabulary lookup
+//!    through `vocab.json`, `</s>`; decoding back to text;
+//! 3. [`sentencepiece`] — the SentencePiece model: its protobuf file (`proto`), the normaliser
+//!    with its precompiled character map (`normalizer`), and the unigram Viterbi segmentation
+//!    (`unigram`), plus piece decoding.
+
+pub mod marian;
+pub mod moses;
+mod normalizer;
+mod proto;
+pub mod sentencepiece;
+mod trie;
+mod unigram;
+
+pub use marian::MarianTokenizer;
+pub use moses::MosesPunctNormalizer;
+pub use proto::{ModelType, PieceType};
+pub use sentencepiece::{Piece, SentencePieceModel};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,384 @@
+//! The translator: tokenizer + model + search, with length-sorted, token-budgeted batches whose
+//! results come back in input order.
+//!
+//! Batching follows CTranslate2 and Marian: sentences are sorted by token length so that a batch
+//! holds sentences of similar length (little padding), batches are filled up to a sentence count and
+//! a padded-token budget, and each batch is encoded once and decoded with the cross-attention keys
+//! and values computed once. Because padding is masked, a sentence gets the same tokens in any batch.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device};
+
+use crate::config::{GenerationConfig, ModelConfig};
+use crate::error::{Error, Result};
+use crate::generate::{generate, Hypothesis};
+use crate::model::Seq2SeqModel;
+use crate::tokenizer::MarianTokenizer;
+use crate::weights::Weights;
+
+/// How sentences are grouped into batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOptions {
+    /// Most sentences in one batch. Default 32.
+    pub max_batch_size: usize,
+    /// Most padded source tokens in one batch (sentences x longest sentence). Default 4096.
+    pub max_batch_tokens: usize,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        BatchOptions {
+            max_batch_size: 32,
+            max_batch_tokens: 4096,
+        }
+    }
+}
+
+impl BatchOptions {
+    /// Sets the most sentences per batch (at least 1).
+    #[must_use]
+    pub fn with_max_batch_size(mut self, n: usize) -> Self {
+        self.max_batch_size = n.max(1);
+        self
+    }
+
+    /// Sets the padded-token budget per batch (at least 1; a longer sentence still gets a batch of
+    /// its own).
+    #[must_use]
+    pub fn with_max_batch_tokens(mut self, n: usize) -> Self {
+        self.max_batch_tokens = n.max(1);
+        self
+    }
+
+    /// Groups sequences of the given lengths into batches: indices sorted by length (longest
+    /// first, ties in input order), cut whenever the count or the padded-token budget would be
+    /// exceeded.
+    pub fn plan(&self, lengths: &[usize]) -> Vec<Vec<usize>> {
+        let mut order: Vec<usize> = (0..lengths.len()).collect();
+        order.sort_by(|&a, &b| lengths[b].cmp(&lengths[a]).then(a.cmp(&b)));
+        let mut batches = Vec::new();
+        let mut current: Vec<usize> = Vec::new();
+        let mut longest = 0;
+        for i in order {
+            let len = lengths[i].max(1);
+            let new_longest = longest.max(len);
+            let fits = current.len() < self.max_batch_size
+                && new_longest * (current.len() + 1) <= self.max_batch_tokens;
+            if !current.is_empty() && !fits {
+                batches.push(std::mem::take(&mut current));
+                longest = 0;
+            }
+            longest = longest.max(len);
+            current.push(i);
+        }
+        if !current.is_empty() {
+            batches.push(current);
+        }
+        batches
+    }
+}
+
+/// Where and in what precision the model runs.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Device. Default CPU.
+    pub device: Device,
+    /// Weight and activation dtype. Default f32 (the exact path; f16/bf16 are faster on GPUs).
+    pub dtype: DType,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            device: Device::Cpu,
+            dtype: DType::F32,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// Sets the device.
+    #[must_use]
+    pub fn with_device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// Sets the dtype.
+    #[must_use]
+    pub fn with_dtype(mut self, dtype: DType) -> Self {
+        self.dtype = dtype;
+        self
+    }
+}
+
+/// One hypothesis, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranslationHypothesis {
+    /// Decoded text (`decode(ids, skip_special_tokens=True)`).
+    pub text: String,
+    /// Generated ids (no decoder start token; ends with `</s>` when the model ended it).
+    pub ids: Vec<u32>,
+    /// See [`Hypothesis::score`].
+    pub score: f32,
+}
+
+/// The translation of one input text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Translation {
+    /// The best translation.
+    pub text: String,
+    /// Its generated ids.
+    pub ids: Vec<u32>,
+    /// Its score (beam: transformers' sequence score; greedy: mean token log-probability).
+    pub score: f32,
+    /// Number of source tokens fed to the encoder (`</s>` included); 0 when nothing was translated.
+    pub source_tokens: usize,
+    /// All `num_return_sequences` hypotheses, best first (the first is the one above).
+    pub hypotheses: Vec<TranslationHypothesis>,
+}
+
+impl Translation {
+    fn empty() -> Self {
+        Translation {
+            text: String::new(),
+            ids: Vec::new(),
+            score: 0.0,
+            source_tokens: 0,
+            hypotheses: Vec::new(),
+        }
+    }
+}
+
+/// A loaded translation model: tokenizer, weights, generation defaults and batching.
+///
+/// `Translator` is `Send + Sync`: load it once and share it (e.g. in an `Arc`) between threads.
+#[derive(Debug)]
+pub struct Translator {
+    model: Seq2SeqModel,
+    tokenizer: MarianTokenizer,
+    generation: GenerationConfig,
+    batching: BatchOptions,
+    dir: PathBuf,
+}
+
+/// The weight file of a model directory: `model.safetensors` when present, else `pytorch_model.bin`.
+pub fn weight_file(dir: &Path) -> Result<PathBuf> {
+    for name in ["model.safetensors", "pytorch_model.bin"] {
+        let p = dir.join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    Err(Error::MissingFile {
+        dir: dir.to_path_buf(),
+        file: "model.safetensors or pytorch_model.bin".into(),
+        hint: "download the model's weights into this directory".into(),
+    })
+}
+
+impl Translator {
+    /// Loads a Marian model from a directory in the Hugging Face layout (config.json, source.spm,
+    /// target.spm, vocab.json, weights, optional generation_config.json and tokenizer_config.json).
+    pub fn from_dir(dir: impl AsRef<Path>, options: &LoadOptions) -> Result<Self> {
+        let dir = dir.as_ref();
+        let config_path = dir.join("config.json");
+        if !config_path.is_file() {
+            return Err(Error::MissingFile {
+                dir: dir.to_path_buf(),
+                file: "config.json".into(),
+                hint: "is this a Hugging Face model directory?".into(),
+            });
+        }
+        let config = ModelConfig::from_file(&config_path)?;
+        let generation =
+            GenerationConfig::for_model(&config, Some(&dir.join("generation_config.json")))?;
+        let tokenizer = MarianTokenizer::from_dir(dir)?;
+        check_vocab(&config, &tokenizer, dir)?;
+        let weights = Weights::open(&weight_file(dir)?)?;
+        let model = Seq2SeqModel::load(config, weights, options.dtype, &options.device)?;
+        generation.validate(
+            model.config().decoder_vocab_size,
+            model.max_target_positions(),
+        )?;
+        Ok(Translator {
+            model,
+            tokenizer,
+            generation,
+            batching: BatchOptions::default(),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Sets the batching options.
+    #[must_use]
+    pub fn with_batching(mut self, batching: BatchOptions) -> Self {
+        self.batching = batching;
+        self
+    }
+
+    /// Replaces the default generation settings (initially the model's own).
+    #[must_use]
+    pub fn with_generation(mut self, generation: GenerationConfig) -> Self {
+        self.generation = generation;
+        self
+    }
+
+    /// The default generation settings.
+    pub fn generation(&self) -> &GenerationConfig {
+        &self.generation
+    }
+
+    /// The batching options.
+    pub fn batching(&self) -> &BatchOptions {
+        &self.batching
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Seq2SeqModel {
+        &self.model
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &MarianTokenizer {
+        &self.tokenizer
+    }
+
+    /// The directory the model was loaded from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Translates each text with the default settings; results are in input order.
+    pub fn translate(&self, texts: &[&str]) -> Result<Vec<Translation>> {
+        self.translate_with(texts, &self.generation)
+    }
+
+    /// Translates each text with `generation`; results are in input order. Texts with nothing to
+    /// translate (empty or whitespace only) give an empty translation without running the model.
+    pub fn translate_with(
+        &self,
+        texts: &[&str],
+        generation: &GenerationConfig,
+    ) -> Result<Vec<Translation>> {
+        generation.validate(
+            self.model.config().decoder_vocab_size,
+            self.model.max_target_positions(),
+        )?;
+        let mut out: Vec<Translation> = (0..texts.len()).map(|_| Translation::empty()).collect();
+        let todo: Vec<usize> = (0..texts.len())
+            .filter(|&i| !texts[i].trim().is_empty())
+            .collect();
+        let todo_texts: Vec<&str> = todo.iter().map(|&i| texts[i]).collect();
+        let ids = self.tokenizer.encode_batch(&todo_texts)?;
+        let max = self.model.max_source_positions();
+        if let Some((k, long)) = ids.iter().enumerate().find(|(_, s)| s.len() > max) {
+            return Err(Error::Input {
+                source_name: "<text>".into(),
+                message: format!(
+                    "sentence {} has {} tokens, more than the model's {max} positions; split it first (the pipeline does this)",
+                    todo[k] + 1,
+                    long.len()
+                ),
+            });
+        }
+        let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
+        for batch in self.batching.plan(&lengths) {
+            let sources: Vec<Vec<u32>> = batch.iter().map(|&k| ids[k].clone()).collect();
+            let encoded = self.model.encode(&sources)?;
+            let hyps = generate(&self.model, &encoded, generation)?;
+            for (&k, hyps) in batch.iter().zip(hyps) {
+                out[todo[k]] = self.finish(hyps, lengths[k])?;
+            }
+        }
+        Ok(out)
+    }
+
+    fn finish(&self, hyps: Vec<Hypothesis>, source_tokens: usize) -> Result<Translation> {
+        let hypotheses = hyps
+            .into_iter()
+            .map(|h| {
+                Ok(TranslationHypothesis {
+                    text: self.tokenizer.decode(&h.ids)?,
+                    ids: h.ids,
+                    score: h.score,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let best = hypotheses
+            .first()
+            .cloned()
+            .unwrap_or(TranslationHypothesis {
+                text: String::new(),
+                ids: Vec::new(),
+                score: 0.0,
+            });
+        Ok(Translation {
+            text: best.text,
+            ids: best.ids,
+            score: best.score,
+            source_tokens,
+            hypotheses,
+        })
+    }
+}
+
+/// The tokenizer's ids must fit the model's embeddings, or the model would read out of bounds.
+fn check_vocab(config: &ModelConfig, tok: &MarianTokenizer, dir: &Path) -> Result<()> {
+    if tok.vocab_size() > config.vocab_size {
+        return Err(Error::ModelFile {
+            path: dir.join("vocab.json"),
+            message: format!(
+                "has {} entries but config.json's vocab_size is {}",
+                tok.vocab_size(),
+                config.vocab_size
+            ),
+            hint: "vocab.json and config.json come from different models".into(),
+        });
+    }
+    if tok.target_vocab_size() > config.decoder_vocab_size {
+        let file = if tok.separate_vocabs() {
+            "target_vocab.json"
+        } else {
+            "vocab.json"
+        };
+        return Err(Error::ModelFile {
+            path: dir.join(file),
+            message: format!(
+                "has {} entries but config.json's decoder vocabulary has {}",
+                tok.target_vocab_size(),
+                config.decoder_vocab_size
+            ),
+            hint: "the vocabulary and config.json come from different models".into(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_sorts_by_length_and_respects_budgets() {
+        let b = BatchOptions::default()
+            .with_max_batch_size(2)
+            .with_max_batch_tokens(100);
+        assert_eq!(b.plan(&[3, 10, 5, 10]), vec![vec![1, 3], vec![2, 0]]);
+        let b = BatchOptions::default()
+            .with_max_batch_size(10)
+            .with_max_batch_tokens(20);
+        // 10 + 10 = 20 fits; adding the 5 would make 3 x 10 = 30.
+        assert_eq!(b.plan(&[3, 10, 5, 10]), vec![vec![1, 3], vec![2, 0]]);
+        // A sentence longer than the budget still gets a batch.
+        let b = BatchOptions::default().with_max_batch_tokens(4);
+        assert_eq!(b.plan(&[9, 1]), vec![vec![0], vec![1]]);
+        assert!(b.plan(&[]).is_empty());
+        // Every index exactly once.
+        let lens: Vec<usize> = (0..50).map(|i| (i * 7919) % 37).collect();
+        let mut all: Vec<usize> = BatchOptions::default().plan(&lens).concat();
+        all.sort();
+        assert_eq!(all, (0..50).collect::<Vec<_>>());
+    }
+}
