@@ -6,14 +6,15 @@
 //! a padded-token budget, and each batch is encoded once and decoded with the cross-attention keys
 //! and values computed once. Because padding is masked, a sentence gets the same tokens in any batch.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device};
 
-use crate::config::{GenerationConfig, ModelConfig};
+use crate::config::{Architecture, GenerationConfig, ModelConfig};
 use crate::error::{Error, Result};
 use crate::generate::{generate, Hypothesis};
 use crate::model::Seq2SeqModel;
+use crate::source::ModelFiles;
 use crate::tokenizer::MarianTokenizer;
 use crate::weights::Weights;
 
@@ -160,55 +161,62 @@ pub struct Translator {
     tokenizer: MarianTokenizer,
     generation: GenerationConfig,
     batching: BatchOptions,
-    dir: PathBuf,
-}
-
-/// The weight file of a model directory: `model.safetensors` when present, else `pytorch_model.bin`.
-pub fn weight_file(dir: &Path) -> Result<PathBuf> {
-    for name in ["model.safetensors", "pytorch_model.bin"] {
-        let p = dir.join(name);
-        if p.is_file() {
-            return Ok(p);
-        }
-    }
-    Err(Error::MissingFile {
-        dir: dir.to_path_buf(),
-        file: "model.safetensors or pytorch_model.bin".into(),
-        hint: "download the model's weights into this directory".into(),
-    })
+    files: ModelFiles,
 }
 
 impl Translator {
     /// Loads a Marian model from a directory in the Hugging Face layout (config.json, source.spm,
     /// target.spm, vocab.json, weights, optional generation_config.json and tokenizer_config.json).
     pub fn from_dir(dir: impl AsRef<Path>, options: &LoadOptions) -> Result<Self> {
-        let dir = dir.as_ref();
-        let config_path = dir.join("config.json");
-        if !config_path.is_file() {
-            return Err(Error::MissingFile {
-                dir: dir.to_path_buf(),
-                file: "config.json".into(),
-                hint: "is this a Hugging Face model directory?".into(),
-            });
+        let files = ModelFiles::from_dir(dir)?;
+        Self::from_files(files, options)
+    }
+
+    /// Loads a model from resolved files (see [`crate::source::Resolver`]); errors about a file
+    /// say how to repair it (re-fetch from the cache, or replace it in a directory).
+    pub fn from_files(files: ModelFiles, options: &LoadOptions) -> Result<Self> {
+        Self::load(&files, options)
+            .map_err(|e| files.explain(e))
+            .map(|(model, tokenizer, generation)| Translator {
+                model,
+                tokenizer,
+                generation,
+                batching: BatchOptions::default(),
+                files,
+            })
+    }
+
+    fn load(
+        files: &ModelFiles,
+        options: &LoadOptions,
+    ) -> Result<(Seq2SeqModel, MarianTokenizer, GenerationConfig)> {
+        if files.architecture != Architecture::Marian {
+            return Err(Error::config(
+                &files.config,
+                "model_type",
+                "this is not a translation (Marian) model; use it as a summariser",
+            ));
         }
-        let config = ModelConfig::from_file(&config_path)?;
-        let generation =
-            GenerationConfig::for_model(&config, Some(&dir.join("generation_config.json")))?;
-        let tokenizer = MarianTokenizer::from_dir(dir)?;
-        check_vocab(&config, &tokenizer, dir)?;
-        let weights = Weights::open(&weight_file(dir)?)?;
+        let config = ModelConfig::from_file(&files.config)?;
+        let generation = GenerationConfig::for_model(&config, files.generation_config.as_deref())?;
+        let tokenizer = MarianTokenizer::from_dir(&files.dir)?;
+        check_vocab(&config, &tokenizer, &files.dir)?;
+        let weights = Weights::open(&files.weights)?;
         let model = Seq2SeqModel::load(config, weights, options.dtype, &options.device)?;
-        generation.validate(
-            model.config().decoder_vocab_size,
-            model.max_target_positions(),
-        )?;
-        Ok(Translator {
-            model,
-            tokenizer,
-            generation,
-            batching: BatchOptions::default(),
-            dir: dir.to_path_buf(),
-        })
+        generation
+            .validate(
+                model.config().decoder_vocab_size,
+                model.max_target_positions(),
+            )
+            .map_err(|e| match e {
+                Error::Option { name, message } => Error::config(
+                    files.generation_config.as_deref().unwrap_or(&files.config),
+                    name,
+                    message,
+                ),
+                other => other,
+            })?;
+        Ok((model, tokenizer, generation))
     }
 
     /// Sets the batching options.
@@ -247,7 +255,12 @@ impl Translator {
 
     /// The directory the model was loaded from.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.files.dir
+    }
+
+    /// The model's files and where they came from (repository, revision, commit).
+    pub fn files(&self) -> &ModelFiles {
+        &self.files
     }
 
     /// Translates each text with the default settings; results are in input order.

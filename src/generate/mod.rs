@@ -2,7 +2,7 @@
 //! (transformers 5.x: `_sample` with `do_sample=False`, `_beam_search`, and the logits processors
 //! of `_get_logits_processor`), so that the same model and settings give the same tokens.
 //!
-//! The search owns the decoder state ([`DecoderState`]): it reorders beams after each step and drops
+//! The search owns the decoder state ([`DecoderState`](crate::model::DecoderState)): it reorders beams after each step and drops
 //! sources whose result can no longer change, so later steps run on smaller batches. Logits are
 //! processed on the host in f32, in transformers' order: repetition penalty, no-repeat n-grams, bad
 //! words, minimum length, forced BOS, forced EOS, then (with `renormalize_logits`) a log-softmax.

@@ -15,7 +15,7 @@
 //!    8-byte element count.
 //!
 //! The format is told by the file's first bytes, never by its name. Pickles are read by
-//! [`pickle`], a restricted interpreter that knows a handful of tensor-building globals and
+//! `pickle`, a restricted interpreter that knows a handful of tensor-building globals and
 //! refuses every other one: weights are data, never code.
 //!
 //! # Memory
