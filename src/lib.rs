@@ -7,9 +7,11 @@
 
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod generate;
+pub mod kernels;
 pub mod model;
 pub mod segment;
 pub mod source;
