@@ -1,50 +1,72 @@
-//! Micro-benchmark of the int8 kernels against candle's f32 matmul (development aid).
-use candle_core::{Device, Tensor};
+//! Micro-benchmark of matrix kernels (development aid): int8, small-row f32, gemm f32.
 use std::time::Instant;
-use tolk::kernels::{Int8Kernel, QMatrix};
+use tolk::kernels::{f32::small_matmul, Int8Kernel, QMatrix};
+
+fn time<F: FnMut()>(reps: usize, mut f: F) -> f64 {
+    f();
+    let t = Instant::now();
+    for _ in 0..reps {
+        f();
+    }
+    t.elapsed().as_secs_f64() / reps as f64
+}
 
 fn main() {
     let k = 512;
-    for &(m, n) in &[
-        (1usize, 67028usize),
-        (19, 67028),
-        (76, 67028),
-        (19, 2048),
-        (1, 2048),
-    ] {
+    for &(m, n) in &[(1usize, 67028usize), (4, 67028), (1, 2048), (19, 67028)] {
         let w: Vec<f32> = (0..n * k)
             .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
             .collect();
         let x: Vec<f32> = (0..m * k)
             .map(|i| ((i * 104729) % 1000) as f32 / 1000.0 - 0.5)
             .collect();
-        let q = QMatrix::quantize(&w, n, k);
+        let b = vec![0f32; n];
         let mut out = vec![0f32; m * n];
-        let reps = (2_000_000_000 / (m * n * k)).clamp(3, 2000);
-        for kernel in [Int8Kernel::detect(), Int8Kernel::Avx2] {
-            q.matmul(&x, m, None, &mut out, kernel);
-            let t = Instant::now();
-            for _ in 0..reps {
-                q.matmul(&x, m, None, &mut out, kernel);
-            }
-            let dt = t.elapsed().as_secs_f64() / reps as f64;
+        let reps = (1_000_000_000 / (m * n * k)).clamp(3, 2000);
+        let q = QMatrix::quantize(&w, n, k);
+        let dt = time(reps, || {
+            q.matmul(&x, m, Some(&b), &mut out, Int8Kernel::detect())
+        });
+        println!(
+            "int8 m={m} n={n}: {:.3} ms ({:.1} GB/s of weights)",
+            dt * 1e3,
+            (n * k) as f64 / dt / 1e9
+        );
+        if m <= 4 {
+            let dt = time(reps, || small_matmul(&x, m, &w, n, k, &b, &mut out));
             println!(
-                "int8 {kernel:?} m={m} n={n} k={k}: {:.3} ms, {:.1} GOP/s",
+                "f32 small m={m} n={n}: {:.3} ms ({:.1} GB/s)",
                 dt * 1e3,
-                2.0 * (m * n * k) as f64 / dt / 1e9
+                (4 * n * k) as f64 / dt / 1e9
             );
         }
-        let wt = Tensor::from_vec(w.clone(), (n, k), &Device::Cpu).unwrap();
-        let xt = Tensor::from_vec(x.clone(), (m, k), &Device::Cpu).unwrap();
-        let _ = xt.matmul(&wt.t().unwrap()).unwrap();
-        let t = Instant::now();
-        for _ in 0..reps {
-            let _ = xt.matmul(&wt.t().unwrap()).unwrap();
-        }
-        let dt = t.elapsed().as_secs_f64() / reps as f64;
+        let dt = time(reps, || unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                out.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                x.as_ptr(),
+                1,
+                k as isize,
+                w.as_ptr(),
+                k as isize,
+                1,
+                0.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(rayon::current_num_threads()),
+            )
+        });
         println!(
-            "f32 candle m={m} n={n} k={k}: {:.3} ms, {:.1} GFLOP/s",
+            "f32 gemm m={m} n={n}: {:.3} ms ({:.1} GB/s, {:.1} GFLOP/s)",
             dt * 1e3,
+            (4 * n * k) as f64 / dt / 1e9,
             2.0 * (m * n * k) as f64 / dt / 1e9
         );
     }

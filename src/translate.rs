@@ -91,6 +91,9 @@ pub struct LoadOptions {
     /// Quantise the weights at load time. Default none (exact). [`Quantization::Int8`] is CPU
     /// only, and its quantised model is cached (see [`crate::cache`]) so the next load is fast.
     pub quantize: Option<Quantization>,
+    /// Keep derived files (the int8-quantised model) in tolk's cache directory
+    /// ([`crate::cache::cache_dir`]) to load faster next time. Default true.
+    pub use_cache: bool,
 }
 
 impl Default for LoadOptions {
@@ -99,6 +102,7 @@ impl Default for LoadOptions {
             device: Device::Cpu,
             dtype: DType::F32,
             quantize: None,
+            use_cache: true,
         }
     }
 }
@@ -115,6 +119,13 @@ impl LoadOptions {
     #[must_use]
     pub fn with_dtype(mut self, dtype: DType) -> Self {
         self.dtype = dtype;
+        self
+    }
+
+    /// Sets whether derived files are cached (see [`LoadOptions::use_cache`]).
+    #[must_use]
+    pub fn with_cache(mut self, on: bool) -> Self {
+        self.use_cache = on;
         self
     }
 
@@ -225,7 +236,7 @@ impl Translator {
                         "int8 runs on the CPU with f32 activations; drop --device/--dtype or --quantize",
                     ));
                 }
-                let cache = cache::cache_dir().map(|d| {
+                let cache = cache::cache_dir().filter(|_| options.use_cache).map(|d| {
                     d.join("quantized")
                         .join(cache::derived_name(&files.weights, "int8-v1"))
                 });

@@ -7,10 +7,19 @@
 //! transformers' values (up to float rounding) at a fraction of the cost of normalising 67,028
 //! entries twice per row and step.
 
+use crate::kernels::simd::{multiversion, round_fast};
+
 const LANES: usize = 16;
 
 /// Largest value and the first index holding it (NaN ignored). Empty or all-NaN: (-inf, 0).
 pub fn max_first(xs: &[f32]) -> (f32, usize) {
+    let m = max_value(xs);
+    let idx = xs.iter().position(|&v| v == m).unwrap_or(0);
+    (m, idx)
+}
+
+multiversion! {
+fn max_value(xs: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; LANES];
     let chunks = xs.chunks_exact(LANES);
     let rest = chunks.remainder();
@@ -23,8 +32,8 @@ pub fn max_first(xs: &[f32]) -> (f32, usize) {
     for &v in rest {
         m = m.max(v);
     }
-    let idx = xs.iter().position(|&v| v == m).unwrap_or(0);
-    (m, idx)
+    m
+}
 }
 
 /// exp(x) for x <= 0 (larger inputs are not needed here), accurate to a few ulps, written so that
@@ -35,7 +44,7 @@ fn exp_nonpos(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     let xc = x.max(-87.0);
-    let n = (xc * LOG2E + 0.5).floor();
+    let n = round_fast(xc * LOG2E);
     let r = xc - n * LN2_HI - n * LN2_LO;
     // exp(r) on [-ln2/2, ln2/2]: Taylor to degree 7 (error below 2e-8).
     let p = 1.0
@@ -53,6 +62,7 @@ fn exp_nonpos(x: f32) -> f32 {
     }
 }
 
+multiversion! {
 /// Sum of exp(x - m) over the row (m should be the row's maximum).
 pub fn exp_sum(xs: &[f32], m: f32) -> f32 {
     let mut lanes = [0f32; LANES];
@@ -68,6 +78,7 @@ pub fn exp_sum(xs: &[f32], m: f32) -> f32 {
         s += exp_nonpos(v - m);
     }
     s
+}
 }
 
 /// The `k` largest entries as (value, index), best first; ties keep the lower index. NaN is

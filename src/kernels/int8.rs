@@ -14,6 +14,8 @@
 
 use rayon::prelude::*;
 
+use super::simd::{multiversion, round_fast};
+
 /// Columns per block (one 512-bit register of i32 lanes).
 const NB: usize = 16;
 /// Blocks per kernel call (64 columns).
@@ -220,17 +222,31 @@ impl QMatrix {
         let cols = (nb * NB).min(self.n - c0);
         for (i, row) in acc.iter().enumerate().take(mr) {
             let sx = xs[m0 + i];
-            let dst = out.0.add((m0 + i) * self.n + c0);
-            for c in 0..cols {
-                let v = (row[c] - self.offsets[c0 + c]) as f32 * (sx * self.scales[c0 + c]);
-                let v = match bias {
-                    Some(b) => v + b[c0 + c],
-                    None => v,
-                };
-                *dst.add(c) = v;
-            }
+            let dst = std::slice::from_raw_parts_mut(out.0.add((m0 + i) * self.n + c0), cols);
+            let zeros = [0f32; NB * PANEL];
+            let b = match bias {
+                Some(b) => &b[c0..c0 + cols],
+                None => &zeros[..cols],
+            };
+            finish_row(
+                &row[..cols],
+                &self.offsets[c0..c0 + cols],
+                &self.scales[c0..c0 + cols],
+                sx,
+                b,
+                dst,
+            );
         }
     }
+}
+
+multiversion! {
+/// i32 sums back to f32: (acc - offset) * (row scale * column scale) + bias.
+fn finish_row(acc: &[i32], offsets: &[i32], scales: &[f32], sx: f32, bias: &[f32], dst: &mut [f32]) -> () {
+    for ((((d, &a), &o), &s), &b) in dst.iter_mut().zip(acc).zip(offsets).zip(scales).zip(bias) {
+        *d = (a - o) as f32 * (sx * s) + b;
+    }
+}
 }
 
 #[derive(Clone, Copy)]
@@ -248,16 +264,34 @@ fn quantize_rows(x: &[f32], m: usize, k: usize, kp: usize) -> (Vec<u8>, Vec<f32>
         .zip(q.chunks_exact_mut(kp))
         .zip(scales.iter_mut())
     {
-        let amax = row.iter().fold(0f32, |a, &v| a.max(v.abs()));
-        if amax > 0.0 && amax.is_finite() {
-            *s = amax / 127.0;
-            let inv = 127.0 / amax;
-            for (d, &v) in dst.iter_mut().zip(row) {
-                *d = ((v * inv).round() as i32 + 128) as u8;
-            }
-        }
+        *s = quantize_row(row, dst);
     }
     (q, scales)
+}
+
+multiversion! {
+/// One row to `q + 128` bytes (round to nearest, ties to even); returns its scale.
+fn quantize_row(row: &[f32], dst: &mut [u8]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let chunks = row.chunks_exact(16);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l = l.max(v.abs());
+        }
+    }
+    let amax = rest
+        .iter()
+        .fold(lanes.iter().fold(0f32, |a, &v| a.max(v)), |a, &v| a.max(v.abs()));
+    if !(amax > 0.0 && amax.is_finite()) {
+        return 0.0;
+    }
+    let inv = 127.0 / amax;
+    for (d, &v) in dst.iter_mut().zip(row) {
+        *d = (round_fast(v * inv) + 128.0) as u8;
+    }
+    amax / 127.0
+}
 }
 
 fn scalar_panel(

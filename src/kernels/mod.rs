@@ -1,5 +1,8 @@
-//! CPU kernels that candle does not have: int8 matrix products (for `--quantize int8`).
+//! CPU kernels that candle does not have: int8 matrix products (for `--quantize int8`) and
+//! memory-bound f32 products of a few rows.
 
+pub mod f32;
 pub mod int8;
+pub mod simd;
 
 pub use int8::{Int8Kernel, QMatrix};

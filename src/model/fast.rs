@@ -13,6 +13,7 @@ use rayon::prelude::*;
 
 use super::{Activation, Attention, DecoderLayer, Matrix, Positions, Proj, Seq2SeqModel};
 use crate::error::{Error, Result};
+use crate::kernels::simd::multiversion;
 use crate::kernels::Int8Kernel;
 
 /// Host copies of what a decoder step needs besides the big matrices.
@@ -177,6 +178,10 @@ fn linear(
                 return Err(Error::option("weights", "expected contiguous weights"));
             }
             let ws = &cpu.as_slice::<f32>()?[layout.start_offset()..];
+            if m <= crate::kernels::f32::MAX_ROWS {
+                crate::kernels::f32::small_matmul(x, m, &ws[..n * k], n, k, bias, out);
+                return Ok(());
+            }
             let threads = rayon::current_num_threads();
             let par = if threads > 1 && m * n * k >= (1 << 20) {
                 gemm::Parallelism::Rayon(threads)
@@ -242,19 +247,45 @@ fn attend_row(
     out: &mut [f32],
     scores: &mut Vec<f32>,
 ) {
+    scores.resize(len, 0.0);
+    attend(q, keys, values, heads, out, scores)
+}
+
+multiversion! {
+fn attend(q: &[f32], keys: &[f32], values: &[f32], heads: usize, out: &mut [f32], scores: &mut [f32]) -> () {
     let d = q.len();
     let hd = d / heads;
     let scaling = (hd as f64).powf(-0.5) as f32;
-    scores.resize(len, 0.0);
+    let mut qs = [0f32; 256];
     for h in 0..heads {
         let qh = &q[h * hd..(h + 1) * hd];
+        // q is scaled before the product, as the reference does.
+        let qh: &[f32] = if hd <= qs.len() {
+            for (a, &b) in qs.iter_mut().zip(qh) {
+                *a = b * scaling;
+            }
+            &qs[..hd]
+        } else {
+            qh
+        };
+        let scale_after = if hd <= 256 { 1.0 } else { scaling };
         let mut max = f32::NEG_INFINITY;
         for (j, s) in scores.iter_mut().enumerate() {
             let kh = &keys[j * d + h * hd..j * d + (h + 1) * hd];
-            let mut acc = 0f32;
-            for (&a, &b) in qh.iter().zip(kh) {
-                acc += (a * scaling) * b;
+            let mut lanes = [0f32; 16];
+            let qc = qh.chunks_exact(16);
+            let kc = kh.chunks_exact(16);
+            let (qr, kr) = (qc.remainder(), kc.remainder());
+            for (a, b) in qc.zip(kc) {
+                for ((l, &x), &y) in lanes.iter_mut().zip(a).zip(b) {
+                    *l += x * y;
+                }
             }
+            let mut acc: f32 = lanes.iter().sum();
+            for (&x, &y) in qr.iter().zip(kr) {
+                acc += x * y;
+            }
+            let acc = acc * scale_after;
             *s = acc;
             max = max.max(acc);
         }
@@ -263,16 +294,18 @@ fn attend_row(
             *s = (*s - max).exp();
             sum += *s;
         }
+        let inv = 1.0 / sum;
         let oh = &mut out[h * hd..(h + 1) * hd];
         oh.iter_mut().for_each(|o| *o = 0.0);
         for (j, &p) in scores.iter().enumerate() {
-            let p = p / sum;
+            let p = p * inv;
             let vh = &values[j * d + h * hd..j * d + (h + 1) * hd];
             for (o, &v) in oh.iter_mut().zip(vh) {
                 *o += p * v;
             }
         }
     }
+}
 }
 
 impl Seq2SeqModel {

@@ -8,11 +8,27 @@ use tolk::translate::{BatchOptions, LoadOptions, Translator};
 
 use crate::common::{apply_kwargs, fixture_dir, ids, reference};
 
-pub const MODELS: [&str; 2] = ["marian-tiny", "marian-tiny-relu"];
+pub const MODELS: [&str; 3] = ["marian-tiny", "marian-tiny-relu", "marian-tiny-trained"];
 
 /// Compares every recorded setting (`only`: just the settings whose name starts with it); panics
 /// with the list of mismatches.
 fn check(translator: &Translator, name: &str, only: Option<&str>) {
+    let (same, total, failures) = compare(translator, name, only);
+    eprintln!(
+        "{name} (batch size {}): {same}/{total} hypotheses identical to transformers",
+        translator.batching().max_batch_size,
+    );
+    assert!(total > 0, "no setting compared");
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// (identical hypotheses, compared hypotheses, descriptions of the differences)
+fn compare(translator: &Translator, name: &str, only: Option<&str>) -> (usize, usize, Vec<String>) {
     let reference = reference(name);
     let sentences: Vec<&str> = reference["sentences"]
         .as_array()
@@ -64,18 +80,8 @@ fn check(translator: &Translator, name: &str, only: Option<&str>) {
             }
         }
     }
-    eprintln!(
-        "{name} (batch size {}): {}/{total} hypotheses identical to transformers",
-        translator.batching().max_batch_size,
-        total - failures.len()
-    );
-    assert!(total > 0, "no setting compared");
-    assert!(
-        failures.is_empty(),
-        "{} mismatches:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    let same = total - failures.len();
+    (same, total, failures)
 }
 
 #[test]
@@ -138,5 +144,39 @@ fn tokenizer_ids_match_transformers() {
             sentences.len(),
             sentences.len()
         );
+    }
+}
+
+/// int8 weights and activations (CTranslate2's scheme: one scale per weight row and per activation
+/// row) against transformers' float32 outputs. On the trained fixture, which is as sure of its
+/// choices as a real model, at least 95 % of the outputs must stay identical. The random fixtures
+/// are a worst case: their best candidates are close (rounding the weights to float16 alone
+/// changes a third of their beam outputs), so only a floor is checked there, to catch a broken
+/// kernel.
+#[test]
+fn int8_quantisation_keeps_outputs_identical() {
+    use tolk::model::Quantization;
+    for name in MODELS {
+        let opts = LoadOptions::default()
+            .with_quantize(Some(Quantization::Int8))
+            .with_cache(false);
+        let t = Translator::from_dir(fixture_dir(name), &opts).unwrap();
+        let floor = if name.ends_with("trained") {
+            0.95
+        } else {
+            0.30
+        };
+        for setting in ["greedy", "beam4"] {
+            let (same, total, _) = compare(&t, name, Some(setting));
+            let rate = same as f64 / total as f64;
+            eprintln!(
+                "{name} int8 {setting}: {same}/{total} identical to transformers' float32 ({:.1} %)",
+                100.0 * rate
+            );
+            assert!(
+                rate >= floor,
+                "{name} int8 {setting}: only {same}/{total} identical"
+            );
+        }
     }
 }
