@@ -13,7 +13,7 @@ use candle_core::{DType, Device};
 use crate::cache;
 use crate::config::{Architecture, GenerationConfig, ModelConfig};
 use crate::error::{Error, Result};
-use crate::generate::{generate, Hypothesis};
+use crate::generate::{generate_limited, Hypothesis};
 use crate::model::{Quantization, Seq2SeqModel};
 use crate::source::ModelFiles;
 use crate::tokenizer::MarianTokenizer;
@@ -159,8 +159,99 @@ pub struct Translation {
     pub score: f32,
     /// Number of source tokens fed to the encoder (`</s>` included); 0 when nothing was translated.
     pub source_tokens: usize,
-    /// All `num_return_sequences` hypotheses, best first (the first is the one above).
+    /// All `num_return_sequences` hypotheses, best first (the first is the one above); empty
+    /// when the text was translated in several pieces.
     pub hypotheses: Vec<TranslationHypothesis>,
+    /// Pieces the text was split into because it was longer than the model can take (1 normally).
+    pub pieces: usize,
+    /// Set when a guard intervened (see [`Guards`]).
+    pub flag: Option<Flag>,
+}
+
+/// Why the output of a sentence is not the model's plain output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flag {
+    /// Nothing to translate (no letters): the text was copied unchanged.
+    Passthrough,
+    /// The first output repeated itself; it was decoded again with repeated n-grams banned.
+    Repetition,
+    /// The first output reached the length cap; it was decoded again with repeated n-grams banned.
+    Length,
+}
+
+impl Flag {
+    /// A short name (`passthrough`, `repetition`, `length`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flag::Passthrough => "passthrough",
+            Flag::Repetition => "repetition",
+            Flag::Length => "length",
+        }
+    }
+}
+
+/// Protection against the failure modes of translation models on odd input: endless loops
+/// ("No, no, no, ...") and hallucinated text far longer than the source.
+///
+/// Off by default in [`Translator`] (whose outputs then equal transformers' exactly); the article
+/// pipeline turns them on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Guards {
+    /// Whether the guards run. Default false.
+    pub enabled: bool,
+    /// Output cap: `ratio x source tokens + offset` tokens. Default 2.0.
+    pub max_length_ratio: f32,
+    /// See `max_length_ratio`. Default 20.
+    pub max_length_offset: usize,
+    /// An n-gram (n <= 4) repeated this many times in a row is a loop. Default 4.
+    pub min_repeats: usize,
+    /// `no_repeat_ngram_size` of the second decoding of a flagged sentence. Default 3.
+    pub fallback_no_repeat_ngram: usize,
+    /// Copy text without any letter (numbers, symbols, emoji) instead of translating it. Default
+    /// true.
+    pub passthrough: bool,
+}
+
+impl Default for Guards {
+    fn default() -> Self {
+        Guards {
+            enabled: false,
+            max_length_ratio: 2.0,
+            max_length_offset: 20,
+            min_repeats: 4,
+            fallback_no_repeat_ngram: 3,
+            passthrough: true,
+        }
+    }
+}
+
+impl Guards {
+    /// The default guards, switched on.
+    pub fn on() -> Self {
+        Guards {
+            enabled: true,
+            ..Guards::default()
+        }
+    }
+}
+
+/// Whether `ids` contains an n-gram (n <= 4, not counting `eos`) repeated `min_repeats` times in a
+/// row.
+pub fn has_loop(ids: &[u32], min_repeats: usize, eos: u32) -> bool {
+    let ids: Vec<u32> = ids.iter().copied().filter(|&t| t != eos).collect();
+    let reps = min_repeats.max(2);
+    for n in 1..=4 {
+        if ids.len() < n * reps {
+            continue;
+        }
+        for start in 0..=ids.len() - n * reps {
+            let gram = &ids[start..start + n];
+            if (1..reps).all(|r| &ids[start + r * n..start + (r + 1) * n] == gram) {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 impl Translation {
@@ -171,6 +262,8 @@ impl Translation {
             score: 0.0,
             source_tokens: 0,
             hypotheses: Vec::new(),
+            pieces: 1,
+            flag: None,
         }
     }
 }
@@ -184,6 +277,7 @@ pub struct Translator {
     tokenizer: MarianTokenizer,
     generation: GenerationConfig,
     batching: BatchOptions,
+    guards: Guards,
     files: ModelFiles,
 }
 
@@ -205,6 +299,7 @@ impl Translator {
                 tokenizer,
                 generation,
                 batching: BatchOptions::default(),
+                guards: Guards::default(),
                 files,
             })
     }
@@ -270,6 +365,18 @@ impl Translator {
         self
     }
 
+    /// Sets the guards against runaway output (off by default).
+    #[must_use]
+    pub fn with_guards(mut self, guards: Guards) -> Self {
+        self.guards = guards;
+        self
+    }
+
+    /// The guards.
+    pub fn guards(&self) -> &Guards {
+        &self.guards
+    }
+
     /// Replaces the default generation settings (initially the model's own).
     #[must_use]
     pub fn with_generation(mut self, generation: GenerationConfig) -> Self {
@@ -323,33 +430,139 @@ impl Translator {
             self.model.config().decoder_vocab_size,
             self.model.max_target_positions(),
         )?;
+        let guards = &self.guards;
         let mut out: Vec<Translation> = (0..texts.len()).map(|_| Translation::empty()).collect();
-        let todo: Vec<usize> = (0..texts.len())
-            .filter(|&i| !texts[i].trim().is_empty())
-            .collect();
-        let todo_texts: Vec<&str> = todo.iter().map(|&i| texts[i]).collect();
-        let ids = self.tokenizer.encode_batch(&todo_texts)?;
-        let max = self.model.max_source_positions();
-        if let Some((k, long)) = ids.iter().enumerate().find(|(_, s)| s.len() > max) {
-            return Err(Error::Input {
-                source_name: "<text>".into(),
-                message: format!(
-                    "sentence {} has {} tokens, more than the model's {max} positions; split it first (the pipeline does this)",
-                    todo[k] + 1,
-                    long.len()
-                ),
-            });
+        // Units to translate: whole texts, or pieces of texts too long for the model.
+        let mut units: Vec<(usize, String)> = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            if text.trim().is_empty() {
+                continue;
+            }
+            if guards.enabled && guards.passthrough && !text.chars().any(char::is_alphabetic) {
+                out[i] = Translation {
+                    text: text.trim().to_string(),
+                    flag: Some(Flag::Passthrough),
+                    ..Translation::empty()
+                };
+                continue;
+            }
+            for piece in self.fit(text)? {
+                units.push((i, piece));
+            }
         }
+        let unit_texts: Vec<&str> = units.iter().map(|(_, t)| t.as_str()).collect();
+        let ids = self.tokenizer.encode_batch(&unit_texts)?;
         let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
-        for batch in self.batching.plan(&lengths) {
-            let sources: Vec<Vec<u32>> = batch.iter().map(|&k| ids[k].clone()).collect();
-            let encoded = self.model.encode(&sources)?;
-            let hyps = generate(&self.model, &encoded, generation)?;
-            for (&k, hyps) in batch.iter().zip(hyps) {
-                out[todo[k]] = self.finish(hyps, lengths[k])?;
+        let max_len = generation.max_decoder_length(self.model.max_target_positions());
+        let limits: Vec<usize> = lengths
+            .iter()
+            .map(|&n| {
+                if guards.enabled {
+                    let cap = (guards.max_length_ratio * n as f32).ceil() as usize
+                        + guards.max_length_offset;
+                    max_len.min(cap + 1)
+                } else {
+                    max_len
+                }
+            })
+            .collect();
+        let mut results: Vec<Option<Translation>> = vec![None; units.len()];
+        self.run_batches(&ids, &limits, generation, &mut results)?;
+        if guards.enabled {
+            // Runaway output: a loop, or stopped by the length cap. Decode again with repeated
+            // n-grams banned, and say so.
+            let mut again = Vec::new();
+            for (u, r) in results.iter_mut().enumerate() {
+                if let Some(t) = r {
+                    let looped = has_loop(&t.ids, guards.min_repeats, self.generation.eos_token_id);
+                    let capped = limits[u] < max_len && t.ids.len() + 1 >= limits[u];
+                    if looped || capped {
+                        t.flag = Some(if looped {
+                            Flag::Repetition
+                        } else {
+                            Flag::Length
+                        });
+                        again.push(u);
+                    }
+                }
+            }
+            if !again.is_empty() && guards.fallback_no_repeat_ngram > 0 {
+                let cfg = generation
+                    .clone()
+                    .with_no_repeat_ngram_size(guards.fallback_no_repeat_ngram);
+                let sub_ids: Vec<Vec<u32>> = again.iter().map(|&u| ids[u].clone()).collect();
+                let sub_limits: Vec<usize> = again.iter().map(|&u| limits[u]).collect();
+                let mut sub: Vec<Option<Translation>> = vec![None; again.len()];
+                self.run_batches(&sub_ids, &sub_limits, &cfg, &mut sub)?;
+                for (&u, r) in again.iter().zip(sub) {
+                    if let (Some(mut t), Some(old)) = (r, results[u].as_ref()) {
+                        t.flag = old.flag;
+                        results[u] = Some(t);
+                    }
+                }
+            }
+        }
+        // Reassemble pieces of split texts.
+        let mut seen = vec![false; texts.len()];
+        for ((i, _), r) in units.iter().zip(results) {
+            let Some(r) = r else { continue };
+            let o = &mut out[*i];
+            if !seen[*i] {
+                seen[*i] = true;
+                *o = r;
+            } else {
+                o.text = format!("{} {}", o.text, r.text);
+                o.ids.extend(r.ids);
+                o.score = (o.score + r.score) / 2.0;
+                o.source_tokens += r.source_tokens;
+                o.pieces += 1;
+                o.flag = o.flag.or(r.flag);
+                o.hypotheses.clear();
             }
         }
         Ok(out)
+    }
+
+    /// Splits `text` into pieces the model can take (at clause boundaries, by token count), or
+    /// returns it whole.
+    fn fit(&self, text: &str) -> Result<Vec<String>> {
+        let max = self.model.max_source_positions();
+        let n = self.tokenizer.encode(text)?.len();
+        if n <= max {
+            return Ok(vec![text.to_string()]);
+        }
+        let limit = max.saturating_sub(2).max(1);
+        let measure = |s: &str| {
+            self.tokenizer
+                .encode(s)
+                .map(|v| v.len())
+                .unwrap_or(usize::MAX)
+        };
+        Ok(crate::segment::split_long(text, limit, measure)
+            .into_iter()
+            .map(|r| text[r].trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect())
+    }
+
+    fn run_batches(
+        &self,
+        ids: &[Vec<u32>],
+        limits: &[usize],
+        generation: &GenerationConfig,
+        results: &mut [Option<Translation>],
+    ) -> Result<()> {
+        let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
+        for batch in self.batching.plan(&lengths) {
+            let sources: Vec<Vec<u32>> = batch.iter().map(|&k| ids[k].clone()).collect();
+            let batch_limits: Vec<usize> = batch.iter().map(|&k| limits[k]).collect();
+            let encoded = self.model.encode(&sources)?;
+            let hyps = generate_limited(&self.model, &encoded, generation, Some(&batch_limits))?;
+            for (&k, hyps) in batch.iter().zip(hyps) {
+                results[k] = Some(self.finish(hyps, lengths[k])?);
+            }
+        }
+        Ok(())
     }
 
     fn finish(&self, hyps: Vec<Hypothesis>, source_tokens: usize) -> Result<Translation> {
@@ -377,6 +590,8 @@ impl Translator {
             score: best.score,
             source_tokens,
             hypotheses,
+            pieces: 1,
+            flag: None,
         })
     }
 }

@@ -37,10 +37,34 @@ pub fn generate(
     encoded: &EncoderOutput,
     cfg: &GenerationConfig,
 ) -> Result<Vec<Vec<Hypothesis>>> {
+    generate_limited(model, encoded, cfg, None)
+}
+
+/// Like [`generate`], with a maximum decoder length per source (`limits`, capped by the
+/// configuration's own): each source then ends, with the forced end-of-sequence where the model
+/// has one, at its own limit, as if generated alone with that `max_length`.
+pub fn generate_limited(
+    model: &Seq2SeqModel,
+    encoded: &EncoderOutput,
+    cfg: &GenerationConfig,
+    limits: Option<&[usize]>,
+) -> Result<Vec<Vec<Hypothesis>>> {
+    let (processor, max_length) = prepare(model, cfg)?;
+    let n = encoded.lengths.len();
+    let limits: Vec<usize> = match limits {
+        Some(l) if l.len() == n => l.iter().map(|&x| x.clamp(2, max_length.max(2))).collect(),
+        Some(l) => {
+            return Err(Error::option(
+                "limits",
+                format!("{} limits for {n} sources", l.len()),
+            ))
+        }
+        None => vec![max_length; n],
+    };
     if cfg.num_beams == 1 {
-        greedy_search(model, encoded, cfg)
+        greedy(model, encoded, cfg, &processor, &limits)
     } else {
-        beam_search(model, encoded, cfg)
+        beam(model, encoded, cfg, &processor, &limits)
     }
 }
 
@@ -58,7 +82,7 @@ fn prepare(model: &Seq2SeqModel, cfg: &GenerationConfig) -> Result<(LogitsProces
             ),
         ));
     }
-    Ok((LogitsProcessor::new(cfg, max_length), max_length))
+    Ok((LogitsProcessor::new(cfg), max_length))
 }
 
 /// Greedy search (what `generate` runs for `num_beams == 1`): the best token at every step.
@@ -68,7 +92,8 @@ pub fn greedy_search(
     cfg: &GenerationConfig,
 ) -> Result<Vec<Vec<Hypothesis>>> {
     let (processor, max_length) = prepare(model, cfg)?;
-    greedy(model, encoded, cfg, &processor, max_length)
+    let limits = vec![max_length; encoded.lengths.len()];
+    greedy(model, encoded, cfg, &processor, &limits)
 }
 
 /// Beam search with `cfg.num_beams` beams, also for a single beam (which transformers never runs:
@@ -80,7 +105,8 @@ pub fn beam_search(
     cfg: &GenerationConfig,
 ) -> Result<Vec<Vec<Hypothesis>>> {
     let (processor, max_length) = prepare(model, cfg)?;
-    beam(model, encoded, cfg, &processor, max_length)
+    let limits = vec![max_length; encoded.lengths.len()];
+    beam(model, encoded, cfg, &processor, &limits)
 }
 
 fn greedy(
@@ -88,7 +114,7 @@ fn greedy(
     encoded: &EncoderOutput,
     cfg: &GenerationConfig,
     processor: &LogitsProcessor,
-    max_length: usize,
+    limits: &[usize],
 ) -> Result<Vec<Vec<Hypothesis>>> {
     let n = encoded.lengths.len();
     let vocab = model.config().decoder_vocab_size;
@@ -110,7 +136,7 @@ fn greedy(
         for (row, &s) in active.iter().enumerate() {
             let scores = &mut logits[row * vocab..(row + 1) * vocab];
             // The reported score is the log-probability of the choice under the processed scores.
-            let (next, lp) = if processor.bans(&seqs[s], &mut bans) {
+            let (next, lp) = if processor.bans(&seqs[s], limits[s], &mut bans) {
                 for &b in &bans {
                     if let Some(x) = scores.get_mut(b as usize) {
                         *x = f32::NEG_INFINITY;
@@ -120,7 +146,7 @@ fn greedy(
                 let lse = rows::exp_sum(scores, m).ln();
                 (next, ((scores[next] - m) - lse) as f64)
             } else {
-                processor.process(&seqs[s], scores);
+                processor.process(&seqs[s], limits[s], scores);
                 let next = argmax(scores);
                 if !processor.renormalizes() {
                     log_softmax_in_place(scores);
@@ -129,7 +155,7 @@ fn greedy(
             };
             logprob_sums[s] += lp;
             seqs[s].push(next as u32);
-            let done = next as u32 == cfg.eos_token_id || seqs[s].len() >= max_length;
+            let done = next as u32 == cfg.eos_token_id || seqs[s].len() >= limits[s];
             if !done {
                 keep.push(row);
                 still.push(s);
@@ -212,7 +238,7 @@ fn beam(
     encoded: &EncoderOutput,
     cfg: &GenerationConfig,
     processor: &LogitsProcessor,
-    max_length: usize,
+    limits: &[usize],
 ) -> Result<Vec<Vec<Hypothesis>>> {
     let k = cfg.num_beams;
     let n = encoded.lengths.len();
@@ -260,13 +286,14 @@ fn beam(
         let mut reorder: Vec<u32> = Vec::with_capacity(active.len() * k);
         for (pos, &s) in active.iter().enumerate() {
             let item = &mut items[s];
+            let max_length = limits[s];
             // b. log-probabilities, processors, plus the running beam scores; each beam's own top
             //    2k continuations are enough to find the best 2k overall.
             cands.clear();
             for (b, beam) in item.running.iter().enumerate() {
                 let row = pos * k + b;
                 let scores = &mut logits[row * vocab..(row + 1) * vocab];
-                if processor.bans(&beam.tokens, &mut bans) {
+                if processor.bans(&beam.tokens, max_length, &mut bans) {
                     // log_softmax, bans, (log_softmax): per-row shifts of the raw logits, so the
                     // best raw entries are the best candidates; only those are normalised.
                     let mut banned_mass = 0f32;
@@ -305,7 +332,7 @@ fn beam(
                     }
                 } else {
                     log_softmax_in_place(scores);
-                    processor.process(&beam.tokens, scores);
+                    processor.process(&beam.tokens, max_length, scores);
                     for v in scores.iter_mut() {
                         *v += beam.score;
                     }
@@ -394,9 +421,10 @@ fn beam(
         // g. can any running beam still beat the worst finished one?
         let mut keep = Vec::with_capacity(active.len());
         let mut still = Vec::with_capacity(active.len());
-        let all_hit_max = cur_len >= max_length;
         for (pos, &s) in active.iter().enumerate() {
             let item = &mut items[s];
+            let max_length = limits[s];
+            let all_hit_max = cur_len >= max_length;
             if item.open {
                 let best_len = if cfg.early_stopping == EarlyStopping::Never && lp > 0.0 {
                     max_length - 1

@@ -15,14 +15,13 @@ pub struct LogitsProcessor {
     min_length: usize,
     forced_bos: Option<u32>,
     forced_eos: Option<u32>,
-    max_length: usize,
     eos: u32,
     renormalize: bool,
 }
 
 impl LogitsProcessor {
-    /// Builds the processors for `cfg`, with the resolved decoder `max_length`.
-    pub fn new(cfg: &GenerationConfig, max_length: usize) -> Self {
+    /// Builds the processors for `cfg`.
+    pub fn new(cfg: &GenerationConfig) -> Self {
         let mut banned = Vec::new();
         let mut banned_sequences = Vec::new();
         for seq in &cfg.bad_words_ids {
@@ -42,7 +41,6 @@ impl LogitsProcessor {
             min_length: cfg.min_decoder_length(),
             forced_bos: cfg.forced_bos_token_id,
             forced_eos: cfg.forced_eos_token_id,
-            max_length,
             eos: cfg.eos_token_id,
             renormalize: cfg.renormalize_logits,
         }
@@ -56,12 +54,12 @@ impl LogitsProcessor {
     /// The tokens this step bans for `seq` (into `out`), when banning is all the processors do at
     /// this step; false when a processor changes scores in another way (repetition penalty, a
     /// forced token), and the full [`process`](Self::process) must run.
-    pub fn bans(&self, seq: &[u32], out: &mut Vec<u32>) -> bool {
+    pub fn bans(&self, seq: &[u32], max_length: usize, out: &mut Vec<u32>) -> bool {
         out.clear();
         let cur_len = seq.len();
         if self.repetition_penalty != 1.0
             || (self.forced_bos.is_some() && cur_len == 1)
-            || (self.forced_eos.is_some() && cur_len + 1 == self.max_length)
+            || (self.forced_eos.is_some() && cur_len + 1 == max_length)
         {
             return false;
         }
@@ -86,8 +84,9 @@ impl LogitsProcessor {
         true
     }
 
-    /// Processes `scores` in place; `seq` is the decoder sequence so far, start token included.
-    pub fn process(&self, seq: &[u32], scores: &mut [f32]) {
+    /// Processes `scores` in place; `seq` is the decoder sequence so far, start token included, and
+    /// `max_length` the length at which this sequence must end.
+    pub fn process(&self, seq: &[u32], max_length: usize, scores: &mut [f32]) {
         let vocab = scores.len();
         let cur_len = seq.len();
         if self.repetition_penalty != 1.0 {
@@ -136,7 +135,7 @@ impl LogitsProcessor {
             }
         }
         if let Some(eos) = self.forced_eos {
-            if cur_len + 1 == self.max_length {
+            if cur_len + 1 == max_length {
                 force(scores, eos);
             }
         }
@@ -172,6 +171,8 @@ pub fn log_softmax_in_place(xs: &mut [f32]) {
 mod tests {
     use super::*;
 
+    const MAXLEN: usize = 50;
+
     fn cfg() -> GenerationConfig {
         GenerationConfig {
             eos_token_id: 0,
@@ -185,45 +186,45 @@ mod tests {
     fn bad_words_ban_pad_but_never_eos() {
         let mut c = cfg();
         c.bad_words_ids = vec![vec![9], vec![0], vec![3, 4]];
-        let p = LogitsProcessor::new(&c, 20);
+        let p = LogitsProcessor::new(&c);
         let mut s = vec![1.0; 10];
-        p.process(&[9, 3], &mut s);
+        p.process(&[9, 3], MAXLEN, &mut s);
         assert_eq!(s[9], f32::NEG_INFINITY);
         assert_eq!(s[0], 1.0);
         assert_eq!(s[4], f32::NEG_INFINITY, "sequence [3, 4] completes after 3");
         let mut s = vec![1.0; 10];
-        p.process(&[9, 2], &mut s);
+        p.process(&[9, 2], MAXLEN, &mut s);
         assert_eq!(s[4], 1.0);
     }
 
     #[test]
     fn min_length_and_forced_eos() {
-        let p = LogitsProcessor::new(&cfg().with_min_new_tokens(2), 5);
+        let p = LogitsProcessor::new(&cfg().with_min_new_tokens(2));
         let mut s = vec![1.0; 10];
-        p.process(&[9, 1], &mut s);
+        p.process(&[9, 1], MAXLEN, &mut s);
         assert_eq!(s[0], f32::NEG_INFINITY, "one token generated, two required");
         let mut s = vec![1.0; 10];
-        p.process(&[9, 1, 2], &mut s);
+        p.process(&[9, 1, 2], MAXLEN, &mut s);
         assert_eq!(s[0], 1.0);
         let mut c = cfg();
         c.forced_eos_token_id = Some(0);
-        let p = LogitsProcessor::new(&c, 5);
+        let p = LogitsProcessor::new(&c);
         let mut s = vec![1.0; 10];
-        p.process(&[9, 1, 2, 3], &mut s);
+        p.process(&[9, 1, 2, 3], 5, &mut s);
         assert_eq!(s[0], 0.0);
         assert!(s[1..].iter().all(|&x| x == f32::NEG_INFINITY));
     }
 
     #[test]
     fn no_repeat_ngram_and_repetition_penalty() {
-        let p = LogitsProcessor::new(&cfg().with_no_repeat_ngram_size(2), 50);
+        let p = LogitsProcessor::new(&cfg().with_no_repeat_ngram_size(2));
         let mut s = vec![1.0; 10];
-        p.process(&[9, 3, 4, 5, 3], &mut s);
+        p.process(&[9, 3, 4, 5, 3], MAXLEN, &mut s);
         assert_eq!(s[4], f32::NEG_INFINITY, "3 4 already occurred");
         assert_eq!(s[5], 1.0);
-        let p = LogitsProcessor::new(&cfg().with_repetition_penalty(2.0), 50);
+        let p = LogitsProcessor::new(&cfg().with_repetition_penalty(2.0));
         let mut s = vec![1.0, -1.0, 4.0, 4.0];
-        p.process(&[1, 2, 2], &mut s);
+        p.process(&[1, 2, 2], MAXLEN, &mut s);
         assert_eq!(s, vec![1.0, -2.0, 2.0, 4.0]);
     }
 

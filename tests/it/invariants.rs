@@ -199,3 +199,134 @@ fn padding_is_never_generated() {
         }
     }
 }
+
+#[test]
+fn guards_pass_symbols_through_cap_runaway_output_and_flag_it() {
+    use tolk::translate::{has_loop, Flag, Guards};
+    let t = translator("marian-tiny").with_guards(Guards::on());
+    let eos = t.generation().eos_token_id;
+    let texts = [
+        "2024",
+        "→ ← 😀",
+        "",
+        "Het kabinet heeft dinsdag nieuwe maatregelen aangekondigd.",
+        "A",
+    ];
+    let out = t.translate(&texts).unwrap();
+    assert_eq!(out[0].text, "2024");
+    assert_eq!(out[0].flag, Some(Flag::Passthrough));
+    assert_eq!(out[1].flag, Some(Flag::Passthrough));
+    assert_eq!(out[2].text, "");
+    for (text, tr) in texts.iter().zip(&out).skip(3) {
+        let cap = 2 * tr.source_tokens + 20;
+        assert!(
+            tr.ids.len() <= cap,
+            "{text}: {} tokens for {} source tokens",
+            tr.ids.len(),
+            tr.source_tokens
+        );
+        assert!(
+            !has_loop(&tr.ids, 4, eos) || tr.flag.is_some(),
+            "{text}: unflagged loop"
+        );
+    }
+    // The random model loops: guards must have rewritten at least one of the 237 test sentences.
+    let reference = crate::common::reference("marian-tiny");
+    let sentences: Vec<&str> = reference["sentences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    // Greedy, where a decode capped at a length agrees with the uncapped one up to the cap (a
+    // beam search may pick another hypothesis when every beam is cut at the cap).
+    let greedy = t.generation().clone().with_num_beams(1);
+    let plain = translator("marian-tiny")
+        .translate_with(&sentences, &greedy)
+        .unwrap();
+    let guarded = t.translate_with(&sentences, &greedy).unwrap();
+    let flagged = guarded
+        .iter()
+        .filter(|g| matches!(g.flag, Some(Flag::Repetition | Flag::Length)))
+        .count();
+    let looping = plain.iter().filter(|p| has_loop(&p.ids, 4, eos)).count();
+    assert!(
+        looping > 0 && flagged >= looping,
+        "{flagged} flagged, {looping} loops without guards"
+    );
+    for g in &guarded {
+        if g.flag == Some(Flag::Repetition) {
+            assert!(
+                !has_loop(&g.ids, 4, eos),
+                "the fallback decode still loops: {:?}",
+                g.ids
+            );
+        }
+    }
+    // Unflagged sentences are exactly the unguarded translation.
+    for (p, g) in plain.iter().zip(&guarded) {
+        if g.flag.is_none() {
+            assert_eq!(p.ids, g.ids);
+        }
+    }
+}
+
+#[test]
+fn texts_longer_than_the_model_are_split_not_truncated() {
+    let t = translator("marian-tiny");
+    let words: Vec<String> = (0..3000).map(|i| format!("woord{}", i % 97)).collect();
+    let long = words.join(" ");
+    let out = t
+        .translate_with(
+            &[long.as_str()],
+            &t.generation()
+                .clone()
+                .with_num_beams(1)
+                .with_max_new_tokens(8),
+        )
+        .unwrap();
+    assert!(
+        out[0].pieces > 1,
+        "a {}-word sentence must be split",
+        words.len()
+    );
+    assert!(out[0].source_tokens > t.model().max_source_positions());
+}
+
+#[test]
+fn one_model_shared_by_threads_gives_the_sequential_results() {
+    let t = std::sync::Arc::new(translator("marian-tiny"));
+    let reference = crate::common::reference("marian-tiny");
+    let sentences: Vec<String> = reference["sentences"].as_array().unwrap()[..48]
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    let cfg = t
+        .generation()
+        .clone()
+        .with_num_beams(2)
+        .with_max_new_tokens(20);
+    let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
+    let sequential = t.translate_with(&refs, &cfg).unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|k| {
+            let t = t.clone();
+            let cfg = cfg.clone();
+            let mine: Vec<String> = sentences.iter().skip(k).step_by(4).cloned().collect();
+            std::thread::spawn(move || {
+                let refs: Vec<&str> = mine.iter().map(String::as_str).collect();
+                t.translate_with(&refs, &cfg).unwrap()
+            })
+        })
+        .collect();
+    for (k, h) in handles.into_iter().enumerate() {
+        for (j, tr) in h.join().unwrap().iter().enumerate() {
+            assert_eq!(
+                tr.ids,
+                sequential[k + 4 * j].ids,
+                "thread {k}, sentence {}",
+                k + 4 * j
+            );
+        }
+    }
+}
