@@ -1,8 +1,11 @@
 //! tolk's integration tests: one test binary, one module per topic.
 
+mod cli;
+mod cli_batch;
 mod common;
 mod invariants;
 mod parity;
+mod pipeline;
 mod tokenizer;
 // Downloads need the `hub` feature; directories and the catalogue are also covered by unit tests.
 #[cfg(feature = "hub")]
