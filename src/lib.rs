@@ -7,8 +7,8 @@
 //!
 //! ## The pipeline
 //!
-//! [`Pipeline`](pipeline::Pipeline) does the whole job; [`Pipeline::run`](pipeline::Pipeline::run)
-//! returns an [`Output`](pipeline::Output) with the English article, its summary, every sentence
+//! [`Pipeline`] does the whole job; [`Pipeline::run`]
+//! returns an [`Output`] with the English article, its summary, every sentence
 //! with its byte span, translation, score and token counts, the model's provenance and timings:
 //!
 //! 1. [`source`]: the model is found (catalogue name, Hub repository or directory; downloaded

@@ -220,15 +220,17 @@ fn render_markdown(output: &Output, options: &RenderOptions) -> String {
     if options.bilingual && output.translated_sentences() > 0 {
         parts.push("## Side by side".to_string());
         let mut table = String::from("| # | Nederlands | English |\n|--:|---|---|");
-        for s in &output.sentences {
-            if let Some(t) = &s.translation {
-                table.push_str(&format!(
-                    "\n| {} | {} | {} |",
-                    s.index + 1,
-                    cell(&s.source),
-                    cell(t)
-                ));
-            }
+        let pairs = output
+            .sentences
+            .iter()
+            .filter_map(|s| s.translation.as_ref().map(|t| (&s.source, t)));
+        for (n, (source, translation)) in pairs.enumerate() {
+            table.push_str(&format!(
+                "\n| {} | {} | {} |",
+                n + 1,
+                cell(source),
+                cell(translation)
+            ));
         }
         parts.push(table);
     }

@@ -86,14 +86,11 @@ pub fn run(command: ModelsCommand, global: Global) -> anyhow::Result<ExitCode> {
                 Origin::Cache => "already in the cache".to_string(),
                 Origin::Directory => "a local directory".to_string(),
             };
-            let what = match (&p.repo, &p.commit) {
-                (Some(repo), Some(commit)) => format!("{repo}@{commit}"),
-                _ => spec.to_string(),
+            let line = match (&p.repo, &p.commit) {
+                (Some(repo), Some(commit)) => format!("{spec}: {repo}@{commit}, {how}"),
+                _ => format!("{spec}: {how} with every file the model needs"),
             };
-            emit(
-                None,
-                &format!("{spec}: {what}, {how}\n{}\n", files.dir.display()),
-            )?;
+            emit(None, &format!("{line}\n{}\n", files.dir.display()))?;
             Ok(ExitCode::SUCCESS)
         }
         ModelsCommand::Info {

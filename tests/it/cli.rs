@@ -246,7 +246,7 @@ fn translate_every_format() {
         ))
         .code(0)
         .stdout;
-    assert!(md.contains("## Side by side\n\n| # | Nederlands | English |\n|--:|---|---|\n| 2 | Nieuwe brug over de Maas geopend | "), "{md}");
+    assert!(md.contains("## Side by side\n\n| # | Nederlands | English |\n|--:|---|---|\n| 1 | Nieuwe brug over de Maas geopend | "), "{md}");
     assert_eq!(md.matches("\n| ").count(), 1 + 7);
 
     // jsonl: one sentence per line, the same objects as in json.
@@ -674,6 +674,14 @@ fn models_commands_on_a_directory_and_the_catalogue() {
         .as_str()
         .unwrap()
         .contains("not in the cache"));
+    let run = env.run(&["models", "fetch", dir.to_str().unwrap()]).code(0);
+    assert_eq!(
+        run.stdout,
+        format!(
+            "{0}: a local directory with every file the model needs\n{0}\n",
+            dir.display()
+        )
+    );
     let run = env.run(&["models", "fetch", "opus-mt-nl-en"]).code(2);
     assert!(
         run.stderr.starts_with("error: cannot fetch"),
