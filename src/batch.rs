@@ -779,9 +779,14 @@ impl BatchReport {
     }
 }
 
-/// Whether `output` exists and was modified no earlier than `input`.
+/// Whether `output` is a file modified no earlier than `input`.
 fn up_to_date(input: &Path, output: &Path) -> bool {
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let modified = |p: &Path| {
+        std::fs::metadata(p)
+            .ok()
+            .filter(|m| m.is_file())
+            .and_then(|m| m.modified().ok())
+    };
     match (modified(input), modified(output)) {
         (Some(i), Some(o)) => o >= i,
         _ => false,

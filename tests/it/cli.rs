@@ -466,6 +466,59 @@ fn bad_options_and_models_give_status_2() {
         ))
         .code(2);
     assert!(run.stderr.contains("cannot be used with"), "{}", run.stderr);
+    let run = env
+        .run(&with_model(
+            &["translate", "--summary-ratio", "2"],
+            &[file],
+            &m,
+        ))
+        .code(2);
+    assert!(
+        run.stderr
+            .starts_with("error: invalid option `summary ratio`: 2 is not in (0, 1]"),
+        "{}",
+        run.stderr
+    );
+    // A damaged model file: named, with the repair.
+    let broken = env.path("broken-model");
+    std::fs::create_dir(&broken).unwrap();
+    for entry in std::fs::read_dir(fixture_dir("marian-tiny")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), broken.join(entry.file_name())).unwrap();
+    }
+    let weights = std::fs::read(broken.join("model.safetensors")).unwrap();
+    std::fs::write(
+        broken.join("model.safetensors"),
+        &weights[..weights.len() / 2],
+    )
+    .unwrap();
+    let run = env
+        .run(&["translate", "--model", broken.to_str().unwrap(), file])
+        .code(2);
+    assert!(
+        run.stderr.contains("model.safetensors: truncated"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("replace model.safetensors"),
+        "{}",
+        run.stderr
+    );
+    if !cfg!(feature = "metal") {
+        let run = env
+            .run(&with_model(
+                &["translate", "--device", "metal"],
+                &[file],
+                &m,
+            ))
+            .code(2);
+        assert!(
+            run.stderr.contains("built without Metal support"),
+            "{}",
+            run.stderr
+        );
+    }
     if !cfg!(feature = "cuda") {
         let run = env
             .run(&with_model(&["translate", "--device", "cuda"], &[file], &m))

@@ -535,6 +535,15 @@ fn unusable_directories_are_clear_errors() {
     assert!(env.path("blocked/a.txt").exists());
     let r = report(&env.path("blocked/tolk-report.json"));
     assert!(r["aborted"].as_str().unwrap().contains("blocked/sub"));
+    // ... and when nothing could be written at all, the status is 2.
+    std::fs::create_dir_all(env.path("blocked2/a.txt")).unwrap();
+    let run = batch_to(&env, "blocked2", &m).code(2);
+    assert!(
+        run.stderr
+            .contains("error: cannot write to the output directory, stopping: blocked2/a.txt"),
+        "{}",
+        run.stderr
+    );
     // A read-only output directory (not testable as root, which may write anywhere).
     let ro = env.path("readonly");
     std::fs::create_dir(&ro).unwrap();
