@@ -159,7 +159,8 @@ pub fn decoding_notes(decoded: &Decoded, name: &str, global: Global) {
         return;
     }
     if decoded.replaced > 0 {
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr(),
             "note: {name}: {} invalid byte sequences replaced with U+FFFD",
             decoded.replaced
         );
