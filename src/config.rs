@@ -278,7 +278,17 @@ impl ModelConfig {
             eos_token_id: eos,
             decoder_start_token_id: start,
             forced_eos_token_id: r.token_opt("forced_eos_token_id")?,
-            forced_bos_token_id: r.token_opt("forced_bos_token_id")?,
+            // Older BART checkpoints (distilbart-cnn, the first bart-large-cnn) have
+            // `force_bos_token_to_be_generated: true` instead of `forced_bos_token_id`; transformers
+            // then forces `bos_token_id` (GenerationConfig, `_from_model_config`), overriding it.
+            forced_bos_token_id: if r
+                .bool_opt("force_bos_token_to_be_generated")?
+                .unwrap_or(false)
+            {
+                r.token_opt("bos_token_id")?
+            } else {
+                r.token_opt("forced_bos_token_id")?
+            },
             share_encoder_decoder_embeddings: share,
             tie_word_embeddings: r.bool_opt("tie_word_embeddings")?.unwrap_or(true),
             normalize_before: r.bool_opt("normalize_before")?.unwrap_or(false),
@@ -736,6 +746,38 @@ mod tests {
         let bad = MARIAN.replace("\"scale_embedding\":true", "\"scale_embedding\":\"yes\"");
         let e = cfg(&bad).unwrap_err().to_string();
         assert!(e.contains("scale_embedding"), "{e}");
+    }
+
+    #[test]
+    fn old_bart_configs_force_bos_and_carry_summarization_settings() {
+        // The shape of distilbart-cnn-12-6's config.json: no forced_bos/forced_eos ids, the old
+        // flag instead, generation settings at the top level and for the summarization task.
+        const BART: &str = r#"{"model_type":"bart","vocab_size":50,"d_model":16,"encoder_layers":1,
+            "decoder_layers":1,"encoder_attention_heads":4,"decoder_attention_heads":4,
+            "encoder_ffn_dim":32,"decoder_ffn_dim":32,"bos_token_id":0,"pad_token_id":1,
+            "eos_token_id":2,"decoder_start_token_id":2,"force_bos_token_to_be_generated":true,
+            "num_beams":4,"max_length":142,"task_specific_params":{"summarization":
+            {"num_beams":4,"max_length":142,"min_length":56,"length_penalty":2.0,
+            "no_repeat_ngram_size":3,"early_stopping":true}}}"#;
+        let c = cfg(BART).unwrap();
+        assert_eq!(c.architecture, Architecture::Bart);
+        assert_eq!(c.activation, Activation::Gelu);
+        assert_eq!(c.forced_bos_token_id, Some(0));
+        assert_eq!(c.forced_eos_token_id, None);
+        assert_eq!(c.legacy_generation.forced_bos_token_id, Some(0));
+        let s = c.summarization.unwrap();
+        assert_eq!(
+            (s.num_beams, s.max_length, s.min_length),
+            (4, Some(142), 56)
+        );
+        assert_eq!(s.early_stopping, EarlyStopping::Eager);
+        assert_eq!(s.no_repeat_ngram_size, 3);
+        assert_eq!(s.forced_bos_token_id, Some(0));
+        let off = BART.replace(
+            "\"force_bos_token_to_be_generated\":true",
+            "\"forced_bos_token_id\":3",
+        );
+        assert_eq!(cfg(&off).unwrap().forced_bos_token_id, Some(3));
     }
 
     #[test]

@@ -239,7 +239,7 @@ fn decode_utf16(
     options: &DecodeOptions,
 ) -> Result<(String, usize)> {
     let mut replaced = 0;
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         if !options.lossy {
             return Err(input_error(
                 name,
@@ -279,7 +279,7 @@ fn decode_utf16(
             }
         }
     }
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         text.push('\u{FFFD}');
     }
     Ok((text, replaced))

@@ -77,10 +77,12 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod generate;
 pub mod input;
+pub mod kernels;
 pub mod model;
 pub mod output;
 pub mod pipeline;

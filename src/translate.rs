@@ -10,10 +10,11 @@ use std::path::Path;
 
 use candle_core::{DType, Device};
 
+use crate::cache;
 use crate::config::{Architecture, GenerationConfig, ModelConfig};
 use crate::error::{Error, Result};
 use crate::generate::{generate, Hypothesis};
-use crate::model::Seq2SeqModel;
+use crate::model::{Quantization, Seq2SeqModel};
 use crate::source::ModelFiles;
 use crate::tokenizer::MarianTokenizer;
 use crate::weights::Weights;
@@ -87,6 +88,9 @@ pub struct LoadOptions {
     pub device: Device,
     /// Weight and activation dtype. Default f32 (the exact path; f16/bf16 are faster on GPUs).
     pub dtype: DType,
+    /// Quantise the weights at load time. Default none (exact). [`Quantization::Int8`] is CPU
+    /// only, and its quantised model is cached (see [`crate::cache`]) so the next load is fast.
+    pub quantize: Option<Quantization>,
 }
 
 impl Default for LoadOptions {
@@ -94,6 +98,7 @@ impl Default for LoadOptions {
         LoadOptions {
             device: Device::Cpu,
             dtype: DType::F32,
+            quantize: None,
         }
     }
 }
@@ -110,6 +115,13 @@ impl LoadOptions {
     #[must_use]
     pub fn with_dtype(mut self, dtype: DType) -> Self {
         self.dtype = dtype;
+        self
+    }
+
+    /// Sets the load-time quantisation.
+    #[must_use]
+    pub fn with_quantize(mut self, q: Option<Quantization>) -> Self {
+        self.quantize = q;
         self
     }
 }
@@ -201,8 +213,29 @@ impl Translator {
         let generation = GenerationConfig::for_model(&config, files.generation_config.as_deref())?;
         let tokenizer = MarianTokenizer::from_dir(&files.dir)?;
         check_vocab(&config, &tokenizer, &files.dir)?;
-        let weights = Weights::open(&files.weights)?;
-        let model = Seq2SeqModel::load(config, weights, options.dtype, &options.device)?;
+        let model = match options.quantize {
+            None => {
+                let weights = Weights::open(&files.weights)?;
+                Seq2SeqModel::load(config, weights, options.dtype, &options.device)?
+            }
+            Some(Quantization::Int8) => {
+                if !options.device.is_cpu() || options.dtype != DType::F32 {
+                    return Err(Error::option(
+                        "quantize",
+                        "int8 runs on the CPU with f32 activations; drop --device/--dtype or --quantize",
+                    ));
+                }
+                let cache = cache::cache_dir().map(|d| {
+                    d.join("quantized")
+                        .join(cache::derived_name(&files.weights, "int8-v1"))
+                });
+                Seq2SeqModel::load_quantized(
+                    config,
+                    || Weights::open(&files.weights),
+                    cache.as_deref(),
+                )?
+            }
+        };
         generation
             .validate(
                 model.config().decoder_vocab_size,

@@ -8,6 +8,7 @@
 //! words, minimum length, forced BOS, forced EOS, then (with `renormalize_logits`) a log-softmax.
 
 mod processors;
+mod rows;
 
 use crate::config::{EarlyStopping, GenerationConfig};
 use crate::error::{Error, Result};
@@ -82,15 +83,6 @@ pub fn beam_search(
     beam(model, encoded, cfg, &processor, max_length)
 }
 
-fn logits_rows(
-    model: &Seq2SeqModel,
-    tokens: &[Vec<u32>],
-    state: &mut crate::model::DecoderState,
-) -> Result<Vec<f32>> {
-    let logits = model.decode(tokens, state)?;
-    Ok(logits.flatten_all()?.to_vec1::<f32>()?)
-}
-
 fn greedy(
     model: &Seq2SeqModel,
     encoded: &EncoderOutput,
@@ -105,26 +97,35 @@ fn greedy(
     let mut seqs: Vec<Vec<u32>> = vec![vec![cfg.decoder_start_token_id]; n];
     let mut logprob_sums = vec![0f64; n];
     let mut active: Vec<usize> = (0..n).collect();
-    let mut scratch = vec![0f32; vocab];
+    let mut logits = Vec::new();
+    let mut bans = Vec::new();
     while !active.is_empty() {
         let tokens: Vec<Vec<u32>> = active
             .iter()
             .map(|&s| vec![*seqs[s].last().unwrap_or(&cfg.decoder_start_token_id)])
             .collect();
-        let logits = logits_rows(model, &tokens, &mut state)?;
+        model.decode_into(&tokens, &mut state, &mut logits)?;
         let mut keep = Vec::with_capacity(active.len());
         let mut still = Vec::with_capacity(active.len());
         for (row, &s) in active.iter().enumerate() {
-            let scores = &mut scratch[..];
-            scores.copy_from_slice(&logits[row * vocab..(row + 1) * vocab]);
-            processor.process(&seqs[s], scores);
-            let next = argmax(scores);
+            let scores = &mut logits[row * vocab..(row + 1) * vocab];
             // The reported score is the log-probability of the choice under the processed scores.
-            let lp = if processor.renormalizes() {
-                scores[next] as f64
+            let (next, lp) = if processor.bans(&seqs[s], &mut bans) {
+                for &b in &bans {
+                    if let Some(x) = scores.get_mut(b as usize) {
+                        *x = f32::NEG_INFINITY;
+                    }
+                }
+                let (m, next) = rows::max_first(scores);
+                let lse = rows::exp_sum(scores, m).ln();
+                (next, ((scores[next] - m) - lse) as f64)
             } else {
-                log_softmax_in_place(scores);
-                scores[next] as f64
+                processor.process(&seqs[s], scores);
+                let next = argmax(scores);
+                if !processor.renormalizes() {
+                    log_softmax_in_place(scores);
+                }
+                (next, scores[next] as f64)
             };
             logprob_sums[s] += lp;
             seqs[s].push(next as u32);
@@ -241,7 +242,9 @@ fn beam(
     let mut state = model.start_decoding(encoded, k)?;
     let mut active: Vec<usize> = (0..n).collect();
     let mut cur_len = 1usize;
-    let mut row_scores = vec![0f32; vocab];
+    let mut logits = Vec::new();
+    let mut bans = Vec::new();
+    let mut top = Vec::with_capacity(keep_k);
     let mut cands: Vec<Candidate> = Vec::with_capacity(k * keep_k);
     while !active.is_empty() {
         let tokens: Vec<Vec<u32>> = active
@@ -253,7 +256,7 @@ fn beam(
                     .map(|b| vec![*b.tokens.last().unwrap_or(&0)])
             })
             .collect();
-        let logits = logits_rows(model, &tokens, &mut state)?;
+        model.decode_into(&tokens, &mut state, &mut logits)?;
         let mut reorder: Vec<u32> = Vec::with_capacity(active.len() * k);
         for (pos, &s) in active.iter().enumerate() {
             let item = &mut items[s];
@@ -262,13 +265,52 @@ fn beam(
             cands.clear();
             for (b, beam) in item.running.iter().enumerate() {
                 let row = pos * k + b;
-                row_scores.copy_from_slice(&logits[row * vocab..(row + 1) * vocab]);
-                log_softmax_in_place(&mut row_scores);
-                processor.process(&beam.tokens, &mut row_scores);
-                for v in row_scores.iter_mut() {
-                    *v += beam.score;
+                let scores = &mut logits[row * vocab..(row + 1) * vocab];
+                if processor.bans(&beam.tokens, &mut bans) {
+                    // log_softmax, bans, (log_softmax): per-row shifts of the raw logits, so the
+                    // best raw entries are the best candidates; only those are normalised.
+                    let mut banned_mass = 0f32;
+                    let mut banned_max = f32::NEG_INFINITY;
+                    let mut saved = Vec::with_capacity(bans.len());
+                    for &t in &bans {
+                        if let Some(x) = scores.get_mut(t as usize) {
+                            if *x != f32::NEG_INFINITY {
+                                saved.push(*x);
+                                banned_max = banned_max.max(*x);
+                            }
+                            *x = f32::NEG_INFINITY;
+                        }
+                    }
+                    let (max_kept, _) = rows::max_first(scores);
+                    let m1 = max_kept.max(banned_max);
+                    let kept = rows::exp_sum(scores, m1);
+                    for x in &saved {
+                        banned_mass += (x - m1).exp();
+                    }
+                    let lse1 = (kept + banned_mass).ln();
+                    // After renormalising: max (max_kept - m1 - lse1), sum over kept entries.
+                    let m2 = (max_kept - m1) - lse1;
+                    let lse2 = kept.ln() + (m1 - max_kept);
+                    rows::top_k(scores, keep_k, &mut top);
+                    for &(v, t) in &top {
+                        let mut z = (v - m1) - lse1;
+                        if processor.renormalizes() {
+                            z = (z - m2) - lse2;
+                        }
+                        cands.push(Candidate {
+                            beam: b,
+                            token: t,
+                            score: z + beam.score,
+                        });
+                    }
+                } else {
+                    log_softmax_in_place(scores);
+                    processor.process(&beam.tokens, scores);
+                    for v in scores.iter_mut() {
+                        *v += beam.score;
+                    }
+                    top_k_into(scores, keep_k, b, &mut cands);
                 }
-                top_k_into(&row_scores, keep_k, b, &mut cands);
             }
             // c. top 2k overall: highest score first, ties by flattened index (beam, token).
             sort_candidates(&mut cands);

@@ -53,6 +53,39 @@ impl LogitsProcessor {
         self.renormalize
     }
 
+    /// The tokens this step bans for `seq` (into `out`), when banning is all the processors do at
+    /// this step; false when a processor changes scores in another way (repetition penalty, a
+    /// forced token), and the full [`process`](Self::process) must run.
+    pub fn bans(&self, seq: &[u32], out: &mut Vec<u32>) -> bool {
+        out.clear();
+        let cur_len = seq.len();
+        if self.repetition_penalty != 1.0
+            || (self.forced_bos.is_some() && cur_len == 1)
+            || (self.forced_eos.is_some() && cur_len + 1 == self.max_length)
+        {
+            return false;
+        }
+        let n = self.no_repeat_ngram_size;
+        if n > 0 && cur_len >= n {
+            let prefix = &seq[cur_len + 1 - n..];
+            for w in seq.windows(n) {
+                if w[..n - 1] == *prefix {
+                    out.push(w[n - 1]);
+                }
+            }
+        }
+        out.extend_from_slice(&self.banned);
+        for (prefix, last) in &self.banned_sequences {
+            if prefix.len() <= cur_len && seq[cur_len - prefix.len()..] == prefix[..] {
+                out.push(*last);
+            }
+        }
+        if cur_len < self.min_length {
+            out.push(self.eos);
+        }
+        true
+    }
+
     /// Processes `scores` in place; `seq` is the decoder sequence so far, start token included.
     pub fn process(&self, seq: &[u32], scores: &mut [f32]) {
         let vocab = scores.len();

@@ -14,10 +14,18 @@
 //! source-major (`source * beams + beam`), and the cross-attention treats the `beams` rows of a source
 //! as extra query positions against that source's keys, so nothing is copied per beam.
 
+mod fast;
+mod store;
 mod weights_check;
 
+use std::path::Path;
+
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{LayerNorm, Linear, VarBuilder};
+use candle_nn::{LayerNorm, VarBuilder};
+
+use crate::kernels::Int8Kernel;
+pub use store::Matrix;
+use store::{CacheStore, Recorder, Store, VbStore};
 
 use crate::config::{Activation, Architecture, ModelConfig};
 use crate::error::{Error, Result};
@@ -28,20 +36,95 @@ pub use weights_check::expected_tensors;
 /// BART's learned position tables start at this offset (a fairseq legacy).
 const BART_POSITION_OFFSET: usize = 2;
 
+/// A linear layer `y = x W^T + b` whose weight is full precision or int8.
+#[derive(Debug, Clone)]
+struct Proj {
+    weight: Matrix,
+    bias: Tensor,
+    /// The bias on the host, for the int8 kernel.
+    bias_host: Option<Vec<f32>>,
+    kernel: Int8Kernel,
+}
+
+impl Proj {
+    fn new(store: &dyn Store, name: &str, inputs: usize, outputs: usize) -> Result<Self> {
+        let weight = store.matrix(&format!("{name}.weight"), outputs, inputs)?;
+        let bias = store.tensor(&format!("{name}.bias"), &[outputs])?;
+        let bias_host = match weight {
+            Matrix::Int8(_) => Some(bias.to_dtype(DType::F32)?.to_vec1::<f32>()?),
+            Matrix::Float(_) => None,
+        };
+        Ok(Proj {
+            weight,
+            bias,
+            bias_host,
+            kernel: Int8Kernel::detect(),
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        matmul_t(
+            x,
+            &self.weight,
+            Some(&self.bias),
+            self.bias_host.as_deref(),
+            self.kernel,
+        )
+    }
+}
+
+/// `x` (..., k) times `w` (n x k) transposed, plus `bias`: (..., n).
+fn matmul_t(
+    x: &Tensor,
+    w: &Matrix,
+    bias: Option<&Tensor>,
+    bias_host: Option<&[f32]>,
+    kernel: Int8Kernel,
+) -> candle_core::Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let k = dims.last().copied().unwrap_or(0);
+    let m: usize = dims[..dims.len().saturating_sub(1)].iter().product();
+    let mut out_dims = dims.clone();
+    match w {
+        Matrix::Float(w) => {
+            let n = w.dims()[0];
+            if let Some(last) = out_dims.last_mut() {
+                *last = n;
+            }
+            let y = x.reshape((m, k))?.matmul(&w.t()?)?;
+            let y = match bias {
+                Some(b) => y.broadcast_add(b)?,
+                None => y,
+            };
+            y.reshape(out_dims)
+        }
+        Matrix::Int8(q) => {
+            let n = q.rows();
+            if let Some(last) = out_dims.last_mut() {
+                *last = n;
+            }
+            let xs = x.flatten_all()?.to_vec1::<f32>()?;
+            let mut out = vec![0f32; m * n];
+            q.matmul(&xs, m, bias_host, &mut out, kernel);
+            Tensor::from_vec(out, out_dims, x.device())
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
+    q: Proj,
+    k: Proj,
+    v: Proj,
+    out: Proj,
     heads: usize,
     head_dim: usize,
     scaling: f64,
 }
 
 impl Attention {
-    fn new(d_model: usize, heads: usize, vb: VarBuilder) -> candle_core::Result<Self> {
-        let lin = |name: &str| candle_nn::linear(d_model, d_model, vb.pp(name));
+    fn new(d_model: usize, heads: usize, store: &dyn Store, name: &str) -> Result<Self> {
+        let lin = |p: &str| Proj::new(store, &format!("{name}.{p}"), d_model, d_model);
         let head_dim = d_model / heads;
         Ok(Attention {
             q: lin("q_proj")?,
@@ -100,8 +183,8 @@ impl Attention {
 
 #[derive(Debug, Clone)]
 struct FeedForward {
-    fc1: Linear,
-    fc2: Linear,
+    fc1: Proj,
+    fc2: Proj,
     activation: Activation,
 }
 
@@ -110,11 +193,12 @@ impl FeedForward {
         d_model: usize,
         ffn: usize,
         activation: Activation,
-        vb: &VarBuilder,
-    ) -> candle_core::Result<Self> {
+        store: &dyn Store,
+        name: &str,
+    ) -> Result<Self> {
         Ok(FeedForward {
-            fc1: candle_nn::linear(d_model, ffn, vb.pp("fc1"))?,
-            fc2: candle_nn::linear(ffn, d_model, vb.pp("fc2"))?,
+            fc1: Proj::new(store, &format!("{name}.fc1"), d_model, ffn)?,
+            fc2: Proj::new(store, &format!("{name}.fc2"), ffn, d_model)?,
             activation,
         })
     }
@@ -131,8 +215,12 @@ impl FeedForward {
     }
 }
 
-fn layer_norm(d_model: usize, vb: VarBuilder) -> candle_core::Result<LayerNorm> {
-    candle_nn::layer_norm(d_model, 1e-5, vb)
+fn layer_norm(d_model: usize, store: &dyn Store, name: &str) -> Result<LayerNorm> {
+    Ok(LayerNorm::new(
+        store.tensor(&format!("{name}.weight"), &[d_model])?,
+        store.tensor(&format!("{name}.bias"), &[d_model])?,
+        1e-5,
+    ))
 }
 
 #[derive(Debug, Clone)]
@@ -144,16 +232,14 @@ struct EncoderLayer {
 }
 
 impl EncoderLayer {
-    fn new(cfg: &ModelConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+    fn new(cfg: &ModelConfig, store: &dyn Store, name: &str) -> Result<Self> {
+        let d = cfg.d_model;
+        let h = cfg.encoder_attention_heads;
         Ok(EncoderLayer {
-            self_attn: Attention::new(
-                cfg.d_model,
-                cfg.encoder_attention_heads,
-                vb.pp("self_attn"),
-            )?,
-            self_attn_layer_norm: layer_norm(cfg.d_model, vb.pp("self_attn_layer_norm"))?,
-            ffn: FeedForward::new(cfg.d_model, cfg.encoder_ffn_dim, cfg.activation, &vb)?,
-            final_layer_norm: layer_norm(cfg.d_model, vb.pp("final_layer_norm"))?,
+            self_attn: Attention::new(d, h, store, &format!("{name}.self_attn"))?,
+            self_attn_layer_norm: layer_norm(d, store, &format!("{name}.self_attn_layer_norm"))?,
+            ffn: FeedForward::new(d, cfg.encoder_ffn_dim, cfg.activation, store, name)?,
+            final_layer_norm: layer_norm(d, store, &format!("{name}.final_layer_norm"))?,
         })
     }
 
@@ -179,22 +265,19 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn new(cfg: &ModelConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+    fn new(cfg: &ModelConfig, store: &dyn Store, name: &str) -> Result<Self> {
+        let (d, h) = (cfg.d_model, cfg.decoder_attention_heads);
         Ok(DecoderLayer {
-            self_attn: Attention::new(
-                cfg.d_model,
-                cfg.decoder_attention_heads,
-                vb.pp("self_attn"),
+            self_attn: Attention::new(d, h, store, &format!("{name}.self_attn"))?,
+            self_attn_layer_norm: layer_norm(d, store, &format!("{name}.self_attn_layer_norm"))?,
+            cross_attn: Attention::new(d, h, store, &format!("{name}.encoder_attn"))?,
+            cross_attn_layer_norm: layer_norm(
+                d,
+                store,
+                &format!("{name}.encoder_attn_layer_norm"),
             )?,
-            self_attn_layer_norm: layer_norm(cfg.d_model, vb.pp("self_attn_layer_norm"))?,
-            cross_attn: Attention::new(
-                cfg.d_model,
-                cfg.decoder_attention_heads,
-                vb.pp("encoder_attn"),
-            )?,
-            cross_attn_layer_norm: layer_norm(cfg.d_model, vb.pp("encoder_attn_layer_norm"))?,
-            ffn: FeedForward::new(cfg.d_model, cfg.decoder_ffn_dim, cfg.activation, &vb)?,
-            final_layer_norm: layer_norm(cfg.d_model, vb.pp("final_layer_norm"))?,
+            ffn: FeedForward::new(d, cfg.decoder_ffn_dim, cfg.activation, store, name)?,
+            final_layer_norm: layer_norm(d, store, &format!("{name}.final_layer_norm"))?,
         })
     }
 
@@ -306,8 +389,98 @@ pub struct EncoderOutput {
 /// source), self-attention caches per row, and the number of positions consumed.
 ///
 /// Rows are source-major: row `s * beams + b` is beam `b` of source `s`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct DecoderState {
+    inner: StateInner,
+}
+
+#[derive(Debug)]
+enum StateInner {
+    Candle(CandleState),
+    Fast(Box<fast::FastState>),
+}
+
+impl DecoderState {
+    /// Number of decoder rows (sources x beams).
+    pub fn rows(&self) -> usize {
+        match &self.inner {
+            StateInner::Candle(s) => s.rows(),
+            StateInner::Fast(s) => s.rows(),
+        }
+    }
+
+    /// Number of sources still in the state.
+    pub fn sources(&self) -> usize {
+        match &self.inner {
+            StateInner::Candle(s) => s.sources,
+            StateInner::Fast(s) => s.sources,
+        }
+    }
+
+    /// Rows per source.
+    pub fn beams(&self) -> usize {
+        match &self.inner {
+            StateInner::Candle(s) => s.beams,
+            StateInner::Fast(s) => s.beams,
+        }
+    }
+
+    /// Decoder positions consumed so far.
+    pub fn position(&self) -> usize {
+        match &self.inner {
+            StateInner::Candle(s) => s.position,
+            StateInner::Fast(s) => s.position,
+        }
+    }
+
+    /// Reorders rows: new row `i` continues old row `rows[i]`. Every row must stay with its source
+    /// (beam search picks among the beams of the same source), so only self-attention caches move.
+    pub fn reorder_rows(&mut self, rows: &[u32]) -> Result<()> {
+        if rows.len() != self.rows() || rows.iter().any(|&r| r as usize >= self.rows()) {
+            return Err(Error::option(
+                "rows",
+                format!(
+                    "{} row indices for a state of {} rows",
+                    rows.len(),
+                    self.rows()
+                ),
+            ));
+        }
+        if rows.iter().enumerate().all(|(i, &r)| r as usize == i) {
+            return Ok(());
+        }
+        match &mut self.inner {
+            StateInner::Candle(s) => s.reorder_rows(rows),
+            StateInner::Fast(s) => {
+                s.reorder_rows(rows);
+                Ok(())
+            }
+        }
+    }
+
+    /// Keeps only the given sources (in this order) with all their rows: finished sources leave the
+    /// batch so that later steps cost less.
+    pub fn keep_sources(&mut self, sources: &[usize]) -> Result<()> {
+        let n = self.sources();
+        if sources.len() == n && sources.iter().enumerate().all(|(i, &s)| s == i) {
+            return Ok(());
+        }
+        if sources.iter().any(|&s| s >= n) {
+            return Err(Error::option("sources", "source index out of range"));
+        }
+        match &mut self.inner {
+            StateInner::Candle(s) => s.keep_sources(sources),
+            StateInner::Fast(s) => {
+                s.keep_sources(sources);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The candle decoder's state.
+#[derive(Debug, Clone)]
+struct CandleState {
     cross: Vec<CrossKv>,
     cross_bias: Tensor,
     caches: Vec<LayerCache>,
@@ -316,25 +489,9 @@ pub struct DecoderState {
     position: usize,
 }
 
-impl DecoderState {
-    /// Number of decoder rows (sources x beams).
-    pub fn rows(&self) -> usize {
+impl CandleState {
+    fn rows(&self) -> usize {
         self.sources * self.beams
-    }
-
-    /// Number of sources still in the state.
-    pub fn sources(&self) -> usize {
-        self.sources
-    }
-
-    /// Rows per source.
-    pub fn beams(&self) -> usize {
-        self.beams
-    }
-
-    /// Decoder positions consumed so far.
-    pub fn position(&self) -> usize {
-        self.position
     }
 
     /// Reorders rows: new row `i` continues old row `rows[i]`. Every row must stay with its source
@@ -402,8 +559,8 @@ impl DecoderState {
 #[derive(Debug, Clone)]
 pub struct Seq2SeqModel {
     config: ModelConfig,
-    encoder_embed: Tensor,
-    decoder_embed: Tensor,
+    encoder_embed: Matrix,
+    decoder_embed: Matrix,
     encoder_positions: Positions,
     decoder_positions: Positions,
     encoder_embed_norm: Option<LayerNorm>,
@@ -411,20 +568,31 @@ pub struct Seq2SeqModel {
     encoder_layers: Vec<EncoderLayer>,
     decoder_layers: Vec<DecoderLayer>,
     /// Output projection, (target_vocab, d_model).
-    lm_head: Tensor,
+    lm_head: Matrix,
     /// (1, target_vocab)
     final_logits_bias: Tensor,
+    final_logits_bias_host: Option<Vec<f32>>,
+    kernel: Int8Kernel,
+    fast: std::sync::OnceLock<fast::FastDecoder>,
     embed_scale: f64,
     device: Device,
     dtype: DType,
 }
 
-fn find_prefix(vb: &VarBuilder) -> &'static str {
-    if vb.contains_tensor("model.encoder.layers.0.fc1.weight") {
+fn find_prefix(store: &dyn Store) -> &'static str {
+    if store.contains("model.encoder.layers.0.fc1.weight") {
         "model."
     } else {
         ""
     }
+}
+
+/// Quantisation applied to the weight matrices at load time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantization {
+    /// int8 weights (per output row) and int8 activations (per row) in every linear layer and the
+    /// output projection; embeddings are looked up from the same int8 matrix. CPU only.
+    Int8,
 }
 
 impl Seq2SeqModel {
@@ -432,52 +600,57 @@ impl Seq2SeqModel {
     /// [`expected_tensors`] against the weight file so that a mismatch is reported with the file's
     /// name; this function reports it as a tensor error.
     pub fn new(config: ModelConfig, vb: VarBuilder) -> Result<Self> {
+        Self::build(config, &VbStore::new(vb, false))
+    }
+
+    fn build(config: ModelConfig, store: &dyn Store) -> Result<Self> {
         let cfg = &config;
         let d = cfg.d_model;
-        let prefix = find_prefix(&vb);
-        let base = vb.pp(prefix.trim_end_matches('.'));
-        let base = if prefix.is_empty() { vb.clone() } else { base };
-        let shared = if base.contains_tensor("shared.weight") {
-            Some(base.get((cfg.vocab_size, d), "shared.weight")?)
+        let p = find_prefix(store);
+        let name = |s: &str| format!("{p}{s}");
+        let shared_name = name("shared.weight");
+        let encoder_embed = if cfg.share_encoder_decoder_embeddings && store.contains(&shared_name)
+        {
+            store.matrix(&shared_name, cfg.vocab_size, d)?
         } else {
-            None
+            store.matrix(&name("encoder.embed_tokens.weight"), cfg.vocab_size, d)?
         };
-        let encoder_embed = match (&shared, cfg.share_encoder_decoder_embeddings) {
-            (Some(s), true) => s.clone(),
-            _ => base.get((cfg.vocab_size, d), "encoder.embed_tokens.weight")?,
+        let decoder_embed = if cfg.share_encoder_decoder_embeddings {
+            encoder_embed.clone()
+        } else {
+            store.matrix(
+                &name("decoder.embed_tokens.weight"),
+                cfg.decoder_vocab_size,
+                d,
+            )?
         };
-        let decoder_embed = match (&shared, cfg.share_encoder_decoder_embeddings) {
-            (Some(s), true) => s.clone(),
-            _ if cfg.share_encoder_decoder_embeddings => encoder_embed.clone(),
-            _ => base.get((cfg.decoder_vocab_size, d), "decoder.embed_tokens.weight")?,
-        };
-        let lm_head = if cfg.tie_word_embeddings || !vb.contains_tensor("lm_head.weight") {
+        let lm_head = if cfg.tie_word_embeddings || !store.contains("lm_head.weight") {
             decoder_embed.clone()
         } else {
-            vb.get((cfg.decoder_vocab_size, d), "lm_head.weight")?
+            store.matrix("lm_head.weight", cfg.decoder_vocab_size, d)?
         };
-        let final_logits_bias = if vb.contains_tensor("final_logits_bias") {
-            vb.get((1, cfg.decoder_vocab_size), "final_logits_bias")?
+        let final_logits_bias = if store.contains("final_logits_bias") {
+            store.tensor("final_logits_bias", &[1, cfg.decoder_vocab_size])?
         } else {
-            Tensor::zeros((1, cfg.decoder_vocab_size), vb.dtype(), vb.device())?
+            Tensor::zeros((1, cfg.decoder_vocab_size), store.dtype(), store.device())?
         };
         let n_pos = cfg.max_position_embeddings;
         let positions = |side: &str| -> Result<Positions> {
-            let name = format!("{side}.embed_positions.weight");
+            let pos_name = name(&format!("{side}.embed_positions.weight"));
             Ok(match cfg.architecture {
                 Architecture::Marian => {
-                    if base.contains_tensor(&name) {
-                        Positions::Table(base.get((n_pos, d), &name)?)
+                    if store.contains(&pos_name) {
+                        Positions::Table(store.tensor(&pos_name, &[n_pos, d])?)
                     } else {
                         let table = sinusoidal_positions(n_pos, d);
                         Positions::Table(
-                            Tensor::from_vec(table, (n_pos, d), vb.device())?
-                                .to_dtype(vb.dtype())?,
+                            Tensor::from_vec(table, (n_pos, d), store.device())?
+                                .to_dtype(store.dtype())?,
                         )
                     }
                 }
                 Architecture::Bart => Positions::Learned {
-                    table: base.get((n_pos + BART_POSITION_OFFSET, d), &name)?,
+                    table: store.tensor(&pos_name, &[n_pos + BART_POSITION_OFFSET, d])?,
                     offset: BART_POSITION_OFFSET,
                 },
             })
@@ -487,24 +660,33 @@ impl Seq2SeqModel {
         let (encoder_embed_norm, decoder_embed_norm) = match cfg.architecture {
             Architecture::Marian => (None, None),
             Architecture::Bart => (
-                Some(layer_norm(d, base.pp("encoder.layernorm_embedding"))?),
-                Some(layer_norm(d, base.pp("decoder.layernorm_embedding"))?),
+                Some(layer_norm(d, store, &name("encoder.layernorm_embedding"))?),
+                Some(layer_norm(d, store, &name("decoder.layernorm_embedding"))?),
             ),
         };
         let encoder_layers = (0..cfg.encoder_layers)
-            .map(|i| EncoderLayer::new(cfg, base.pp(format!("encoder.layers.{i}"))))
-            .collect::<candle_core::Result<Vec<_>>>()?;
+            .map(|i| EncoderLayer::new(cfg, store, &name(&format!("encoder.layers.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
         let decoder_layers = (0..cfg.decoder_layers)
-            .map(|i| DecoderLayer::new(cfg, base.pp(format!("decoder.layers.{i}"))))
-            .collect::<candle_core::Result<Vec<_>>>()?;
+            .map(|i| DecoderLayer::new(cfg, store, &name(&format!("decoder.layers.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let final_logits_bias_host = match lm_head {
+            Matrix::Int8(_) => Some(
+                final_logits_bias
+                    .to_dtype(DType::F32)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?,
+            ),
+            Matrix::Float(_) => None,
+        };
         Ok(Seq2SeqModel {
             embed_scale: if cfg.scale_embedding {
                 (d as f64).sqrt()
             } else {
                 1.0
             },
-            device: vb.device().clone(),
-            dtype: vb.dtype(),
+            device: store.device().clone(),
+            dtype: store.dtype(),
             config,
             encoder_embed,
             decoder_embed,
@@ -516,7 +698,18 @@ impl Seq2SeqModel {
             decoder_layers,
             lm_head,
             final_logits_bias,
+            final_logits_bias_host,
+            kernel: Int8Kernel::detect(),
+            fast: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Whether the weights are quantised.
+    pub fn quantization(&self) -> Option<Quantization> {
+        match self.lm_head {
+            Matrix::Int8(_) => Some(Quantization::Int8),
+            Matrix::Float(_) => None,
+        }
     }
 
     /// The model's configuration.
@@ -597,10 +790,21 @@ impl Seq2SeqModel {
         })
     }
 
-    fn embed(&self, table: &Tensor, ids: &Tensor) -> candle_core::Result<Tensor> {
+    fn embed(&self, table: &Matrix, ids: &Tensor) -> candle_core::Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        let x = table.index_select(&ids.flatten_all()?, 0)?;
-        let x = x.reshape((b, t, self.config.d_model))?;
+        let d = self.config.d_model;
+        let x = match table {
+            Matrix::Float(table) => table.index_select(&ids.flatten_all()?, 0)?,
+            Matrix::Int8(q) => {
+                let ids = ids.flatten_all()?.to_vec1::<u32>()?;
+                let mut rows = vec![0f32; ids.len() * d];
+                for (row, &id) in rows.chunks_exact_mut(d).zip(&ids) {
+                    q.dequantize_row(id as usize, row);
+                }
+                Tensor::from_vec(rows, (ids.len(), d), &self.device)?
+            }
+        };
+        let x = x.reshape((b, t, d))?;
         if self.embed_scale == 1.0 {
             Ok(x)
         } else {
@@ -614,6 +818,26 @@ impl Seq2SeqModel {
         if beams == 0 {
             return Err(Error::option("num_beams", "must be at least 1"));
         }
+        if self.device.is_cpu() && self.dtype == DType::F32 {
+            let state = self.fast_start(&encoded.hidden, &encoded.lengths, beams)?;
+            return Ok(DecoderState {
+                inner: StateInner::Fast(Box::new(state)),
+            });
+        }
+        self.start_decoding_reference(encoded, beams)
+    }
+
+    /// Like [`start_decoding`](Self::start_decoding), but always on candle's tensors (the
+    /// reference implementation, and the only one on GPUs and in half precision). The CPU fast
+    /// path is checked against it by tests; [`decode_all`](Self::decode_all) needs this state.
+    pub fn start_decoding_reference(
+        &self,
+        encoded: &EncoderOutput,
+        beams: usize,
+    ) -> Result<DecoderState> {
+        if beams == 0 {
+            return Err(Error::option("num_beams", "must be at least 1"));
+        }
         let cross = self
             .decoder_layers
             .iter()
@@ -623,22 +847,124 @@ impl Seq2SeqModel {
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(DecoderState {
-            cross,
-            cross_bias: encoded.bias.clone(),
-            caches: vec![LayerCache::default(); self.decoder_layers.len()],
-            beams,
-            sources: encoded.lengths.len(),
-            position: 0,
+            inner: StateInner::Candle(CandleState {
+                cross,
+                cross_bias: encoded.bias.clone(),
+                caches: vec![LayerCache::default(); self.decoder_layers.len()],
+                beams,
+                sources: encoded.lengths.len(),
+                position: 0,
+            }),
         })
     }
 
     /// Feeds `tokens` (one row per decoder row, `t` new tokens each) and returns the logits of the
     /// last position, (rows, target_vocab), in f32, `final_logits_bias` included.
     pub fn decode(&self, tokens: &[Vec<u32>], state: &mut DecoderState) -> Result<Tensor> {
+        if let StateInner::Fast(_) = state.inner {
+            let mut out = Vec::new();
+            self.decode_into(tokens, state, &mut out)?;
+            let rows = tokens.len();
+            return Ok(Tensor::from_vec(
+                out,
+                (rows, self.config.decoder_vocab_size),
+                &self.device,
+            )?);
+        }
         let hidden = self.decode_hidden(tokens, state)?;
         let (rows, t, d) = hidden.dims3()?;
         let last = hidden.narrow(1, t - 1, 1)?.reshape((rows, d))?;
         self.logits(&last)
+    }
+
+    /// Like [`decode`](Self::decode), writing the logits into `out` (resized to rows x vocab)
+    /// instead of a new tensor: on the CPU the output projection runs straight into this buffer,
+    /// which the search reuses at every step (no 20 MB allocation per step for 76 beams).
+    pub fn decode_into(
+        &self,
+        tokens: &[Vec<u32>],
+        state: &mut DecoderState,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        if let StateInner::Fast(st) = &mut state.inner {
+            if tokens.len() != st.rows() || tokens.iter().any(|t| t.len() != 1) {
+                return Err(Error::option("tokens", "one token per decoder row"));
+            }
+            let ids: Vec<u32> = tokens.iter().map(|t| t[0]).collect();
+            let vocab = self.config.decoder_vocab_size;
+            if let Some(&bad) = ids.iter().find(|&&x| x as usize >= vocab) {
+                return Err(Error::option(
+                    "tokens",
+                    format!("token id {bad} is outside the target vocabulary ({vocab})"),
+                ));
+            }
+            return self.fast_step(&ids, st, out);
+        }
+        let hidden = self.decode_hidden(tokens, state)?;
+        let (rows, t, d) = hidden.dims3()?;
+        let last = hidden.narrow(1, t - 1, 1)?.reshape((rows, d))?;
+        let n = self.config.decoder_vocab_size;
+        match &self.lm_head {
+            Matrix::Int8(q) => {
+                let x = last.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                out.resize(rows * n, 0.0);
+                q.matmul(
+                    &x,
+                    rows,
+                    self.final_logits_bias_host.as_deref(),
+                    out,
+                    self.kernel,
+                );
+            }
+            Matrix::Float(w) if self.device.is_cpu() && self.dtype == DType::F32 => {
+                let x = last.flatten_all()?.to_vec1::<f32>()?;
+                let bias = self.final_logits_bias.flatten_all()?.to_vec1::<f32>()?;
+                out.clear();
+                for _ in 0..rows {
+                    out.extend_from_slice(&bias);
+                }
+                let w = w.contiguous()?;
+                let (storage, layout) = w.storage_and_layout();
+                let candle_core::Storage::Cpu(cpu) = &*storage else {
+                    return Err(Error::option("device", "expected CPU weights"));
+                };
+                let ws = &cpu.as_slice::<f32>()?[layout.start_offset()..];
+                let threads = rayon::current_num_threads();
+                // SAFETY: the pointers cover rows x d, n x d and rows x n f32 values.
+                unsafe {
+                    gemm::gemm(
+                        rows,
+                        n,
+                        d,
+                        out.as_mut_ptr(),
+                        1,
+                        n as isize,
+                        true,
+                        x.as_ptr(),
+                        1,
+                        d as isize,
+                        ws.as_ptr(),
+                        d as isize,
+                        1,
+                        1.0f32,
+                        1.0f32,
+                        false,
+                        false,
+                        false,
+                        if threads > 1 && rows * n * d > (1 << 20) {
+                            gemm::Parallelism::Rayon(threads)
+                        } else {
+                            gemm::Parallelism::None
+                        },
+                    );
+                }
+            }
+            Matrix::Float(_) => {
+                let logits = self.logits(&last)?;
+                *out = logits.flatten_all()?.to_vec1::<f32>()?;
+            }
+        }
+        Ok(())
     }
 
     /// Like [`decode`](Self::decode) but returns the logits of every new position,
@@ -651,13 +977,23 @@ impl Seq2SeqModel {
     }
 
     fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        let logits = hidden
-            .matmul(&self.lm_head.t()?)?
-            .broadcast_add(&self.final_logits_bias)?;
+        let logits = matmul_t(
+            hidden,
+            &self.lm_head,
+            Some(&self.final_logits_bias),
+            self.final_logits_bias_host.as_deref(),
+            self.kernel,
+        )?;
         Ok(logits.to_dtype(DType::F32)?)
     }
 
     fn decode_hidden(&self, tokens: &[Vec<u32>], state: &mut DecoderState) -> Result<Tensor> {
+        let StateInner::Candle(state) = &mut state.inner else {
+            return Err(Error::option(
+                "state",
+                "several tokens per step need a state from start_decoding_reference",
+            ));
+        };
         let rows = state.rows();
         if tokens.len() != rows {
             return Err(Error::option(
@@ -747,12 +1083,21 @@ impl Seq2SeqModel {
         dtype: DType,
         device: &Device,
     ) -> Result<Self> {
+        check_weights(&config, &weights)?;
+        let vb = weights.into_var_builder(dtype, device);
+        Seq2SeqModel::new(config, vb)
+    }
+}
+
+/// Every tensor `config` needs is in `weights` with the right shape (errors name the file).
+fn check_weights(config: &ModelConfig, weights: &Weights) -> Result<()> {
+    {
         let prefix = if weights.contains("model.encoder.layers.0.fc1.weight") {
             "model."
         } else {
             ""
         };
-        for t in expected_tensors(&config, prefix) {
+        for t in expected_tensors(config, prefix) {
             match t.names.iter().find(|n| weights.contains(n)) {
                 Some(name) => weights.check_shape(name, &t.shape).map_err(|e| match e {
                     Error::ModelFile { path, message, .. } => Error::ModelFile {
@@ -779,7 +1124,39 @@ impl Seq2SeqModel {
                 None => {}
             }
         }
-        let vb = weights.into_var_builder(dtype, device);
-        Seq2SeqModel::new(config, vb)
+    }
+    Ok(())
+}
+
+impl Seq2SeqModel {
+    /// Like [`load`](Self::load), with int8 weights: read from `cache` when it holds this model
+    /// already quantised, else quantised from `weights` and then written to `cache` (a failure to
+    /// write the cache is ignored: it only costs time on the next load). CPU and f32 activations.
+    pub fn load_quantized(
+        config: ModelConfig,
+        weights: impl FnOnce() -> Result<Weights>,
+        cache: Option<&Path>,
+    ) -> Result<Self> {
+        if let Some(path) = cache {
+            if path.is_file() {
+                if let Ok(store) = CacheStore::open(path) {
+                    if let Ok(model) = Self::build(config.clone(), &store) {
+                        return Ok(model);
+                    }
+                }
+            }
+        }
+        let weights = weights()?;
+        check_weights(&config, &weights)?;
+        let vb = weights.into_var_builder(DType::F32, &Device::Cpu);
+        let recorder = Recorder::new(VbStore::new(vb, true));
+        let model = Self::build(config, &recorder)?;
+        if let Some(path) = cache {
+            let meta = [("tolk.format".to_string(), "int8-v1".to_string())]
+                .into_iter()
+                .collect();
+            let _ = recorder.save(path, meta);
+        }
+        Ok(model)
     }
 }

@@ -1,5 +1,6 @@
 //! Summaries of an (English) article: the [`Summarizer`] trait, the result types, the extractive
-//! summariser that tolk uses by default, an English sentence splitter and ROUGE scoring.
+//! summariser that tolk uses by default, the abstractive one ([`AbstractiveSummarizer`], BART
+//! models), an English sentence splitter and ROUGE scoring.
 //!
 //! The pipeline translates an article sentence by sentence, so the English sentences are already
 //! there when the summariser runs:
@@ -8,13 +9,14 @@
 //!    [`Document`]. For raw English text, [`split_english`] finds the sentences first.
 //! 2. A [`Summarizer`] picks or writes the summary sentences. [`ExtractiveSummarizer`] ranks the
 //!    sentences it was given (graph centrality with a news lead bias, then redundancy removal)
-//!    and returns the chosen ones in article order; an abstractive model can implement the same
-//!    trait and return sentences of its own.
+//!    and returns the chosen ones in article order; [`AbstractiveSummarizer`] writes sentences
+//!    of its own with a BART model, chunking long articles and summarising hierarchically.
 //! 3. [`Summary::aligned`] maps an extractive summary back onto the source sentences that the
 //!    English ones were translated from, for a bilingual summary.
 //!
 //! [`rouge`] scores a summary against reference summaries, the way Google's `rouge-score` does.
 
+mod abstractive;
 mod extractive;
 mod porter;
 pub mod rouge;
@@ -24,6 +26,10 @@ mod terms;
 #[cfg(test)]
 mod eval;
 
+pub use abstractive::{
+    AbstractiveOptions, AbstractiveReport, AbstractiveSummarizer, GeneratedText, SummaryChunk,
+    SummaryLevel, SummaryUnit,
+};
 pub use extractive::{ExtractiveOptions, ExtractiveSummarizer, Similarity, SummaryLength};
 pub use split::{split_english, EnglishSentence};
 

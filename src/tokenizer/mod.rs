@@ -1,7 +1,8 @@
 //! Tokenization for Marian (OPUS-MT) models, in pure Rust and exact to the id against
-//! transformers 5.24's `MarianTokenizer` and sentencepiece 0.2.
+//! transformers 5.24's `MarianTokenizer` and sentencepiece 0.2; and for BART-family models
+//! ([`bpe`]: byte-level BPE on the `tokenizers` crate, exact against `BartTokenizer`).
 //!
-//! The pipeline, stage by stage:
+//! The Marian pipeline, stage by stage:
 //! 1. [`moses`] — optional Moses punctuation normalisation (sacremoses' `MosesPunctNormalizer`),
 //!    off by default like in transformers;
 //! 2. [`marian`] — splitting around special tokens, `>>xx<<` language codes, vocabulary lookup
@@ -10,6 +11,7 @@
 //!    with its precompiled character map (`normalizer`), and the unigram Viterbi segmentation
 //!    (`unigram`), plus piece decoding.
 
+pub mod bpe;
 pub mod marian;
 pub mod moses;
 mod normalizer;
@@ -18,6 +20,7 @@ pub mod sentencepiece;
 mod trie;
 mod unigram;
 
+pub use bpe::BpeTokenizer;
 pub use marian::MarianTokenizer;
 pub use moses::MosesPunctNormalizer;
 pub use proto::{ModelType, PieceType};

@@ -747,7 +747,7 @@ impl<'a> Machine<'a> {
     }
 
     fn extend_dict(&mut self, dict: Id, items: Vec<Id>) -> Step<()> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.error("needs key/value pairs, found an odd number of values"));
         }
         let kind = self.obj(dict)?.kind();

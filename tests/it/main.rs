@@ -1,5 +1,6 @@
 //! tolk's integration tests: one test binary, one module per topic.
 
+mod abstractive;
 mod cli;
 mod cli_batch;
 mod common;

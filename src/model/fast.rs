@@ -1,0 +1,530 @@
+//! The decoder step on the CPU without candle's per-operation tensors: the search's hot loop.
+//!
+//! Same arithmetic as the candle decoder in `mod.rs` (which stays the reference, and the path for
+//! GPUs and half precision), but on reusable host buffers: each row keeps its own self-attention
+//! keys and values and grows them in place, beams are reordered by moving those buffers (copying
+//! only when a beam is chosen twice), a finished source just drops its buffers, padding is skipped
+//! in cross-attention instead of masked, and every matrix product writes straight into a
+//! workspace (f32 through the `gemm` crate, int8 through [`crate::kernels::QMatrix`]).
+
+use candle_core::{DType, Tensor};
+use candle_nn::LayerNorm;
+use rayon::prelude::*;
+
+use super::{Activation, Attention, DecoderLayer, Matrix, Positions, Proj, Seq2SeqModel};
+use crate::error::{Error, Result};
+use crate::kernels::Int8Kernel;
+
+/// Host copies of what a decoder step needs besides the big matrices.
+#[derive(Debug, Clone)]
+pub(crate) struct FastDecoder {
+    layers: Vec<FastLayer>,
+    positions: Vec<f32>,
+    position_offset: usize,
+    embed_norm: Option<Norm>,
+    final_bias: Vec<f32>,
+    d: usize,
+    heads: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Norm {
+    w: Vec<f32>,
+    b: Vec<f32>,
+    eps: f32,
+}
+
+#[derive(Debug, Clone)]
+struct Lin {
+    w: Matrix,
+    b: Vec<f32>,
+}
+
+#[derive(Debug, Clone)]
+struct FastLayer {
+    q: Lin,
+    k: Lin,
+    v: Lin,
+    o: Lin,
+    norm1: Norm,
+    cq: Lin,
+    ck: Lin,
+    cv: Lin,
+    co: Lin,
+    norm2: Norm,
+    fc1: Lin,
+    fc2: Lin,
+    norm3: Norm,
+    activation: Activation,
+}
+
+fn host(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+}
+
+fn norm(n: &LayerNorm) -> Result<Norm> {
+    Ok(Norm {
+        w: host(n.weight())?,
+        b: match n.bias() {
+            Some(b) => host(b)?,
+            None => vec![0.0; n.weight().dims1()?],
+        },
+        eps: n.eps() as f32,
+    })
+}
+
+fn lin(p: &Proj) -> Result<Lin> {
+    Ok(Lin {
+        w: p.weight.clone(),
+        b: host(&p.bias)?,
+    })
+}
+
+impl FastDecoder {
+    pub(crate) fn new(model: &Seq2SeqModel) -> Result<Self> {
+        let layers = model
+            .decoder_layers
+            .iter()
+            .map(|l: &DecoderLayer| {
+                let a: &Attention = &l.self_attn;
+                let c: &Attention = &l.cross_attn;
+                Ok(FastLayer {
+                    q: lin(&a.q)?,
+                    k: lin(&a.k)?,
+                    v: lin(&a.v)?,
+                    o: lin(&a.out)?,
+                    norm1: norm(&l.self_attn_layer_norm)?,
+                    cq: lin(&c.q)?,
+                    ck: lin(&c.k)?,
+                    cv: lin(&c.v)?,
+                    co: lin(&c.out)?,
+                    norm2: norm(&l.cross_attn_layer_norm)?,
+                    fc1: lin(&l.ffn.fc1)?,
+                    fc2: lin(&l.ffn.fc2)?,
+                    norm3: norm(&l.final_layer_norm)?,
+                    activation: l.ffn.activation,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (positions, position_offset) = match &model.decoder_positions {
+            Positions::Table(t) => (host(t)?, 0),
+            Positions::Learned { table, offset } => (host(table)?, *offset),
+        };
+        Ok(FastDecoder {
+            layers,
+            positions,
+            position_offset,
+            embed_norm: model.decoder_embed_norm.as_ref().map(norm).transpose()?,
+            final_bias: host(&model.final_logits_bias)?,
+            d: model.config.d_model,
+            heads: model.config.decoder_attention_heads,
+        })
+    }
+}
+
+/// Per-generation state of the fast decoder.
+#[derive(Debug)]
+pub(crate) struct FastState {
+    /// [layer][source]: (len x d) keys and values of the source.
+    cross_k: Vec<Vec<Vec<f32>>>,
+    cross_v: Vec<Vec<Vec<f32>>>,
+    lens: Vec<usize>,
+    /// [layer][row]: (t x d) self-attention keys and values so far.
+    self_k: Vec<Vec<Vec<f32>>>,
+    self_v: Vec<Vec<Vec<f32>>>,
+    pub(crate) beams: usize,
+    pub(crate) sources: usize,
+    pub(crate) position: usize,
+    ws: Workspace,
+}
+
+#[derive(Debug, Default)]
+struct Workspace {
+    x: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    a: Vec<f32>,
+    h: Vec<f32>,
+    f: Vec<f32>,
+}
+
+/// `out` (m x n) = `x` (m x k) times `w` (n x k) transposed, plus `bias`.
+fn linear(
+    x: &[f32],
+    m: usize,
+    w: &Matrix,
+    bias: &[f32],
+    out: &mut Vec<f32>,
+    kernel: Int8Kernel,
+) -> Result<()> {
+    match w {
+        Matrix::Int8(q) => {
+            out.resize(m * q.rows(), 0.0);
+            q.matmul(x, m, Some(bias), out, kernel);
+        }
+        Matrix::Float(t) => {
+            let (n, k) = t.dims2()?;
+            out.clear();
+            for _ in 0..m {
+                out.extend_from_slice(bias);
+            }
+            let (storage, layout) = t.storage_and_layout();
+            let candle_core::Storage::Cpu(cpu) = &*storage else {
+                return Err(Error::option("device", "the fast decoder runs on the CPU"));
+            };
+            if !layout.is_contiguous() {
+                return Err(Error::option("weights", "expected contiguous weights"));
+            }
+            let ws = &cpu.as_slice::<f32>()?[layout.start_offset()..];
+            let threads = rayon::current_num_threads();
+            let par = if threads > 1 && m * n * k >= (1 << 20) {
+                gemm::Parallelism::Rayon(threads)
+            } else {
+                gemm::Parallelism::None
+            };
+            // SAFETY: x is m x k, ws holds n x k, out is m x n.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    n,
+                    k,
+                    out.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    true,
+                    x.as_ptr(),
+                    1,
+                    k as isize,
+                    ws.as_ptr(),
+                    k as isize,
+                    1,
+                    1.0f32,
+                    1.0f32,
+                    false,
+                    false,
+                    false,
+                    par,
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// x = LayerNorm(x + h), row by row.
+fn add_norm(x: &mut [f32], h: &[f32], n: &Norm, d: usize) {
+    for (xr, hr) in x.chunks_exact_mut(d).zip(h.chunks_exact(d)) {
+        for (a, &b) in xr.iter_mut().zip(hr) {
+            *a += b;
+        }
+        norm_row(xr, n);
+    }
+}
+
+fn norm_row(x: &mut [f32], n: &Norm) {
+    let d = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / d;
+    let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / d;
+    let inv = 1.0 / (var + n.eps).sqrt();
+    for ((v, &w), &b) in x.iter_mut().zip(&n.w).zip(&n.b) {
+        *v = (*v - mean) * inv * w + b;
+    }
+}
+
+/// One query row (all heads) attending over `len` positions of keys/values laid out (len x d).
+fn attend_row(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    len: usize,
+    heads: usize,
+    out: &mut [f32],
+    scores: &mut Vec<f32>,
+) {
+    let d = q.len();
+    let hd = d / heads;
+    let scaling = (hd as f64).powf(-0.5) as f32;
+    scores.resize(len, 0.0);
+    for h in 0..heads {
+        let qh = &q[h * hd..(h + 1) * hd];
+        let mut max = f32::NEG_INFINITY;
+        for (j, s) in scores.iter_mut().enumerate() {
+            let kh = &keys[j * d + h * hd..j * d + (h + 1) * hd];
+            let mut acc = 0f32;
+            for (&a, &b) in qh.iter().zip(kh) {
+                acc += (a * scaling) * b;
+            }
+            *s = acc;
+            max = max.max(acc);
+        }
+        let mut sum = 0f32;
+        for s in scores.iter_mut() {
+            *s = (*s - max).exp();
+            sum += *s;
+        }
+        let oh = &mut out[h * hd..(h + 1) * hd];
+        oh.iter_mut().for_each(|o| *o = 0.0);
+        for (j, &p) in scores.iter().enumerate() {
+            let p = p / sum;
+            let vh = &values[j * d + h * hd..j * d + (h + 1) * hd];
+            for (o, &v) in oh.iter_mut().zip(vh) {
+                *o += p * v;
+            }
+        }
+    }
+}
+
+impl Seq2SeqModel {
+    pub(crate) fn fast_start(
+        &self,
+        hidden: &Tensor,
+        lens: &[usize],
+        beams: usize,
+    ) -> Result<FastState> {
+        let fast = self.fast_decoder()?;
+        let (sources, s_max, d) = hidden.dims3()?;
+        let h = host(hidden)?;
+        let mut cross_k = Vec::with_capacity(fast.layers.len());
+        let mut cross_v = Vec::with_capacity(fast.layers.len());
+        let mut buf = Vec::new();
+        for layer in &fast.layers {
+            for (lin, dst) in [(&layer.ck, &mut cross_k), (&layer.cv, &mut cross_v)] {
+                linear(&h, sources * s_max, &lin.w, &lin.b, &mut buf, self.kernel)?;
+                dst.push(
+                    (0..sources)
+                        .map(|s| buf[s * s_max * d..(s * s_max + lens[s]) * d].to_vec())
+                        .collect(),
+                );
+            }
+        }
+        let rows = sources * beams;
+        Ok(FastState {
+            cross_k,
+            cross_v,
+            lens: lens.to_vec(),
+            self_k: vec![vec![Vec::new(); rows]; fast.layers.len()],
+            self_v: vec![vec![Vec::new(); rows]; fast.layers.len()],
+            beams,
+            sources,
+            position: 0,
+            ws: Workspace::default(),
+        })
+    }
+
+    fn fast_decoder(&self) -> Result<&FastDecoder> {
+        if let Some(f) = self.fast.get() {
+            return Ok(f);
+        }
+        let f = FastDecoder::new(self)?;
+        Ok(self.fast.get_or_init(|| f))
+    }
+
+    /// One step: `tokens` has one id per row; logits into `out` (rows x vocab).
+    pub(crate) fn fast_step(
+        &self,
+        tokens: &[u32],
+        st: &mut FastState,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        let fast = self.fast_decoder()?;
+        let d = fast.d;
+        let rows = tokens.len();
+        let pos = st.position + fast.position_offset;
+        if (pos + 1) * d > fast.positions.len() {
+            return Err(Error::option(
+                "max_length",
+                "decoding past the model's target positions",
+            ));
+        }
+        let ws = &mut st.ws;
+        // Embeddings, scaled, plus the position.
+        ws.x.resize(rows * d, 0.0);
+        let posv = &fast.positions[pos * d..(pos + 1) * d];
+        let scale = self.embed_scale as f32;
+        for (row, &tok) in ws.x.chunks_exact_mut(d).zip(tokens) {
+            match &self.decoder_embed {
+                Matrix::Int8(q) => q.dequantize_row(tok as usize, row),
+                Matrix::Float(t) => row.copy_from_slice(&host(&t.narrow(0, tok as usize, 1)?)?),
+            }
+            for (x, &p) in row.iter_mut().zip(posv) {
+                *x = if scale == 1.0 { *x + p } else { *x * scale + p };
+            }
+            if let Some(n) = &fast.embed_norm {
+                norm_row(row, n);
+            }
+        }
+        let t = st.position + 1;
+        let heads = fast.heads;
+        for (l, layer) in fast.layers.iter().enumerate() {
+            // Self-attention.
+            linear(&ws.x, rows, &layer.q.w, &layer.q.b, &mut ws.q, self.kernel)?;
+            linear(&ws.x, rows, &layer.k.w, &layer.k.b, &mut ws.k, self.kernel)?;
+            linear(&ws.x, rows, &layer.v.w, &layer.v.b, &mut ws.v, self.kernel)?;
+            for r in 0..rows {
+                st.self_k[l][r].extend_from_slice(&ws.k[r * d..(r + 1) * d]);
+                st.self_v[l][r].extend_from_slice(&ws.v[r * d..(r + 1) * d]);
+            }
+            ws.a.resize(rows * d, 0.0);
+            {
+                let (keys, values) = (&st.self_k[l], &st.self_v[l]);
+                let q = &ws.q;
+                let run = |(r, out): (usize, &mut [f32])| {
+                    let mut scores = Vec::new();
+                    attend_row(
+                        &q[r * d..(r + 1) * d],
+                        &keys[r],
+                        &values[r],
+                        t,
+                        heads,
+                        out,
+                        &mut scores,
+                    );
+                };
+                if rows * t * d >= 1 << 16 {
+                    ws.a.par_chunks_mut(d).enumerate().for_each(run);
+                } else {
+                    ws.a.chunks_mut(d).enumerate().for_each(run);
+                }
+            }
+            linear(&ws.a, rows, &layer.o.w, &layer.o.b, &mut ws.h, self.kernel)?;
+            add_norm(&mut ws.x, &ws.h, &layer.norm1, d);
+            // Cross-attention over each row's source (padding is simply not visited).
+            linear(
+                &ws.x,
+                rows,
+                &layer.cq.w,
+                &layer.cq.b,
+                &mut ws.q,
+                self.kernel,
+            )?;
+            {
+                let (keys, values, lens, beams) =
+                    (&st.cross_k[l], &st.cross_v[l], &st.lens, st.beams);
+                let q = &ws.q;
+                let run = |(r, out): (usize, &mut [f32])| {
+                    let s = r / beams;
+                    let mut scores = Vec::new();
+                    attend_row(
+                        &q[r * d..(r + 1) * d],
+                        &keys[s],
+                        &values[s],
+                        lens[s],
+                        heads,
+                        out,
+                        &mut scores,
+                    );
+                };
+                let work: usize = rows * d * st.lens.iter().max().copied().unwrap_or(0);
+                if work >= 1 << 16 {
+                    ws.a.par_chunks_mut(d).enumerate().for_each(run);
+                } else {
+                    ws.a.chunks_mut(d).enumerate().for_each(run);
+                }
+            }
+            linear(
+                &ws.a,
+                rows,
+                &layer.co.w,
+                &layer.co.b,
+                &mut ws.h,
+                self.kernel,
+            )?;
+            add_norm(&mut ws.x, &ws.h, &layer.norm2, d);
+            // Feed-forward.
+            linear(
+                &ws.x,
+                rows,
+                &layer.fc1.w,
+                &layer.fc1.b,
+                &mut ws.f,
+                self.kernel,
+            )?;
+            activate(&mut ws.f, layer.activation);
+            linear(
+                &ws.f,
+                rows,
+                &layer.fc2.w,
+                &layer.fc2.b,
+                &mut ws.h,
+                self.kernel,
+            )?;
+            add_norm(&mut ws.x, &ws.h, &layer.norm3, d);
+        }
+        st.position += 1;
+        linear(
+            &ws.x,
+            rows,
+            &self.lm_head,
+            &fast.final_bias,
+            out,
+            self.kernel,
+        )
+    }
+}
+
+fn activate(x: &mut [f32], a: Activation) {
+    match a {
+        Activation::Swish => x.iter_mut().for_each(|v| *v /= 1.0 + (-*v).exp()),
+        Activation::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
+        Activation::Gelu | Activation::GeluTanh => {
+            // Rare on this path (Marian uses swish); use candle's definitions for exactness.
+            let t = Tensor::from_slice(x, x.len(), &candle_core::Device::Cpu);
+            let y = t.and_then(|t| match a {
+                Activation::Gelu => t.gelu_erf(),
+                _ => t.gelu(),
+            });
+            if let Ok(v) = y.and_then(|y| y.to_vec1::<f32>()) {
+                x.copy_from_slice(&v);
+            }
+        }
+    }
+}
+
+impl FastState {
+    pub(crate) fn rows(&self) -> usize {
+        self.sources * self.beams
+    }
+
+    /// New row `i` continues old row `parents[i]`.
+    pub(crate) fn reorder_rows(&mut self, parents: &[u32]) {
+        for caches in [&mut self.self_k, &mut self.self_v] {
+            for layer in caches.iter_mut() {
+                let mut old: Vec<Option<Vec<f32>>> = layer.drain(..).map(Some).collect();
+                // Earlier users of a parent copy it; the last one takes the original.
+                let mut remaining = vec![0usize; old.len()];
+                for &p in parents {
+                    remaining[p as usize] += 1;
+                }
+                for &p in parents {
+                    let p = p as usize;
+                    remaining[p] -= 1;
+                    let v = if remaining[p] == 0 {
+                        old[p].take().unwrap_or_default()
+                    } else {
+                        old[p].as_ref().cloned().unwrap_or_default()
+                    };
+                    layer.push(v);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn keep_sources(&mut self, keep: &[usize]) {
+        let beams = self.beams;
+        for layer in self.cross_k.iter_mut().chain(self.cross_v.iter_mut()) {
+            let mut old: Vec<Vec<f32>> = std::mem::take(layer);
+            *layer = keep.iter().map(|&s| std::mem::take(&mut old[s])).collect();
+        }
+        for layer in self.self_k.iter_mut().chain(self.self_v.iter_mut()) {
+            let mut old: Vec<Vec<f32>> = std::mem::take(layer);
+            *layer = keep
+                .iter()
+                .flat_map(|&s| (0..beams).map(move |b| s * beams + b))
+                .map(|r| std::mem::take(&mut old[r]))
+                .collect();
+        }
+        self.lens = keep.iter().map(|&s| self.lens[s]).collect();
+        self.sources = keep.len();
+    }
+}

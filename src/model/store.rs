@@ -1,0 +1,346 @@
+//! Where the model's parameters come from while it is built: a candle `VarBuilder` over a weight
+//! file (optionally quantising matrices to int8 as they are read), or tolk's own cache of an
+//! already quantised model. The same build code runs over both, and a recording wrapper writes the
+//! parameters it was given to a new cache file.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use safetensors::tensor::{Dtype, View};
+
+use crate::error::{Error, Result};
+use crate::kernels::QMatrix;
+
+/// A weight matrix: full precision (a candle tensor, `out x in`) or int8.
+#[derive(Debug, Clone)]
+pub enum Matrix {
+    /// A candle tensor in the model's dtype.
+    Float(Tensor),
+    /// int8, CPU only.
+    Int8(Arc<QMatrix>),
+}
+
+/// Parameter access while building a model.
+pub(crate) trait Store {
+    fn contains(&self, name: &str) -> bool;
+    /// A parameter in the model's dtype, checked against `shape`.
+    fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor>;
+    /// A weight matrix (`rows` outputs x `cols` inputs); the same name gives the same matrix.
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix>;
+    fn device(&self) -> &Device;
+    fn dtype(&self) -> DType;
+}
+
+/// Parameters from a `VarBuilder`; with `quantize`, matrices become int8 as they are read.
+pub(crate) struct VbStore<'a> {
+    pub vb: VarBuilder<'a>,
+    pub quantize: bool,
+    pub matrices: RefCell<HashMap<String, Matrix>>,
+}
+
+impl<'a> VbStore<'a> {
+    pub fn new(vb: VarBuilder<'a>, quantize: bool) -> Self {
+        VbStore {
+            vb,
+            quantize,
+            matrices: RefCell::new(HashMap::new()),
+        }
+    }
+}
+
+impl Store for VbStore<'_> {
+    fn contains(&self, name: &str) -> bool {
+        self.vb.contains_tensor(name)
+    }
+
+    fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        Ok(self.vb.get(shape, name)?)
+    }
+
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
+        if let Some(m) = self.matrices.borrow().get(name) {
+            return Ok(m.clone());
+        }
+        let t = self.vb.get((rows, cols), name)?;
+        let m = if self.quantize {
+            let data = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            Matrix::Int8(Arc::new(QMatrix::quantize(&data, rows, cols)))
+        } else {
+            Matrix::Float(t)
+        };
+        self.matrices
+            .borrow_mut()
+            .insert(name.to_string(), m.clone());
+        Ok(m)
+    }
+
+    fn device(&self) -> &Device {
+        self.vb.device()
+    }
+
+    fn dtype(&self) -> DType {
+        self.vb.dtype()
+    }
+}
+
+/// What a recording store saw, ready to be written as a cache file.
+enum Entry {
+    Float(Vec<f32>, Vec<usize>),
+    Int8(Arc<QMatrix>),
+}
+
+/// Wraps a store and remembers every parameter handed out, to save them with [`Recorder::save`].
+pub(crate) struct Recorder<S> {
+    pub inner: S,
+    entries: RefCell<BTreeMap<String, Entry>>,
+}
+
+impl<S: Store> Recorder<S> {
+    pub fn new(inner: S) -> Self {
+        Recorder {
+            inner,
+            entries: RefCell::new(BTreeMap::new()),
+        }
+    }
+
+    /// Writes the recorded parameters to `path` (atomically: a temporary file, then a rename).
+    pub fn save(&self, path: &Path, metadata: HashMap<String, String>) -> Result<()> {
+        let entries = self.entries.borrow();
+        let mut views: Vec<(String, RawView)> = Vec::new();
+        for (name, e) in entries.iter() {
+            match e {
+                Entry::Float(v, shape) => views.push((
+                    name.clone(),
+                    RawView {
+                        dtype: Dtype::F32,
+                        shape: shape.clone(),
+                        data: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                    },
+                )),
+                Entry::Int8(q) => {
+                    let (packed, scales) = q.parts();
+                    views.push((
+                        format!("{name}.int8"),
+                        RawView {
+                            dtype: Dtype::I8,
+                            shape: vec![packed.len()],
+                            data: packed.iter().map(|&b| b as u8).collect(),
+                        },
+                    ));
+                    views.push((
+                        format!("{name}.scale"),
+                        RawView {
+                            dtype: Dtype::F32,
+                            shape: vec![scales.len()],
+                            data: scales.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                        },
+                    ));
+                    views.push((
+                        format!("{name}.shape"),
+                        RawView {
+                            dtype: Dtype::I64,
+                            shape: vec![2],
+                            data: [q.rows() as i64, q.cols() as i64]
+                                .iter()
+                                .flat_map(|x| x.to_le_bytes())
+                                .collect(),
+                        },
+                    ));
+                }
+            }
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let tmp = tmp_path(path);
+        safetensors::tensor::serialize_to_file(views, Some(metadata), &tmp).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::model_file(&tmp, format!("cannot write the quantised model: {e}"))
+        })?;
+        std::fs::rename(&tmp, path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::io(path, e)
+        })
+    }
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(format!(".tmp-{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+impl<S: Store> Store for Recorder<S> {
+    fn contains(&self, name: &str) -> bool {
+        self.inner.contains(name)
+    }
+
+    fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let t = self.inner.tensor(name, shape)?;
+        let v = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        self.entries
+            .borrow_mut()
+            .insert(name.to_string(), Entry::Float(v, shape.to_vec()));
+        Ok(t)
+    }
+
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
+        let m = self.inner.matrix(name, rows, cols)?;
+        let entry = match &m {
+            Matrix::Int8(q) => Entry::Int8(q.clone()),
+            Matrix::Float(t) => Entry::Float(
+                t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?,
+                vec![rows, cols],
+            ),
+        };
+        self.entries.borrow_mut().insert(name.to_string(), entry);
+        Ok(m)
+    }
+
+    fn device(&self) -> &Device {
+        self.inner.device()
+    }
+
+    fn dtype(&self) -> DType {
+        self.inner.dtype()
+    }
+}
+
+struct RawView {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl View for RawView {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// A quantised model written by [`Recorder::save`], read back (f32 activations, CPU).
+pub(crate) struct CacheStore {
+    path: PathBuf,
+    map: memmap2::Mmap,
+    /// name -> (dtype, shape, byte range in `map`)
+    index: HashMap<String, (Dtype, Vec<usize>, std::ops::Range<usize>)>,
+    device: Device,
+    matrices: RefCell<HashMap<String, Matrix>>,
+}
+
+impl CacheStore {
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: tolk writes these files by rename and never modifies them in place.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let st = safetensors::SafeTensors::deserialize(&map)
+            .map_err(|e| Error::model_file(path, format!("damaged quantised cache: {e}")))?;
+        let base = map.as_ptr() as usize;
+        let index = st
+            .tensors()
+            .into_iter()
+            .map(|(name, v)| {
+                let start = v.data().as_ptr() as usize - base;
+                (
+                    name,
+                    (v.dtype(), v.shape().to_vec(), start..start + v.data().len()),
+                )
+            })
+            .collect();
+        drop(st);
+        Ok(CacheStore {
+            path: path.to_path_buf(),
+            index,
+            map,
+            device: Device::Cpu,
+            matrices: RefCell::new(HashMap::new()),
+        })
+    }
+
+    fn view(&self, name: &str) -> Result<(Dtype, Vec<usize>, &[u8])> {
+        let (dtype, shape, range) = self
+            .index
+            .get(name)
+            .ok_or_else(|| Error::model_file(&self.path, format!("tensor `{name}` is missing")))?;
+        Ok((*dtype, shape.clone(), &self.map[range.clone()]))
+    }
+
+    fn f32s(&self, name: &str) -> Result<Vec<f32>> {
+        let (dtype, _, bytes) = self.view(name)?;
+        if dtype != Dtype::F32 {
+            return Err(Error::model_file(
+                &self.path,
+                format!("`{name}` is not f32"),
+            ));
+        }
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+}
+
+impl Store for CacheStore {
+    fn contains(&self, name: &str) -> bool {
+        self.view(name).is_ok() || self.view(&format!("{name}.int8")).is_ok()
+    }
+
+    fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let v = self.f32s(name)?;
+        if v.len() != shape.iter().product::<usize>() {
+            return Err(Error::model_file(
+                &self.path,
+                format!("`{name}` does not have shape {shape:?}"),
+            ));
+        }
+        Ok(Tensor::from_vec(v, shape, &self.device)?)
+    }
+
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
+        if let Some(m) = self.matrices.borrow().get(name) {
+            return Ok(m.clone());
+        }
+        let m = if self.view(&format!("{name}.int8")).is_ok() {
+            let (_, _, packed) = self.view(&format!("{name}.int8"))?;
+            let scales = self.f32s(&format!("{name}.scale"))?;
+            let packed: Vec<i8> = packed.iter().map(|&b| b as i8).collect();
+            let q = QMatrix::from_parts(rows, cols, packed, scales).ok_or_else(|| {
+                Error::model_file(
+                    &self.path,
+                    format!("`{name}` does not have shape [{rows}, {cols}]"),
+                )
+            })?;
+            Matrix::Int8(Arc::new(q))
+        } else {
+            Matrix::Float(self.tensor(name, &[rows, cols])?)
+        };
+        self.matrices
+            .borrow_mut()
+            .insert(name.to_string(), m.clone());
+        Ok(m)
+    }
+
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn dtype(&self) -> DType {
+        DType::F32
+    }
+}
