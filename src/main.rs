@@ -1,5 +1,7 @@
-//! The `tolk` command line: a thin layer over the library.
+//! The `tolk` command line: a thin layer over the library (see `src/cli/`).
+
+mod cli;
 
 fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+    cli::main()
 }

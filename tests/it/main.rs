@@ -1,9 +1,12 @@
 //! tolk's integration tests: one test binary, one module per topic.
 
 mod abstractive;
+mod cli;
+mod cli_batch;
 mod common;
 mod invariants;
 mod parity;
+mod pipeline;
 mod tokenizer;
 // Downloads need the `hub` feature; directories and the catalogue are also covered by unit tests.
 #[cfg(feature = "hub")]

@@ -1,0 +1,303 @@
+//! Options shared by the commands that load a model, and the pipeline built from them.
+
+use anyhow::Context;
+use candle_core::{DType, Device};
+use clap::{Args, ValueEnum};
+
+use tolk::output::OutputFormat;
+use tolk::pipeline::{segmenter_for, GenerationOverrides, Pipeline, SummarizerChoice};
+use tolk::segment::SegmentMode;
+use tolk::source::{ModelSpec, DEFAULT_MODEL};
+use tolk::summarize::{ExtractiveOptions, SummaryLength};
+use tolk::translate::BatchOptions;
+
+use super::progress::DownloadBars;
+use super::Global;
+
+/// `--format` of `translate` and `batch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// The English article, a blank line, then `Summary: ...`.
+    Text,
+    /// Headline, article, summary; `--bilingual` adds a Dutch/English table.
+    Markdown,
+    /// Everything: source, translation, summary, every sentence with span and score, model,
+    /// timings.
+    Json,
+    /// One JSON object per sentence.
+    Jsonl,
+}
+
+impl From<FormatArg> for OutputFormat {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Text => OutputFormat::Text,
+            FormatArg::Markdown => OutputFormat::Markdown,
+            FormatArg::Json => OutputFormat::Json,
+            FormatArg::Jsonl => OutputFormat::Jsonl,
+        }
+    }
+}
+
+/// `--segment`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SegmentArg {
+    /// Sentences, headlines and list items (metadata fields at the top are kept as written).
+    Sentences,
+    /// Every non-empty line as written, as one unit (no metadata, no sentence splitting).
+    Lines,
+    /// Every paragraph as one unit.
+    Paragraphs,
+}
+
+impl From<SegmentArg> for SegmentMode {
+    fn from(s: SegmentArg) -> Self {
+        match s {
+            SegmentArg::Sentences => SegmentMode::Sentences,
+            SegmentArg::Lines => SegmentMode::Lines,
+            SegmentArg::Paragraphs => SegmentMode::Paragraphs,
+        }
+    }
+}
+
+/// `--dtype`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DtypeArg {
+    /// 32-bit floats: exact (matches transformers), the default.
+    F32,
+    /// 16-bit floats (GPUs).
+    F16,
+    /// bfloat16 (GPUs).
+    Bf16,
+}
+
+/// Everything that decides how a pipeline is built.
+#[derive(Debug, Clone, Args)]
+pub struct PipelineArgs {
+    /// The model: a catalogue name (`tolk models list`), a Hub repository ORG/NAME[@REVISION], or
+    /// a local directory with config.json, source.spm, target.spm, vocab.json and the weights.
+    #[arg(long, short, env = "TOLK_MODEL", default_value = DEFAULT_MODEL, value_name = "SPEC",
+          help_heading = "Model")]
+    pub model: String,
+
+    /// Git revision (branch, tag, commit) of a Hub or catalogue model.
+    #[arg(long, value_name = "REV", help_heading = "Model")]
+    pub revision: Option<String>,
+
+    /// Never download: use the Hugging Face cache or a directory only (also HF_HUB_OFFLINE=1).
+    #[arg(long, help_heading = "Model")]
+    pub offline: bool,
+
+    /// Device: cpu, cuda[:N] or metal[:N] (cuda and metal need a build with that feature).
+    #[arg(
+        long,
+        default_value = "cpu",
+        value_name = "DEVICE",
+        help_heading = "Model"
+    )]
+    pub device: String,
+
+    /// Weight and activation precision.
+    #[arg(long, value_enum, default_value = "f32", help_heading = "Model")]
+    pub dtype: DtypeArg,
+
+    /// What is translated as one unit.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "sentences",
+        help_heading = "Segmentation"
+    )]
+    pub segment: SegmentArg,
+
+    /// Cut segments longer than this many characters at clause boundaries (0: no limit;
+    /// default 400, none with --segment lines).
+    #[arg(long, value_name = "N", help_heading = "Segmentation")]
+    pub max_chars: Option<usize>,
+
+    /// Cut segments longer than this many model tokens (default 400, at most the model's
+    /// positions); nothing is ever truncated.
+    #[arg(long, value_name = "N", help_heading = "Segmentation")]
+    pub max_segment_tokens: Option<usize>,
+
+    /// Beam width (1: greedy search). Default: the model's (opus-mt: 6 or 4).
+    #[arg(long, value_name = "N", help_heading = "Generation")]
+    pub num_beams: Option<usize>,
+
+    /// Maximum decoder length, start token included. Default: the model's.
+    #[arg(long, value_name = "N", help_heading = "Generation")]
+    pub max_length: Option<usize>,
+
+    /// Maximum number of generated tokens (takes precedence over --max-length).
+    #[arg(long, value_name = "N", help_heading = "Generation")]
+    pub max_new_tokens: Option<usize>,
+
+    /// Minimum decoder length, start token included.
+    #[arg(long, value_name = "N", help_heading = "Generation")]
+    pub min_length: Option<usize>,
+
+    /// Minimum number of generated tokens (takes precedence over --min-length).
+    #[arg(long, value_name = "N", help_heading = "Generation")]
+    pub min_new_tokens: Option<usize>,
+
+    /// Length penalty exponent for beam scores.
+    #[arg(
+        long,
+        value_name = "X",
+        allow_negative_numbers = true,
+        help_heading = "Generation"
+    )]
+    pub length_penalty: Option<f32>,
+
+    /// Never repeat an n-gram of this size (0: off).
+    #[arg(long, value_name = "N", help_heading = "Generation")]
+    pub no_repeat_ngram_size: Option<usize>,
+
+    /// Penalty for tokens already generated (1: off).
+    #[arg(long, value_name = "X", help_heading = "Generation")]
+    pub repetition_penalty: Option<f32>,
+
+    /// Most sentences per batch [default: 32].
+    #[arg(long, value_name = "N", help_heading = "Batching")]
+    pub batch_size: Option<usize>,
+
+    /// Most padded source tokens per batch [default: 4096].
+    #[arg(long, value_name = "N", help_heading = "Batching")]
+    pub max_batch_tokens: Option<usize>,
+
+    /// Summary length in sentences (default: 1 to 3, by article length).
+    #[arg(long, value_name = "N", conflicts_with_all = ["summary_ratio", "no_summary"],
+          help_heading = "Summary")]
+    pub summary_sentences: Option<usize>,
+
+    /// Summary length as a share of the article's sentences, in (0, 1].
+    #[arg(
+        long,
+        value_name = "R",
+        conflicts_with = "no_summary",
+        help_heading = "Summary"
+    )]
+    pub summary_ratio: Option<f32>,
+
+    /// No summary.
+    #[arg(long, help_heading = "Summary")]
+    pub no_summary: bool,
+
+    /// Replace invalid UTF-8 with U+FFFD instead of refusing the input.
+    #[arg(long, help_heading = "Input")]
+    pub lossy: bool,
+}
+
+impl PipelineArgs {
+    /// The model spec with `--revision` applied.
+    pub fn spec(&self) -> anyhow::Result<ModelSpec> {
+        Ok(ModelSpec::parse(&self.model)?.with_revision(self.revision.as_deref())?)
+    }
+
+    /// Loads the model and builds the pipeline, with a download bar per file on a terminal.
+    pub fn build(&self, global: Global) -> anyhow::Result<Pipeline> {
+        let spec = self.spec()?;
+        let mut builder = Pipeline::builder()
+            .model(spec.clone())
+            .device(device(&self.device)?)
+            .dtype(match self.dtype {
+                DtypeArg::F32 => DType::F32,
+                DtypeArg::F16 => DType::F16,
+                DtypeArg::Bf16 => DType::BF16,
+            })
+            .overrides(GenerationOverrides {
+                num_beams: self.num_beams,
+                max_length: self.max_length,
+                max_new_tokens: self.max_new_tokens,
+                min_length: self.min_length,
+                min_new_tokens: self.min_new_tokens,
+                length_penalty: self.length_penalty,
+                no_repeat_ngram_size: self.no_repeat_ngram_size,
+                repetition_penalty: self.repetition_penalty,
+            })
+            .segment_mode(self.segment.into())
+            .summarizer(self.summarizer());
+        if let Some(n) = self.max_chars {
+            builder = builder.segmenter(segmenter_for(self.segment.into()).with_max_chars(n));
+        }
+        if self.offline {
+            builder = builder.offline(true);
+        }
+        if let Some(n) = self.max_segment_tokens {
+            builder = builder.max_segment_tokens(n);
+        }
+        if self.batch_size.is_some() || self.max_batch_tokens.is_some() {
+            let mut batching = BatchOptions::default();
+            if let Some(n) = self.batch_size {
+                anyhow::ensure!(n > 0, "--batch-size must be at least 1");
+                batching = batching.with_max_batch_size(n);
+            }
+            if let Some(n) = self.max_batch_tokens {
+                anyhow::ensure!(n > 0, "--max-batch-tokens must be at least 1");
+                batching = batching.with_max_batch_tokens(n);
+            }
+            builder = builder.batching(batching);
+        }
+        let mut bars = DownloadBars::new(global.quiet);
+        builder.build_with_progress(&mut bars).map_err(|e| match e {
+            // A bad option is not a model problem: say only what is wrong with it.
+            e @ tolk::Error::Option { .. } => anyhow::Error::new(e),
+            e => anyhow::Error::new(e).context(format!("cannot load the model {spec}")),
+        })
+    }
+
+    fn summarizer(&self) -> SummarizerChoice {
+        if self.no_summary {
+            return SummarizerChoice::Disabled;
+        }
+        let length = match (self.summary_sentences, self.summary_ratio) {
+            (Some(n), _) => SummaryLength::Sentences(n),
+            (None, Some(r)) => SummaryLength::Ratio(r),
+            (None, None) => SummaryLength::Auto,
+        };
+        SummarizerChoice::Extractive(ExtractiveOptions::default().with_length(length))
+    }
+}
+
+/// `cpu`, `cuda[:N]`, `metal[:N]`.
+pub fn device(text: &str) -> anyhow::Result<Device> {
+    let text = text.trim().to_ascii_lowercase();
+    let (kind, ordinal) = match text.split_once(':') {
+        Some((kind, n)) => (
+            kind,
+            n.parse::<usize>()
+                .with_context(|| format!("--device {text}: `{n}` is not a device number"))?,
+        ),
+        None => (text.as_str(), 0),
+    };
+    match kind {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" | "gpu" => cuda(ordinal),
+        "metal" => metal(ordinal),
+        other => anyhow::bail!("--device {other}: expected cpu, cuda[:N] or metal[:N]"),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda(ordinal: usize) -> anyhow::Result<Device> {
+    Device::new_cuda(ordinal).with_context(|| format!("cannot open CUDA device {ordinal}"))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda(_ordinal: usize) -> anyhow::Result<Device> {
+    anyhow::bail!(
+        "this tolk was built without CUDA support; rebuild it with `cargo build --release --features cuda` (needs the CUDA toolkit), or use --device cpu"
+    )
+}
+
+#[cfg(feature = "metal")]
+fn metal(ordinal: usize) -> anyhow::Result<Device> {
+    Device::new_metal(ordinal).with_context(|| format!("cannot open Metal device {ordinal}"))
+}
+
+#[cfg(not(feature = "metal"))]
+fn metal(_ordinal: usize) -> anyhow::Result<Device> {
+    anyhow::bail!(
+        "this tolk was built without Metal support; rebuild it on macOS with `cargo build --release --features metal`, or use --device cpu"
+    )
+}

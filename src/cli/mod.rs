@@ -1,0 +1,183 @@
+//! Command-line parsing, dispatch, exit codes and error printing.
+//!
+//! Exit status: 0 on success; 1 when a batch run finished with failed files; 2 for every error
+//! that stopped a command (bad usage, unreadable input, model not loadable, ...). A closed
+//! standard output (`tolk ... | head`) counts as success. Messages and progress go to standard
+//! error; standard output carries only results.
+
+mod args;
+mod batch;
+mod models;
+mod progress;
+mod text;
+mod translate;
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use tolk::input::{self, DecodeOptions, Decoded};
+
+/// Dutch news articles into English: translation, segmentation and summaries.
+#[derive(Debug, Parser)]
+#[command(name = "tolk", version, max_term_width = 100)]
+#[command(after_help = "Run `tolk COMMAND --help` for the options of a command.")]
+struct Cli {
+    /// Worker threads for the model and the tokenizer (default: one per physical core; the
+    /// RAYON_NUM_THREADS variable also works).
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
+
+    /// No progress bars and no notes on standard error (errors are still printed).
+    #[arg(long, short, global = true)]
+    quiet: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Translate and summarise one article (a file, or standard input).
+    Translate(translate::TranslateArgs),
+    /// Translate every article of a directory into a mirrored output directory.
+    Batch(batch::BatchArgs),
+    /// Split a Dutch text into sentences, one per line (no model needed).
+    Segment(text::SegmentArgs),
+    /// Summarise an English text: the summary sentences, one per line (no model needed).
+    Summarize(text::SummarizeArgs),
+    /// List, download and inspect models.
+    Models {
+        #[command(subcommand)]
+        command: models::ModelsCommand,
+    },
+}
+
+/// Options every command sees.
+#[derive(Debug, Clone, Copy)]
+pub struct Global {
+    /// `--quiet`, or standard error is not a terminal: no progress bars.
+    pub quiet: bool,
+    /// `--quiet` alone: no notes either.
+    pub silent: bool,
+}
+
+/// Parses the arguments, runs the command and turns its result into an exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let global = Global {
+        quiet: cli.quiet || !std::io::stderr().is_terminal(),
+        silent: cli.quiet,
+    };
+    let result = set_threads(cli.threads).and_then(|()| match cli.command {
+        Command::Translate(args) => translate::run(args, global),
+        Command::Batch(args) => batch::run(args, global),
+        Command::Segment(args) => text::segment(args),
+        Command::Summarize(args) => text::summarize(args),
+        Command::Models { command } => models::run(command, global),
+    });
+    match result {
+        Ok(code) => code,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            print_error(&err);
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Sets the size of rayon's global pool and candle's CPU pool before either starts.
+fn set_threads(threads: Option<usize>) -> anyhow::Result<()> {
+    let Some(n) = threads else {
+        return Ok(());
+    };
+    if n == 0 {
+        anyhow::bail!("--threads must be at least 1");
+    }
+    // candle sizes its pools from these variables when it first needs them, which is later;
+    // nothing else runs yet, so changing the environment is safe here.
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .context("cannot set up the thread pool")
+}
+
+/// `error: ...` and one `caused by: ...` per cause that adds something.
+fn print_error(err: &anyhow::Error) {
+    let mut stderr = std::io::stderr().lock();
+    let mut shown = err.to_string();
+    let _ = writeln!(stderr, "error: {shown}");
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        // The library's messages already include their I/O cause; do not repeat it.
+        if shown.contains(&text) {
+            continue;
+        }
+        let _ = writeln!(stderr, "caused by: {text}");
+        shown = text;
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Reads a file, or standard input for `-` or no file. With no file and a terminal on standard
+/// input, asks for input instead of waiting silently.
+pub fn read_input(file: Option<&Path>, lossy: bool) -> anyhow::Result<(Decoded, String)> {
+    let options = DecodeOptions::default().with_lossy(lossy);
+    match file {
+        Some(path) if path != Path::new("-") => {
+            let decoded = input::read_file(path, &options)?;
+            Ok((decoded, path.display().to_string()))
+        }
+        _ => {
+            let stdin = std::io::stdin();
+            if file.is_none() && stdin.is_terminal() {
+                anyhow::bail!(
+                    "no input: give a FILE, or pipe text in (`-` reads a terminal until end of input)"
+                );
+            }
+            let decoded = input::read_from(stdin.lock(), "<stdin>", &options)?;
+            Ok((decoded, "<stdin>".to_string()))
+        }
+    }
+}
+
+/// Notes about decoding, on standard error.
+pub fn decoding_notes(decoded: &Decoded, name: &str, global: Global) {
+    if global.silent {
+        return;
+    }
+    if decoded.replaced > 0 {
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: {name}: {} invalid byte sequences replaced with U+FFFD",
+            decoded.replaced
+        );
+    }
+}
+
+/// Writes a result to `-o PATH` (atomically) or standard output.
+pub fn emit(output: Option<&PathBuf>, text: &str) -> anyhow::Result<()> {
+    match output {
+        Some(path) if path.as_os_str() != "-" => {
+            tolk::output::write_atomic(path, text.as_bytes())?;
+        }
+        _ => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(text.as_bytes())?;
+            stdout.flush()?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! Progress on standard error: a bar per downloaded file and a bar for batch runs, drawn only on
+//! a terminal and never with `--quiet`.
+
+use std::path::Path;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use tolk::batch::{BatchProgress, FileReport, FileStatus};
+use tolk::source::DownloadProgress;
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+}
+
+/// One bar per file being downloaded.
+pub struct DownloadBars {
+    hidden: bool,
+    bar: Option<ProgressBar>,
+}
+
+impl DownloadBars {
+    /// Bars that draw unless `hidden`.
+    pub fn new(hidden: bool) -> Self {
+        DownloadBars { hidden, bar: None }
+    }
+}
+
+impl DownloadProgress for DownloadBars {
+    fn start(&mut self, file: &str, size: u64) {
+        if self.hidden {
+            return;
+        }
+        let bar = ProgressBar::new(size).with_style(style(
+            "{msg:>24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        ));
+        bar.set_message(file.to_string());
+        self.bar = Some(bar);
+    }
+
+    fn advance(&mut self, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(bytes);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish();
+        }
+    }
+}
+
+/// The batch bar: files done of all, sentences and tokens per second, ETA; failures are printed
+/// above it as they happen.
+pub struct BatchBar {
+    bar: ProgressBar,
+    started: Instant,
+    sentences: usize,
+    tokens: usize,
+}
+
+impl BatchBar {
+    /// A bar that draws unless `hidden`.
+    pub fn new(hidden: bool) -> Self {
+        let bar = if hidden {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(0).with_style(style(
+                "[{elapsed_precise}] [{bar:30}] {pos}/{len} files, {msg} (ETA {eta})",
+            ))
+        };
+        BatchBar {
+            bar,
+            started: Instant::now(),
+            sentences: 0,
+            tokens: 0,
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl BatchProgress for BatchBar {
+    fn planned(&mut self, total: usize) {
+        self.bar.set_length(total as u64);
+        self.started = Instant::now();
+        self.bar.set_message("starting");
+    }
+
+    fn file_started(&mut self, _input: &Path) {}
+
+    fn file_finished(&mut self, file: &FileReport) {
+        if file.status == FileStatus::Failed {
+            self.bar.println(format!(
+                "failed: {}: {}",
+                file.input.display(),
+                file.reason.as_deref().unwrap_or("")
+            ));
+        }
+        self.sentences += file.sentences;
+        self.tokens += file.source_tokens + file.target_tokens;
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        self.bar.set_message(format!(
+            "{:.1} sentences/s, {:.0} tokens/s",
+            self.sentences as f64 / secs,
+            self.tokens as f64 / secs
+        ));
+        self.bar.inc(1);
+    }
+}

@@ -1,0 +1,228 @@
+//! `tolk segment` and `tolk summarize`: the model-free stages on their own.
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use tolk::pipeline::segmenter_for;
+use tolk::segment::SegmentKind;
+use tolk::summarize::{summarize_english, ExtractiveOptions, ExtractiveSummarizer, SummaryLength};
+
+use super::args::SegmentArg;
+use super::{emit, read_input};
+
+/// `--format` of `segment` and `summarize`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TextFormat {
+    /// One sentence per line.
+    Text,
+    /// A JSON object with every detail.
+    Json,
+}
+
+/// Options of `tolk segment`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  tolk segment artikel.txt
+  tolk segment --format json artikel.txt   # byte spans, paragraphs, kinds, metadata")]
+pub struct SegmentArgs {
+    /// The text; `-` or nothing reads standard input.
+    #[arg(value_name = "FILE|-")]
+    pub file: Option<PathBuf>,
+
+    /// What one segment is.
+    #[arg(long, value_enum, default_value = "sentences")]
+    pub segment: SegmentArg,
+
+    /// Cut segments longer than this many characters (0: no limit; default 400, none with
+    /// --segment lines).
+    #[arg(long, value_name = "N")]
+    pub max_chars: Option<usize>,
+
+    /// Treat leading `key: value` lines as text, not metadata.
+    #[arg(long)]
+    pub no_metadata: bool,
+
+    /// Output format.
+    #[arg(long, short, value_enum, default_value = "text")]
+    pub format: TextFormat,
+
+    /// Write to this file (atomically) instead of standard output.
+    #[arg(long, short, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Replace invalid UTF-8 with U+FFFD instead of refusing the input.
+    #[arg(long)]
+    pub lossy: bool,
+}
+
+#[derive(Serialize)]
+struct SegmentJson<'a> {
+    index: usize,
+    text: &'a str,
+    span: Range<usize>,
+    paragraph: usize,
+    #[serde(flatten)]
+    kind: &'a SegmentKind,
+    continues: bool,
+    starts_line: bool,
+}
+
+#[derive(Serialize)]
+struct SegmentsJson<'a> {
+    format_version: u32,
+    source: &'a str,
+    segments: Vec<SegmentJson<'a>>,
+}
+
+/// Runs `tolk segment`.
+pub fn segment(args: SegmentArgs) -> anyhow::Result<ExitCode> {
+    let (decoded, _) = read_input(args.file.as_deref(), args.lossy)?;
+    let mut segmenter = segmenter_for(args.segment.into());
+    if let Some(n) = args.max_chars {
+        segmenter = segmenter.with_max_chars(n);
+    }
+    if args.no_metadata {
+        segmenter = segmenter.with_metadata(false);
+    }
+    let doc = segmenter.segment(&decoded.text);
+    let text = match args.format {
+        TextFormat::Text => doc
+            .translatable()
+            .map(|s| format!("{}\n", s.flat_text()))
+            .collect::<String>(),
+        TextFormat::Json => {
+            let json = SegmentsJson {
+                format_version: tolk::pipeline::FORMAT_VERSION,
+                source: &decoded.text,
+                segments: doc
+                    .segments
+                    .iter()
+                    .enumerate()
+                    .map(|(index, s)| SegmentJson {
+                        index,
+                        text: &s.text,
+                        span: s.span.clone(),
+                        paragraph: s.paragraph,
+                        kind: &s.kind,
+                        continues: s.continues,
+                        starts_line: s.starts_line,
+                    })
+                    .collect(),
+            };
+            let mut out = serde_json::to_string_pretty(&json)?;
+            out.push('\n');
+            out
+        }
+    };
+    emit(args.output.as_ref(), &text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Options of `tolk summarize`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  tolk summarize --lang en article.en.txt
+  tolk summarize --lang en --summary-sentences 2 --format json article.en.txt
+
+To summarise a Dutch article, translate it: `tolk translate` prints the translation and its
+summary.")]
+pub struct SummarizeArgs {
+    /// The English text; `-` or nothing reads standard input.
+    #[arg(value_name = "FILE|-")]
+    pub file: Option<PathBuf>,
+
+    /// Language of the text; only English (`en`) is summarised directly.
+    #[arg(long, default_value = "en", value_name = "LANG")]
+    pub lang: String,
+
+    /// Summary length in sentences (default: 1 to 3, by article length).
+    #[arg(long, value_name = "N", conflicts_with = "summary_ratio")]
+    pub summary_sentences: Option<usize>,
+
+    /// Summary length as a share of the text's sentences, in (0, 1].
+    #[arg(long, value_name = "R")]
+    pub summary_ratio: Option<f32>,
+
+    /// Output format.
+    #[arg(long, short, value_enum, default_value = "text")]
+    pub format: TextFormat,
+
+    /// Write to this file (atomically) instead of standard output.
+    #[arg(long, short, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Replace invalid UTF-8 with U+FFFD instead of refusing the input.
+    #[arg(long)]
+    pub lossy: bool,
+}
+
+#[derive(Serialize)]
+struct SummaryJson {
+    summarizer: String,
+    input_sentences: usize,
+    sentences: Vec<SummarySentenceJson>,
+}
+
+#[derive(Serialize)]
+struct SummarySentenceJson {
+    index: Option<usize>,
+    text: String,
+    score: f32,
+}
+
+/// Runs `tolk summarize`.
+pub fn summarize(args: SummarizeArgs) -> anyhow::Result<ExitCode> {
+    let lang = args.lang.trim().to_ascii_lowercase();
+    if lang != "en" && !lang.starts_with("en-") && lang != "english" {
+        anyhow::bail!(
+            "--lang {}: only English text is summarised directly; for a Dutch article use `tolk translate`, which prints the translation and its summary",
+            args.lang
+        );
+    }
+    let (decoded, _) = read_input(args.file.as_deref(), args.lossy)?;
+    let length = match (args.summary_sentences, args.summary_ratio) {
+        (Some(n), _) => SummaryLength::Sentences(n),
+        (None, Some(r)) => SummaryLength::Ratio(r),
+        (None, None) => SummaryLength::Auto,
+    };
+    let summarizer = ExtractiveSummarizer::new(ExtractiveOptions::default().with_length(length))?;
+    let summary = summarize_english(&summarizer, &decoded.text)?;
+    let text = match args.format {
+        TextFormat::Text => summary
+            .sentences
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}\n",
+                    s.text.split_whitespace().collect::<Vec<_>>().join(" ")
+                )
+            })
+            .collect::<String>(),
+        TextFormat::Json => {
+            let json = SummaryJson {
+                summarizer: "extractive".to_string(),
+                input_sentences: summary.input_sentences,
+                sentences: summary
+                    .sentences
+                    .into_iter()
+                    .map(|s| SummarySentenceJson {
+                        index: s.index,
+                        text: s.text,
+                        score: s.score,
+                    })
+                    .collect(),
+            };
+            let mut out = serde_json::to_string_pretty(&json)?;
+            out.push('\n');
+            out
+        }
+    };
+    emit(args.output.as_ref(), &text)?;
+    Ok(ExitCode::SUCCESS)
+}
