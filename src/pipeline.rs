@@ -31,10 +31,11 @@ use serde::{Serialize, Serializer};
 
 use crate::config::GenerationConfig;
 use crate::error::{Error, Result};
+use crate::model::Quantization;
 use crate::segment::{Document, Segment, SegmentKind, SegmentMode, Segmenter};
 use crate::source::{Catalogue, DownloadProgress, HubSettings, ModelFiles, ModelSpec, Resolver};
 use crate::summarize::{self, ExtractiveOptions, ExtractiveSummarizer, Summarizer};
-use crate::translate::{BatchOptions, LoadOptions, Translator};
+use crate::translate::{BatchOptions, Guards, LoadOptions, Translator};
 
 /// Default for [`PipelineBuilder::max_segment_tokens`]: a little under the 512 positions of the
 /// opus-mt models, so a piece never reaches the limit even after punctuation normalisation.
@@ -214,6 +215,7 @@ pub struct PipelineBuilder {
     segmenter: Segmenter,
     summarizer: SummarizerChoice,
     max_segment_tokens: Option<usize>,
+    guards: Option<Guards>,
 }
 
 impl Default for PipelineBuilder {
@@ -229,6 +231,7 @@ impl Default for PipelineBuilder {
             segmenter: Segmenter::default(),
             summarizer: SummarizerChoice::default(),
             max_segment_tokens: None,
+            guards: None,
         }
     }
 }
@@ -345,6 +348,20 @@ impl PipelineBuilder {
         self
     }
 
+    /// Guards against runaway output (see [`Guards`]). Default: on, except with
+    /// [`SegmentMode::Lines`], where every line is translated exactly as transformers would
+    /// (the interface for checking parity). Refused for a shared translator, which keeps its own.
+    pub fn guards(mut self, guards: Guards) -> Self {
+        self.guards = Some(guards);
+        self
+    }
+
+    /// Quantises the weights at load time (`--quantize int8`). Default: none.
+    pub fn quantize(mut self, quantize: Option<Quantization>) -> Self {
+        self.load.quantize = quantize;
+        self
+    }
+
     /// The summariser. Default: extractive with default options.
     pub fn summarizer(mut self, summarizer: SummarizerChoice) -> Self {
         self.summarizer = summarizer;
@@ -367,6 +384,15 @@ impl PipelineBuilder {
     /// Like [`PipelineBuilder::build`], reporting downloads to `progress`.
     pub fn build_with_progress(self, progress: &mut dyn DownloadProgress) -> Result<Pipeline> {
         let started = Instant::now();
+        let lines = self.segmenter.mode == SegmentMode::Lines;
+        let explicit_guards = self.guards.is_some();
+        let guards = self.guards.unwrap_or_else(|| {
+            if lines {
+                Guards::default()
+            } else {
+                Guards::on()
+            }
+        });
         let translator: Arc<Translator> = match self.model {
             ModelSource::Spec(spec) => {
                 let resolver = match (self.resolver, &spec) {
@@ -381,20 +407,26 @@ impl PipelineBuilder {
                     None => resolver,
                 };
                 let files = resolver.resolve(&spec, progress)?;
-                let mut translator = Translator::from_files(files, &self.load)?;
+                let mut translator = Translator::from_files(files, &self.load)?.with_guards(guards);
                 if let Some(b) = self.batching {
                     translator = translator.with_batching(b);
                 }
                 Arc::new(translator)
             }
             ModelSource::Owned(translator) => {
-                let mut translator = *translator;
+                let mut translator = translator.with_guards(guards);
                 if let Some(b) = self.batching {
                     translator = translator.with_batching(b);
                 }
                 Arc::new(translator)
             }
             ModelSource::Shared(translator) => {
+                if explicit_guards {
+                    return Err(Error::option(
+                        "guards",
+                        "a shared translator keeps its own guards; set them with Translator::with_guards before sharing",
+                    ));
+                }
                 if self.batching.is_some() {
                     return Err(Error::option(
                         "batching",
@@ -631,6 +663,7 @@ impl Pipeline {
                     starts_line: segment.starts_line,
                     source_tokens: t.as_ref().map_or(0, |t| t.source_tokens),
                     target_tokens: t.as_ref().map_or(0, |t| t.ids.len()),
+                    flag: t.as_ref().and_then(|t| t.flag.map(|f| f.as_str())),
                     score: t.as_ref().map(|t| t.score),
                     translation: t.map(|t| t.text),
                 }
@@ -807,6 +840,10 @@ pub struct SentenceOutput {
     pub source_tokens: usize,
     /// Tokens generated, `</s>` included (0 for metadata).
     pub target_tokens: usize,
+    /// Set when a guard changed the output: `passthrough` (nothing to translate: copied),
+    /// `repetition` or `length` (runaway output, decoded again with repeated n-grams banned).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flag: Option<&'static str>,
 }
 
 /// The summary of an article.

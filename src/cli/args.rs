@@ -4,12 +4,15 @@ use anyhow::Context;
 use candle_core::{DType, Device};
 use clap::{Args, ValueEnum};
 
+use std::sync::Arc;
+use tolk::model::Quantization;
 use tolk::output::OutputFormat;
 use tolk::pipeline::{segmenter_for, GenerationOverrides, Pipeline, SummarizerChoice};
 use tolk::segment::SegmentMode;
 use tolk::source::{ModelSpec, DEFAULT_MODEL};
+use tolk::summarize::AbstractiveSummarizer;
 use tolk::summarize::{ExtractiveOptions, SummaryLength};
-use tolk::translate::BatchOptions;
+use tolk::translate::{BatchOptions, Guards, LoadOptions};
 
 use super::progress::DownloadBars;
 use super::Global;
@@ -61,6 +64,33 @@ impl From<SegmentArg> for SegmentMode {
 }
 
 /// `--dtype`.
+/// `--quantize`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QuantizeArg {
+    /// int8 weights and activations (CPU; the quantised model is cached for fast loading).
+    Int8,
+}
+
+/// `--guards`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GuardsArg {
+    /// On, except with `--segment lines` (which then matches transformers exactly).
+    Auto,
+    /// Always on.
+    On,
+    /// Off: the model's output as it is.
+    Off,
+}
+
+/// `--summarizer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SummarizerArg {
+    /// Ranks the translation's own sentences (fast, no extra model).
+    Extractive,
+    /// Writes a new summary with a BART-family model (`--summary-model`, downloaded once).
+    Abstractive,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DtypeArg {
     /// 32-bit floats: exact (matches transformers), the default.
@@ -100,6 +130,15 @@ pub struct PipelineArgs {
     /// Weight and activation precision.
     #[arg(long, value_enum, default_value = "f32", help_heading = "Model")]
     pub dtype: DtypeArg,
+
+    /// Quantise the weights at load time (faster, smaller; outputs may differ slightly).
+    #[arg(long, value_enum, value_name = "KIND", help_heading = "Model")]
+    pub quantize: Option<QuantizeArg>,
+
+    /// Guards against runaway output: a length cap tied to the input, loop detection with a
+    /// constrained second decoding, and pass-through of text without letters.
+    #[arg(long, value_enum, default_value = "auto", help_heading = "Generation")]
+    pub guards: GuardsArg,
 
     /// What is translated as one unit.
     #[arg(
@@ -183,6 +222,24 @@ pub struct PipelineArgs {
     #[arg(long, help_heading = "Summary")]
     pub no_summary: bool,
 
+    /// Summariser.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "extractive",
+        help_heading = "Summary"
+    )]
+    pub summarizer: SummarizerArg,
+
+    /// Model of the abstractive summariser: catalogue name, Hub repo id or directory.
+    #[arg(
+        long,
+        value_name = "MODEL",
+        default_value = "distilbart-cnn-12-6",
+        help_heading = "Summary"
+    )]
+    pub summary_model: String,
+
     /// Replace invalid UTF-8 with U+FFFD instead of refusing the input.
     #[arg(long, help_heading = "Input")]
     pub lossy: bool,
@@ -216,7 +273,13 @@ impl PipelineArgs {
                 repetition_penalty: self.repetition_penalty,
             })
             .segment_mode(self.segment.into())
-            .summarizer(self.summarizer());
+            .quantize(self.quantize.map(|_| Quantization::Int8))
+            .summarizer(self.summarizer(global)?);
+        match self.guards {
+            GuardsArg::Auto => {}
+            GuardsArg::On => builder = builder.guards(Guards::on()),
+            GuardsArg::Off => builder = builder.guards(Guards::default()),
+        }
         if let Some(n) = self.max_chars {
             builder = builder.segmenter(segmenter_for(self.segment.into()).with_max_chars(n));
         }
@@ -246,17 +309,40 @@ impl PipelineArgs {
         })
     }
 
-    fn summarizer(&self) -> SummarizerChoice {
+    fn summarizer(&self, global: Global) -> anyhow::Result<SummarizerChoice> {
         if self.no_summary {
-            return SummarizerChoice::Disabled;
+            return Ok(SummarizerChoice::Disabled);
+        }
+        if self.summarizer == SummarizerArg::Abstractive {
+            let s = abstractive(&self.summary_model, self.offline, global)?;
+            return Ok(SummarizerChoice::Custom(s));
         }
         let length = match (self.summary_sentences, self.summary_ratio) {
             (Some(n), _) => SummaryLength::Sentences(n),
             (None, Some(r)) => SummaryLength::Ratio(r),
             (None, None) => SummaryLength::Auto,
         };
-        SummarizerChoice::Extractive(ExtractiveOptions::default().with_length(length))
+        Ok(SummarizerChoice::Extractive(
+            ExtractiveOptions::default().with_length(length),
+        ))
     }
+}
+
+/// Loads the abstractive summariser `spec` (catalogue name, Hub repo id or directory).
+pub fn abstractive(
+    spec: &str,
+    offline: bool,
+    global: Global,
+) -> anyhow::Result<Arc<AbstractiveSummarizer>> {
+    let spec = ModelSpec::parse(spec)?;
+    let resolver = tolk::source::Resolver::from_env()?.with_offline(offline);
+    let mut bars = DownloadBars::new(global.quiet);
+    let files = resolver
+        .resolve(&spec, &mut bars)
+        .with_context(|| format!("cannot load the summarisation model {spec}"))?;
+    let s = AbstractiveSummarizer::from_files(files, &LoadOptions::default())
+        .with_context(|| format!("cannot load the summarisation model {spec}"))?;
+    Ok(Arc::new(s))
 }
 
 /// `cpu`, `cuda[:N]`, `metal[:N]`.

@@ -76,7 +76,7 @@ pub fn main() -> ExitCode {
         Command::Translate(args) => translate::run(args, global),
         Command::Batch(args) => batch::run(args, global),
         Command::Segment(args) => text::segment(args),
-        Command::Summarize(args) => text::summarize(args),
+        Command::Summarize(args) => text::summarize(args, global),
         Command::Models { command } => models::run(command, global),
     });
     match result {

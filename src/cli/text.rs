@@ -9,9 +9,12 @@ use serde::Serialize;
 
 use tolk::pipeline::segmenter_for;
 use tolk::segment::SegmentKind;
-use tolk::summarize::{summarize_english, ExtractiveOptions, ExtractiveSummarizer, SummaryLength};
+use tolk::summarize::{
+    summarize_english, ExtractiveOptions, ExtractiveSummarizer, Summarizer, SummaryLength,
+};
 
-use super::args::SegmentArg;
+use super::args::{abstractive, SegmentArg, SummarizerArg};
+use super::Global;
 use super::{emit, read_input};
 
 /// `--format` of `segment` and `summarize`.
@@ -129,6 +132,7 @@ pub fn segment(args: SegmentArgs) -> anyhow::Result<ExitCode> {
 Examples:
   tolk summarize --lang en article.en.txt
   tolk summarize --lang en --summary-sentences 2 --format json article.en.txt
+  tolk summarize --lang en --summarizer abstractive article.en.txt
 
 To summarise a Dutch article, translate it: `tolk translate` prints the translation and its
 summary.")]
@@ -160,6 +164,18 @@ pub struct SummarizeArgs {
     /// Replace invalid UTF-8 with U+FFFD instead of refusing the input.
     #[arg(long)]
     pub lossy: bool,
+
+    /// Summariser.
+    #[arg(long, value_enum, default_value = "extractive")]
+    pub summarizer: SummarizerArg,
+
+    /// Model of the abstractive summariser: catalogue name, Hub repo id or directory.
+    #[arg(long, value_name = "MODEL", default_value = "distilbart-cnn-12-6")]
+    pub summary_model: String,
+
+    /// Never download the summarisation model (Hugging Face cache or directory only).
+    #[arg(long)]
+    pub offline: bool,
 }
 
 #[derive(Serialize)]
@@ -177,7 +193,7 @@ struct SummarySentenceJson {
 }
 
 /// Runs `tolk summarize`.
-pub fn summarize(args: SummarizeArgs) -> anyhow::Result<ExitCode> {
+pub fn summarize(args: SummarizeArgs, global: Global) -> anyhow::Result<ExitCode> {
     let lang = args.lang.trim().to_ascii_lowercase();
     if lang != "en" && !lang.starts_with("en-") && lang != "english" {
         anyhow::bail!(
@@ -191,8 +207,19 @@ pub fn summarize(args: SummarizeArgs) -> anyhow::Result<ExitCode> {
         (None, Some(r)) => SummaryLength::Ratio(r),
         (None, None) => SummaryLength::Auto,
     };
-    let summarizer = ExtractiveSummarizer::new(ExtractiveOptions::default().with_length(length))?;
-    let summary = summarize_english(&summarizer, &decoded.text)?;
+    let (summary, name) = match args.summarizer {
+        SummarizerArg::Extractive => {
+            let s = ExtractiveSummarizer::new(ExtractiveOptions::default().with_length(length))?;
+            (
+                summarize_english(&s, &decoded.text)?,
+                "extractive".to_string(),
+            )
+        }
+        SummarizerArg::Abstractive => {
+            let s = abstractive(&args.summary_model, args.offline, global)?;
+            (summarize_english(&*s, &decoded.text)?, s.name().to_string())
+        }
+    };
     let text = match args.format {
         TextFormat::Text => summary
             .sentences
@@ -206,7 +233,7 @@ pub fn summarize(args: SummarizeArgs) -> anyhow::Result<ExitCode> {
             .collect::<String>(),
         TextFormat::Json => {
             let json = SummaryJson {
-                summarizer: "extractive".to_string(),
+                summarizer: name,
                 input_sentences: summary.input_sentences,
                 sentences: summary
                     .sentences
