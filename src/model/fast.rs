@@ -123,15 +123,63 @@ impl FastDecoder {
     }
 }
 
+/// Attention keys stored feature-major (`d` rows of `cap` positions), so that a query's scores
+/// over all positions are `hd` vectorised multiply-adds along the positions, with no horizontal
+/// sums per position.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KeysT {
+    data: Vec<f32>,
+    d: usize,
+    cap: usize,
+    len: usize,
+}
+
+impl KeysT {
+    /// From `len` keys laid out position-major (`len x d`).
+    fn from_rows(rows: &[f32], d: usize) -> Self {
+        let len = rows.len() / d.max(1);
+        let mut k = KeysT {
+            data: vec![0.0; d * len],
+            d,
+            cap: len,
+            len: 0,
+        };
+        for r in rows.chunks_exact(d) {
+            k.push(r);
+        }
+        k
+    }
+
+    fn push(&mut self, key: &[f32]) {
+        if self.d == 0 {
+            self.d = key.len();
+        }
+        if self.len == self.cap {
+            let cap = (self.cap * 2).max(16);
+            let mut data = vec![0.0; self.d * cap];
+            for f in 0..self.d {
+                data[f * cap..f * cap + self.len]
+                    .copy_from_slice(&self.data[f * self.cap..f * self.cap + self.len]);
+            }
+            self.data = data;
+            self.cap = cap;
+        }
+        for (f, &v) in key.iter().enumerate() {
+            self.data[f * self.cap + self.len] = v;
+        }
+        self.len += 1;
+    }
+}
+
 /// Per-generation state of the fast decoder.
 #[derive(Debug)]
 pub(crate) struct FastState {
     /// [layer][source]: (len x d) keys and values of the source.
-    cross_k: Vec<Vec<Vec<f32>>>,
+    cross_k: Vec<Vec<KeysT>>,
     cross_v: Vec<Vec<Vec<f32>>>,
     lens: Vec<usize>,
     /// [layer][row]: (t x d) self-attention keys and values so far.
-    self_k: Vec<Vec<Vec<f32>>>,
+    self_k: Vec<Vec<KeysT>>,
     self_v: Vec<Vec<Vec<f32>>>,
     pub(crate) beams: usize,
     pub(crate) sources: usize,
@@ -237,72 +285,81 @@ fn norm_row(x: &mut [f32], n: &Norm) {
     }
 }
 
-/// One query row (all heads) attending over `len` positions of keys/values laid out (len x d).
+/// One query row (all heads) attending over the first `keys.len` positions.
 fn attend_row(
     q: &[f32],
-    keys: &[f32],
+    keys: &KeysT,
     values: &[f32],
-    len: usize,
     heads: usize,
     out: &mut [f32],
     scores: &mut Vec<f32>,
 ) {
-    scores.resize(len, 0.0);
-    attend(q, keys, values, heads, out, scores)
+    scores.resize(keys.len, 0.0);
+    attend(q, &keys.data, keys.cap, values, heads, out, scores)
 }
 
 multiversion! {
-fn attend(q: &[f32], keys: &[f32], values: &[f32], heads: usize, out: &mut [f32], scores: &mut [f32]) -> () {
+fn attend(q: &[f32], kt: &[f32], cap: usize, values: &[f32], heads: usize, out: &mut [f32], scores: &mut [f32]) -> () {
+    const L: usize = 16;
     let d = q.len();
     let hd = d / heads;
+    let len = scores.len();
     let scaling = (hd as f64).powf(-0.5) as f32;
-    let mut qs = [0f32; 256];
+    let mut qs = vec![0f32; hd];
     for h in 0..heads {
-        let qh = &q[h * hd..(h + 1) * hd];
         // q is scaled before the product, as the reference does.
-        let qh: &[f32] = if hd <= qs.len() {
-            for (a, &b) in qs.iter_mut().zip(qh) {
-                *a = b * scaling;
-            }
-            &qs[..hd]
-        } else {
-            qh
-        };
-        let scale_after = if hd <= 256 { 1.0 } else { scaling };
-        let mut max = f32::NEG_INFINITY;
-        for (j, s) in scores.iter_mut().enumerate() {
-            let kh = &keys[j * d + h * hd..j * d + (h + 1) * hd];
-            let mut lanes = [0f32; 16];
-            let qc = qh.chunks_exact(16);
-            let kc = kh.chunks_exact(16);
-            let (qr, kr) = (qc.remainder(), kc.remainder());
-            for (a, b) in qc.zip(kc) {
-                for ((l, &x), &y) in lanes.iter_mut().zip(a).zip(b) {
-                    *l += x * y;
+        for (a, &b) in qs.iter_mut().zip(&q[h * hd..(h + 1) * hd]) {
+            *a = b * scaling;
+        }
+        // Scores, 16 positions at a time, accumulated in registers over the head's features.
+        let mut j0 = 0;
+        while j0 + L <= len {
+            let mut acc = [0f32; L];
+            for (i, &qi) in qs.iter().enumerate() {
+                let base = (h * hd + i) * cap + j0;
+                let row: &[f32; L] = kt[base..base + L].try_into().unwrap_or(&[0.0; L]);
+                for l in 0..L {
+                    acc[l] += qi * row[l];
                 }
             }
-            let mut acc: f32 = lanes.iter().sum();
-            for (&x, &y) in qr.iter().zip(kr) {
-                acc += x * y;
-            }
-            let acc = acc * scale_after;
-            *s = acc;
-            max = max.max(acc);
+            scores[j0..j0 + L].copy_from_slice(&acc);
+            j0 += L;
         }
+        for (j, s) in scores.iter_mut().enumerate().skip(j0) {
+            let mut acc = 0f32;
+            for (i, &qi) in qs.iter().enumerate() {
+                acc += qi * kt[(h * hd + i) * cap + j];
+            }
+            *s = acc;
+        }
+        let max = scores.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
         let mut sum = 0f32;
         for s in scores.iter_mut() {
             *s = (*s - max).exp();
             sum += *s;
         }
         let inv = 1.0 / sum;
-        let oh = &mut out[h * hd..(h + 1) * hd];
-        oh.iter_mut().for_each(|o| *o = 0.0);
-        for (j, &p) in scores.iter().enumerate() {
-            let p = p * inv;
-            let vh = &values[j * d + h * hd..j * d + (h + 1) * hd];
-            for (o, &v) in oh.iter_mut().zip(vh) {
-                *o += p * v;
+        // Weighted values, 16 features at a time, accumulated in registers over the positions.
+        let mut c0 = 0;
+        while c0 + L <= hd {
+            let mut acc = [0f32; L];
+            for (j, &p) in scores.iter().enumerate() {
+                let p = p * inv;
+                let base = j * d + h * hd + c0;
+                let v: &[f32; L] = values[base..base + L].try_into().unwrap_or(&[0.0; L]);
+                for l in 0..L {
+                    acc[l] += p * v[l];
+                }
             }
+            out[h * hd + c0..h * hd + c0 + L].copy_from_slice(&acc);
+            c0 += L;
+        }
+        for c in c0..hd {
+            let mut acc = 0f32;
+            for (j, &p) in scores.iter().enumerate() {
+                acc += p * inv * values[j * d + h * hd + c];
+            }
+            out[h * hd + c] = acc;
         }
     }
 }
@@ -322,21 +379,39 @@ impl Seq2SeqModel {
         let mut cross_v = Vec::with_capacity(fast.layers.len());
         let mut buf = Vec::new();
         for layer in &fast.layers {
-            for (lin, dst) in [(&layer.ck, &mut cross_k), (&layer.cv, &mut cross_v)] {
-                linear(&h, sources * s_max, &lin.w, &lin.b, &mut buf, self.kernel)?;
-                dst.push(
-                    (0..sources)
-                        .map(|s| buf[s * s_max * d..(s * s_max + lens[s]) * d].to_vec())
-                        .collect(),
-                );
-            }
+            linear(
+                &h,
+                sources * s_max,
+                &layer.ck.w,
+                &layer.ck.b,
+                &mut buf,
+                self.kernel,
+            )?;
+            cross_k.push(
+                (0..sources)
+                    .map(|s| KeysT::from_rows(&buf[s * s_max * d..(s * s_max + lens[s]) * d], d))
+                    .collect(),
+            );
+            linear(
+                &h,
+                sources * s_max,
+                &layer.cv.w,
+                &layer.cv.b,
+                &mut buf,
+                self.kernel,
+            )?;
+            cross_v.push(
+                (0..sources)
+                    .map(|s| buf[s * s_max * d..(s * s_max + lens[s]) * d].to_vec())
+                    .collect(),
+            );
         }
         let rows = sources * beams;
         Ok(FastState {
             cross_k,
             cross_v,
             lens: lens.to_vec(),
-            self_k: vec![vec![Vec::new(); rows]; fast.layers.len()],
+            self_k: vec![vec![KeysT::default(); rows]; fast.layers.len()],
             self_v: vec![vec![Vec::new(); rows]; fast.layers.len()],
             beams,
             sources,
@@ -395,29 +470,32 @@ impl Seq2SeqModel {
             linear(&ws.x, rows, &layer.k.w, &layer.k.b, &mut ws.k, self.kernel)?;
             linear(&ws.x, rows, &layer.v.w, &layer.v.b, &mut ws.v, self.kernel)?;
             for r in 0..rows {
-                st.self_k[l][r].extend_from_slice(&ws.k[r * d..(r + 1) * d]);
+                st.self_k[l][r].push(&ws.k[r * d..(r + 1) * d]);
                 st.self_v[l][r].extend_from_slice(&ws.v[r * d..(r + 1) * d]);
             }
             ws.a.resize(rows * d, 0.0);
             {
                 let (keys, values) = (&st.self_k[l], &st.self_v[l]);
                 let q = &ws.q;
-                let run = |(r, out): (usize, &mut [f32])| {
-                    let mut scores = Vec::new();
+                let run = |scores: &mut Vec<f32>, (r, out): (usize, &mut [f32])| {
                     attend_row(
                         &q[r * d..(r + 1) * d],
                         &keys[r],
                         &values[r],
-                        t,
                         heads,
                         out,
-                        &mut scores,
+                        scores,
                     );
                 };
                 if rows * t * d >= 1 << 16 {
-                    ws.a.par_chunks_mut(d).enumerate().for_each(run);
+                    ws.a.par_chunks_mut(d)
+                        .enumerate()
+                        .for_each_init(Vec::new, run);
                 } else {
-                    ws.a.chunks_mut(d).enumerate().for_each(run);
+                    let mut scores = Vec::new();
+                    ws.a.chunks_mut(d)
+                        .enumerate()
+                        .for_each(|x| run(&mut scores, x));
                 }
             }
             linear(&ws.a, rows, &layer.o.w, &layer.o.b, &mut ws.h, self.kernel)?;
@@ -435,24 +513,27 @@ impl Seq2SeqModel {
                 let (keys, values, lens, beams) =
                     (&st.cross_k[l], &st.cross_v[l], &st.lens, st.beams);
                 let q = &ws.q;
-                let run = |(r, out): (usize, &mut [f32])| {
+                let run = |scores: &mut Vec<f32>, (r, out): (usize, &mut [f32])| {
                     let s = r / beams;
-                    let mut scores = Vec::new();
                     attend_row(
                         &q[r * d..(r + 1) * d],
                         &keys[s],
                         &values[s],
-                        lens[s],
                         heads,
                         out,
-                        &mut scores,
+                        scores,
                     );
                 };
-                let work: usize = rows * d * st.lens.iter().max().copied().unwrap_or(0);
+                let work: usize = rows * d * lens.iter().max().copied().unwrap_or(0);
                 if work >= 1 << 16 {
-                    ws.a.par_chunks_mut(d).enumerate().for_each(run);
+                    ws.a.par_chunks_mut(d)
+                        .enumerate()
+                        .for_each_init(Vec::new, run);
                 } else {
-                    ws.a.chunks_mut(d).enumerate().for_each(run);
+                    let mut scores = Vec::new();
+                    ws.a.chunks_mut(d)
+                        .enumerate()
+                        .for_each(|x| run(&mut scores, x));
                 }
             }
             linear(
@@ -521,43 +602,59 @@ impl FastState {
 
     /// New row `i` continues old row `parents[i]`.
     pub(crate) fn reorder_rows(&mut self, parents: &[u32]) {
-        for caches in [&mut self.self_k, &mut self.self_v] {
-            for layer in caches.iter_mut() {
-                let mut old: Vec<Option<Vec<f32>>> = layer.drain(..).map(Some).collect();
-                // Earlier users of a parent copy it; the last one takes the original.
-                let mut remaining = vec![0usize; old.len()];
-                for &p in parents {
-                    remaining[p as usize] += 1;
-                }
-                for &p in parents {
-                    let p = p as usize;
-                    remaining[p] -= 1;
-                    let v = if remaining[p] == 0 {
-                        old[p].take().unwrap_or_default()
-                    } else {
-                        old[p].as_ref().cloned().unwrap_or_default()
-                    };
-                    layer.push(v);
-                }
-            }
+        for layer in self.self_k.iter_mut() {
+            reorder(layer, parents);
+        }
+        for layer in self.self_v.iter_mut() {
+            reorder(layer, parents);
         }
     }
 
     pub(crate) fn keep_sources(&mut self, keep: &[usize]) {
         let beams = self.beams;
-        for layer in self.cross_k.iter_mut().chain(self.cross_v.iter_mut()) {
-            let mut old: Vec<Vec<f32>> = std::mem::take(layer);
-            *layer = keep.iter().map(|&s| std::mem::take(&mut old[s])).collect();
+        let rows: Vec<usize> = keep
+            .iter()
+            .flat_map(|&s| (0..beams).map(move |b| s * beams + b))
+            .collect();
+        for layer in self.cross_k.iter_mut() {
+            select(layer, keep);
         }
-        for layer in self.self_k.iter_mut().chain(self.self_v.iter_mut()) {
-            let mut old: Vec<Vec<f32>> = std::mem::take(layer);
-            *layer = keep
-                .iter()
-                .flat_map(|&s| (0..beams).map(move |b| s * beams + b))
-                .map(|r| std::mem::take(&mut old[r]))
-                .collect();
+        for layer in self.cross_v.iter_mut() {
+            select(layer, keep);
+        }
+        for layer in self.self_k.iter_mut() {
+            select(layer, &rows);
+        }
+        for layer in self.self_v.iter_mut() {
+            select(layer, &rows);
         }
         self.lens = keep.iter().map(|&s| self.lens[s]).collect();
         self.sources = keep.len();
     }
+}
+
+/// New entry `i` is old entry `parents[i]`; entries chosen more than once are copied (the last use
+/// takes the original), the others just move.
+fn reorder<T: Clone + Default>(layer: &mut Vec<T>, parents: &[u32]) {
+    let mut old: Vec<Option<T>> = layer.drain(..).map(Some).collect();
+    let mut remaining = vec![0usize; old.len()];
+    for &p in parents {
+        remaining[p as usize] += 1;
+    }
+    for &p in parents {
+        let p = p as usize;
+        remaining[p] -= 1;
+        let v = if remaining[p] == 0 {
+            old[p].take().unwrap_or_default()
+        } else {
+            old[p].as_ref().cloned().unwrap_or_default()
+        };
+        layer.push(v);
+    }
+}
+
+/// Keeps the entries at `keep`, in that order.
+fn select<T: Default>(layer: &mut Vec<T>, keep: &[usize]) {
+    let mut old: Vec<T> = std::mem::take(layer);
+    *layer = keep.iter().map(|&i| std::mem::take(&mut old[i])).collect();
 }

@@ -27,7 +27,8 @@ fn check(translator: &Translator, name: &str, only: Option<&str>) {
     );
 }
 
-/// (identical hypotheses, compared hypotheses, descriptions of the differences)
+/// (hypotheses with identical ids and text, compared hypotheses, descriptions of every difference,
+/// beam scores further than 1e-3 from the reference's included)
 fn compare(translator: &Translator, name: &str, only: Option<&str>) -> (usize, usize, Vec<String>) {
     let reference = reference(name);
     let sentences: Vec<&str> = reference["sentences"]
@@ -38,6 +39,7 @@ fn compare(translator: &Translator, name: &str, only: Option<&str>) -> (usize, u
         .collect();
     let mut failures = Vec::new();
     let mut total: usize = 0;
+    let mut same: usize = 0;
     for setting in reference["settings"].as_array().unwrap() {
         let setting_name = setting["name"].as_str().unwrap();
         if setting["batch_size"] != 1 || only.is_some_and(|o| !setting_name.starts_with(o)) {
@@ -59,6 +61,9 @@ fn compare(translator: &Translator, name: &str, only: Option<&str>) -> (usize, u
                 total += 1;
                 let want_ids = ids(&e["ids"]);
                 let before = failures.len();
+                if h.ids == want_ids && h.text == e["text"].as_str().unwrap() {
+                    same += 1;
+                }
                 if h.ids != want_ids {
                     failures.push(format!(
                         "{setting_name} #{i} {:?}: got {:?}\n   want {:?} (margin {}, f64-stable {})",
@@ -81,7 +86,6 @@ fn compare(translator: &Translator, name: &str, only: Option<&str>) -> (usize, u
             }
         }
     }
-    let same = total.saturating_sub(failures.len());
     (same, total, failures)
 }
 
@@ -152,8 +156,9 @@ fn tokenizer_ids_match_transformers() {
 /// row) against transformers' float32 outputs. On the trained fixture, which is as sure of its
 /// choices as a real model, at least 95 % of the outputs must stay identical. The random fixtures
 /// are a worst case: their best candidates are close (rounding the weights to float16 alone
-/// changes a third of their beam outputs), so only a floor is checked there, to catch a broken
-/// kernel.
+/// changes a third of their beam outputs, and CTranslate2's int8 keeps only 53 % of its greedy and
+/// 57 % of its beam outputs on marian-tiny: tools/bench/int8_fidelity.py), so only a floor is
+/// checked there, to catch a broken kernel.
 #[test]
 fn int8_quantisation_keeps_outputs_identical() {
     use tolk::model::Quantization;
@@ -172,13 +177,15 @@ fn int8_quantisation_keeps_outputs_identical() {
             );
             let floor = match (name.ends_with("trained"), setting) {
                 (true, _) => 0.95,
-                (false, "greedy") => 0.30,
-                (false, _) => 0.0,
+                (false, _) => 0.30,
             };
             if rate < floor {
                 problems.push(format!("{name} {setting}: {same}/{total}"));
             }
         }
     }
-    assert!(problems.is_empty(), "too few identical outputs: {problems:?}");
+    assert!(
+        problems.is_empty(),
+        "too few identical outputs: {problems:?}"
+    );
 }

@@ -27,7 +27,7 @@ def main():
         ref = json.load(open(os.path.join(d, "reference.json"), encoding="utf-8"))
         new = max(s["kwargs"].get("max_new_tokens", 40) for s in ref["settings"] if "max_new_tokens" in s["kwargs"])
         tok = MarianTokenizer.from_pretrained(d)
-        toks = [tok.convert_ids_to_tokens(tok(s)["input_ids"]) for s in ref["sentences"]]
+        toks = [tok.tokenize(s) + [tok.eos_token] for s in ref["sentences"]]
         with tempfile.TemporaryDirectory() as tmp:
             out = {}
             for q in ("float32", "int8"):
