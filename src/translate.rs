@@ -94,6 +94,8 @@ pub struct LoadOptions {
     /// Keep derived files (the int8-quantised model) in tolk's cache directory
     /// ([`crate::cache::cache_dir`]) to load faster next time. Default true.
     pub use_cache: bool,
+    /// Where the cache is. Default: [`crate::cache::cache_dir`].
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for LoadOptions {
@@ -103,6 +105,7 @@ impl Default for LoadOptions {
             dtype: DType::F32,
             quantize: None,
             use_cache: true,
+            cache_dir: None,
         }
     }
 }
@@ -126,6 +129,14 @@ impl LoadOptions {
     #[must_use]
     pub fn with_cache(mut self, on: bool) -> Self {
         self.use_cache = on;
+        self
+    }
+
+    /// Sets the cache directory (and turns the cache on).
+    #[must_use]
+    pub fn with_cache_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.use_cache = true;
+        self.cache_dir = Some(dir.into());
         self
     }
 
@@ -331,10 +342,15 @@ impl Translator {
                         "int8 runs on the CPU with f32 activations; drop --device/--dtype or --quantize",
                     ));
                 }
-                let cache = cache::cache_dir().filter(|_| options.use_cache).map(|d| {
-                    d.join("quantized")
-                        .join(cache::derived_name(&files.weights, "int8-v1"))
-                });
+                let cache = options
+                    .cache_dir
+                    .clone()
+                    .or_else(cache::cache_dir)
+                    .filter(|_| options.use_cache)
+                    .map(|d| {
+                        d.join("quantized")
+                            .join(cache::derived_name(&files.weights, "int8-v1"))
+                    });
                 Seq2SeqModel::load_quantized(
                     config,
                     || Weights::open(&files.weights),

@@ -53,6 +53,41 @@ impl Int8Kernel {
     }
 }
 
+/// Packed int8 weights: owned, or a range of a memory-mapped cache file (no copy, and the pages
+/// count once in memory).
+#[derive(Clone)]
+pub enum Packed {
+    /// In memory.
+    Owned(Vec<i8>),
+    /// Part of a mapped file.
+    Mapped {
+        /// The mapping.
+        map: std::sync::Arc<memmap2::Mmap>,
+        /// Byte range of the weights.
+        range: std::ops::Range<usize>,
+    },
+}
+
+impl std::ops::Deref for Packed {
+    type Target = [i8];
+    fn deref(&self) -> &[i8] {
+        match self {
+            Packed::Owned(v) => v,
+            Packed::Mapped { map, range } => {
+                let bytes = &map[range.clone()];
+                // SAFETY: i8 and u8 have the same size and alignment.
+                unsafe { std::slice::from_raw_parts(bytes.as_ptr() as *const i8, bytes.len()) }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Packed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Packed({} bytes)", self.len())
+    }
+}
+
 /// A weight matrix (`n` outputs x `k` inputs, row-major like `nn.Linear.weight`) in int8.
 #[derive(Debug, Clone)]
 pub struct QMatrix {
@@ -60,7 +95,7 @@ pub struct QMatrix {
     k: usize,
     /// `k` rounded up to a multiple of 4.
     kp: usize,
-    packed: Vec<i8>,
+    packed: Packed,
     scales: Vec<f32>,
     /// Per column: 128 * sum of its quantised weights (the offset of unsigned activations).
     offsets: Vec<i32>,
@@ -102,14 +137,14 @@ impl QMatrix {
             n,
             k,
             kp,
-            packed,
+            packed: Packed::Owned(packed),
             scales,
             offsets,
         }
     }
 
     /// Rebuilds a matrix from its stored parts (see [`QMatrix::parts`]).
-    pub fn from_parts(n: usize, k: usize, packed: Vec<i8>, scales: Vec<f32>) -> Option<Self> {
+    pub fn from_parts(n: usize, k: usize, packed: Packed, scales: Vec<f32>) -> Option<Self> {
         let kp = k.div_ceil(4) * 4;
         let blocks = n.div_ceil(NB);
         if packed.len() != blocks * NB * kp || scales.len() != n {
@@ -527,14 +562,14 @@ mod tests {
         let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();
         let q = QMatrix::quantize(&w, n, k);
         let (p, s) = q.parts();
-        let r = QMatrix::from_parts(n, k, p.to_vec(), s.to_vec()).unwrap();
+        let r = QMatrix::from_parts(n, k, Packed::Owned(p.to_vec()), s.to_vec()).unwrap();
         assert_eq!(r.offsets, q.offsets);
         let mut row = vec![0f32; k];
         q.dequantize_row(5, &mut row);
         for (a, b) in row.iter().zip(&w[5 * k..6 * k]) {
             assert!((a - b).abs() <= q.scales[5] / 2.0 + 1e-6);
         }
-        assert!(QMatrix::from_parts(n, k, vec![0; 3], s.to_vec()).is_none());
+        assert!(QMatrix::from_parts(n, k, Packed::Owned(vec![0; 3]), s.to_vec()).is_none());
     }
 
     #[test]

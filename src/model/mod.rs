@@ -574,6 +574,7 @@ pub struct Seq2SeqModel {
     final_logits_bias_host: Option<Vec<f32>>,
     kernel: Int8Kernel,
     fast: std::sync::OnceLock<fast::FastDecoder>,
+    from_cache: bool,
     embed_scale: f64,
     device: Device,
     dtype: DType,
@@ -701,7 +702,13 @@ impl Seq2SeqModel {
             final_logits_bias_host,
             kernel: Int8Kernel::detect(),
             fast: std::sync::OnceLock::new(),
+            from_cache: false,
         })
+    }
+
+    /// Whether the weights were read from tolk's cache of a quantised model.
+    pub fn loaded_from_cache(&self) -> bool {
+        self.from_cache
     }
 
     /// Whether the weights are quantised.
@@ -1140,7 +1147,8 @@ impl Seq2SeqModel {
         if let Some(path) = cache {
             if path.is_file() {
                 if let Ok(store) = CacheStore::open(path) {
-                    if let Ok(model) = Self::build(config.clone(), &store) {
+                    if let Ok(mut model) = Self::build(config.clone(), &store) {
+                        model.from_cache = true;
                         return Ok(model);
                     }
                 }

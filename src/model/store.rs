@@ -14,6 +14,7 @@ use candle_nn::VarBuilder;
 use safetensors::tensor::{Dtype, View};
 
 use crate::error::{Error, Result};
+use crate::kernels::int8::Packed;
 use crate::kernels::QMatrix;
 
 /// A weight matrix: full precision (a candle tensor, `out x in`) or int8.
@@ -237,7 +238,7 @@ impl View for RawView {
 /// A quantised model written by [`Recorder::save`], read back (f32 activations, CPU).
 pub(crate) struct CacheStore {
     path: PathBuf,
-    map: memmap2::Mmap,
+    map: Arc<memmap2::Mmap>,
     /// name -> (dtype, shape, byte range in `map`)
     index: HashMap<String, (Dtype, Vec<usize>, std::ops::Range<usize>)>,
     device: Device,
@@ -267,7 +268,7 @@ impl CacheStore {
         Ok(CacheStore {
             path: path.to_path_buf(),
             index,
-            map,
+            map: Arc::new(map),
             device: Device::Cpu,
             matrices: RefCell::new(HashMap::new()),
         })
@@ -317,9 +318,17 @@ impl Store for CacheStore {
             return Ok(m.clone());
         }
         let m = if self.view(&format!("{name}.int8")).is_ok() {
-            let (_, _, packed) = self.view(&format!("{name}.int8"))?;
+            let key = format!("{name}.int8");
+            let range = self
+                .index
+                .get(&key)
+                .map(|(_, _, r)| r.clone())
+                .unwrap_or_default();
             let scales = self.f32s(&format!("{name}.scale"))?;
-            let packed: Vec<i8> = packed.iter().map(|&b| b as i8).collect();
+            let packed = Packed::Mapped {
+                map: self.map.clone(),
+                range,
+            };
             let q = QMatrix::from_parts(rows, cols, packed, scales).ok_or_else(|| {
                 Error::model_file(
                     &self.path,

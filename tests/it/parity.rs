@@ -189,3 +189,42 @@ fn int8_quantisation_keeps_outputs_identical() {
         "too few identical outputs: {problems:?}"
     );
 }
+
+#[test]
+fn the_cached_int8_model_gives_the_same_tokens_as_a_fresh_quantisation() {
+    use tolk::model::Quantization;
+    let cache = tempfile::tempdir().unwrap();
+    let q = LoadOptions::default().with_quantize(Some(Quantization::Int8));
+    let fresh =
+        Translator::from_dir(fixture_dir("marian-tiny"), &q.clone().with_cache(false)).unwrap();
+    let first = Translator::from_dir(
+        fixture_dir("marian-tiny"),
+        &q.clone().with_cache_dir(cache.path()),
+    )
+    .unwrap();
+    let written: Vec<_> = std::fs::read_dir(cache.path().join("quantized"))
+        .unwrap()
+        .collect();
+    assert_eq!(written.len(), 1, "one cache file");
+    let cached =
+        Translator::from_dir(fixture_dir("marian-tiny"), &q.with_cache_dir(cache.path())).unwrap();
+    assert!(!fresh.model().loaded_from_cache() && !first.model().loaded_from_cache());
+    assert!(cached.model().loaded_from_cache());
+    let reference = reference("marian-tiny");
+    let sentences: Vec<&str> = reference["sentences"].as_array().unwrap()[..40]
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    let cfg = fresh
+        .generation()
+        .clone()
+        .with_num_beams(2)
+        .with_max_new_tokens(20);
+    let a = fresh.translate_with(&sentences, &cfg).unwrap();
+    let b = first.translate_with(&sentences, &cfg).unwrap();
+    let c = cached.translate_with(&sentences, &cfg).unwrap();
+    for ((x, y), z) in a.iter().zip(&b).zip(&c) {
+        assert_eq!(x.ids, y.ids);
+        assert_eq!(x.ids, z.ids);
+    }
+}

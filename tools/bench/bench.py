@@ -48,9 +48,8 @@ def run_tolk(args, binary, model_dir, sentences_file, beams, batch, new, quantiz
         best = t if best is None else min(best, t)
         load = data["timings"]["load_seconds"] if load is None else min(load, data["timings"]["load_seconds"])
         for s in data["sentences"]:
-            n = s.get("output_tokens", s.get("tokens", new))
-            if isinstance(n, int) and n not in (new, new + 1):
-                sys.exit(f"tolk produced {n} tokens for a sentence, expected {new}")
+            if s["target_tokens"] != new:
+                sys.exit(f"tolk produced {s['target_tokens']} tokens for a sentence, expected {new}")
     return best, load, rss
 
 
