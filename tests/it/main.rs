@@ -5,6 +5,7 @@ mod cli;
 mod cli_batch;
 mod common;
 mod invariants;
+mod model_files;
 mod parity;
 mod pipeline;
 mod tokenizer;
