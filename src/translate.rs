@@ -332,7 +332,7 @@ impl Translator {
         check_vocab(&config, &tokenizer, &files.dir)?;
         let model = match options.quantize {
             None => {
-                let weights = Weights::open(&files.weights)?;
+                let weights = open_weights(&files.weights, options)?;
                 Seq2SeqModel::load(config, weights, options.dtype, &options.device)?
             }
             Some(Quantization::Int8) => {
@@ -610,6 +610,42 @@ impl Translator {
             flag: None,
         })
     }
+}
+
+/// Opens a weight file; a PyTorch `.bin` is converted once to safetensors in tolk's cache
+/// (when the cache is on), so that later loads are memory-mapped and fast. A failure to write the
+/// cache only costs time.
+pub(crate) fn open_weights(path: &Path, options: &LoadOptions) -> Result<Weights> {
+    let cache = options
+        .cache_dir
+        .clone()
+        .or_else(cache::cache_dir)
+        .filter(|_| options.use_cache)
+        .map(|d| {
+            d.join("converted")
+                .join(cache::derived_name(path, "safetensors-v1"))
+        });
+    if let Some(cached) = &cache {
+        if cached.is_file() {
+            if let Ok(w) = Weights::open(cached) {
+                return Ok(w);
+            }
+        }
+    }
+    let weights = Weights::open(path)?;
+    if weights.format() == crate::weights::WeightsFormat::Safetensors {
+        return Ok(weights);
+    }
+    if let Some(cached) = &cache {
+        if let Some(dir) = cached.parent() {
+            if std::fs::create_dir_all(dir).is_ok() && weights.save_safetensors(cached).is_ok() {
+                if let Ok(w) = Weights::open(cached) {
+                    return Ok(w);
+                }
+            }
+        }
+    }
+    Ok(weights)
 }
 
 /// The tokenizer's ids must fit the model's embeddings, or the model would read out of bounds.

@@ -338,13 +338,23 @@ fn detect(bytes: &[u8]) -> std::result::Result<WeightsFormat, String> {
     if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
         return Ok(WeightsFormat::TorchZip);
     }
-    if bytes.first() == Some(&0x80) {
-        return Ok(WeightsFormat::TorchLegacy);
-    }
+    // Safetensors first: its 8-byte header length can itself start with 0x80, the pickle
+    // PROTO opcode. A header that is JSON and fits in the file decides it.
     let header_starts_json = bytes
         .get(8..)
         .and_then(|rest| rest.iter().take(64).find(|b| !b.is_ascii_whitespace()))
         == Some(&b'{');
+    let header_fits = bytes
+        .get(..8)
+        .and_then(|h| h.try_into().ok())
+        .map(u64::from_le_bytes)
+        .is_some_and(|n| n.saturating_add(8) <= bytes.len() as u64);
+    if header_starts_json && header_fits {
+        return Ok(WeightsFormat::Safetensors);
+    }
+    if bytes.first() == Some(&0x80) && bytes.get(1).is_some_and(|p| (2..=5).contains(p)) {
+        return Ok(WeightsFormat::TorchLegacy);
+    }
     if header_starts_json {
         return Ok(WeightsFormat::Safetensors);
     }

@@ -595,3 +595,20 @@ proptest! {
         prop_assert_eq!(open_and_read_all("flipped-pickle.bin", bytes), Ok(()));
     }
 }
+
+#[test]
+fn a_safetensors_header_length_starting_with_0x80_is_not_taken_for_a_pickle() {
+    // Header length 0x0280 (640): its first byte is the pickle PROTO opcode, the second a valid
+    // protocol number.
+    let mut json = String::from("{\"__metadata__\":{\"pad\":\"");
+    while json.len() < 640 - 3 {
+        json.push('x');
+    }
+    json.push_str("\"}}");
+    assert_eq!(json.len(), 640);
+    let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(json.as_bytes());
+    assert_eq!(bytes[0], 0x80);
+    assert_eq!(bytes[1], 0x02);
+    assert_eq!(super::detect(&bytes), Ok(super::WeightsFormat::Safetensors));
+}

@@ -228,3 +228,35 @@ fn the_cached_int8_model_gives_the_same_tokens_as_a_fresh_quantisation() {
         assert_eq!(x.ids, z.ids);
     }
 }
+
+#[test]
+fn a_pytorch_bin_is_converted_once_to_safetensors_in_the_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture_dir("marian-tiny-relu")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.file_name().unwrap() != "model.safetensors" {
+            std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let opts = LoadOptions::default().with_cache_dir(cache.path());
+    let first = Translator::from_dir(dir.path(), &opts).unwrap();
+    let converted: Vec<_> = std::fs::read_dir(cache.path().join("converted"))
+        .unwrap()
+        .collect();
+    assert_eq!(converted.len(), 1);
+    let second = Translator::from_dir(dir.path(), &opts).unwrap();
+    let cfg = first
+        .generation()
+        .clone()
+        .with_num_beams(1)
+        .with_max_new_tokens(20);
+    let s = [
+        "Het kabinet heeft dinsdag nieuwe maatregelen aangekondigd.",
+        "Goedemorgen!",
+    ];
+    assert_eq!(
+        first.translate_with(&s, &cfg).unwrap()[0].ids,
+        second.translate_with(&s, &cfg).unwrap()[0].ids
+    );
+}
