@@ -13,7 +13,14 @@ fn time<F: FnMut()>(reps: usize, mut f: F) -> f64 {
 
 fn main() {
     let k = 512;
-    for &(m, n) in &[(1usize, 67028usize), (4, 67028), (1, 2048), (19, 67028)] {
+    for &(m, n) in &[
+        (1usize, 67028usize),
+        (4, 67028),
+        (1, 2048),
+        (19, 67028),
+        (76, 67028),
+        (76, 2048),
+    ] {
         let w: Vec<f32> = (0..n * k)
             .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
             .collect();
@@ -28,9 +35,10 @@ fn main() {
             q.matmul(&x, m, Some(&b), &mut out, Int8Kernel::detect())
         });
         println!(
-            "int8 m={m} n={n}: {:.3} ms ({:.1} GB/s of weights)",
+            "int8 m={m} n={n}: {:.3} ms ({:.1} GB/s of weights, {:.1} GMAC/s)",
             dt * 1e3,
-            (n * k) as f64 / dt / 1e9
+            (n * k) as f64 / dt / 1e9,
+            (m * n * k) as f64 / dt / 1e9
         );
         if m <= 4 {
             let dt = time(reps, || small_matmul(&x, m, &w, n, k, &b, &mut out));

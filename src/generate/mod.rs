@@ -8,7 +8,7 @@
 //! words, minimum length, forced BOS, forced EOS, then (with `renormalize_logits`) a log-softmax.
 
 mod processors;
-mod rows;
+pub(crate) mod rows;
 
 use crate::config::{EarlyStopping, GenerationConfig};
 use crate::error::{Error, Result};
@@ -131,13 +131,12 @@ fn greedy(
             .map(|&s| vec![*seqs[s].last().unwrap_or(&cfg.decoder_start_token_id)])
             .collect();
         model.decode_into(&tokens, &mut state, &mut logits)?;
-        let mut keep = Vec::with_capacity(active.len());
-        let mut still = Vec::with_capacity(active.len());
-        for (row, &s) in active.iter().enumerate() {
-            let scores = &mut logits[row * vocab..(row + 1) * vocab];
+        // Each row's choice and its log-probability; rows are independent, so in parallel.
+        let choose = |bans: &mut Vec<u32>, (row, scores): (usize, &mut [f32])| {
+            let s = active[row];
             // The reported score is the log-probability of the choice under the processed scores.
-            let (next, lp) = if processor.bans(&seqs[s], limits[s], &mut bans) {
-                for &b in &bans {
+            if processor.bans(&seqs[s], limits[s], bans) {
+                for &b in bans.iter() {
                     if let Some(x) = scores.get_mut(b as usize) {
                         *x = f32::NEG_INFINITY;
                     }
@@ -152,7 +151,26 @@ fn greedy(
                     log_softmax_in_place(scores);
                 }
                 (next, scores[next] as f64)
-            };
+            }
+        };
+        let rows_slice = &mut logits[..active.len() * vocab];
+        let choices: Vec<(usize, f64)> = if active.len() > 1 {
+            use rayon::prelude::*;
+            rows_slice
+                .par_chunks_mut(vocab)
+                .enumerate()
+                .map_init(Vec::new, choose)
+                .collect()
+        } else {
+            rows_slice
+                .chunks_mut(vocab)
+                .enumerate()
+                .map(|x| choose(&mut bans, x))
+                .collect()
+        };
+        let mut keep = Vec::with_capacity(active.len());
+        let mut still = Vec::with_capacity(active.len());
+        for (row, (&s, (next, lp))) in active.iter().zip(choices).enumerate() {
             logprob_sums[s] += lp;
             seqs[s].push(next as u32);
             let done = next as u32 == cfg.eos_token_id || seqs[s].len() >= limits[s];
@@ -270,7 +288,6 @@ fn beam(
     let mut cur_len = 1usize;
     let mut logits = Vec::new();
     let mut bans = Vec::new();
-    let mut top = Vec::with_capacity(keep_k);
     let mut cands: Vec<Candidate> = Vec::with_capacity(k * keep_k);
     while !active.is_empty() {
         let tokens: Vec<Vec<u32>> = active
@@ -284,60 +301,53 @@ fn beam(
             .collect();
         model.decode_into(&tokens, &mut state, &mut logits)?;
         let mut reorder: Vec<u32> = Vec::with_capacity(active.len() * k);
+        // b. log-probabilities, processors, plus the running beam scores; each beam's own top 2k
+        //    continuations are enough to find the best 2k overall. Rows are independent, so they
+        //    are scored in parallel (each is a few passes over the whole vocabulary).
+        let beams_of: Vec<(&Beam, usize)> = active
+            .iter()
+            .flat_map(|&s| items[s].running.iter().map(move |b| (b, limits[s])))
+            .collect();
+        let rows_n = beams_of.len();
+        let row_cands: Vec<Vec<Candidate>> = {
+            let score_row = |bans: &mut Vec<u32>, (row, scores): (usize, &mut [f32])| {
+                let (beam, max_length) = beams_of[row];
+                let mut out = Vec::with_capacity(keep_k);
+                score_beam_row(
+                    processor,
+                    beam,
+                    max_length,
+                    scores,
+                    keep_k,
+                    row % k,
+                    bans,
+                    &mut out,
+                );
+                out
+            };
+            let rows_slice = &mut logits[..rows_n * vocab];
+            if rows_n > 1 {
+                use rayon::prelude::*;
+                rows_slice
+                    .par_chunks_mut(vocab)
+                    .enumerate()
+                    .map_init(Vec::new, score_row)
+                    .collect()
+            } else {
+                rows_slice
+                    .chunks_mut(vocab)
+                    .enumerate()
+                    .map(|x| score_row(&mut bans, x))
+                    .collect()
+            }
+        };
+        drop(beams_of);
         for (pos, &s) in active.iter().enumerate() {
             let item = &mut items[s];
             let max_length = limits[s];
-            // b. log-probabilities, processors, plus the running beam scores; each beam's own top
-            //    2k continuations are enough to find the best 2k overall.
             cands.clear();
-            for (b, beam) in item.running.iter().enumerate() {
-                let row = pos * k + b;
-                let scores = &mut logits[row * vocab..(row + 1) * vocab];
-                if processor.bans(&beam.tokens, max_length, &mut bans) {
-                    // log_softmax, bans, (log_softmax): per-row shifts of the raw logits, so the
-                    // best raw entries are the best candidates; only those are normalised.
-                    let mut banned_mass = 0f32;
-                    let mut banned_max = f32::NEG_INFINITY;
-                    let mut saved = Vec::with_capacity(bans.len());
-                    for &t in &bans {
-                        if let Some(x) = scores.get_mut(t as usize) {
-                            if *x != f32::NEG_INFINITY {
-                                saved.push(*x);
-                                banned_max = banned_max.max(*x);
-                            }
-                            *x = f32::NEG_INFINITY;
-                        }
-                    }
-                    let (max_kept, _) = rows::max_first(scores);
-                    let m1 = max_kept.max(banned_max);
-                    let kept = rows::exp_sum(scores, m1);
-                    for x in &saved {
-                        banned_mass += (x - m1).exp();
-                    }
-                    let lse1 = (kept + banned_mass).ln();
-                    // After renormalising: max (max_kept - m1 - lse1), sum over kept entries.
-                    let m2 = (max_kept - m1) - lse1;
-                    let lse2 = kept.ln() + (m1 - max_kept);
-                    rows::top_k(scores, keep_k, &mut top);
-                    for &(v, t) in &top {
-                        let mut z = (v - m1) - lse1;
-                        if processor.renormalizes() {
-                            z = (z - m2) - lse2;
-                        }
-                        cands.push(Candidate {
-                            beam: b,
-                            token: t,
-                            score: z + beam.score,
-                        });
-                    }
-                } else {
-                    log_softmax_in_place(scores);
-                    processor.process(&beam.tokens, max_length, scores);
-                    for v in scores.iter_mut() {
-                        *v += beam.score;
-                    }
-                    top_k_into(scores, keep_k, b, &mut cands);
-                }
+            for rc in &row_cands[pos * k..(pos + 1) * k] {
+                cands.extend_from_slice(rc);
             }
             // c. top 2k overall: highest score first, ties by flattened index (beam, token).
             sort_candidates(&mut cands);
@@ -476,6 +486,67 @@ fn beam(
                 .collect()
         })
         .collect())
+}
+
+/// One beam's row of logits: its best `keep` continuations as candidates (processed
+/// log-probability plus the beam's score), best first.
+#[allow(clippy::too_many_arguments)]
+fn score_beam_row(
+    processor: &LogitsProcessor,
+    beam: &Beam,
+    max_length: usize,
+    scores: &mut [f32],
+    keep: usize,
+    b: usize,
+    bans: &mut Vec<u32>,
+    out: &mut Vec<Candidate>,
+) {
+    if processor.bans(&beam.tokens, max_length, bans) {
+        // log_softmax, bans, (log_softmax): per-row shifts of the raw logits, so the best raw
+        // entries are the best candidates; only those are normalised.
+        let mut banned_mass = 0f32;
+        let mut banned_max = f32::NEG_INFINITY;
+        let mut saved = Vec::with_capacity(bans.len());
+        for &t in bans.iter() {
+            if let Some(x) = scores.get_mut(t as usize) {
+                if *x != f32::NEG_INFINITY {
+                    saved.push(*x);
+                    banned_max = banned_max.max(*x);
+                }
+                *x = f32::NEG_INFINITY;
+            }
+        }
+        let max_kept = rows::max_value(scores);
+        let m1 = max_kept.max(banned_max);
+        let kept = rows::exp_sum(scores, m1);
+        for x in &saved {
+            banned_mass += (x - m1).exp();
+        }
+        let lse1 = (kept + banned_mass).ln();
+        // After renormalising: max (max_kept - m1 - lse1), sum over kept entries.
+        let m2 = (max_kept - m1) - lse1;
+        let lse2 = kept.ln() + (m1 - max_kept);
+        let mut top = Vec::with_capacity(keep);
+        rows::top_k(scores, keep, &mut top);
+        for &(v, t) in &top {
+            let mut z = (v - m1) - lse1;
+            if processor.renormalizes() {
+                z = (z - m2) - lse2;
+            }
+            out.push(Candidate {
+                beam: b,
+                token: t,
+                score: z + beam.score,
+            });
+        }
+    } else {
+        log_softmax_in_place(scores);
+        processor.process(&beam.tokens, max_length, scores);
+        for v in scores.iter_mut() {
+            *v += beam.score;
+        }
+        top_k_into(scores, keep, b, out);
+    }
 }
 
 /// Appends the `k` best entries of `scores` (as candidates of `beam`) to `out`.

@@ -19,7 +19,8 @@ pub fn max_first(xs: &[f32]) -> (f32, usize) {
 }
 
 multiversion! {
-fn max_value(xs: &[f32]) -> f32 {
+/// Largest value of the row (NaN ignored; empty or all-NaN: -inf).
+pub fn max_value(xs: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; LANES];
     let chunks = xs.chunks_exact(LANES);
     let rest = chunks.remainder();
@@ -39,7 +40,7 @@ fn max_value(xs: &[f32]) -> f32 {
 /// exp(x) for x <= 0 (larger inputs are not needed here), accurate to a few ulps, written so that
 /// the compiler vectorises it; -inf gives 0.
 #[inline(always)]
-fn exp_nonpos(x: f32) -> f32 {
+pub(crate) fn exp_nonpos(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
@@ -57,6 +58,33 @@ fn exp_nonpos(x: f32) -> f32 {
     let v = p * scale;
     if x < -87.0 {
         0.0
+    } else {
+        v
+    }
+}
+
+/// exp(x) for any x, as [`exp_nonpos`] (a few ulps; overflow gives +inf, -inf gives 0), written
+/// so that the compiler vectorises it.
+#[inline(always)]
+pub(crate) fn exp_any(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let xc = x.clamp(-87.0, 88.0);
+    let n = round_fast(xc * LOG2E);
+    let r = xc - n * LN2_HI - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0
+                    + r * (1.0 / 24.0
+                        + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let v = p * scale;
+    if x < -87.0 {
+        0.0
+    } else if x > 88.0 {
+        f32::INFINITY
     } else {
         v
     }
@@ -138,6 +166,22 @@ mod tests {
         }
         assert_eq!(exp_nonpos(f32::NEG_INFINITY), 0.0);
         assert_eq!(exp_nonpos(0.0), 1.0);
+    }
+
+    #[test]
+    fn exp_any_matches_std() {
+        let mut x = -90.0f32;
+        while x <= 88.0 {
+            let (a, b) = (exp_any(x), x.exp());
+            assert!(
+                (a - b).abs() <= 4.0 * f32::EPSILON * b + 1e-37,
+                "{x}: {a} vs {b}"
+            );
+            x += 0.0137;
+        }
+        assert_eq!(exp_any(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp_any(f32::INFINITY), f32::INFINITY);
+        assert_eq!(exp_any(0.0), 1.0);
     }
 
     #[test]

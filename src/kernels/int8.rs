@@ -14,7 +14,9 @@
 
 use rayon::prelude::*;
 
-use super::simd::{multiversion, round_fast};
+use std::cell::Cell;
+
+use super::simd::multiversion;
 
 /// Columns per block (one 512-bit register of i32 lanes).
 const NB: usize = 16;
@@ -207,18 +209,22 @@ impl QMatrix {
     ) {
         debug_assert_eq!(x.len(), m * self.k);
         debug_assert_eq!(out.len(), m * self.n);
-        let (xq, xs) = quantize_rows(x, m, self.k, self.kp);
+        let (xq, xs) = quantize_rows(x, m, self.k, self.kp, SCRATCH.take());
         let panels = self.n.div_ceil(NB * PANEL);
         let work = m * self.n * self.k;
         let out_ptr = SendPtr(out.as_mut_ptr());
         let run = |p: usize| {
             let b0 = p * PANEL;
             let nb = PANEL.min(self.n.div_ceil(NB) - b0);
+            let mut acc = [[0i32; NB * PANEL]; MR];
+            // Rows in equal chunks of at most MR (19 rows: 5+5+5+4, not 6+6+6+1), so that every
+            // chunk reuses each loaded weight vector several times.
+            let chunks = m.div_ceil(MR);
             let mut m0 = 0;
-            while m0 < m {
-                let mr = MR.min(m - m0);
+            for c in 0..chunks {
+                let mr = m / chunks + usize::from(c < m % chunks);
                 // SAFETY: panels write disjoint column ranges of `out`.
-                unsafe { self.panel(kernel, &xq, &xs, m0, mr, b0, nb, bias, out_ptr) };
+                unsafe { self.panel(kernel, &xq, &xs, m0, mr, b0, nb, bias, out_ptr, &mut acc) };
                 m0 += mr;
             }
         };
@@ -228,6 +234,7 @@ impl QMatrix {
         } else {
             (0..panels).into_par_iter().for_each(run);
         }
+        SCRATCH.set(xq);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -242,16 +249,23 @@ impl QMatrix {
         nb: usize,
         bias: Option<&[f32]>,
         out: SendPtr,
+        acc: &mut [[i32; NB * PANEL]; MR],
     ) {
-        let mut acc = [[0i32; NB * PANEL]; MR];
         let w = &self.packed[b0 * NB * self.kp..(b0 + nb) * NB * self.kp];
         let x = &xq[m0 * self.kp..(m0 + mr) * self.kp];
         match kernel {
+            // Overwrites the `mr` x `nb` blocks it computes: no zeroing needed.
             #[cfg(target_arch = "x86_64")]
-            Int8Kernel::Avx512Vnni => vnni::panel(x, w, self.kp, mr, nb, &mut acc),
+            Int8Kernel::Avx512Vnni => vnni::panel(x, w, self.kp, mr, nb, acc),
             #[cfg(target_arch = "x86_64")]
-            Int8Kernel::Avx2 => avx2::panel(x, w, self.kp, mr, nb, &mut acc),
-            _ => scalar_panel(x, w, self.kp, mr, nb, &mut acc),
+            Int8Kernel::Avx2 => {
+                acc.iter_mut().for_each(|r| r.fill(0));
+                avx2::panel(x, w, self.kp, mr, nb, acc)
+            }
+            _ => {
+                acc.iter_mut().for_each(|r| r.fill(0));
+                scalar_panel(x, w, self.kp, mr, nb, acc)
+            }
         }
         let c0 = b0 * NB;
         let cols = (nb * NB).min(self.n - c0);
@@ -290,9 +304,18 @@ struct SendPtr(*mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
-/// Per-row symmetric quantisation of activations to `q + 128` bytes, rows padded to `kp`.
-fn quantize_rows(x: &[f32], m: usize, k: usize, kp: usize) -> (Vec<u8>, Vec<f32>) {
-    let mut q = vec![128u8; m * kp];
+thread_local! {
+    /// The quantised activations' buffer, kept between calls: allocating it anew each time costs
+    /// page faults once it is large (a beam batch's rows). Taken, not borrowed, so that a nested
+    /// call on the same thread (rayon may run another job while waiting) just allocates.
+    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// Per-row symmetric quantisation of activations to `q + 128` bytes, rows padded to `kp`, into
+/// `q` (reused).
+fn quantize_rows(x: &[f32], m: usize, k: usize, kp: usize, mut q: Vec<u8>) -> (Vec<u8>, Vec<f32>) {
+    q.clear();
+    q.resize(m * kp, 128u8);
     let mut scales = vec![0f32; m];
     for ((row, dst), s) in x
         .chunks_exact(k)
@@ -322,8 +345,12 @@ fn quantize_row(row: &[f32], dst: &mut [u8]) -> f32 {
         return 0.0;
     }
     let inv = 127.0 / amax;
+    // Adding 1.5 * 2^23 rounds to an integer (ties to even, as `round_fast`) held in the low
+    // mantissa bits, two's complement; flipping the top bit of the low byte adds 128. Integer
+    // operations only, so that the loop vectorises (a float-to-u8 cast does not).
+    const MAGIC: f32 = 12_582_912.0;
     for (d, &v) in dst.iter_mut().zip(row) {
-        *d = (round_fast(v * inv) + 128.0) as u8;
+        *d = ((v * inv + MAGIC).to_bits() as u8) ^ 0x80;
     }
     amax / 127.0
 }

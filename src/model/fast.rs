@@ -123,10 +123,13 @@ impl FastDecoder {
     }
 }
 
-/// Attention keys stored feature-major (`d` rows of `cap` positions), so that a query's scores
-/// over all positions are `hd` vectorised multiply-adds along the positions, with no horizontal
-/// sums per position.
-#[derive(Debug, Clone, Default)]
+/// Positions per block of attention scores; key capacities are multiples of it.
+const BLOCK: usize = 16;
+
+/// Attention keys stored feature-major (`d` rows of `cap` positions, `cap` a multiple of
+/// [`BLOCK`], unused positions zero), so that a query's scores over all positions are `hd`
+/// vectorised multiply-adds along the positions, with no horizontal sums per position.
+#[derive(Debug, Default)]
 pub(crate) struct KeysT {
     data: Vec<f32>,
     d: usize,
@@ -134,14 +137,34 @@ pub(crate) struct KeysT {
     len: usize,
 }
 
+impl Clone for KeysT {
+    fn clone(&self) -> Self {
+        KeysT {
+            data: self.data.clone(),
+            d: self.d,
+            cap: self.cap,
+            len: self.len,
+        }
+    }
+
+    /// Reuses this buffer's allocation (beam reordering copies rows every step).
+    fn clone_from(&mut self, source: &Self) {
+        self.data.clone_from(&source.data);
+        self.d = source.d;
+        self.cap = source.cap;
+        self.len = source.len;
+    }
+}
+
 impl KeysT {
     /// From `len` keys laid out position-major (`len x d`).
     fn from_rows(rows: &[f32], d: usize) -> Self {
         let len = rows.len() / d.max(1);
+        let cap = len.div_ceil(BLOCK) * BLOCK;
         let mut k = KeysT {
-            data: vec![0.0; d * len],
+            data: vec![0.0; d * cap],
             d,
-            cap: len,
+            cap,
             len: 0,
         };
         for r in rows.chunks_exact(d) {
@@ -155,7 +178,7 @@ impl KeysT {
             self.d = key.len();
         }
         if self.len == self.cap {
-            let cap = (self.cap * 2).max(16);
+            let cap = (self.cap * 2).max(BLOCK);
             let mut data = vec![0.0; self.d * cap];
             for f in 0..self.d {
                 data[f * cap..f * cap + self.len]
@@ -294,72 +317,98 @@ fn attend_row(
     out: &mut [f32],
     scores: &mut Vec<f32>,
 ) {
-    scores.resize(keys.len, 0.0);
-    attend(q, &keys.data, keys.cap, values, heads, out, scores)
+    if keys.len == 0 || heads == 0 || !keys.cap.is_multiple_of(BLOCK) {
+        out.iter_mut().for_each(|o| *o = 0.0);
+        return;
+    }
+    // Whole blocks of scores: the padding positions get scores too, and are then ignored.
+    scores.resize(keys.len.div_ceil(BLOCK) * BLOCK, 0.0);
+    attend(
+        q, &keys.data, keys.cap, keys.len, values, heads, out, scores,
+    )
 }
 
 multiversion! {
-fn attend(q: &[f32], kt: &[f32], cap: usize, values: &[f32], heads: usize, out: &mut [f32], scores: &mut [f32]) -> () {
-    const L: usize = 16;
+/// Scores, softmax and weighted values for every head. The loops keep four independent
+/// accumulators, so that they are bound by loads rather than by the latency of one chain of
+/// additions.
+#[allow(clippy::too_many_arguments)]
+fn attend(q: &[f32], kt: &[f32], cap: usize, len: usize, values: &[f32], heads: usize, out: &mut [f32], scores: &mut [f32]) -> () {
+    const L: usize = BLOCK;
     let d = q.len();
     let hd = d / heads;
-    let len = scores.len();
     let scaling = (hd as f64).powf(-0.5) as f32;
-    let mut qs = vec![0f32; hd];
+    let mut qs = [0f32; 256];
+    let qs = if hd <= qs.len() { &mut qs[..hd] } else { return };
     for h in 0..heads {
         // q is scaled before the product, as the reference does.
         for (a, &b) in qs.iter_mut().zip(&q[h * hd..(h + 1) * hd]) {
             *a = b * scaling;
         }
-        // Scores, 16 positions at a time, accumulated in registers over the head's features.
-        let mut j0 = 0;
-        while j0 + L <= len {
-            let mut acc = [0f32; L];
-            for (i, &qi) in qs.iter().enumerate() {
-                let base = (h * hd + i) * cap + j0;
-                let row: &[f32; L] = kt[base..base + L].try_into().unwrap_or(&[0.0; L]);
-                for l in 0..L {
-                    acc[l] += qi * row[l];
+        let keys = &kt[h * hd * cap..(h + 1) * hd * cap];
+        for (blk, sc) in scores.chunks_exact_mut(L).enumerate() {
+            let j0 = blk * L;
+            let mut acc = [[0f32; L]; 4];
+            let mut quads = qs.chunks_exact(4);
+            let mut i = 0;
+            for qq in &mut quads {
+                for (t, a) in acc.iter_mut().enumerate() {
+                    let base = (i + t) * cap + j0;
+                    let row: &[f32; L] = keys[base..base + L].try_into().unwrap_or(&[0.0; L]);
+                    for l in 0..L {
+                        a[l] += qq[t] * row[l];
+                    }
                 }
+                i += 4;
             }
-            scores[j0..j0 + L].copy_from_slice(&acc);
-            j0 += L;
-        }
-        for (j, s) in scores.iter_mut().enumerate().skip(j0) {
-            let mut acc = 0f32;
-            for (i, &qi) in qs.iter().enumerate() {
-                acc += qi * kt[(h * hd + i) * cap + j];
+            for &qi in quads.remainder() {
+                let base = i * cap + j0;
+                let row: &[f32; L] = keys[base..base + L].try_into().unwrap_or(&[0.0; L]);
+                for l in 0..L {
+                    acc[0][l] += qi * row[l];
+                }
+                i += 1;
             }
-            *s = acc;
+            for (l, s) in sc.iter_mut().enumerate() {
+                *s = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
+            }
         }
-        let max = scores.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let live = &mut scores[..len];
+        let max = live.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
         let mut sum = 0f32;
-        for s in scores.iter_mut() {
-            *s = (*s - max).exp();
+        for s in live.iter_mut() {
+            *s = crate::generate::rows::exp_nonpos(*s - max);
             sum += *s;
         }
         let inv = 1.0 / sum;
-        // Weighted values, 16 features at a time, accumulated in registers over the positions.
+        for s in live.iter_mut() {
+            *s *= inv;
+        }
+        // Weighted values: 64 features (four registers) at a time over the positions.
+        let o = &mut out[h * hd..(h + 1) * hd];
         let mut c0 = 0;
-        while c0 + L <= hd {
-            let mut acc = [0f32; L];
-            for (j, &p) in scores.iter().enumerate() {
-                let p = p * inv;
+        while c0 + 4 * L <= hd {
+            let mut acc = [[0f32; L]; 4];
+            for (j, &p) in live.iter().enumerate() {
                 let base = j * d + h * hd + c0;
-                let v: &[f32; L] = values[base..base + L].try_into().unwrap_or(&[0.0; L]);
-                for l in 0..L {
-                    acc[l] += p * v[l];
+                let v: &[f32; 4 * L] = values[base..base + 4 * L].try_into().unwrap_or(&[0.0; 4 * L]);
+                for (t, a) in acc.iter_mut().enumerate() {
+                    for l in 0..L {
+                        a[l] += p * v[t * L + l];
+                    }
                 }
             }
-            out[h * hd + c0..h * hd + c0 + L].copy_from_slice(&acc);
-            c0 += L;
+            for (t, a) in acc.iter().enumerate() {
+                o[c0 + t * L..c0 + (t + 1) * L].copy_from_slice(a);
+            }
+            c0 += 4 * L;
         }
         for c in c0..hd {
             let mut acc = 0f32;
-            for (j, &p) in scores.iter().enumerate() {
-                acc += p * inv * values[j * d + h * hd + c];
+            for (j, &p) in live.iter().enumerate() {
+                acc += p * values[j * d + h * hd + c];
             }
-            out[h * hd + c] = acc;
+            o[c] = acc;
         }
     }
 }
@@ -577,9 +626,18 @@ impl Seq2SeqModel {
     }
 }
 
+multiversion! {
+/// x / (1 + exp(-x)), with a vectorised exp.
+fn swish(x: &mut [f32]) -> () {
+    for v in x.iter_mut() {
+        *v /= 1.0 + crate::generate::rows::exp_any(-*v);
+    }
+}
+}
+
 fn activate(x: &mut [f32], a: Activation) {
     match a {
-        Activation::Swish => x.iter_mut().for_each(|v| *v /= 1.0 + (-*v).exp()),
+        Activation::Swish => swish(x),
         Activation::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
         Activation::Gelu | Activation::GeluTanh => {
             // Rare on this path (Marian uses swish); use candle's definitions for exactness.
@@ -634,20 +692,38 @@ impl FastState {
 }
 
 /// New entry `i` is old entry `parents[i]`; entries chosen more than once are copied (the last use
-/// takes the original), the others just move.
+/// takes the original) into the buffers of entries nobody chose, the others just move: no
+/// allocation once the buffers have grown.
 fn reorder<T: Clone + Default>(layer: &mut Vec<T>, parents: &[u32]) {
     let mut old: Vec<Option<T>> = layer.drain(..).map(Some).collect();
     let mut remaining = vec![0usize; old.len()];
     for &p in parents {
-        remaining[p as usize] += 1;
+        if let Some(r) = remaining.get_mut(p as usize) {
+            *r += 1;
+        }
     }
+    let mut spare: Vec<T> = old
+        .iter_mut()
+        .zip(&remaining)
+        .filter(|(_, &r)| r == 0)
+        .filter_map(|(o, _)| o.take())
+        .collect();
     for &p in parents {
         let p = p as usize;
-        remaining[p] -= 1;
-        let v = if remaining[p] == 0 {
-            old[p].take().unwrap_or_default()
-        } else {
-            old[p].as_ref().cloned().unwrap_or_default()
+        let v = match remaining.get_mut(p) {
+            Some(r) if *r == 1 => {
+                *r = 0;
+                old[p].take().unwrap_or_default()
+            }
+            Some(r) => {
+                *r -= 1;
+                let mut v = spare.pop().unwrap_or_default();
+                if let Some(src) = old[p].as_ref() {
+                    v.clone_from(src);
+                }
+                v
+            }
+            None => T::default(),
         };
         layer.push(v);
     }
@@ -657,4 +733,32 @@ fn reorder<T: Clone + Default>(layer: &mut Vec<T>, parents: &[u32]) {
 fn select<T: Default>(layer: &mut Vec<T>, keep: &[usize]) {
     let mut old: Vec<T> = std::mem::take(layer);
     *layer = keep.iter().map(|&i| std::mem::take(&mut old[i])).collect();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reorder_copies_repeated_parents_and_drops_the_rest() {
+        let mut layer: Vec<Vec<u32>> = vec![vec![0; 3], vec![1; 5], vec![2], vec![3, 3]];
+        reorder(&mut layer, &[1, 1, 3, 1]);
+        assert_eq!(layer, vec![vec![1; 5], vec![1; 5], vec![3, 3], vec![1; 5]]);
+        reorder(&mut layer, &[2, 0, 1, 3]);
+        assert_eq!(layer, vec![vec![3, 3], vec![1; 5], vec![1; 5], vec![1; 5]]);
+    }
+
+    #[test]
+    fn keys_clone_from_keeps_every_key() {
+        let mut a = KeysT::default();
+        for p in 0..20 {
+            a.push(&[p as f32, -(p as f32)]);
+        }
+        let mut b = KeysT::from_rows(&[9.0, 9.0], 2);
+        b.clone_from(&a);
+        assert_eq!((b.len, b.cap, b.d), (20, a.cap, 2));
+        assert_eq!(b.data, a.data);
+        assert_eq!(b.data[19], 19.0);
+        assert_eq!(b.data[b.cap + 19], -19.0);
+    }
 }
