@@ -516,7 +516,10 @@ fn score_beam_row(
                 *x = f32::NEG_INFINITY;
             }
         }
-        let max_kept = rows::max_value(scores);
+        // The best candidates first: their first is the row's maximum (one pass fewer).
+        let mut top = Vec::with_capacity(keep);
+        rows::top_k(scores, keep, &mut top);
+        let max_kept = top.first().map_or(f32::NEG_INFINITY, |t| t.0);
         let m1 = max_kept.max(banned_max);
         let kept = rows::exp_sum(scores, m1);
         for x in &saved {
@@ -526,8 +529,6 @@ fn score_beam_row(
         // After renormalising: max (max_kept - m1 - lse1), sum over kept entries.
         let m2 = (max_kept - m1) - lse1;
         let lse2 = kept.ln() + (m1 - max_kept);
-        let mut top = Vec::with_capacity(keep);
-        rows::top_k(scores, keep, &mut top);
         for &(v, t) in &top {
             let mut z = (v - m1) - lse1;
             if processor.renormalizes() {

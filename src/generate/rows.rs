@@ -13,27 +13,48 @@ const LANES: usize = 16;
 
 /// Largest value and the first index holding it (NaN ignored). Empty or all-NaN: (-inf, 0).
 pub fn max_first(xs: &[f32]) -> (f32, usize) {
-    let m = max_value(xs);
-    let idx = xs.iter().position(|&v| v == m).unwrap_or(0);
+    let (m, idx) = max_first_lanes(xs);
+    if m == f32::NEG_INFINITY {
+        // All -inf, NaN or empty: the first -inf if there is one.
+        return (m, xs.iter().position(|&v| v == m).unwrap_or(0));
+    }
     (m, idx)
 }
 
 multiversion! {
-/// Largest value of the row (NaN ignored; empty or all-NaN: -inf).
-pub fn max_value(xs: &[f32]) -> f32 {
-    let mut lanes = [f32::NEG_INFINITY; LANES];
+/// One pass: per lane the largest value and the first chunk holding it, then the smallest index
+/// among the lanes that hold the overall maximum.
+fn max_first_lanes(xs: &[f32]) -> (f32, usize) {
+    let mut best = [f32::NEG_INFINITY; LANES];
+    let mut at = [0u32; LANES];
     let chunks = xs.chunks_exact(LANES);
     let rest = chunks.remainder();
-    for c in chunks {
-        for (l, &v) in lanes.iter_mut().zip(c) {
-            *l = l.max(v);
+    for (c, chunk) in chunks.enumerate() {
+        let c = c as u32;
+        for l in 0..LANES {
+            let v = chunk[l];
+            let take = v > best[l];
+            best[l] = if take { v } else { best[l] };
+            at[l] = if take { c } else { at[l] };
         }
     }
-    let mut m = lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    for &v in rest {
-        m = m.max(v);
+    let mut m = f32::NEG_INFINITY;
+    let mut idx = usize::MAX;
+    for l in 0..LANES {
+        let i = at[l] as usize * LANES + l;
+        if best[l] > m || (best[l] == m && i < idx) {
+            m = best[l];
+            idx = i;
+        }
     }
-    m
+    let base = xs.len() - rest.len();
+    for (j, &v) in rest.iter().enumerate() {
+        if v > m {
+            m = v;
+            idx = base + j;
+        }
+    }
+    (m, if idx == usize::MAX { 0 } else { idx })
 }
 }
 
@@ -127,14 +148,8 @@ pub fn top_k(xs: &[f32], k: usize, out: &mut Vec<(f32, u32)>) {
         out.insert(pos, (v, i));
     };
     for (c, chunk) in xs.chunks(LANES).enumerate() {
-        if full {
-            let mut m = f32::NEG_INFINITY;
-            for &v in chunk {
-                m = m.max(v);
-            }
-            if m <= threshold {
-                continue;
-            }
+        if full && chunk_max(chunk) <= threshold {
+            continue;
         }
         for (j, &v) in chunk.iter().enumerate() {
             if v.is_nan() || (full && v <= threshold) {
@@ -146,6 +161,25 @@ pub fn top_k(xs: &[f32], k: usize, out: &mut Vec<(f32, u32)>) {
                 threshold = out[k - 1].0;
             }
         }
+    }
+}
+
+/// Largest value of a chunk of at most [`LANES`] entries (NaN ignored), with a vector max over
+/// lanes rather than a chain of scalar ones.
+#[inline(always)]
+fn chunk_max(chunk: &[f32]) -> f32 {
+    if let Ok(c) = <&[f32; LANES]>::try_from(chunk) {
+        let mut lanes = *c;
+        let mut w = LANES / 2;
+        while w > 0 {
+            for l in 0..w {
+                lanes[l] = lanes[l].max(lanes[l + w]);
+            }
+            w /= 2;
+        }
+        lanes[0]
+    } else {
+        chunk.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v))
     }
 }
 
@@ -182,6 +216,30 @@ mod tests {
         assert_eq!(exp_any(f32::NEG_INFINITY), 0.0);
         assert_eq!(exp_any(f32::INFINITY), f32::INFINITY);
         assert_eq!(exp_any(0.0), 1.0);
+    }
+
+    #[test]
+    fn max_first_takes_the_first_of_equal_maxima_in_any_lane() {
+        for n in [1usize, 15, 16, 17, 40, 67, 1000] {
+            for at in [0usize, n / 3, n - 1] {
+                let mut xs: Vec<f32> = (0..n).map(|i| ((i * 13) % 7) as f32 - 10.0).collect();
+                xs[at] = 5.0;
+                if at + 5 < n {
+                    xs[at + 5] = 5.0;
+                }
+                if n > 20 {
+                    xs[n - 20] = f32::NAN;
+                }
+                let want = xs.iter().position(|&v| v == 5.0).unwrap();
+                assert_eq!(max_first(&xs), (5.0, want), "n={n} at={at}");
+            }
+        }
+        assert_eq!(max_first(&[f32::NAN, f32::NEG_INFINITY, 1.0]), (1.0, 2));
+        assert_eq!(
+            max_first(&[f32::NAN, f32::NEG_INFINITY]),
+            (f32::NEG_INFINITY, 1)
+        );
+        assert_eq!(max_first(&[f32::NAN]), (f32::NEG_INFINITY, 0));
     }
 
     #[test]
