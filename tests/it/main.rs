@@ -8,6 +8,8 @@ mod invariants;
 mod model_files;
 mod parity;
 mod pipeline;
+#[cfg(feature = "hub")]
+mod real_model;
 mod tokenizer;
 // Downloads need the `hub` feature; directories and the catalogue are also covered by unit tests.
 #[cfg(feature = "hub")]
