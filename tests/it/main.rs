@@ -7,6 +7,7 @@ mod common;
 mod invariants;
 mod parity;
 mod pipeline;
+mod stream;
 mod tokenizer;
 // Downloads need the `hub` feature; directories and the catalogue are also covered by unit tests.
 #[cfg(feature = "hub")]
