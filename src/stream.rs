@@ -181,6 +181,8 @@ pub struct BlockReader<R> {
     stats: Option<DecodeStats>,
     /// A decoding problem met in the last read, reported once the blocks before it are out.
     failed: Option<Error>,
+    /// The most bytes the read buffer and the pending text took at once (capacities).
+    peak: usize,
 }
 
 impl<R> std::fmt::Debug for BlockReader<R> {
@@ -209,6 +211,7 @@ impl<R: Read> BlockReader<R> {
             mid_sentence: false,
             stats: None,
             failed: None,
+            peak: 0,
         }
     }
 
@@ -216,7 +219,9 @@ impl<R: Read> BlockReader<R> {
     /// first bytes of standard input, read to find out how long it is); they come before
     /// everything the reader reads.
     pub fn push(&mut self, bytes: &[u8]) -> Result<()> {
-        self.decoder.push(bytes, &mut self.pending)
+        let pushed = self.decoder.push(bytes, &mut self.pending);
+        self.note_peak();
+        pushed
     }
 
     /// The next block, or `None` at the end of the input. A problem in the input (invalid
@@ -248,10 +253,24 @@ impl<R: Read> BlockReader<R> {
                     .finish(&mut self.pending)
                     .map(|stats| self.stats = Some(stats)),
             };
+            self.note_peak();
             if let Err(e) = decoded {
                 self.failed = Some(e);
             }
         }
+    }
+
+    fn note_peak(&mut self) {
+        self.peak = self.peak.max(self.buf.capacity() + self.pending.capacity());
+    }
+
+    /// The most memory, in bytes, that this reader's own buffers (the read buffer and the
+    /// decoded text not yet returned) took at any one time: at most about
+    /// `block_bytes + `[`READ_CHUNK`] for the text, twice that while it grows, plus
+    /// [`READ_CHUNK`] for the read buffer; it does not grow with the input. Blocks handed out
+    /// are the caller's, and are not counted.
+    pub fn peak_buffered(&self) -> usize {
+        self.peak
     }
 
     /// What decoding did, once the last block has been returned.
@@ -274,8 +293,16 @@ impl<R: Read> BlockReader<R> {
         } else {
             find_cut(&self.pending, self.block_bytes)
         };
-        let rest = self.pending.split_off(end);
-        let text = std::mem::replace(&mut self.pending, rest);
+        // `find_cut` gives a character boundary in `1..=len`; anything else takes the rest whole.
+        let end = if end > 0 && self.pending.is_char_boundary(end) {
+            end
+        } else {
+            self.pending.len()
+        };
+        // Copied out, so that the block takes only its own length and the pending buffer is
+        // reused for the next one instead of growing again.
+        let text = self.pending.get(..end).unwrap_or_default().to_string();
+        self.pending.drain(..end);
         let block = TextBlock {
             offset: self.offset,
             mid_sentence: self.mid_sentence,
@@ -574,6 +601,135 @@ mod tests {
         assert!(!safe_start("12. x"));
         assert!(!safe_start("(b) x"));
         assert!(safe_start("(123)a x"));
+    }
+
+    /// `copies` copies of `piece`, then `tail`, made as they are read: a large input that the
+    /// test itself never holds.
+    struct Generated {
+        piece: &'static [u8],
+        copies: usize,
+        tail: &'static [u8],
+        at: usize,
+    }
+
+    impl Generated {
+        fn len(&self) -> usize {
+            self.piece.len() * self.copies + self.tail.len()
+        }
+
+        fn byte(&self, at: usize) -> Option<u8> {
+            let body = self.piece.len() * self.copies;
+            if at < body {
+                self.piece.get(at % self.piece.len()).copied()
+            } else {
+                self.tail.get(at - body).copied()
+            }
+        }
+    }
+
+    impl Read for Generated {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let mut n = 0;
+            for slot in buf.iter_mut() {
+                let Some(b) = self.byte(self.at) else { break };
+                *slot = b;
+                self.at += 1;
+                n += 1;
+            }
+            Ok(n)
+        }
+    }
+
+    const PARAGRAPH: &[u8] = "De gemeenteraad van Utrecht heeft dinsdag ingestemd met het plan. \
+        Het café aan de Oudegracht blijft open tot één uur.\nDe wethouder is tevreden.\n\n"
+        .as_bytes();
+
+    /// Reads `input` in blocks of `size`, checking each against the input's bytes as it comes;
+    /// returns the blocks, the reader's peak and the error that ended it, if any.
+    fn drain(input: Generated, size: usize) -> (usize, usize, usize, Option<Error>) {
+        let check = Generated { at: 0, ..input };
+        let mut reader = BlockReader::new(input, "big.txt", &DecodeOptions::default(), size);
+        let (mut blocks, mut offset) = (0, 0);
+        let error = loop {
+            match reader.next_block() {
+                Ok(Some(b)) => {
+                    assert_eq!(b.offset, offset);
+                    assert!(b.text.len() <= size && !b.text.is_empty());
+                    assert!(b
+                        .text
+                        .bytes()
+                        .enumerate()
+                        .all(|(i, x)| check.byte(offset + i) == Some(x)));
+                    offset += b.text.len();
+                    blocks += 1;
+                }
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            }
+        };
+        (blocks, offset, reader.peak_buffered(), error)
+    }
+
+    #[test]
+    fn the_reader_holds_as_much_for_16_mb_as_for_1_mb() {
+        let size = 64 << 10;
+        let input = |mb: usize| Generated {
+            piece: PARAGRAPH,
+            copies: (mb << 20) / PARAGRAPH.len(),
+            tail: b"Einde.",
+            at: 0,
+        };
+        let (small_len, big_len) = (input(1).len(), input(16).len());
+        let (blocks, read, small, error) = drain(input(1), size);
+        assert!(error.is_none());
+        assert_eq!(read, small_len);
+        assert!(blocks >= small_len / size);
+        let (blocks, read, big, error) = drain(input(16), size);
+        assert!(error.is_none());
+        assert_eq!(read, big_len);
+        assert!(blocks >= big_len / size);
+        // The text held grows to a block, the look-ahead and one read (doubled while a buffer
+        // grows), plus the read buffer; nothing in it depends on the input's length.
+        let bound = 2 * (size + LOOKAHEAD + READ_CHUNK) + READ_CHUNK;
+        assert!(small > size && small <= bound, "{small} > {bound}");
+        assert!(big <= small, "16 MB: {big} bytes, 1 MB: {small}");
+    }
+
+    #[test]
+    fn a_bad_byte_late_in_the_input_ends_it_after_the_whole_blocks_before_it() {
+        let copies = (3 << 20) / PARAGRAPH.len();
+        let body = PARAGRAPH.len() * copies;
+        for (tail, want) in [
+            (
+                &b"Nog een zin.\x00 binair"[..],
+                format!("big.txt: contains a NUL byte (at byte {})", body + 12),
+            ),
+            (
+                &b"Caf\xE9 open.\n"[..],
+                format!(
+                    "big.txt: is not valid UTF-8 at byte {} (line {}, column 4: bytes e9)",
+                    body + 3,
+                    3 * copies + 1
+                ),
+            ),
+        ] {
+            let size = 64 << 10;
+            let input = Generated {
+                piece: PARAGRAPH,
+                copies,
+                tail,
+                at: 0,
+            };
+            let (blocks, read, _, error) = drain(input, size);
+            let error = error.expect("an error").to_string();
+            assert!(error.starts_with(&want), "{error}");
+            // Only text before the bad byte came out, all of it but the unfinished block.
+            assert!(
+                read <= body + tail.len() && read + size + LOOKAHEAD + READ_CHUNK > body,
+                "{read}"
+            );
+            assert!(blocks > 40);
+        }
     }
 
     #[test]
