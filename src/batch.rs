@@ -38,10 +38,11 @@ use serde::{Serialize, Serializer};
 use crate::error::{Error, Result};
 use crate::input::{self, DecodeOptions, Encoding};
 use crate::output::{
-    fnv1a, host_name, host_tag, process_alive, render, write_atomic, OutputFormat, RenderOptions,
-    TempFile,
+    fnv1a, host_name, host_tag, process_alive, render, write_atomic, AtomicFile, OutputFormat,
+    RenderOptions, StreamWriter, TempFile,
 };
 use crate::pipeline::{ModelDescription, Pipeline};
+use crate::stream::{self, BlockReader, StreamOptions};
 
 /// How often a running batch refreshes its lock file.
 pub const LOCK_HEARTBEAT: Duration = Duration::from_secs(20);
@@ -324,6 +325,10 @@ pub struct BatchConfig {
     pub shard: Option<Shard>,
     /// How input bytes are decoded. Default: strict UTF-8 / UTF-16 with a byte-order mark.
     pub decode: DecodeOptions,
+    /// Inputs larger than [`StreamOptions::threshold`] are checked whole, then translated and
+    /// written block by block in bounded memory ([`crate::stream`]). Default:
+    /// [`StreamOptions::default`] (over 1 MiB).
+    pub stream: StreamOptions,
 }
 
 impl BatchConfig {
@@ -338,6 +343,7 @@ impl BatchConfig {
             overwrite: false,
             shard: None,
             decode: DecodeOptions::default(),
+            stream: StreamOptions::default(),
         }
     }
 
@@ -380,6 +386,13 @@ impl BatchConfig {
     #[must_use]
     pub fn with_decode(mut self, decode: DecodeOptions) -> Self {
         self.decode = decode;
+        self
+    }
+
+    /// Sets [`BatchConfig::stream`].
+    #[must_use]
+    pub fn with_stream(mut self, stream: StreamOptions) -> Self {
+        self.stream = stream;
         self
     }
 
@@ -688,6 +701,10 @@ impl<'p> BatchRunner<'p> {
                 elapsed: t.elapsed(),
             });
         }
+        let size = std::fs::metadata(&in_path).map_or(0, |m| m.len());
+        if cfg.stream.streams(size) {
+            return self.process_streamed(rel, out_rel, t);
+        }
         let decoded = input::read_file(&in_path, &cfg.decode).map_err(|e| Step::Input(brief(e)))?;
         let output = self
             .pipeline
@@ -724,6 +741,80 @@ impl<'p> BatchRunner<'p> {
             source_tokens: output.source_tokens(),
             target_tokens: output.target_tokens(),
             elapsed: t.elapsed(),
+        })
+    }
+}
+
+impl BatchRunner<'_> {
+    /// Translates one large input block by block: checked whole first (a bad byte anywhere fails
+    /// the file before anything is written), then streamed into its output's temporary file,
+    /// which is renamed into place at the end.
+    fn process_streamed(
+        &self,
+        rel: &Path,
+        out_rel: &Path,
+        started: Instant,
+    ) -> std::result::Result<FileReport, Step> {
+        let cfg = &self.config;
+        let in_path = cfg.input_dir.join(rel);
+        let out_path = cfg.output_dir.join(out_rel);
+        let stats = input::check_file(&in_path, &cfg.decode).map_err(|e| Step::Input(brief(e)))?;
+        let file = std::fs::File::open(&in_path)
+            .map_err(|e| Step::Input(brief(Error::io(&in_path, e))))?;
+        let parent = out_path.parent().unwrap_or(&cfg.output_dir);
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Step::Output(Error::io(parent, e).to_string()))?;
+        let output = AtomicFile::create(&out_path).map_err(|e| Step::Output(e.to_string()))?;
+        let spool = cfg.stream.spool_dir.as_deref().unwrap_or(parent);
+        let mut writer = StreamWriter::new(output, &out_path, cfg.format, &cfg.render, Some(spool))
+            .map_err(|e| Step::Output(e.to_string()))?;
+        let mut blocks = BlockReader::new(
+            file,
+            &in_path.display().to_string(),
+            &cfg.decode,
+            cfg.stream.block_bytes,
+        );
+        let report = stream::translate(self.pipeline, &mut blocks, &mut writer, &cfg.stream)
+            .map_err(|e| match e {
+                // Reading the input again, or the model: this file's problem.
+                Error::Io { ref path, .. } if path == &in_path => Step::Input(brief(e)),
+                Error::Io { .. } => Step::Output(e.to_string()),
+                e => Step::Input(e.to_string()),
+            })?;
+        writer
+            .into_inner()
+            .commit()
+            .map_err(|e| Step::Output(e.to_string()))?;
+        let mut notes = Vec::new();
+        if report.segments == 0 {
+            notes.push("empty input: nothing to translate".to_string());
+        }
+        match stats.encoding {
+            Encoding::Utf16Le => notes.push("decoded from UTF-16LE".to_string()),
+            Encoding::Utf16Be => notes.push("decoded from UTF-16BE".to_string()),
+            _ => {}
+        }
+        if stats.replaced > 0 {
+            notes.push(format!(
+                "{} invalid byte sequences replaced",
+                stats.replaced
+            ));
+        }
+        if let Some(n) = report.summary.as_ref().and_then(|s| s.limited_to) {
+            notes.push(format!(
+                "streamed in {} blocks; summary from the first {n} sentences",
+                report.blocks
+            ));
+        }
+        Ok(FileReport {
+            input: rel.to_path_buf(),
+            output: Some(out_rel.to_path_buf()),
+            status: FileStatus::Done,
+            reason: (!notes.is_empty()).then(|| notes.join("; ")),
+            sentences: report.sentences,
+            source_tokens: report.source_tokens,
+            target_tokens: report.target_tokens,
+            elapsed: started.elapsed(),
         })
     }
 }

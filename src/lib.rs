@@ -72,7 +72,8 @@
 //!
 //! [`batch::BatchRunner`] processes a directory of articles with one pipeline, [`input`] decodes
 //! files (UTF-8, UTF-16, with clear errors for binary and invalid input) and [`output`] renders
-//! the output formats.
+//! the output formats. [`stream`] translates inputs too large to hold (over 1 MiB) block by block,
+//! in bounded memory.
 
 #![warn(missing_docs)]
 
@@ -88,6 +89,7 @@ pub mod output;
 pub mod pipeline;
 pub mod segment;
 pub mod source;
+pub mod stream;
 pub mod summarize;
 pub mod tokenizer;
 pub mod translate;

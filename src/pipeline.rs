@@ -601,7 +601,11 @@ impl Pipeline {
     /// Stage 1 alone: the segments that [`Pipeline::run`] translates, already cut to the token
     /// limit.
     pub fn segment(&self, text: &str) -> Document {
-        let mut doc = self.segmenter.segment(text);
+        self.segment_with(&self.segmenter, text)
+    }
+
+    fn segment_with(&self, segmenter: &Segmenter, text: &str) -> Document {
+        let mut doc = segmenter.segment(text);
         let tokenizer = self.translator.tokenizer();
         // An encoding error counts as short: the translator reports it with its context.
         doc.split_long(self.max_segment_tokens, |s| {
@@ -653,20 +657,7 @@ impl Pipeline {
                 } else {
                     None
                 };
-                SentenceOutput {
-                    index,
-                    source: segment.text.clone(),
-                    span: segment.span.clone(),
-                    paragraph: segment.paragraph,
-                    kind: segment.kind.clone(),
-                    continues: segment.continues,
-                    starts_line: segment.starts_line,
-                    source_tokens: t.as_ref().map_or(0, |t| t.source_tokens),
-                    target_tokens: t.as_ref().map_or(0, |t| t.ids.len()),
-                    flag: t.as_ref().and_then(|t| t.flag.map(|f| f.as_str())),
-                    score: t.as_ref().map(|t| t.score),
-                    translation: t.map(|t| t.text),
-                }
+                sentence_output(index, segment.clone(), t)
             })
             .collect();
 
@@ -689,6 +680,145 @@ impl Pipeline {
     }
 }
 
+impl Pipeline {
+    /// Segments and translates one block of a long document that is read block by block
+    /// ([`crate::stream`]): `text` starts at byte `offset` of the document, and `cursor` carries
+    /// what the blocks before it left (segment numbering, paragraph, line breaks since the last
+    /// segment). Indices, spans and paragraph numbers come out as if the whole document had
+    /// been segmented at once, which they are when blocks are cut after a blank line: the
+    /// segmenter's decisions never look across one. `mid_sentence` says the block was cut from
+    /// the previous one inside a line, between two words of one sentence: its first segment
+    /// then continues the previous one (`continues`), like the pieces of an over-long sentence.
+    pub(crate) fn run_block(
+        &self,
+        text: &str,
+        offset: usize,
+        mid_sentence: bool,
+        cursor: &mut BlockCursor,
+    ) -> Result<BlockRun> {
+        let t = Instant::now();
+        let mut doc = if text.trim().is_empty() {
+            Document::default()
+        } else if cursor.blocks == 0 {
+            self.segment(text)
+        } else {
+            // Metadata fields only open a document.
+            self.segment_with(&self.segmenter.clone().with_metadata(false), text)
+        };
+        cursor.blocks += 1;
+        let base = match (cursor.last_paragraph, doc.segments.first_mut()) {
+            (Some(last), Some(first)) => {
+                let breaks = cursor.breaks + line_breaks(text.get(..first.span.start));
+                first.starts_line = breaks > 0;
+                if mid_sentence && breaks == 0 {
+                    first.continues = true;
+                }
+                // Two line breaks between segments enclose a blank line: a new paragraph.
+                last + usize::from(breaks >= 2)
+            }
+            _ => 0,
+        };
+        let segment = t.elapsed();
+
+        let t = Instant::now();
+        let translations = {
+            let flat: Vec<Cow<'_, str>> = doc.translatable().map(Segment::flat_text).collect();
+            let inputs: Vec<&str> = flat.iter().map(|s| s.as_ref()).collect();
+            if inputs.is_empty() {
+                Vec::new()
+            } else {
+                self.translator.translate_with(&inputs, &self.generation)?
+            }
+        };
+        let translate = t.elapsed();
+
+        match doc.segments.last() {
+            Some(last) => {
+                cursor.breaks = line_breaks(text.get(last.span.end..));
+                cursor.last_paragraph = Some(last.paragraph + base);
+            }
+            None => cursor.breaks += line_breaks(Some(text)),
+        }
+        let first_index = cursor.next_index;
+        cursor.next_index += doc.segments.len();
+        let mut translated = translations.into_iter();
+        let sentences = doc
+            .segments
+            .into_iter()
+            .enumerate()
+            .map(|(n, mut segment)| {
+                let t = if segment.kind.is_translatable() {
+                    translated.next()
+                } else {
+                    None
+                };
+                segment.span = segment.span.start + offset..segment.span.end + offset;
+                segment.paragraph += base;
+                sentence_output(first_index + n, segment, t)
+            })
+            .collect();
+        Ok(BlockRun {
+            sentences,
+            segment,
+            translate,
+        })
+    }
+}
+
+/// Line breaks (as the segmenter counts them) in `text`.
+fn line_breaks(text: Option<&str>) -> usize {
+    text.unwrap_or_default()
+        .chars()
+        .filter(|&c| crate::segment::chars::is_line_break(c))
+        .count()
+}
+
+/// Where a document read block by block stands between two blocks.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BlockCursor {
+    /// The index of the next segment.
+    next_index: usize,
+    /// The paragraph of the last segment so far; `None` before the first.
+    last_paragraph: Option<usize>,
+    /// Line breaks after the last segment so far.
+    breaks: usize,
+    /// Blocks run so far.
+    blocks: usize,
+}
+
+/// What [`Pipeline::run_block`] gives for one block.
+#[derive(Debug)]
+pub(crate) struct BlockRun {
+    /// The block's segments with their translations, numbered and placed in the document.
+    pub(crate) sentences: Vec<SentenceOutput>,
+    /// Time spent segmenting.
+    pub(crate) segment: Duration,
+    /// Time spent translating.
+    pub(crate) translate: Duration,
+}
+
+/// The output record of one segment and its translation (`None` for metadata).
+fn sentence_output(
+    index: usize,
+    segment: Segment,
+    t: Option<crate::translate::Translation>,
+) -> SentenceOutput {
+    SentenceOutput {
+        index,
+        source: segment.text,
+        span: segment.span,
+        paragraph: segment.paragraph,
+        kind: segment.kind,
+        continues: segment.continues,
+        starts_line: segment.starts_line,
+        source_tokens: t.as_ref().map_or(0, |t| t.source_tokens),
+        target_tokens: t.as_ref().map_or(0, |t| t.ids.len()),
+        flag: t.as_ref().and_then(|t| t.flag.map(|f| f.as_str())),
+        score: t.as_ref().map(|t| t.score),
+        translation: t.map(|t| t.text),
+    }
+}
+
 /// White space runs to one space: the text the translator sees for a segment.
 fn flatten(text: &str) -> Cow<'_, str> {
     if text
@@ -701,6 +831,7 @@ fn flatten(text: &str) -> Cow<'_, str> {
 }
 
 /// One summarisable unit: a sentence (or list item), with the pieces of a cut sentence joined.
+#[derive(Debug)]
 struct Unit {
     members: Vec<usize>,
     english: String,
@@ -709,56 +840,132 @@ struct Unit {
     headline: bool,
 }
 
-fn summarise(summarizer: &dyn Summarizer, sentences: &[SentenceOutput]) -> Result<OutputSummary> {
-    let mut units: Vec<Unit> = Vec::new();
-    for s in sentences {
-        let Some(english) = &s.translation else {
-            continue;
-        };
-        match units.last_mut() {
-            Some(unit) if s.continues => {
-                unit.members.push(s.index);
-                push_joined(&mut unit.english, english);
-                push_joined(&mut unit.dutch, &flatten(&s.source));
-            }
-            _ => units.push(Unit {
-                members: vec![s.index],
-                english: english.trim().to_string(),
-                dutch: flatten(&s.source).into_owned(),
-                paragraph: s.paragraph,
-                headline: s.kind == SegmentKind::Headline,
-            }),
+/// What the summariser reads, collected sentence by sentence: the units (sentences with their
+/// cut pieces joined), optionally only the leading ones of a long input.
+#[derive(Debug)]
+pub(crate) struct SummaryInput {
+    units: Vec<Unit>,
+    max_units: usize,
+    max_bytes: usize,
+    bytes: usize,
+    /// Whether the last unit may still grow (its pieces keep coming).
+    open: bool,
+    /// Whether units were left out: no more are taken.
+    closed: bool,
+}
+
+impl SummaryInput {
+    /// Takes every unit.
+    pub(crate) fn unlimited() -> Self {
+        SummaryInput::limited(usize::MAX, usize::MAX)
+    }
+
+    /// Takes the leading units, at most `max_units` of them and at most `max_bytes` of English
+    /// and Dutch text; a unit that would go past the byte limit is left out whole, and no unit
+    /// after a left-out one is taken.
+    pub(crate) fn limited(max_units: usize, max_bytes: usize) -> Self {
+        SummaryInput {
+            units: Vec::new(),
+            max_units,
+            max_bytes,
+            bytes: 0,
+            open: false,
+            closed: false,
         }
     }
-    // Headlines are not sentences of the story; use them only when there is nothing else.
-    if units.iter().any(|u| !u.headline) {
-        units.retain(|u| !u.headline);
-    }
-    let english: Vec<&str> = units.iter().map(|u| u.english.as_str()).collect();
-    let paragraphs: Vec<usize> = units.iter().map(|u| u.paragraph).collect();
-    let summary = if units.is_empty() {
-        summarize::Summary::default()
-    } else {
-        summarizer
-            .summarize_document(&summarize::Document::new(&english).with_paragraphs(&paragraphs))?
-    };
-    let items = summary
-        .sentences
-        .into_iter()
-        .map(|s| {
-            let unit = s.index.and_then(|i| units.get(i));
-            SummaryItem {
-                text: s.text,
-                source: unit.map(|u| u.dutch.clone()),
-                sentences: unit.map(|u| u.members.clone()).unwrap_or_default(),
-                score: s.score,
+
+    /// Adds the next segment of the document.
+    pub(crate) fn push(&mut self, s: &SentenceOutput) {
+        let Some(english) = &s.translation else {
+            return;
+        };
+        if self.closed {
+            return;
+        }
+        let dutch = flatten(&s.source);
+        match self.units.last_mut() {
+            Some(unit) if s.continues && self.open => {
+                unit.members.push(s.index);
+                let before = unit.english.len() + unit.dutch.len();
+                push_joined(&mut unit.english, english);
+                push_joined(&mut unit.dutch, &dutch);
+                self.bytes += unit.english.len() + unit.dutch.len() - before;
+                if self.bytes > self.max_bytes {
+                    self.units.pop();
+                    self.close();
+                }
             }
+            _ => {
+                let unit = Unit {
+                    members: vec![s.index],
+                    english: english.trim().to_string(),
+                    dutch: dutch.into_owned(),
+                    paragraph: s.paragraph,
+                    headline: s.kind == SegmentKind::Headline,
+                };
+                let bytes = unit.english.len() + unit.dutch.len();
+                if self.units.len() >= self.max_units
+                    || self.bytes.saturating_add(bytes) > self.max_bytes
+                {
+                    self.close();
+                    return;
+                }
+                self.bytes += bytes;
+                self.units.push(unit);
+                self.open = true;
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        self.closed = true;
+        self.open = false;
+    }
+
+    /// Runs the summariser on what was collected.
+    pub(crate) fn summarise(mut self, summarizer: &dyn Summarizer) -> Result<OutputSummary> {
+        let limited_to = self.closed.then_some(self.units.len());
+        // Headlines are not sentences of the story; use them only when there is nothing else.
+        if self.units.iter().any(|u| !u.headline) {
+            self.units.retain(|u| !u.headline);
+        }
+        let units = self.units;
+        let english: Vec<&str> = units.iter().map(|u| u.english.as_str()).collect();
+        let paragraphs: Vec<usize> = units.iter().map(|u| u.paragraph).collect();
+        let summary = if units.is_empty() {
+            summarize::Summary::default()
+        } else {
+            summarizer.summarize_document(
+                &summarize::Document::new(&english).with_paragraphs(&paragraphs),
+            )?
+        };
+        let items = summary
+            .sentences
+            .into_iter()
+            .map(|s| {
+                let unit = s.index.and_then(|i| units.get(i));
+                SummaryItem {
+                    text: s.text,
+                    source: unit.map(|u| u.dutch.clone()),
+                    sentences: unit.map(|u| u.members.clone()).unwrap_or_default(),
+                    score: s.score,
+                }
+            })
+            .collect();
+        Ok(OutputSummary {
+            summarizer: summarizer.name().to_string(),
+            sentences: items,
+            limited_to,
         })
-        .collect();
-    Ok(OutputSummary {
-        summarizer: summarizer.name().to_string(),
-        sentences: items,
-    })
+    }
+}
+
+fn summarise(summarizer: &dyn Summarizer, sentences: &[SentenceOutput]) -> Result<OutputSummary> {
+    let mut input = SummaryInput::unlimited();
+    for s in sentences {
+        input.push(s);
+    }
+    input.summarise(summarizer)
 }
 
 fn push_joined(out: &mut String, piece: &str) {
@@ -853,6 +1060,11 @@ pub struct OutputSummary {
     pub summarizer: String,
     /// The summary's sentences, in reading order.
     pub sentences: Vec<SummaryItem>,
+    /// Set when the summariser read only the leading sentences of a long, streamed input (see
+    /// [`crate::stream`]): how many it read (units: a sentence with its cut pieces joined,
+    /// headlines included). Absent from the JSON when the whole input was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limited_to: Option<usize>,
 }
 
 impl OutputSummary {

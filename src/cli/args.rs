@@ -10,6 +10,7 @@ use tolk::output::OutputFormat;
 use tolk::pipeline::{segmenter_for, GenerationOverrides, Pipeline, SummarizerChoice};
 use tolk::segment::SegmentMode;
 use tolk::source::{ModelSpec, DEFAULT_MODEL};
+use tolk::stream::StreamOptions;
 use tolk::summarize::AbstractiveSummarizer;
 use tolk::summarize::{ExtractiveOptions, SummaryLength};
 use tolk::translate::{BatchOptions, Guards, LoadOptions};
@@ -243,9 +244,28 @@ pub struct PipelineArgs {
     /// Replace invalid UTF-8 with U+FFFD instead of refusing the input.
     #[arg(long, help_heading = "Input")]
     pub lossy: bool,
+
+    /// Inputs larger than this are translated block by block in bounded memory, each block
+    /// written as soon as it is done, the summary made from the first 2000 sentences (a number of
+    /// bytes, or with K, M or G: 1024-based).
+    #[arg(long, value_name = "SIZE", env = "TOLK_STREAM_THRESHOLD", default_value = "1M",
+          value_parser = parse_size, help_heading = "Input")]
+    pub stream_threshold: u64,
+
+    /// Most bytes of text in one block of a streamed input (at least 64).
+    #[arg(long, value_name = "SIZE", env = "TOLK_STREAM_BLOCK", default_value = "256K",
+          value_parser = parse_size, help_heading = "Input")]
+    pub stream_block: u64,
 }
 
 impl PipelineArgs {
+    /// When and how inputs are streamed (`--stream-threshold`, `--stream-block`).
+    pub fn stream_options(&self) -> StreamOptions {
+        StreamOptions::default()
+            .with_threshold(self.stream_threshold)
+            .with_block_bytes(usize::try_from(self.stream_block).unwrap_or(usize::MAX))
+    }
+
     /// The model spec with `--revision` applied.
     pub fn spec(&self) -> anyhow::Result<ModelSpec> {
         Ok(ModelSpec::parse(&self.model)?.with_revision(self.revision.as_deref())?)
@@ -386,4 +406,25 @@ fn metal(_ordinal: usize) -> anyhow::Result<Device> {
     anyhow::bail!(
         "this tolk was built without Metal support; rebuild it on macOS with `cargo build --release --features metal`, or use --device cpu"
     )
+}
+
+/// A size in bytes: a number, optionally followed by K, M or G (powers of 1024; `KiB`, `MB` and
+/// lowercase are accepted too).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (for example 1048576, 512K or 1M)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("`{text}`: unknown unit (use K, M or G)")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }

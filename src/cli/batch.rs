@@ -90,7 +90,8 @@ pub fn run(args: BatchArgs, global: Global) -> anyhow::Result<ExitCode> {
         .with_render(RenderOptions::default().with_bilingual(args.bilingual))
         .with_overwrite(args.overwrite)
         .with_shard(shard)
-        .with_decode(DecodeOptions::default().with_lossy(args.pipeline.lossy));
+        .with_decode(DecodeOptions::default().with_lossy(args.pipeline.lossy))
+        .with_stream(args.pipeline.stream_options());
     let report_path = args.output.join(config.report_name());
 
     let pipeline = args.pipeline.build(global)?;

@@ -1,14 +1,16 @@
 //! `tolk translate`: one article from a file or standard input to standard output or a file.
 
-use std::path::PathBuf;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
 
-use tolk::output::{render, RenderOptions};
+use tolk::output::{render, AtomicFile, OutputFormat, RenderOptions, StreamWriter};
+use tolk::stream;
 
 use super::args::{FormatArg, PipelineArgs};
-use super::{decoding_notes, emit, read_input, Global};
+use super::{decoding_notes, emit, open_input, replacement_note, Global, Input};
 
 /// Options of `tolk translate`.
 #[derive(Debug, Args)]
@@ -21,7 +23,12 @@ Examples:
 
 With --segment lines --format json --no-summary, every non-empty line is translated as written and
 `sentences` holds one object per line (source, translation, score, source_tokens, target_tokens):
-an interface for evaluation scripts that stays stable.")]
+an interface for evaluation scripts that stays stable.
+
+Inputs over --stream-threshold (1 MiB) are streamed: read, translated and written block by block
+in bounded memory (text and jsonl appear as they are done; json and markdown are completed at the
+end), with the same output as for a small input, except that the summary is made from the first
+2000 sentences.")]
 pub struct TranslateArgs {
     /// The article (UTF-8 or UTF-16 with a byte-order mark); `-` or nothing reads standard input.
     #[arg(value_name = "FILE|-")]
@@ -46,12 +53,67 @@ pub struct TranslateArgs {
 /// Runs `tolk translate`.
 pub fn run(args: TranslateArgs, global: Global) -> anyhow::Result<ExitCode> {
     // Input first: a bad file should not wait for the model to load.
-    let (decoded, name) = read_input(args.file.as_deref(), args.pipeline.lossy)?;
-    decoding_notes(&decoded, &name, global);
+    let stream_options = args.pipeline.stream_options();
+    let (input, name) = open_input(args.file.as_deref(), args.pipeline.lossy, &stream_options)?;
+    let (mut blocks, checked) = match input {
+        Input::Whole(decoded) => {
+            decoding_notes(&decoded, &name, global);
+            let pipeline = args.pipeline.build(global)?;
+            let output = pipeline.run(&decoded.text)?;
+            let options = RenderOptions::default().with_bilingual(args.bilingual);
+            let text = render(&output, args.format.into(), &options)?;
+            emit(args.output.as_ref(), &text)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Input::Stream { blocks, checked } => (blocks, checked),
+    };
+    if let Some(stats) = &checked {
+        replacement_note(stats.replaced, &name, global);
+    }
     let pipeline = args.pipeline.build(global)?;
-    let output = pipeline.run(&decoded.text)?;
+    let format: OutputFormat = args.format.into();
     let options = RenderOptions::default().with_bilingual(args.bilingual);
-    let text = render(&output, args.format.into(), &options)?;
-    emit(args.output.as_ref(), &text)?;
+    let report = match args.output.as_deref() {
+        Some(path) if path.as_os_str() != "-" => {
+            // Spool files next to the output: where there is room for the output itself.
+            let spool = stream_options
+                .spool_dir
+                .clone()
+                .or_else(|| path.parent().map(Path::to_path_buf))
+                .filter(|p| !p.as_os_str().is_empty());
+            let file = AtomicFile::create(path)?;
+            let mut writer = StreamWriter::new(file, path, format, &options, spool.as_deref())?;
+            let report = stream::translate(&pipeline, &mut blocks, &mut writer, &stream_options)?;
+            writer.into_inner().commit()?;
+            report
+        }
+        _ => {
+            let stdout = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+            let mut writer = StreamWriter::new(
+                stdout,
+                "<stdout>",
+                format,
+                &options,
+                stream_options.spool_dir.as_deref(),
+            )?;
+            let report = stream::translate(&pipeline, &mut blocks, &mut writer, &stream_options)?;
+            writer.into_inner().flush()?;
+            report
+        }
+    };
+    if checked.is_none() {
+        if let Some(stats) = &report.decode {
+            replacement_note(stats.replaced, &name, global);
+        }
+    }
+    if let Some(n) = report.summary.as_ref().and_then(|s| s.limited_to) {
+        if !global.silent {
+            let _ = writeln!(
+                std::io::stderr(),
+                "note: {name}: streamed in {} blocks; the summary was made from its first {n} sentences",
+                report.blocks
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -38,7 +38,7 @@
 //! ```
 
 mod abbrev;
-mod chars;
+pub(crate) mod chars;
 mod layout;
 mod long;
 mod metadata;

@@ -10,6 +10,7 @@ mod parity;
 mod pipeline;
 #[cfg(feature = "hub")]
 mod real_model;
+mod stream;
 mod tokenizer;
 // Downloads need the `hub` feature; directories and the catalogue are also covered by unit tests.
 #[cfg(feature = "hub")]

@@ -1,0 +1,742 @@
+//! Large inputs in bounded memory: a document read, decoded, translated and written block by
+//! block, with one loaded [`Pipeline`].
+//!
+//! [`Pipeline::run`] holds a whole article several times over (the text, its segments, their
+//! translations, the rendered output) and summarises all of it, which is right for an article
+//! and wrong for a 50 MB file. Inputs larger than [`StreamOptions::threshold`] (1 MiB) go
+//! through this module instead; smaller ones keep the exact behaviour of `run`.
+//!
+//! 1. **Read and decode.** [`BlockReader`] reads [`READ_CHUNK`] bytes at a time and decodes them
+//!    with a [`StreamDecoder`]: the rules of [`crate::input`] (byte-order marks, UTF-16, invalid
+//!    UTF-8 with its byte offset, `--lossy`, NUL, line endings, control characters) with the
+//!    same results. A file is first checked whole with [`crate::input::check_file`] by the
+//!    caller, so that a bad byte at the end is reported before anything is written.
+//! 2. **Cut into blocks** of at most [`StreamOptions::block_bytes`] (256 KiB) of decoded text,
+//!    never losing or reordering text, at the best boundary the block offers: after a blank line
+//!    (a paragraph boundary); failing that, after a line break (preferring a line that ends a
+//!    sentence); failing that, inside a line between two sentences, or between two words (the
+//!    next block's first segment then continues the previous one, as the pieces of an over-long
+//!    sentence do); failing that, between two characters. A word that could be read as a list
+//!    marker never starts a block cut inside a line.
+//! 3. **Translate each block** (`Pipeline::run_block`): segment numbering, byte spans and
+//!    paragraph numbers continue across blocks as if the document had been segmented whole.
+//!    Blocks cut after a blank line segment exactly as the whole document would, because no
+//!    segmentation rule looks across a blank line (metadata fields only open a document).
+//! 4. **Write each block** as soon as it is done ([`StreamWriter`]): the same bytes
+//!    [`crate::output::render`] writes for the whole document.
+//! 5. **Summarise at the end** from what [`Pipeline`]'s summariser needs, the English and Dutch
+//!    sentence texts, kept only for the first [`StreamOptions::summary_sentences`] sentences
+//!    (2000) and at most [`StreamOptions::summary_bytes`] (2 MiB) of text: the extractive
+//!    summariser's cost grows with the square of the number of sentences, and news puts what
+//!    matters first. A sentence that would pass the byte limit is left out whole. When sentences
+//!    were left out, [`OutputSummary::limited_to`] says how many were read.
+//!
+//! Memory is bounded by the block size (a few copies of one block: its text, segments,
+//! translations and output), plus the summariser's input; it does not grow with the input.
+//!
+//! ```no_run
+//! use tolk::input::DecodeOptions;
+//! use tolk::output::{OutputFormat, RenderOptions, StreamWriter};
+//! use tolk::pipeline::Pipeline;
+//! use tolk::stream::{self, BlockReader, StreamOptions};
+//!
+//! let pipeline = Pipeline::builder().build()?;
+//! let options = StreamOptions::default();
+//! let file = std::fs::File::open("corpus.txt").map_err(|e| tolk::Error::io("corpus.txt", e))?;
+//! let mut blocks = BlockReader::new(file, "corpus.txt", &DecodeOptions::default(), options.block_bytes);
+//! let stdout = std::io::stdout().lock();
+//! let mut writer = StreamWriter::new(stdout, "<stdout>", OutputFormat::Jsonl, &RenderOptions::default(), None)?;
+//! let report = stream::translate(&pipeline, &mut blocks, &mut writer, &options)?;
+//! eprintln!("{} sentences in {} blocks", report.sentences, report.blocks);
+//! # Ok::<(), tolk::Error>(())
+//! ```
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::input::{read_some, DecodeOptions, DecodeStats, StreamDecoder, READ_CHUNK};
+use crate::output::StreamWriter;
+use crate::pipeline::{
+    BlockCursor, OutputSummary, Pipeline, SentenceOutput, SummaryInput, Timings,
+};
+use crate::segment::chars::{is_closer, is_line_break, is_space, is_terminal};
+
+/// Default for [`StreamOptions::threshold`]: 1 MiB.
+pub const DEFAULT_THRESHOLD: u64 = 1 << 20;
+
+/// Default for [`StreamOptions::block_bytes`]: 256 KiB.
+pub const DEFAULT_BLOCK_BYTES: usize = 256 << 10;
+
+/// Default for [`StreamOptions::summary_sentences`].
+pub const DEFAULT_SUMMARY_SENTENCES: usize = 2000;
+
+/// Default for [`StreamOptions::summary_bytes`]: 2 MiB.
+pub const DEFAULT_SUMMARY_BYTES: usize = 2 << 20;
+
+/// The smallest block size accepted: a block must hold a few words.
+pub const MIN_BLOCK_BYTES: usize = 64;
+
+/// Bytes of decoded text kept beyond a block's end, so that the word after a cut is seen whole.
+const LOOKAHEAD: usize = 64;
+
+/// When and how inputs are streamed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamOptions {
+    /// Inputs of more than this many bytes are streamed; smaller ones are read whole and go
+    /// through [`Pipeline::run`]. Default: [`DEFAULT_THRESHOLD`] (1 MiB).
+    pub threshold: u64,
+    /// Most bytes of decoded text in one block (at least [`MIN_BLOCK_BYTES`]). Default:
+    /// [`DEFAULT_BLOCK_BYTES`] (256 KiB).
+    pub block_bytes: usize,
+    /// The summary of a streamed input is made from at most this many leading sentences (a
+    /// sentence cut in pieces counts once). Default: [`DEFAULT_SUMMARY_SENTENCES`] (2000).
+    pub summary_sentences: usize,
+    /// ... and from at most this many bytes of their English and Dutch text. Default:
+    /// [`DEFAULT_SUMMARY_BYTES`] (2 MiB).
+    pub summary_bytes: usize,
+    /// Where JSON and Markdown outputs spool the parts that follow the summary. Default: the
+    /// system's temporary directory.
+    pub spool_dir: Option<PathBuf>,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        StreamOptions {
+            threshold: DEFAULT_THRESHOLD,
+            block_bytes: DEFAULT_BLOCK_BYTES,
+            summary_sentences: DEFAULT_SUMMARY_SENTENCES,
+            summary_bytes: DEFAULT_SUMMARY_BYTES,
+            spool_dir: None,
+        }
+    }
+}
+
+impl StreamOptions {
+    /// Sets [`StreamOptions::threshold`].
+    #[must_use]
+    pub fn with_threshold(mut self, bytes: u64) -> Self {
+        self.threshold = bytes;
+        self
+    }
+
+    /// Sets [`StreamOptions::block_bytes`] (raised to [`MIN_BLOCK_BYTES`]).
+    #[must_use]
+    pub fn with_block_bytes(mut self, bytes: usize) -> Self {
+        self.block_bytes = bytes.max(MIN_BLOCK_BYTES);
+        self
+    }
+
+    /// Sets [`StreamOptions::summary_sentences`].
+    #[must_use]
+    pub fn with_summary_sentences(mut self, n: usize) -> Self {
+        self.summary_sentences = n;
+        self
+    }
+
+    /// Sets [`StreamOptions::summary_bytes`].
+    #[must_use]
+    pub fn with_summary_bytes(mut self, bytes: usize) -> Self {
+        self.summary_bytes = bytes;
+        self
+    }
+
+    /// Sets [`StreamOptions::spool_dir`].
+    #[must_use]
+    pub fn with_spool_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.spool_dir = dir;
+        self
+    }
+
+    /// Whether an input of `bytes` bytes is streamed.
+    pub fn streams(&self, bytes: u64) -> bool {
+        bytes > self.threshold
+    }
+}
+
+/// A piece of a document's decoded text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextBlock {
+    /// The text.
+    pub text: String,
+    /// Its byte offset in the document's decoded text.
+    pub offset: usize,
+    /// Whether it was cut from the previous block inside a sentence (between two words or
+    /// characters), so that its first segment continues the previous block's last.
+    pub mid_sentence: bool,
+}
+
+/// Reads and decodes an input and cuts it into [`TextBlock`]s (see the module documentation),
+/// holding at most one block and one read in memory.
+pub struct BlockReader<R> {
+    reader: R,
+    name: String,
+    decoder: StreamDecoder,
+    buf: Vec<u8>,
+    pending: String,
+    offset: usize,
+    block_bytes: usize,
+    mid_sentence: bool,
+    stats: Option<DecodeStats>,
+    /// A decoding problem met in the last read, reported once the blocks before it are out.
+    failed: Option<Error>,
+    /// The most bytes the read buffer and the pending text took at once (capacities).
+    peak: usize,
+}
+
+impl<R> std::fmt::Debug for BlockReader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockReader")
+            .field("name", &self.name)
+            .field("offset", &self.offset)
+            .field("block_bytes", &self.block_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Read> BlockReader<R> {
+    /// Blocks of at most `block_bytes` (at least [`MIN_BLOCK_BYTES`]) from `reader`; `name`
+    /// (the file path or `<stdin>`) appears in errors. The decoder fails at the first problem in
+    /// reading order.
+    pub fn new(reader: R, name: &str, options: &DecodeOptions, block_bytes: usize) -> Self {
+        BlockReader {
+            reader,
+            name: name.to_string(),
+            decoder: StreamDecoder::new(name, options),
+            buf: Vec::new(),
+            pending: String::new(),
+            offset: 0,
+            block_bytes: block_bytes.max(MIN_BLOCK_BYTES),
+            mid_sentence: false,
+            stats: None,
+            failed: None,
+            peak: 0,
+        }
+    }
+
+    /// Decodes bytes that were read from the input before it was given to this reader (the
+    /// first bytes of standard input, read to find out how long it is); they come before
+    /// everything the reader reads.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<()> {
+        let pushed = self.decoder.push(bytes, &mut self.pending);
+        self.note_peak();
+        pushed
+    }
+
+    /// The next block, or `None` at the end of the input. A problem in the input (invalid
+    /// UTF-8, a NUL byte, ...) is an error once the whole blocks of text before it have been
+    /// returned.
+    pub fn next_block(&mut self) -> Result<Option<TextBlock>> {
+        loop {
+            let at_end = self.stats.is_some();
+            if let Some(block) = self.cut(at_end) {
+                return Ok(Some(block));
+            }
+            if let Some(e) = self.failed.take() {
+                // What is left is the start of a block that will not be finished.
+                self.pending.clear();
+                return Err(e);
+            }
+            if at_end {
+                return Ok(None);
+            }
+            if self.buf.is_empty() {
+                self.buf = vec![0; READ_CHUNK];
+            }
+            let n =
+                read_some(&mut self.reader, &mut self.buf).map_err(|e| Error::io(&self.name, e))?;
+            let decoded = match self.buf.get(..n) {
+                Some(bytes) if n > 0 => self.decoder.push(bytes, &mut self.pending),
+                _ => self
+                    .decoder
+                    .finish(&mut self.pending)
+                    .map(|stats| self.stats = Some(stats)),
+            };
+            self.note_peak();
+            if let Err(e) = decoded {
+                self.failed = Some(e);
+            }
+        }
+    }
+
+    fn note_peak(&mut self) {
+        self.peak = self.peak.max(self.buf.capacity() + self.pending.capacity());
+    }
+
+    /// The most memory, in bytes, that this reader's own buffers (the read buffer and the
+    /// decoded text not yet returned) took at any one time: at most about
+    /// `block_bytes + `[`READ_CHUNK`] for the text, twice that while it grows, plus
+    /// [`READ_CHUNK`] for the read buffer; it does not grow with the input. Blocks handed out
+    /// are the caller's, and are not counted.
+    pub fn peak_buffered(&self) -> usize {
+        self.peak
+    }
+
+    /// What decoding did, once the last block has been returned.
+    pub fn stats(&self) -> Option<&DecodeStats> {
+        self.stats.as_ref()
+    }
+
+    /// Input bytes read so far.
+    pub fn input_bytes(&self) -> u64 {
+        self.decoder.input_bytes()
+    }
+
+    fn cut(&mut self, at_end: bool) -> Option<TextBlock> {
+        if self.pending.is_empty() || (!at_end && self.pending.len() < self.block_bytes + LOOKAHEAD)
+        {
+            return None;
+        }
+        let (end, mid_sentence) = if self.pending.len() <= self.block_bytes {
+            (self.pending.len(), false)
+        } else {
+            find_cut(&self.pending, self.block_bytes)
+        };
+        // `find_cut` gives a character boundary in `1..=len`; anything else takes the rest whole.
+        let end = if end > 0 && self.pending.is_char_boundary(end) {
+            end
+        } else {
+            self.pending.len()
+        };
+        // Copied out, so that the block takes only its own length and the pending buffer is
+        // reused for the next one instead of growing again.
+        let text = self.pending.get(..end).unwrap_or_default().to_string();
+        self.pending.drain(..end);
+        let block = TextBlock {
+            offset: self.offset,
+            mid_sentence: self.mid_sentence,
+            text,
+        };
+        self.offset += end;
+        self.mid_sentence = mid_sentence;
+        Some(block)
+    }
+}
+
+/// Where to end a block of `text` of at most `limit` bytes (`text` is longer): the end and
+/// whether the cut lies inside a sentence. Always in `1..=limit` on a character boundary.
+fn find_cut(text: &str, limit: usize) -> (usize, bool) {
+    let limit = floor_boundary(text, limit.min(text.len()));
+    let half = limit / 2;
+    let window = text.get(..limit).unwrap_or_default();
+    // One pass over the window, remembering the last cut of each kind.
+    let mut paragraph = None;
+    let mut line = None;
+    let mut sentence_line = None;
+    let mut sentence = None;
+    let mut word = None;
+    let mut line_blank = true;
+    let mut line_ends_sentence = false;
+    let mut prev: Option<char> = None;
+    // The last non-space character, ignoring closing quotes and brackets, was a sentence mark.
+    let mut after_terminal = false;
+    for (i, c) in window.char_indices() {
+        let next = i + c.len_utf8();
+        if is_line_break(c) {
+            if line_blank {
+                paragraph = Some(next);
+            }
+            line = Some(next);
+            if line_ends_sentence && next >= half {
+                sentence_line = Some(next);
+            }
+            line_blank = true;
+            line_ends_sentence = false;
+        } else if !is_space(c) {
+            if prev.is_some_and(is_space) && i > 0 {
+                if after_terminal && c.is_uppercase() && i >= half {
+                    sentence = Some(i);
+                }
+                if safe_start(text.get(i..).unwrap_or_default()) {
+                    word = Some(i);
+                }
+            }
+            line_blank = false;
+            if is_terminal(c) {
+                after_terminal = true;
+                line_ends_sentence = true;
+            } else if !is_closer(c) {
+                after_terminal = false;
+                line_ends_sentence = false;
+            }
+        }
+        prev = Some(c);
+    }
+    if let Some(at) = paragraph.or(sentence_line).or(line) {
+        return (at, false);
+    }
+    if let Some(at) = sentence {
+        return (at, false);
+    }
+    if let Some(at) = word {
+        return (at, true);
+    }
+    // No white space at all: between two characters, moved back (a little) if the text after
+    // the cut could be read as a list marker.
+    let mut at = limit;
+    for _ in 0..8 {
+        if safe_start(text.get(at..).unwrap_or_default()) {
+            break;
+        }
+        let back = floor_boundary(text, at.saturating_sub(1));
+        if back == 0 {
+            break;
+        }
+        at = back;
+    }
+    (at.max(1).min(text.len()), true)
+}
+
+/// Whether a block may start with `rest` inside a line: its first word cannot be taken for a
+/// list marker (`-`, `•`, `1.`, `a)`, `(3)`: at most five characters, the last not a letter or
+/// digit, followed by white space).
+fn safe_start(rest: &str) -> bool {
+    let word_end = rest.find(is_space);
+    let Some(end) = word_end else {
+        // The word runs to the end of the text: nothing follows it, so it opens no list item.
+        return true;
+    };
+    let word = rest.get(..end).unwrap_or_default();
+    word.chars().count() > 5 || word.chars().next_back().is_some_and(char::is_alphanumeric)
+}
+
+/// The largest character boundary of `text` at or below `at`.
+fn floor_boundary(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while at > 0 && !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+/// What [`translate`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamReport {
+    /// What decoding did (encoding, replacements, line endings, control characters, bytes).
+    pub decode: Option<DecodeStats>,
+    /// Blocks translated.
+    pub blocks: usize,
+    /// Segments, metadata included.
+    pub segments: usize,
+    /// Segments translated.
+    pub sentences: usize,
+    /// Source tokens fed to the model.
+    pub source_tokens: usize,
+    /// Tokens generated.
+    pub target_tokens: usize,
+    /// The summary, if summaries are on.
+    pub summary: Option<OutputSummary>,
+    /// Time per stage (summed over blocks).
+    pub timings: Timings,
+}
+
+impl StreamReport {
+    /// Whether there was nothing to translate.
+    pub fn is_empty(&self) -> bool {
+        self.sentences == 0
+    }
+}
+
+/// Translates a document block by block, calling `on_block` with each block and its segments
+/// (translated, numbered and placed in the whole document) as soon as they are done, and
+/// summarises it at the end (see the module documentation for what the summary reads).
+pub fn run<R: Read>(
+    pipeline: &Pipeline,
+    blocks: &mut BlockReader<R>,
+    options: &StreamOptions,
+    mut on_block: impl FnMut(&TextBlock, &[SentenceOutput]) -> Result<()>,
+) -> Result<StreamReport> {
+    let started = Instant::now();
+    let mut timings = Timings {
+        load: pipeline.load_time(),
+        ..Timings::default()
+    };
+    let mut cursor = BlockCursor::default();
+    let mut summary_input = pipeline
+        .summarizer()
+        .map(|_| SummaryInput::limited(options.summary_sentences, options.summary_bytes));
+    let mut report = StreamReport {
+        decode: None,
+        blocks: 0,
+        segments: 0,
+        sentences: 0,
+        source_tokens: 0,
+        target_tokens: 0,
+        summary: None,
+        timings,
+    };
+    while let Some(block) = blocks.next_block()? {
+        let run = pipeline.run_block(&block.text, block.offset, block.mid_sentence, &mut cursor)?;
+        timings.segment += run.segment;
+        timings.translate += run.translate;
+        report.blocks += 1;
+        report.segments += run.sentences.len();
+        for s in &run.sentences {
+            if s.translation.is_some() {
+                report.sentences += 1;
+            }
+            report.source_tokens += s.source_tokens;
+            report.target_tokens += s.target_tokens;
+            if let Some(input) = summary_input.as_mut() {
+                input.push(s);
+            }
+        }
+        on_block(&block, &run.sentences)?;
+    }
+    let t = Instant::now();
+    report.summary = match (pipeline.summarizer(), summary_input) {
+        (Some(summarizer), Some(input)) => Some(input.summarise(summarizer)?),
+        _ => None,
+    };
+    timings.summarize = t.elapsed();
+    timings.total = started.elapsed();
+    report.timings = timings;
+    report.decode = blocks.stats().copied();
+    Ok(report)
+}
+
+/// [`run`] with every block written by `writer` as soon as it is done; the writer is finished
+/// (summary, spooled parts, final line break) at the end.
+pub fn translate<R: Read, W: Write>(
+    pipeline: &Pipeline,
+    blocks: &mut BlockReader<R>,
+    writer: &mut StreamWriter<W>,
+    options: &StreamOptions,
+) -> Result<StreamReport> {
+    let report = run(pipeline, blocks, options, |block, sentences| {
+        writer.block(&block.text, sentences)
+    })?;
+    writer.finish(report.summary.as_ref(), pipeline.model(), &report.timings)?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every block of `text` (decoded as UTF-8) with blocks of `size` bytes.
+    fn blocks(text: &str, size: usize) -> Vec<TextBlock> {
+        let mut reader = BlockReader::new(text.as_bytes(), "t", &DecodeOptions::default(), size);
+        let mut out = Vec::new();
+        while let Some(b) = reader.next_block().unwrap() {
+            out.push(b);
+        }
+        out
+    }
+
+    fn check_covers(text: &str, got: &[TextBlock], size: usize) {
+        let mut offset = 0;
+        for b in got {
+            assert_eq!(b.offset, offset);
+            assert!(
+                !b.text.is_empty() && b.text.len() <= size.max(MIN_BLOCK_BYTES),
+                "{b:?}"
+            );
+            offset += b.text.len();
+        }
+        let joined: String = got.iter().map(|b| b.text.as_str()).collect();
+        assert_eq!(joined, text);
+    }
+
+    #[test]
+    fn blocks_end_after_blank_lines_when_they_can() {
+        let para = "Een zin in een alinea. Nog een zin.\nEen tweede regel.\n\n";
+        let text = para.repeat(40);
+        let got = blocks(&text, 200);
+        check_covers(&text, &got, 200);
+        assert!(got.len() > 10);
+        for b in &got {
+            assert!(b.text.ends_with("\n\n"), "{:?}", b.text);
+            assert!(!b.mid_sentence);
+        }
+    }
+
+    #[test]
+    fn a_long_paragraph_is_cut_after_a_line_that_ends_a_sentence() {
+        let text = "Dit is een regel zonder punt\nen dit is er een met een punt.\n".repeat(20);
+        let got = blocks(&text, 150);
+        check_covers(&text, &got, 150);
+        for b in got.iter().take(got.len() - 1) {
+            assert!(b.text.ends_with(".\n"), "{:?}", b.text);
+        }
+    }
+
+    #[test]
+    fn a_long_line_is_cut_between_sentences_then_words_then_characters() {
+        let text = "Dit is een zin. En nog een zin met meer woorden erin. ".repeat(20);
+        let got = blocks(&text, 120);
+        check_covers(&text, &got, 120);
+        for b in got.iter().skip(1) {
+            assert!(!b.mid_sentence, "{b:?}");
+            assert!(b.text.starts_with(char::is_uppercase), "{b:?}");
+        }
+        let words = "woord ".repeat(200);
+        let got = blocks(&words, 100);
+        check_covers(&words, &got, 100);
+        assert!(got
+            .iter()
+            .skip(1)
+            .all(|b| b.mid_sentence && b.text.starts_with('w')));
+        let solid = "é".repeat(500);
+        let got = blocks(&solid, 101);
+        check_covers(&solid, &got, 101);
+        assert!(got.iter().skip(1).all(|b| b.mid_sentence));
+    }
+
+    #[test]
+    fn no_block_starts_with_something_that_reads_as_a_list_marker() {
+        // Every word here but "x" could open a list item.
+        let text = "- 1. a) (2) • x ".repeat(100);
+        for size in [64, 65, 77, 100] {
+            let got = blocks(&text, size);
+            check_covers(&text, &got, size);
+            for b in got.iter().skip(1) {
+                assert!(b.text.starts_with('x'), "{size}: {:?}", b.text);
+            }
+        }
+        assert!(safe_start("woord en"));
+        assert!(safe_start("-"));
+        assert!(!safe_start("- x"));
+        assert!(!safe_start("12. x"));
+        assert!(!safe_start("(b) x"));
+        assert!(safe_start("(123)a x"));
+    }
+
+    /// `copies` copies of `piece`, then `tail`, made as they are read: a large input that the
+    /// test itself never holds.
+    struct Generated {
+        piece: &'static [u8],
+        copies: usize,
+        tail: &'static [u8],
+        at: usize,
+    }
+
+    impl Generated {
+        fn len(&self) -> usize {
+            self.piece.len() * self.copies + self.tail.len()
+        }
+
+        fn byte(&self, at: usize) -> Option<u8> {
+            let body = self.piece.len() * self.copies;
+            if at < body {
+                self.piece.get(at % self.piece.len()).copied()
+            } else {
+                self.tail.get(at - body).copied()
+            }
+        }
+    }
+
+    impl Read for Generated {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let mut n = 0;
+            for slot in buf.iter_mut() {
+                let Some(b) = self.byte(self.at) else { break };
+                *slot = b;
+                self.at += 1;
+                n += 1;
+            }
+            Ok(n)
+        }
+    }
+
+    const PARAGRAPH: &[u8] = "De gemeenteraad van Utrecht heeft dinsdag ingestemd met het plan. \
+        Het café aan de Oudegracht blijft open tot één uur.\nDe wethouder is tevreden.\n\n"
+        .as_bytes();
+
+    /// Reads `input` in blocks of `size`, checking each against the input's bytes as it comes;
+    /// returns the blocks, the reader's peak and the error that ended it, if any.
+    fn drain(input: Generated, size: usize) -> (usize, usize, usize, Option<Error>) {
+        let check = Generated { at: 0, ..input };
+        let mut reader = BlockReader::new(input, "big.txt", &DecodeOptions::default(), size);
+        let (mut blocks, mut offset) = (0, 0);
+        let error = loop {
+            match reader.next_block() {
+                Ok(Some(b)) => {
+                    assert_eq!(b.offset, offset);
+                    assert!(b.text.len() <= size && !b.text.is_empty());
+                    assert!(b
+                        .text
+                        .bytes()
+                        .enumerate()
+                        .all(|(i, x)| check.byte(offset + i) == Some(x)));
+                    offset += b.text.len();
+                    blocks += 1;
+                }
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            }
+        };
+        (blocks, offset, reader.peak_buffered(), error)
+    }
+
+    #[test]
+    fn the_reader_holds_as_much_for_16_mb_as_for_1_mb() {
+        let size = 64 << 10;
+        let input = |mb: usize| Generated {
+            piece: PARAGRAPH,
+            copies: (mb << 20) / PARAGRAPH.len(),
+            tail: b"Einde.",
+            at: 0,
+        };
+        let (small_len, big_len) = (input(1).len(), input(16).len());
+        let (blocks, read, small, error) = drain(input(1), size);
+        assert!(error.is_none());
+        assert_eq!(read, small_len);
+        assert!(blocks >= small_len / size);
+        let (blocks, read, big, error) = drain(input(16), size);
+        assert!(error.is_none());
+        assert_eq!(read, big_len);
+        assert!(blocks >= big_len / size);
+        // The text held grows to a block, the look-ahead and one read (doubled while a buffer
+        // grows), plus the read buffer; nothing in it depends on the input's length.
+        let bound = 2 * (size + LOOKAHEAD + READ_CHUNK) + READ_CHUNK;
+        assert!(small > size && small <= bound, "{small} > {bound}");
+        assert!(big <= small, "16 MB: {big} bytes, 1 MB: {small}");
+    }
+
+    #[test]
+    fn a_bad_byte_late_in_the_input_ends_it_after_the_whole_blocks_before_it() {
+        let copies = (3 << 20) / PARAGRAPH.len();
+        let body = PARAGRAPH.len() * copies;
+        for (tail, want) in [
+            (
+                &b"Nog een zin.\x00 binair"[..],
+                format!("big.txt: contains a NUL byte (at byte {})", body + 12),
+            ),
+            (
+                &b"Caf\xE9 open.\n"[..],
+                format!(
+                    "big.txt: is not valid UTF-8 at byte {} (line {}, column 4: bytes e9)",
+                    body + 3,
+                    3 * copies + 1
+                ),
+            ),
+        ] {
+            let size = 64 << 10;
+            let input = Generated {
+                piece: PARAGRAPH,
+                copies,
+                tail,
+                at: 0,
+            };
+            let (blocks, read, _, error) = drain(input, size);
+            let error = error.expect("an error").to_string();
+            assert!(error.starts_with(&want), "{error}");
+            // Only text before the bad byte came out, all of it but the unfinished block.
+            assert!(
+                read <= body + tail.len() && read + size + LOOKAHEAD + READ_CHUNK > body,
+                "{read}"
+            );
+            assert!(blocks > 40);
+        }
+    }
+
+    #[test]
+    fn small_inputs_are_one_block() {
+        let got = blocks("Kort.\n\nNog een.", 64);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].text, "Kort.\n\nNog een.");
+        assert!(blocks("", 64).is_empty());
+    }
+}
