@@ -855,11 +855,6 @@ pub(crate) struct SummaryInput {
 }
 
 impl SummaryInput {
-    /// Takes every unit.
-    pub(crate) fn unlimited() -> Self {
-        SummaryInput::limited(usize::MAX, usize::MAX)
-    }
-
     /// Takes the leading units, at most `max_units` of them and at most `max_bytes` of English
     /// and Dutch text; a unit that would go past the byte limit is left out whole, and no unit
     /// after a left-out one is taken.
@@ -960,8 +955,15 @@ impl SummaryInput {
     }
 }
 
+/// The summary of a document read whole: from its leading sentences within the same limits as a
+/// streamed input's (the extractive summariser compares every pair of sentences, so a very long
+/// input would otherwise cost memory and time that grow with its square), so that both paths
+/// give the same summary.
 fn summarise(summarizer: &dyn Summarizer, sentences: &[SentenceOutput]) -> Result<OutputSummary> {
-    let mut input = SummaryInput::unlimited();
+    let mut input = SummaryInput::limited(
+        crate::stream::DEFAULT_SUMMARY_SENTENCES,
+        crate::stream::DEFAULT_SUMMARY_BYTES,
+    );
     for s in sentences {
         input.push(s);
     }

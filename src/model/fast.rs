@@ -6,12 +6,17 @@
 //! only when a beam is chosen twice), a finished source just drops its buffers, padding is skipped
 //! in cross-attention instead of masked, and every matrix product writes straight into a
 //! workspace (f32 through the `gemm` crate, int8 through [`crate::kernels::QMatrix`]).
+//!
+//! With int8 weights the encoder runs here too, on the sources packed without padding.
 
 use candle_core::{DType, Tensor};
 use candle_nn::LayerNorm;
 use rayon::prelude::*;
 
-use super::{Activation, Attention, DecoderLayer, Matrix, Positions, Proj, Seq2SeqModel};
+use super::{
+    Activation, Attention, DecoderLayer, EncoderLayer, EncoderOutput, Matrix, Positions, Proj,
+    Seq2SeqModel,
+};
 use crate::error::{Error, Result};
 use crate::kernels::simd::multiversion;
 use crate::kernels::Int8Kernel;
@@ -119,6 +124,66 @@ impl FastDecoder {
             final_bias: host(&model.final_logits_bias)?,
             d: model.config.d_model,
             heads: model.config.decoder_attention_heads,
+        })
+    }
+}
+
+/// Host copies of what the encoder needs besides the big matrices (used with int8 weights, where
+/// candle's per-operation tensors cost more than the arithmetic).
+#[derive(Debug, Clone)]
+pub(crate) struct FastEncoder {
+    layers: Vec<FastEncoderLayer>,
+    positions: Vec<f32>,
+    position_offset: usize,
+    embed_norm: Option<Norm>,
+    d: usize,
+    heads: usize,
+}
+
+#[derive(Debug, Clone)]
+struct FastEncoderLayer {
+    q: Lin,
+    k: Lin,
+    v: Lin,
+    o: Lin,
+    norm1: Norm,
+    fc1: Lin,
+    fc2: Lin,
+    norm2: Norm,
+    activation: Activation,
+}
+
+impl FastEncoder {
+    pub(crate) fn new(model: &Seq2SeqModel) -> Result<Self> {
+        let layers = model
+            .encoder_layers
+            .iter()
+            .map(|l: &EncoderLayer| {
+                let a: &Attention = &l.self_attn;
+                Ok(FastEncoderLayer {
+                    q: lin(&a.q)?,
+                    k: lin(&a.k)?,
+                    v: lin(&a.v)?,
+                    o: lin(&a.out)?,
+                    norm1: norm(&l.self_attn_layer_norm)?,
+                    fc1: lin(&l.ffn.fc1)?,
+                    fc2: lin(&l.ffn.fc2)?,
+                    norm2: norm(&l.final_layer_norm)?,
+                    activation: l.ffn.activation,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (positions, position_offset) = match &model.encoder_positions {
+            Positions::Table(t) => (host(t)?, 0),
+            Positions::Learned { table, offset } => (host(table)?, *offset),
+        };
+        Ok(FastEncoder {
+            layers,
+            positions,
+            position_offset,
+            embed_norm: model.encoder_embed_norm.as_ref().map(norm).transpose()?,
+            d: model.config.d_model,
+            heads: model.config.encoder_attention_heads,
         })
     }
 }
@@ -469,6 +534,130 @@ impl Seq2SeqModel {
         })
     }
 
+    /// The encoder on host buffers: the sources packed one after another (no padding rows), each
+    /// position attending over its own source only. Returns the same [`EncoderOutput`] as
+    /// [`Seq2SeqModel::encode`] (hidden states padded with zeros, and the padding bias).
+    pub(crate) fn fast_encode(&self, sources: &[Vec<u32>]) -> Result<EncoderOutput> {
+        let enc = self.fast_encoder()?;
+        let d = enc.d;
+        let lens: Vec<usize> = sources.iter().map(Vec::len).collect();
+        let max_len = lens.iter().copied().max().unwrap_or(0);
+        let starts: Vec<usize> = lens
+            .iter()
+            .scan(0, |acc, &l| {
+                let s = *acc;
+                *acc += l;
+                Some(s)
+            })
+            .collect();
+        let rows: usize = lens.iter().sum();
+        if (max_len + enc.position_offset) * d > enc.positions.len() {
+            return Err(Error::option(
+                "sources",
+                "a source is longer than the model's positions",
+            ));
+        }
+        // Embeddings, scaled, plus positions (and BART's embedding norm).
+        let mut x = vec![0f32; rows * d];
+        let scale = self.embed_scale as f32;
+        let ids: Vec<u32> = sources.iter().flatten().copied().collect();
+        match &self.encoder_embed {
+            Matrix::Int8(q) => {
+                for (row, &id) in x.chunks_exact_mut(d).zip(&ids) {
+                    q.dequantize_row(id as usize, row);
+                }
+            }
+            Matrix::Float(t) => {
+                let idx = Tensor::from_slice(&ids, ids.len(), t.device())?;
+                x.copy_from_slice(&host(&t.index_select(&idx, 0)?)?);
+            }
+        }
+        let mut r = 0;
+        for &len in &lens {
+            for p in 0..len {
+                let row = &mut x[r * d..(r + 1) * d];
+                let pos = &enc.positions
+                    [(p + enc.position_offset) * d..(p + enc.position_offset + 1) * d];
+                for (v, &e) in row.iter_mut().zip(pos) {
+                    *v = if scale == 1.0 { *v + e } else { *v * scale + e };
+                }
+                if let Some(n) = &enc.embed_norm {
+                    norm_row(row, n);
+                }
+                r += 1;
+            }
+        }
+        let (mut q, mut k, mut v, mut a, mut h, mut f) = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
+        let owner: Vec<usize> = lens
+            .iter()
+            .enumerate()
+            .flat_map(|(s, &l)| std::iter::repeat_n(s, l))
+            .collect();
+        for layer in &enc.layers {
+            linear(&x, rows, &layer.q.w, &layer.q.b, &mut q, self.kernel)?;
+            linear(&x, rows, &layer.k.w, &layer.k.b, &mut k, self.kernel)?;
+            linear(&x, rows, &layer.v.w, &layer.v.b, &mut v, self.kernel)?;
+            let keys: Vec<KeysT> = starts
+                .iter()
+                .zip(&lens)
+                .map(|(&s0, &l)| KeysT::from_rows(&k[s0 * d..(s0 + l) * d], d))
+                .collect();
+            a.resize(rows * d, 0.0);
+            let run = |scores: &mut Vec<f32>, (r, out): (usize, &mut [f32])| {
+                let s = owner[r];
+                let values = &v[starts[s] * d..(starts[s] + lens[s]) * d];
+                attend_row(
+                    &q[r * d..(r + 1) * d],
+                    &keys[s],
+                    values,
+                    enc.heads,
+                    out,
+                    scores,
+                );
+            };
+            a.par_chunks_mut(d).enumerate().for_each_init(Vec::new, run);
+            linear(&a, rows, &layer.o.w, &layer.o.b, &mut h, self.kernel)?;
+            add_norm(&mut x, &h, &layer.norm1, d);
+            linear(&x, rows, &layer.fc1.w, &layer.fc1.b, &mut f, self.kernel)?;
+            activate(&mut f, layer.activation);
+            linear(&f, rows, &layer.fc2.w, &layer.fc2.b, &mut h, self.kernel)?;
+            add_norm(&mut x, &h, &layer.norm2, d);
+        }
+        // Back to the padded layout of `encode`.
+        let mut hidden = vec![0f32; sources.len() * max_len * d];
+        let mut bias = Vec::with_capacity(sources.len() * max_len);
+        for ((&s0, &l), dst) in starts
+            .iter()
+            .zip(&lens)
+            .zip(hidden.chunks_exact_mut(max_len * d))
+        {
+            dst[..l * d].copy_from_slice(&x[s0 * d..(s0 + l) * d]);
+            bias.extend(std::iter::repeat_n(0f32, l));
+            bias.extend(std::iter::repeat_n(f32::NEG_INFINITY, max_len - l));
+        }
+        let n = sources.len();
+        Ok(EncoderOutput {
+            hidden: Tensor::from_vec(hidden, (n, max_len, d), &self.device)?,
+            bias: Tensor::from_vec(bias, (n, 1, 1, max_len), &self.device)?,
+            lengths: lens,
+        })
+    }
+
+    fn fast_encoder(&self) -> Result<&FastEncoder> {
+        if let Some(f) = self.fast_enc.get() {
+            return Ok(f);
+        }
+        let f = FastEncoder::new(self)?;
+        Ok(self.fast_enc.get_or_init(|| f))
+    }
+
     fn fast_decoder(&self) -> Result<&FastDecoder> {
         if let Some(f) = self.fast.get() {
             return Ok(f);
@@ -746,6 +935,57 @@ mod tests {
         assert_eq!(layer, vec![vec![1; 5], vec![1; 5], vec![3, 3], vec![1; 5]]);
         reorder(&mut layer, &[2, 0, 1, 3]);
         assert_eq!(layer, vec![vec![3, 3], vec![1; 5], vec![1; 5], vec![1; 5]]);
+    }
+
+    /// With int8 weights the host-buffer encoder replaces candle's: same hidden states (up to
+    /// float rounding; the same int8 products), padding included, for Marian and BART.
+    #[test]
+    fn fast_encoder_equals_the_candle_encoder() {
+        use crate::config::ModelConfig;
+        use crate::weights::Weights;
+        for name in ["marian-tiny", "marian-tiny-relu", "bart-tiny"] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(name);
+            let config = ModelConfig::from_file(dir.join("config.json")).unwrap();
+            let weights = ["model.safetensors", "pytorch_model.bin"]
+                .iter()
+                .map(|f| dir.join(f))
+                .find(|p| p.is_file())
+                .unwrap();
+            let model =
+                Seq2SeqModel::load_quantized(config, || Weights::open(&weights), None).unwrap();
+            assert!(model.fast_encoder_applies(), "{name}");
+            let sources = vec![
+                vec![5u32, 9, 11, 3, 0],
+                vec![7, 0],
+                vec![12, 13, 14, 15, 16, 17, 0],
+            ];
+            let fast = model.encode_with(&sources, false).unwrap();
+            let reference = model.encode_with(&sources, true).unwrap();
+            assert_eq!(fast.lengths, reference.lengths);
+            let a = host(&fast.hidden).unwrap();
+            let b = host(&reference.hidden).unwrap();
+            assert_eq!(fast.hidden.dims(), reference.hidden.dims(), "{name}");
+            // Padding rows hold nothing used (candle computes them on pad tokens, here zero).
+            let (n, t, d) = fast.hidden.dims3().unwrap();
+            let mut worst = 0f32;
+            for s in 0..n {
+                for p in 0..fast.lengths[s] {
+                    let r = (s * t + p) * d;
+                    for i in r..r + d {
+                        worst = worst.max((a[i] - b[i]).abs());
+                    }
+                }
+            }
+            eprintln!("{name}: largest difference {worst:e}");
+            assert!(worst < 1e-3, "{name}: largest difference {worst}");
+            assert_eq!(
+                host(&fast.bias).unwrap(),
+                host(&reference.bias).unwrap(),
+                "{name}"
+            );
+        }
     }
 
     #[test]

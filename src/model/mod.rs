@@ -574,6 +574,7 @@ pub struct Seq2SeqModel {
     final_logits_bias_host: Option<Vec<f32>>,
     kernel: Int8Kernel,
     fast: std::sync::OnceLock<fast::FastDecoder>,
+    fast_enc: std::sync::OnceLock<fast::FastEncoder>,
     from_cache: bool,
     embed_scale: f64,
     device: Device,
@@ -702,6 +703,7 @@ impl Seq2SeqModel {
             final_logits_bias_host,
             kernel: Int8Kernel::detect(),
             fast: std::sync::OnceLock::new(),
+            fast_enc: std::sync::OnceLock::new(),
             from_cache: false,
         })
     }
@@ -746,6 +748,16 @@ impl Seq2SeqModel {
 
     /// Encodes a batch of token id sequences (each ending in `</s>`), padding them to the longest.
     pub fn encode(&self, sources: &[Vec<u32>]) -> Result<EncoderOutput> {
+        self.encode_with(sources, false)
+    }
+
+    /// [`encode`](Self::encode), on candle's operations when `force_candle` (the reference the
+    /// host-buffer encoder is tested against).
+    pub(crate) fn encode_with(
+        &self,
+        sources: &[Vec<u32>],
+        force_candle: bool,
+    ) -> Result<EncoderOutput> {
         let batch = sources.len();
         let max_len = sources.iter().map(Vec::len).max().unwrap_or(0);
         if batch == 0 || max_len == 0 {
@@ -779,6 +791,9 @@ impl Seq2SeqModel {
             bias.extend(std::iter::repeat_n(0f32, s.len()));
             bias.extend(std::iter::repeat_n(f32::NEG_INFINITY, max_len - s.len()));
         }
+        if self.fast_encoder_applies() && !force_candle {
+            return self.fast_encode(sources);
+        }
         let ids = Tensor::from_vec(ids, (batch, max_len), &self.device)?;
         let bias =
             Tensor::from_vec(bias, (batch, 1, 1, max_len), &self.device)?.to_dtype(self.dtype)?;
@@ -795,6 +810,12 @@ impl Seq2SeqModel {
             bias,
             lengths: sources.iter().map(Vec::len).collect(),
         })
+    }
+
+    /// Whether [`encode`](Self::encode) runs on host buffers: on the CPU with int8 weights. The
+    /// float32 encoder stays on candle's operations, whose arithmetic the parity tests pin.
+    fn fast_encoder_applies(&self) -> bool {
+        self.device.is_cpu() && self.dtype == DType::F32 && self.quantization().is_some()
     }
 
     fn embed(&self, table: &Matrix, ids: &Tensor) -> candle_core::Result<Tensor> {
