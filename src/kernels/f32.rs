@@ -98,8 +98,9 @@ fn dots<const M: usize>(
     out: &mut [f32],
 ) {
     const L: usize = 16;
-    // Columns ahead to prefetch: the hardware prefetcher alone leaves the stream of weight rows
-    // short of the memory bandwidth once there are several rows of `x` to multiply.
+    // Columns ahead to prefetch when there are several rows of `x`: their longer loop leaves the
+    // hardware prefetcher short of the stream of weight rows on a busy machine. With one row the
+    // hint only costs (measured: 15 % slower greedy decoding).
     const AHEAD: usize = 4;
     let kc = k / L * L;
     for j in j0..j1 {
@@ -107,7 +108,9 @@ fn dots<const M: usize>(
         let ahead = w.as_ptr().wrapping_add((j + AHEAD).min(j1 - 1) * k);
         let mut acc = [[0f32; L]; M];
         for c in (0..kc).step_by(L) {
-            prefetch(ahead.wrapping_add(c));
+            if M > 1 {
+                prefetch(ahead.wrapping_add(c));
+            }
             let wc = &wr[c..c + L];
             for (i, a) in acc.iter_mut().enumerate() {
                 let xc = &x[i * k + c..i * k + c + L];
