@@ -7,7 +7,7 @@
 //! | `text`     | `.txt`    | the English article in its layout; then, after a blank line, `Summary: ...` |
 //! | `markdown` | `.md`     | headline as `#`, the article, `## Summary` as a list; with `bilingual`, a Dutch/English table |
 //! | `json`     | `.json`   | the whole [`Output`]: source, translation, summary, every sentence with span, paragraph, kind, translation, score and token counts, the model, timings |
-//! | `jsonl`    | `.jsonl`  | one [`SentenceOutput`](crate::pipeline::SentenceOutput) object per line |
+//! | `jsonl`    | `.jsonl`  | one [`SentenceOutput`] object per line |
 //!
 //! [`render`] renders a whole [`Output`]; [`StreamWriter`] writes the same bytes block by block
 //! for a document that is translated in blocks ([`crate::stream`]), keeping no more than a block
