@@ -716,8 +716,10 @@ fn binary(name: &str, at: u64, bytes: &[u8]) -> Error {
 /// the streaming decoder must agree with.
 #[cfg(test)]
 mod oracle {
-    use super::{DecodeOptions, Decoded, Encoding};
-    use crate::error::{Error, Result};
+    // The messages are built by the same helpers as the streaming decoder's; what is checked is
+    // when and where each problem is found.
+    use super::{binary, input_error, DecodeOptions, Decoded, Encoding};
+    use crate::error::Result;
 
     /// Decodes input bytes into text (see the module documentation for the rules). `name` is the
     /// file path or `<stdin>`, used in error messages.
@@ -734,7 +736,7 @@ mod oracle {
                 None => (bytes, Encoding::Utf8),
             };
             if let Some(at) = rest.iter().position(|&b| b == 0) {
-                return Err(binary(name, at + (bytes.len() - rest.len()), rest));
+                return Err(binary(name, (at + (bytes.len() - rest.len())) as u64, rest));
             }
             let (text, replaced) = decode_utf8(rest, name, options)?;
             (text, encoding, replaced)
@@ -769,36 +771,6 @@ mod oracle {
             line_endings_changed,
             controls_removed,
         })
-    }
-
-    fn input_error(name: &str, message: impl Into<String>) -> Error {
-        Error::Input {
-            source_name: name.to_string(),
-            message: message.into(),
-        }
-    }
-
-    /// The error for a NUL byte at `at`; says so when the bytes look like UTF-16 without a mark.
-    fn binary(name: &str, at: usize, bytes: &[u8]) -> Error {
-        let sample = &bytes[..bytes.len().min(4096)];
-        let zeros_even = sample.iter().step_by(2).filter(|&&b| b == 0).count();
-        let zeros_odd = sample
-            .iter()
-            .skip(1)
-            .step_by(2)
-            .filter(|&&b| b == 0)
-            .count();
-        let half = sample.len() / 2;
-        let utf16 = half > 0 && (zeros_even * 10 > half * 7 || zeros_odd * 10 > half * 7);
-        let hint = if utf16 {
-            "; it looks like UTF-16 without a byte-order mark: convert it to UTF-8 (iconv -f UTF-16LE -t UTF-8) or add a byte-order mark"
-        } else {
-            ""
-        };
-        input_error(
-            name,
-            format!("contains a NUL byte (at byte {at}): binary data, not text{hint}"),
-        )
     }
 
     fn decode_utf8(bytes: &[u8], name: &str, options: &DecodeOptions) -> Result<(String, usize)> {

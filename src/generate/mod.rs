@@ -153,21 +153,12 @@ fn greedy(
                 (next, scores[next] as f64)
             }
         };
-        let rows_slice = &mut logits[..active.len() * vocab];
-        let choices: Vec<(usize, f64)> = if active.len() > 1 {
-            use rayon::prelude::*;
-            rows_slice
-                .par_chunks_mut(vocab)
-                .enumerate()
-                .map_init(Vec::new, choose)
-                .collect()
-        } else {
-            rows_slice
-                .chunks_mut(vocab)
-                .enumerate()
-                .map(|x| choose(&mut bans, x))
-                .collect()
-        };
+        let choices = map_rows(
+            &mut logits[..active.len() * vocab],
+            vocab,
+            &mut bans,
+            choose,
+        );
         let mut keep = Vec::with_capacity(active.len());
         let mut still = Vec::with_capacity(active.len());
         for (row, (&s, (next, lp))) in active.iter().zip(choices).enumerate() {
@@ -325,21 +316,7 @@ fn beam(
                 );
                 out
             };
-            let rows_slice = &mut logits[..rows_n * vocab];
-            if rows_n > 1 {
-                use rayon::prelude::*;
-                rows_slice
-                    .par_chunks_mut(vocab)
-                    .enumerate()
-                    .map_init(Vec::new, score_row)
-                    .collect()
-            } else {
-                rows_slice
-                    .chunks_mut(vocab)
-                    .enumerate()
-                    .map(|x| score_row(&mut bans, x))
-                    .collect()
-            }
+            map_rows(&mut logits[..rows_n * vocab], vocab, &mut bans, score_row)
         };
         drop(beams_of);
         for (pos, &s) in active.iter().enumerate() {
@@ -486,6 +463,29 @@ fn beam(
                 .collect()
         })
         .collect())
+}
+
+/// `f` on every row (`width` long) of `rows` with its index, in parallel when there are several
+/// rows (each is a few passes over a vocabulary); `f` gets a scratch vector of its own thread
+/// (`scratch` when it runs here).
+fn map_rows<T: Send>(
+    rows: &mut [f32],
+    width: usize,
+    scratch: &mut Vec<u32>,
+    f: impl Fn(&mut Vec<u32>, (usize, &mut [f32])) -> T + Sync + Send,
+) -> Vec<T> {
+    if rows.len() > width {
+        use rayon::prelude::*;
+        rows.par_chunks_mut(width)
+            .enumerate()
+            .map_init(Vec::new, f)
+            .collect()
+    } else {
+        rows.chunks_mut(width)
+            .enumerate()
+            .map(|x| f(scratch, x))
+            .collect()
+    }
 }
 
 /// One beam's row of logits: its best `keep` continuations as candidates (processed

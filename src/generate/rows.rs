@@ -62,21 +62,7 @@ fn max_first_lanes(xs: &[f32]) -> (f32, usize) {
 /// the compiler vectorises it; -inf gives 0.
 #[inline(always)]
 pub(crate) fn exp_nonpos(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    let xc = x.max(-87.0);
-    let n = round_fast(xc * LOG2E);
-    let r = xc - n * LN2_HI - n * LN2_LO;
-    // exp(r) on [-ln2/2, ln2/2]: Taylor to degree 7 (error below 2e-8).
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0
-                    + r * (1.0 / 24.0
-                        + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
-    let v = p * scale;
+    let v = exp_reduced(x.max(-87.0));
     if x < -87.0 {
         0.0
     } else {
@@ -88,20 +74,7 @@ pub(crate) fn exp_nonpos(x: f32) -> f32 {
 /// so that the compiler vectorises it.
 #[inline(always)]
 pub(crate) fn exp_any(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    let xc = x.clamp(-87.0, 88.0);
-    let n = round_fast(xc * LOG2E);
-    let r = xc - n * LN2_HI - n * LN2_LO;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0
-                    + r * (1.0 / 24.0
-                        + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
-    let v = p * scale;
+    let v = exp_reduced(x.clamp(-87.0, 88.0));
     if x < -87.0 {
         0.0
     } else if x > 88.0 {
@@ -109,6 +82,25 @@ pub(crate) fn exp_any(x: f32) -> f32 {
     } else {
         v
     }
+}
+
+/// exp(x) for x in [-87, 88]: x = n ln2 + r, exp(r) on [-ln2/2, ln2/2] by Taylor to degree 7
+/// (error below 2e-8), scaled by 2^n through the exponent bits.
+#[inline(always)]
+fn exp_reduced(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let n = round_fast(x * LOG2E);
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0
+                    + r * (1.0 / 24.0
+                        + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    p * scale
 }
 
 multiversion! {

@@ -14,8 +14,8 @@ use candle_nn::LayerNorm;
 use rayon::prelude::*;
 
 use super::{
-    Activation, Attention, DecoderLayer, EncoderLayer, EncoderOutput, Matrix, Positions, Proj,
-    Seq2SeqModel,
+    Activation, Attention, DecoderLayer, EncoderLayer, EncoderOutput, FeedForward, Matrix,
+    Positions, Proj, Seq2SeqModel,
 };
 use crate::error::{Error, Result};
 use crate::kernels::simd::multiversion;
@@ -58,10 +58,63 @@ struct FastLayer {
     cv: Lin,
     co: Lin,
     norm2: Norm,
+    ffn: FastFfn,
+}
+
+/// A layer's feed-forward block with the norm after it.
+#[derive(Debug, Clone)]
+struct FastFfn {
     fc1: Lin,
     fc2: Lin,
-    norm3: Norm,
     activation: Activation,
+    norm: Norm,
+}
+
+impl FastFfn {
+    fn new(ffn: &FeedForward, norm_after: &LayerNorm) -> Result<Self> {
+        Ok(FastFfn {
+            fc1: lin(&ffn.fc1)?,
+            fc2: lin(&ffn.fc2)?,
+            activation: ffn.activation,
+            norm: norm(norm_after)?,
+        })
+    }
+
+    /// x = LayerNorm(x + fc2(act(fc1(x)))) over `rows` rows of `d`; `f` and `h` are workspaces.
+    fn forward(
+        &self,
+        x: &mut [f32],
+        rows: usize,
+        d: usize,
+        f: &mut Vec<f32>,
+        h: &mut Vec<f32>,
+        kernel: Int8Kernel,
+    ) -> Result<()> {
+        linear(x, rows, &self.fc1.w, &self.fc1.b, f, kernel)?;
+        activate(f, self.activation);
+        linear(f, rows, &self.fc2.w, &self.fc2.b, h, kernel)?;
+        add_norm(x, h, &self.norm, d);
+        Ok(())
+    }
+}
+
+/// A position table on the host, and the row of position 0 in it.
+fn host_positions(p: &Positions) -> Result<(Vec<f32>, usize)> {
+    Ok(match p {
+        Positions::Table(t) => (host(t)?, 0),
+        Positions::Learned { table, offset } => (host(table)?, *offset),
+    })
+}
+
+/// An embedding row (already looked up) scaled, plus its position, then the embedding norm when
+/// the model has one (BART).
+fn embed_row(row: &mut [f32], position: &[f32], scale: f32, norm: Option<&Norm>) {
+    for (v, &p) in row.iter_mut().zip(position) {
+        *v = if scale == 1.0 { *v + p } else { *v * scale + p };
+    }
+    if let Some(n) = norm {
+        norm_row(row, n);
+    }
 }
 
 fn host(t: &Tensor) -> Result<Vec<f32>> {
@@ -105,17 +158,11 @@ impl FastDecoder {
                     cv: lin(&c.v)?,
                     co: lin(&c.out)?,
                     norm2: norm(&l.cross_attn_layer_norm)?,
-                    fc1: lin(&l.ffn.fc1)?,
-                    fc2: lin(&l.ffn.fc2)?,
-                    norm3: norm(&l.final_layer_norm)?,
-                    activation: l.ffn.activation,
+                    ffn: FastFfn::new(&l.ffn, &l.final_layer_norm)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let (positions, position_offset) = match &model.decoder_positions {
-            Positions::Table(t) => (host(t)?, 0),
-            Positions::Learned { table, offset } => (host(table)?, *offset),
-        };
+        let (positions, position_offset) = host_positions(&model.decoder_positions)?;
         Ok(FastDecoder {
             layers,
             positions,
@@ -147,10 +194,7 @@ struct FastEncoderLayer {
     v: Lin,
     o: Lin,
     norm1: Norm,
-    fc1: Lin,
-    fc2: Lin,
-    norm2: Norm,
-    activation: Activation,
+    ffn: FastFfn,
 }
 
 impl FastEncoder {
@@ -166,17 +210,11 @@ impl FastEncoder {
                     v: lin(&a.v)?,
                     o: lin(&a.out)?,
                     norm1: norm(&l.self_attn_layer_norm)?,
-                    fc1: lin(&l.ffn.fc1)?,
-                    fc2: lin(&l.ffn.fc2)?,
-                    norm2: norm(&l.final_layer_norm)?,
-                    activation: l.ffn.activation,
+                    ffn: FastFfn::new(&l.ffn, &l.final_layer_norm)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let (positions, position_offset) = match &model.encoder_positions {
-            Positions::Table(t) => (host(t)?, 0),
-            Positions::Learned { table, offset } => (host(table)?, *offset),
-        };
+        let (positions, position_offset) = host_positions(&model.encoder_positions)?;
         Ok(FastEncoder {
             layers,
             positions,
@@ -536,8 +574,13 @@ impl Seq2SeqModel {
 
     /// The encoder on host buffers: the sources packed one after another (no padding rows), each
     /// position attending over its own source only. Returns the same [`EncoderOutput`] as
-    /// [`Seq2SeqModel::encode`] (hidden states padded with zeros, and the padding bias).
-    pub(crate) fn fast_encode(&self, sources: &[Vec<u32>]) -> Result<EncoderOutput> {
+    /// [`Seq2SeqModel::encode`] (hidden states padded with zeros; `bias` is the padding bias
+    /// `encode` built, sources x longest).
+    pub(crate) fn fast_encode(
+        &self,
+        sources: &[Vec<u32>],
+        bias: Vec<f32>,
+    ) -> Result<EncoderOutput> {
         let enc = self.fast_encoder()?;
         let d = enc.d;
         let lens: Vec<usize> = sources.iter().map(Vec::len).collect();
@@ -575,15 +618,14 @@ impl Seq2SeqModel {
         let mut r = 0;
         for &len in &lens {
             for p in 0..len {
-                let row = &mut x[r * d..(r + 1) * d];
                 let pos = &enc.positions
                     [(p + enc.position_offset) * d..(p + enc.position_offset + 1) * d];
-                for (v, &e) in row.iter_mut().zip(pos) {
-                    *v = if scale == 1.0 { *v + e } else { *v * scale + e };
-                }
-                if let Some(n) = &enc.embed_norm {
-                    norm_row(row, n);
-                }
+                embed_row(
+                    &mut x[r * d..(r + 1) * d],
+                    pos,
+                    scale,
+                    enc.embed_norm.as_ref(),
+                );
                 r += 1;
             }
         }
@@ -625,22 +667,18 @@ impl Seq2SeqModel {
             a.par_chunks_mut(d).enumerate().for_each_init(Vec::new, run);
             linear(&a, rows, &layer.o.w, &layer.o.b, &mut h, self.kernel)?;
             add_norm(&mut x, &h, &layer.norm1, d);
-            linear(&x, rows, &layer.fc1.w, &layer.fc1.b, &mut f, self.kernel)?;
-            activate(&mut f, layer.activation);
-            linear(&f, rows, &layer.fc2.w, &layer.fc2.b, &mut h, self.kernel)?;
-            add_norm(&mut x, &h, &layer.norm2, d);
+            layer
+                .ffn
+                .forward(&mut x, rows, d, &mut f, &mut h, self.kernel)?;
         }
         // Back to the padded layout of `encode`.
         let mut hidden = vec![0f32; sources.len() * max_len * d];
-        let mut bias = Vec::with_capacity(sources.len() * max_len);
         for ((&s0, &l), dst) in starts
             .iter()
             .zip(&lens)
             .zip(hidden.chunks_exact_mut(max_len * d))
         {
             dst[..l * d].copy_from_slice(&x[s0 * d..(s0 + l) * d]);
-            bias.extend(std::iter::repeat_n(0f32, l));
-            bias.extend(std::iter::repeat_n(f32::NEG_INFINITY, max_len - l));
         }
         let n = sources.len();
         Ok(EncoderOutput {
@@ -693,12 +731,7 @@ impl Seq2SeqModel {
                 Matrix::Int8(q) => q.dequantize_row(tok as usize, row),
                 Matrix::Float(t) => row.copy_from_slice(&host(&t.narrow(0, tok as usize, 1)?)?),
             }
-            for (x, &p) in row.iter_mut().zip(posv) {
-                *x = if scale == 1.0 { *x + p } else { *x * scale + p };
-            }
-            if let Some(n) = &fast.embed_norm {
-                norm_row(row, n);
-            }
+            embed_row(row, posv, scale, fast.embed_norm.as_ref());
         }
         let t = st.position + 1;
         let heads = fast.heads;
@@ -783,25 +816,9 @@ impl Seq2SeqModel {
                 self.kernel,
             )?;
             add_norm(&mut ws.x, &ws.h, &layer.norm2, d);
-            // Feed-forward.
-            linear(
-                &ws.x,
-                rows,
-                &layer.fc1.w,
-                &layer.fc1.b,
-                &mut ws.f,
-                self.kernel,
-            )?;
-            activate(&mut ws.f, layer.activation);
-            linear(
-                &ws.f,
-                rows,
-                &layer.fc2.w,
-                &layer.fc2.b,
-                &mut ws.h,
-                self.kernel,
-            )?;
-            add_norm(&mut ws.x, &ws.h, &layer.norm3, d);
+            layer
+                .ffn
+                .forward(&mut ws.x, rows, d, &mut ws.f, &mut ws.h, self.kernel)?;
         }
         st.position += 1;
         linear(

@@ -777,7 +777,6 @@ impl Seq2SeqModel {
         }
         let vocab = self.config.vocab_size;
         let pad = self.config.pad_token_id.min(vocab as u32 - 1);
-        let mut ids = Vec::with_capacity(batch * max_len);
         let mut bias = Vec::with_capacity(batch * max_len);
         for s in sources {
             if let Some(&bad) = s.iter().find(|&&t| t as usize >= vocab) {
@@ -786,13 +785,16 @@ impl Seq2SeqModel {
                     format!("token id {bad} is outside the source vocabulary ({vocab})"),
                 ));
             }
-            ids.extend_from_slice(s);
-            ids.extend(std::iter::repeat_n(pad, max_len - s.len()));
             bias.extend(std::iter::repeat_n(0f32, s.len()));
             bias.extend(std::iter::repeat_n(f32::NEG_INFINITY, max_len - s.len()));
         }
         if self.fast_encoder_applies() && !force_candle {
-            return self.fast_encode(sources);
+            return self.fast_encode(sources, bias);
+        }
+        let mut ids = Vec::with_capacity(batch * max_len);
+        for s in sources {
+            ids.extend_from_slice(s);
+            ids.extend(std::iter::repeat_n(pad, max_len - s.len()));
         }
         let ids = Tensor::from_vec(ids, (batch, max_len), &self.device)?;
         let bias =
