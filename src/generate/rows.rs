@@ -7,7 +7,7 @@
 //! transformers' values (up to float rounding) at a fraction of the cost of normalising 67,028
 //! entries twice per row and step.
 
-use crate::kernels::simd::{multiversion, round_fast};
+use crate::kernels::simd::multiversion;
 
 const LANES: usize = 16;
 
@@ -91,7 +91,12 @@ fn exp_reduced(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
-    let n = round_fast(x * LOG2E);
+    // Adding 1.5 * 2^23 rounds to an integer (as `round_fast`) held in the low mantissa bits, so
+    // 2^n is built with integer arithmetic on those bits: no float-to-int conversion, whose
+    // saturating semantics would keep the loop from vectorising.
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
+    let t = x * LOG2E + MAGIC;
+    let n = t - MAGIC;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.0
         + r * (1.0
@@ -99,7 +104,7 @@ fn exp_reduced(x: f32) -> f32 {
                 + r * (1.0 / 6.0
                     + r * (1.0 / 24.0
                         + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let scale = f32::from_bits(t.to_bits().wrapping_sub(MAGIC.to_bits()).wrapping_add(127) << 23);
     p * scale
 }
 

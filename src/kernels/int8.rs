@@ -168,6 +168,39 @@ impl QMatrix {
         })
     }
 
+    /// The matrices' outputs one after another (one product instead of several on the same
+    /// input: the input is quantised once, and the threads meet once). Every output column gives
+    /// the same numbers as in its own matrix. `None` unless all have the same inputs and all but
+    /// the last a multiple of 16 outputs.
+    pub fn concat(parts: &[&QMatrix]) -> Option<QMatrix> {
+        let first = parts.first()?;
+        let k = first.k;
+        let last = parts.len() - 1;
+        if parts
+            .iter()
+            .enumerate()
+            .any(|(i, p)| p.k != k || (i < last && !p.n.is_multiple_of(NB)))
+        {
+            return None;
+        }
+        let mut packed = Vec::with_capacity(parts.iter().map(|p| p.packed.len()).sum());
+        let mut scales = Vec::new();
+        let mut offsets = Vec::new();
+        for p in parts {
+            packed.extend_from_slice(&p.packed);
+            scales.extend_from_slice(&p.scales);
+            offsets.extend_from_slice(&p.offsets);
+        }
+        Some(QMatrix {
+            n: parts.iter().map(|p| p.n).sum(),
+            k,
+            kp: first.kp,
+            packed: Packed::Owned(packed),
+            scales,
+            offsets,
+        })
+    }
+
     /// The packed weights and per-row scales, for saving.
     pub fn parts(&self) -> (&[i8], &[f32]) {
         (&self.packed, &self.scales)
@@ -597,6 +630,52 @@ mod tests {
             assert!((a - b).abs() <= q.scales[5] / 2.0 + 1e-6);
         }
         assert!(QMatrix::from_parts(n, k, Packed::Owned(vec![0; 3]), s.to_vec()).is_none());
+    }
+
+    #[test]
+    fn concatenated_matrices_give_each_part_s_columns() {
+        let mut seed = 11;
+        let (m, k) = (5, 40);
+        let sizes = [32usize, 16, 21];
+        let ws: Vec<Vec<f32>> = sizes
+            .iter()
+            .map(|&n| (0..n * k).map(|_| lcg(&mut seed)).collect())
+            .collect();
+        let qs: Vec<QMatrix> = ws
+            .iter()
+            .zip(&sizes)
+            .map(|(w, &n)| QMatrix::quantize(w, n, k))
+            .collect();
+        let x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
+        let all = QMatrix::concat(&qs.iter().collect::<Vec<_>>()).unwrap();
+        let total: usize = sizes.iter().sum();
+        assert_eq!((all.rows(), all.cols()), (total, k));
+        let bias: Vec<f32> = (0..total).map(|_| lcg(&mut seed)).collect();
+        let mut out = vec![0f32; m * total];
+        all.matmul(&x, m, Some(&bias), &mut out, Int8Kernel::detect());
+        let mut c0 = 0;
+        for (q, &n) in qs.iter().zip(&sizes) {
+            let mut part = vec![0f32; m * n];
+            q.matmul(
+                &x,
+                m,
+                Some(&bias[c0..c0 + n]),
+                &mut part,
+                Int8Kernel::detect(),
+            );
+            for r in 0..m {
+                assert_eq!(
+                    &out[r * total + c0..r * total + c0 + n],
+                    &part[r * n..(r + 1) * n]
+                );
+            }
+            c0 += n;
+        }
+        // Only the last part may end inside a block of 16 outputs; inputs must agree.
+        assert!(QMatrix::concat(&[&qs[2], &qs[0]]).is_none());
+        let other = QMatrix::quantize(&vec![0.5; 16 * 8], 16, 8);
+        assert!(QMatrix::concat(&[&qs[0], &other]).is_none());
+        assert!(QMatrix::concat(&[]).is_none());
     }
 
     #[test]

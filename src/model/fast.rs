@@ -19,7 +19,10 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::kernels::simd::multiversion;
-use crate::kernels::Int8Kernel;
+use crate::kernels::{Int8Kernel, QMatrix};
+use half::f16;
+
+use super::kv::{attend_row, KeysT, KvElem};
 
 /// Host copies of what a decoder step needs besides the big matrices.
 #[derive(Debug, Clone)]
@@ -51,6 +54,8 @@ struct FastLayer {
     q: Lin,
     k: Lin,
     v: Lin,
+    /// q, k and v as one product, with int8 weights.
+    qkv: Option<Lin>,
     o: Lin,
     norm1: Norm,
     cq: Lin,
@@ -139,6 +144,50 @@ fn lin(p: &Proj) -> Result<Lin> {
     })
 }
 
+/// int8 matrices on the same input as one (see [`QMatrix::concat`]); `None` with float weights.
+fn fuse(parts: &[&Lin]) -> Option<Lin> {
+    let qs = parts
+        .iter()
+        .map(|l| match &l.w {
+            Matrix::Int8(q) => Some(&**q),
+            Matrix::Float(_) => None,
+        })
+        .collect::<Option<Vec<&QMatrix>>>()?;
+    Some(Lin {
+        w: Matrix::Int8(std::sync::Arc::new(QMatrix::concat(&qs)?)),
+        b: parts.iter().flat_map(|l| l.b.iter().copied()).collect(),
+    })
+}
+
+/// The self-attention projections of `rows` rows of `x` into `q`, `k` and `v`: one product when
+/// the layer has them fused (`tmp` is a workspace).
+#[allow(clippy::too_many_arguments)]
+fn project_qkv(
+    x: &[f32],
+    rows: usize,
+    d: usize,
+    (wq, wk, wv, fused): (&Lin, &Lin, &Lin, Option<&Lin>),
+    tmp: &mut Vec<f32>,
+    q: &mut Vec<f32>,
+    k: &mut Vec<f32>,
+    v: &mut Vec<f32>,
+    kernel: Int8Kernel,
+) -> Result<()> {
+    let Some(f) = fused.filter(|f| f.b.len() == 3 * d) else {
+        linear(x, rows, &wq.w, &wq.b, q, kernel)?;
+        linear(x, rows, &wk.w, &wk.b, k, kernel)?;
+        return linear(x, rows, &wv.w, &wv.b, v, kernel);
+    };
+    linear(x, rows, &f.w, &f.b, tmp, kernel)?;
+    for (i, out) in [q, k, v].into_iter().enumerate() {
+        out.clear();
+        for row in tmp.chunks_exact(3 * d) {
+            out.extend_from_slice(&row[i * d..(i + 1) * d]);
+        }
+    }
+    Ok(())
+}
+
 impl FastDecoder {
     pub(crate) fn new(model: &Seq2SeqModel) -> Result<Self> {
         let layers = model
@@ -147,10 +196,12 @@ impl FastDecoder {
             .map(|l: &DecoderLayer| {
                 let a: &Attention = &l.self_attn;
                 let c: &Attention = &l.cross_attn;
+                let (q, k, v) = (lin(&a.q)?, lin(&a.k)?, lin(&a.v)?);
                 Ok(FastLayer {
-                    q: lin(&a.q)?,
-                    k: lin(&a.k)?,
-                    v: lin(&a.v)?,
+                    qkv: fuse(&[&q, &k, &v]),
+                    q,
+                    k,
+                    v,
                     o: lin(&a.out)?,
                     norm1: norm(&l.self_attn_layer_norm)?,
                     cq: lin(&c.q)?,
@@ -192,6 +243,8 @@ struct FastEncoderLayer {
     q: Lin,
     k: Lin,
     v: Lin,
+    /// q, k and v as one product, with int8 weights.
+    qkv: Option<Lin>,
     o: Lin,
     norm1: Norm,
     ffn: FastFfn,
@@ -204,10 +257,12 @@ impl FastEncoder {
             .iter()
             .map(|l: &EncoderLayer| {
                 let a: &Attention = &l.self_attn;
+                let (q, k, v) = (lin(&a.q)?, lin(&a.k)?, lin(&a.v)?);
                 Ok(FastEncoderLayer {
-                    q: lin(&a.q)?,
-                    k: lin(&a.k)?,
-                    v: lin(&a.v)?,
+                    qkv: fuse(&[&q, &k, &v]),
+                    q,
+                    k,
+                    v,
                     o: lin(&a.out)?,
                     norm1: norm(&l.self_attn_layer_norm)?,
                     ffn: FastFfn::new(&l.ffn, &l.final_layer_norm)?,
@@ -226,91 +281,178 @@ impl FastEncoder {
     }
 }
 
-/// Positions per block of attention scores; key capacities are multiples of it.
-const BLOCK: usize = 16;
-
-/// Attention keys stored feature-major (`d` rows of `cap` positions, `cap` a multiple of
-/// [`BLOCK`], unused positions zero), so that a query's scores over all positions are `hd`
-/// vectorised multiply-adds along the positions, with no horizontal sums per position.
-#[derive(Debug, Default)]
-pub(crate) struct KeysT {
-    data: Vec<f32>,
-    d: usize,
-    cap: usize,
-    len: usize,
-}
-
-impl Clone for KeysT {
-    fn clone(&self) -> Self {
-        KeysT {
-            data: self.data.clone(),
-            d: self.d,
-            cap: self.cap,
-            len: self.len,
-        }
-    }
-
-    /// Reuses this buffer's allocation (beam reordering copies rows every step).
-    fn clone_from(&mut self, source: &Self) {
-        self.data.clone_from(&source.data);
-        self.d = source.d;
-        self.cap = source.cap;
-        self.len = source.len;
-    }
-}
-
-impl KeysT {
-    /// From `len` keys laid out position-major (`len x d`).
-    fn from_rows(rows: &[f32], d: usize) -> Self {
-        let len = rows.len() / d.max(1);
-        let cap = len.div_ceil(BLOCK) * BLOCK;
-        let mut k = KeysT {
-            data: vec![0.0; d * cap],
-            d,
-            cap,
-            len: 0,
-        };
-        for r in rows.chunks_exact(d) {
-            k.push(r);
-        }
-        k
-    }
-
-    fn push(&mut self, key: &[f32]) {
-        if self.d == 0 {
-            self.d = key.len();
-        }
-        if self.len == self.cap {
-            let cap = (self.cap * 2).max(BLOCK);
-            let mut data = vec![0.0; self.d * cap];
-            for f in 0..self.d {
-                data[f * cap..f * cap + self.len]
-                    .copy_from_slice(&self.data[f * self.cap..f * self.cap + self.len]);
-            }
-            self.data = data;
-            self.cap = cap;
-        }
-        for (f, &v) in key.iter().enumerate() {
-            self.data[f * self.cap + self.len] = v;
-        }
-        self.len += 1;
-    }
-}
-
 /// Per-generation state of the fast decoder.
 #[derive(Debug)]
 pub(crate) struct FastState {
-    /// [layer][source]: (len x d) keys and values of the source.
-    cross_k: Vec<Vec<KeysT>>,
-    cross_v: Vec<Vec<Vec<f32>>>,
+    kv: KvCache,
     lens: Vec<usize>,
-    /// [layer][row]: (t x d) self-attention keys and values so far.
-    self_k: Vec<Vec<KeysT>>,
-    self_v: Vec<Vec<Vec<f32>>>,
     pub(crate) beams: usize,
     pub(crate) sources: usize,
     pub(crate) position: usize,
     ws: Workspace,
+}
+
+/// The attention caches, in f32 (float weights: the exact path) or f16 (int8 weights).
+#[derive(Debug)]
+enum KvCache {
+    F32(Kv<f32>),
+    F16(Kv<f16>),
+}
+
+/// Runs `$body` with `$kv` bound to the cache, whatever its element type.
+macro_rules! with_kv {
+    ($cache:expr, $kv:ident => $body:expr) => {
+        match $cache {
+            KvCache::F32($kv) => $body,
+            KvCache::F16($kv) => $body,
+        }
+    };
+}
+
+#[derive(Debug)]
+struct Kv<E> {
+    /// [layer][source]: (len x d) keys and values of the source.
+    cross_k: Vec<Vec<KeysT<E>>>,
+    cross_v: Vec<Vec<Vec<E>>>,
+    /// [layer][row]: (t x d) self-attention keys and values so far.
+    self_k: Vec<Vec<KeysT<E>>>,
+    self_v: Vec<Vec<Vec<E>>>,
+    /// Converted keys of one step.
+    tmp: Vec<E>,
+}
+
+impl<E: KvElem> Kv<E> {
+    fn new(layers: usize, rows: usize) -> Self {
+        Kv {
+            cross_k: Vec::with_capacity(layers),
+            cross_v: Vec::with_capacity(layers),
+            self_k: vec![vec![KeysT::default(); rows]; layers],
+            self_v: vec![vec![Vec::new(); rows]; layers],
+            tmp: Vec::new(),
+        }
+    }
+
+    /// One layer's cross-attention keys or values: `buf` holds `sources` blocks of `s_max` rows
+    /// of `d`, of which the first `lens[s]` are real.
+    fn add_cross_keys(&mut self, buf: &[f32], s_max: usize, d: usize, lens: &[usize]) {
+        self.cross_k.push(
+            lens.iter()
+                .enumerate()
+                .map(|(s, &l)| KeysT::from_rows(&buf[s * s_max * d..(s * s_max + l) * d], d))
+                .collect(),
+        );
+    }
+
+    fn add_cross_values(&mut self, buf: &[f32], s_max: usize, d: usize, lens: &[usize]) {
+        self.cross_v.push(
+            lens.iter()
+                .enumerate()
+                .map(|(s, &l)| {
+                    let mut v = Vec::with_capacity(l * d);
+                    E::store(&buf[s * s_max * d..(s * s_max + l) * d], &mut v);
+                    v
+                })
+                .collect(),
+        );
+    }
+
+    /// Appends every row's new key and value (rows x d each) to layer `l`.
+    fn push_self(&mut self, l: usize, k: &[f32], v: &[f32], d: usize) {
+        self.tmp.clear();
+        E::store(k, &mut self.tmp);
+        for (r, (keys, values)) in self.self_k[l]
+            .iter_mut()
+            .zip(self.self_v[l].iter_mut())
+            .enumerate()
+        {
+            keys.push(&self.tmp[r * d..(r + 1) * d]);
+            E::store(&v[r * d..(r + 1) * d], values);
+        }
+    }
+
+    /// Self-attention of every row (queries `q`, rows x d) into `a`.
+    fn attend_self(&self, l: usize, q: &[f32], a: &mut [f32], d: usize, heads: usize, t: usize) {
+        let (keys, values) = (&self.self_k[l], &self.self_v[l]);
+        let run = |scores: &mut Vec<f32>, (r, out): (usize, &mut [f32])| {
+            attend_row(
+                &q[r * d..(r + 1) * d],
+                &keys[r],
+                &values[r],
+                heads,
+                out,
+                scores,
+            );
+        };
+        let rows = a.len() / d.max(1);
+        if rows * t * d >= 1 << 16 {
+            a.par_chunks_mut(d).enumerate().for_each_init(Vec::new, run);
+        } else {
+            let mut scores = Vec::new();
+            a.chunks_mut(d)
+                .enumerate()
+                .for_each(|x| run(&mut scores, x));
+        }
+    }
+
+    /// Cross-attention of every row over its source (padding is simply not visited).
+    #[allow(clippy::too_many_arguments)]
+    fn attend_cross(
+        &self,
+        l: usize,
+        q: &[f32],
+        a: &mut [f32],
+        d: usize,
+        heads: usize,
+        lens: &[usize],
+        beams: usize,
+    ) {
+        let (keys, values) = (&self.cross_k[l], &self.cross_v[l]);
+        let run = |scores: &mut Vec<f32>, (r, out): (usize, &mut [f32])| {
+            let s = r / beams;
+            attend_row(
+                &q[r * d..(r + 1) * d],
+                &keys[s],
+                &values[s],
+                heads,
+                out,
+                scores,
+            );
+        };
+        let rows = a.len() / d.max(1);
+        let work: usize = rows * d * lens.iter().max().copied().unwrap_or(0);
+        if work >= 1 << 16 {
+            a.par_chunks_mut(d).enumerate().for_each_init(Vec::new, run);
+        } else {
+            let mut scores = Vec::new();
+            a.chunks_mut(d)
+                .enumerate()
+                .for_each(|x| run(&mut scores, x));
+        }
+    }
+
+    fn reorder_rows(&mut self, parents: &[u32]) {
+        for layer in self.self_k.iter_mut() {
+            reorder(layer, parents);
+        }
+        for layer in self.self_v.iter_mut() {
+            reorder(layer, parents);
+        }
+    }
+
+    fn keep(&mut self, sources: &[usize], rows: &[usize]) {
+        for layer in self.cross_k.iter_mut() {
+            select(layer, sources);
+        }
+        for layer in self.cross_v.iter_mut() {
+            select(layer, sources);
+        }
+        for layer in self.self_k.iter_mut() {
+            select(layer, rows);
+        }
+        for layer in self.self_v.iter_mut() {
+            select(layer, rows);
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -401,118 +543,30 @@ fn add_norm(x: &mut [f32], h: &[f32], n: &Norm, d: usize) {
     }
 }
 
-fn norm_row(x: &mut [f32], n: &Norm) {
+multiversion! {
+/// Layer norm of one row; the sums kept in 16 lanes, so that they vectorise.
+fn norm_row(x: &mut [f32], n: &Norm) -> () {
+    const L: usize = 16;
     let d = x.len() as f32;
-    let mean = x.iter().sum::<f32>() / d;
-    let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / d;
+    let chunks = x.chunks_exact(L);
+    let rest = chunks.remainder();
+    let mut lanes = [0f32; L];
+    for c in chunks.clone() {
+        for l in 0..L {
+            lanes[l] += c[l];
+        }
+    }
+    let mean = (lanes.iter().sum::<f32>() + rest.iter().sum::<f32>()) / d;
+    let mut lanes = [0f32; L];
+    for c in chunks {
+        for l in 0..L {
+            lanes[l] += (c[l] - mean) * (c[l] - mean);
+        }
+    }
+    let var = (lanes.iter().sum::<f32>() + rest.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>()) / d;
     let inv = 1.0 / (var + n.eps).sqrt();
     for ((v, &w), &b) in x.iter_mut().zip(&n.w).zip(&n.b) {
         *v = (*v - mean) * inv * w + b;
-    }
-}
-
-/// One query row (all heads) attending over the first `keys.len` positions.
-fn attend_row(
-    q: &[f32],
-    keys: &KeysT,
-    values: &[f32],
-    heads: usize,
-    out: &mut [f32],
-    scores: &mut Vec<f32>,
-) {
-    if keys.len == 0 || heads == 0 || !keys.cap.is_multiple_of(BLOCK) {
-        out.iter_mut().for_each(|o| *o = 0.0);
-        return;
-    }
-    // Whole blocks of scores: the padding positions get scores too, and are then ignored.
-    scores.resize(keys.len.div_ceil(BLOCK) * BLOCK, 0.0);
-    attend(
-        q, &keys.data, keys.cap, keys.len, values, heads, out, scores,
-    )
-}
-
-multiversion! {
-/// Scores, softmax and weighted values for every head. The loops keep four independent
-/// accumulators, so that they are bound by loads rather than by the latency of one chain of
-/// additions.
-#[allow(clippy::too_many_arguments)]
-fn attend(q: &[f32], kt: &[f32], cap: usize, len: usize, values: &[f32], heads: usize, out: &mut [f32], scores: &mut [f32]) -> () {
-    const L: usize = BLOCK;
-    let d = q.len();
-    let hd = d / heads;
-    let scaling = (hd as f64).powf(-0.5) as f32;
-    let mut qs = [0f32; 256];
-    let qs = if hd <= qs.len() { &mut qs[..hd] } else { return };
-    for h in 0..heads {
-        // q is scaled before the product, as the reference does.
-        for (a, &b) in qs.iter_mut().zip(&q[h * hd..(h + 1) * hd]) {
-            *a = b * scaling;
-        }
-        let keys = &kt[h * hd * cap..(h + 1) * hd * cap];
-        for (blk, sc) in scores.chunks_exact_mut(L).enumerate() {
-            let j0 = blk * L;
-            let mut acc = [[0f32; L]; 4];
-            let mut quads = qs.chunks_exact(4);
-            let mut i = 0;
-            for qq in &mut quads {
-                for (t, a) in acc.iter_mut().enumerate() {
-                    let base = (i + t) * cap + j0;
-                    let row: &[f32; L] = keys[base..base + L].try_into().unwrap_or(&[0.0; L]);
-                    for l in 0..L {
-                        a[l] += qq[t] * row[l];
-                    }
-                }
-                i += 4;
-            }
-            for &qi in quads.remainder() {
-                let base = i * cap + j0;
-                let row: &[f32; L] = keys[base..base + L].try_into().unwrap_or(&[0.0; L]);
-                for l in 0..L {
-                    acc[0][l] += qi * row[l];
-                }
-                i += 1;
-            }
-            for (l, s) in sc.iter_mut().enumerate() {
-                *s = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
-            }
-        }
-        let live = &mut scores[..len];
-        let max = live.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        let mut sum = 0f32;
-        for s in live.iter_mut() {
-            *s = crate::generate::rows::exp_nonpos(*s - max);
-            sum += *s;
-        }
-        let inv = 1.0 / sum;
-        for s in live.iter_mut() {
-            *s *= inv;
-        }
-        // Weighted values: 64 features (four registers) at a time over the positions.
-        let o = &mut out[h * hd..(h + 1) * hd];
-        let mut c0 = 0;
-        while c0 + 4 * L <= hd {
-            let mut acc = [[0f32; L]; 4];
-            for (j, &p) in live.iter().enumerate() {
-                let base = j * d + h * hd + c0;
-                let v: &[f32; 4 * L] = values[base..base + 4 * L].try_into().unwrap_or(&[0.0; 4 * L]);
-                for (t, a) in acc.iter_mut().enumerate() {
-                    for l in 0..L {
-                        a[l] += p * v[t * L + l];
-                    }
-                }
-            }
-            for (t, a) in acc.iter().enumerate() {
-                o[c0 + t * L..c0 + (t + 1) * L].copy_from_slice(a);
-            }
-            c0 += 4 * L;
-        }
-        for c in c0..hd {
-            let mut acc = 0f32;
-            for (j, &p) in live.iter().enumerate() {
-                acc += p * values[j * d + h * hd + c];
-            }
-            o[c] = acc;
-        }
     }
 }
 }
@@ -527,8 +581,14 @@ impl Seq2SeqModel {
         let fast = self.fast_decoder()?;
         let (sources, s_max, d) = hidden.dims3()?;
         let h = host(hidden)?;
-        let mut cross_k = Vec::with_capacity(fast.layers.len());
-        let mut cross_v = Vec::with_capacity(fast.layers.len());
+        let rows = sources * beams;
+        let layers = fast.layers.len();
+        // With int8 weights the caches are kept in f16 (see `kv`).
+        let mut kv = if self.quantization().is_some() {
+            KvCache::F16(Kv::new(layers, rows))
+        } else {
+            KvCache::F32(Kv::new(layers, rows))
+        };
         let mut buf = Vec::new();
         for layer in &fast.layers {
             linear(
@@ -539,11 +599,7 @@ impl Seq2SeqModel {
                 &mut buf,
                 self.kernel,
             )?;
-            cross_k.push(
-                (0..sources)
-                    .map(|s| KeysT::from_rows(&buf[s * s_max * d..(s * s_max + lens[s]) * d], d))
-                    .collect(),
-            );
+            with_kv!(&mut kv, c => c.add_cross_keys(&buf, s_max, d, lens));
             linear(
                 &h,
                 sources * s_max,
@@ -552,19 +608,11 @@ impl Seq2SeqModel {
                 &mut buf,
                 self.kernel,
             )?;
-            cross_v.push(
-                (0..sources)
-                    .map(|s| buf[s * s_max * d..(s * s_max + lens[s]) * d].to_vec())
-                    .collect(),
-            );
+            with_kv!(&mut kv, c => c.add_cross_values(&buf, s_max, d, lens));
         }
-        let rows = sources * beams;
         Ok(FastState {
-            cross_k,
-            cross_v,
+            kv,
             lens: lens.to_vec(),
-            self_k: vec![vec![KeysT::default(); rows]; fast.layers.len()],
-            self_v: vec![vec![Vec::new(); rows]; fast.layers.len()],
             beams,
             sources,
             position: 0,
@@ -643,9 +691,18 @@ impl Seq2SeqModel {
             .flat_map(|(s, &l)| std::iter::repeat_n(s, l))
             .collect();
         for layer in &enc.layers {
-            linear(&x, rows, &layer.q.w, &layer.q.b, &mut q, self.kernel)?;
-            linear(&x, rows, &layer.k.w, &layer.k.b, &mut k, self.kernel)?;
-            linear(&x, rows, &layer.v.w, &layer.v.b, &mut v, self.kernel)?;
+            let projections = (&layer.q, &layer.k, &layer.v, layer.qkv.as_ref());
+            project_qkv(
+                &x,
+                rows,
+                d,
+                projections,
+                &mut f,
+                &mut q,
+                &mut k,
+                &mut v,
+                self.kernel,
+            )?;
             let keys: Vec<KeysT> = starts
                 .iter()
                 .zip(&lens)
@@ -737,38 +794,21 @@ impl Seq2SeqModel {
         let heads = fast.heads;
         for (l, layer) in fast.layers.iter().enumerate() {
             // Self-attention.
-            linear(&ws.x, rows, &layer.q.w, &layer.q.b, &mut ws.q, self.kernel)?;
-            linear(&ws.x, rows, &layer.k.w, &layer.k.b, &mut ws.k, self.kernel)?;
-            linear(&ws.x, rows, &layer.v.w, &layer.v.b, &mut ws.v, self.kernel)?;
-            for r in 0..rows {
-                st.self_k[l][r].push(&ws.k[r * d..(r + 1) * d]);
-                st.self_v[l][r].extend_from_slice(&ws.v[r * d..(r + 1) * d]);
-            }
+            let projections = (&layer.q, &layer.k, &layer.v, layer.qkv.as_ref());
+            project_qkv(
+                &ws.x,
+                rows,
+                d,
+                projections,
+                &mut ws.f,
+                &mut ws.q,
+                &mut ws.k,
+                &mut ws.v,
+                self.kernel,
+            )?;
+            with_kv!(&mut st.kv, c => c.push_self(l, &ws.k, &ws.v, d));
             ws.a.resize(rows * d, 0.0);
-            {
-                let (keys, values) = (&st.self_k[l], &st.self_v[l]);
-                let q = &ws.q;
-                let run = |scores: &mut Vec<f32>, (r, out): (usize, &mut [f32])| {
-                    attend_row(
-                        &q[r * d..(r + 1) * d],
-                        &keys[r],
-                        &values[r],
-                        heads,
-                        out,
-                        scores,
-                    );
-                };
-                if rows * t * d >= 1 << 16 {
-                    ws.a.par_chunks_mut(d)
-                        .enumerate()
-                        .for_each_init(Vec::new, run);
-                } else {
-                    let mut scores = Vec::new();
-                    ws.a.chunks_mut(d)
-                        .enumerate()
-                        .for_each(|x| run(&mut scores, x));
-                }
-            }
+            with_kv!(&st.kv, c => c.attend_self(l, &ws.q, &mut ws.a, d, heads, t));
             linear(&ws.a, rows, &layer.o.w, &layer.o.b, &mut ws.h, self.kernel)?;
             add_norm(&mut ws.x, &ws.h, &layer.norm1, d);
             // Cross-attention over each row's source (padding is simply not visited).
@@ -780,33 +820,7 @@ impl Seq2SeqModel {
                 &mut ws.q,
                 self.kernel,
             )?;
-            {
-                let (keys, values, lens, beams) =
-                    (&st.cross_k[l], &st.cross_v[l], &st.lens, st.beams);
-                let q = &ws.q;
-                let run = |scores: &mut Vec<f32>, (r, out): (usize, &mut [f32])| {
-                    let s = r / beams;
-                    attend_row(
-                        &q[r * d..(r + 1) * d],
-                        &keys[s],
-                        &values[s],
-                        heads,
-                        out,
-                        scores,
-                    );
-                };
-                let work: usize = rows * d * lens.iter().max().copied().unwrap_or(0);
-                if work >= 1 << 16 {
-                    ws.a.par_chunks_mut(d)
-                        .enumerate()
-                        .for_each_init(Vec::new, run);
-                } else {
-                    let mut scores = Vec::new();
-                    ws.a.chunks_mut(d)
-                        .enumerate()
-                        .for_each(|x| run(&mut scores, x));
-                }
-            }
+            with_kv!(&st.kv, c => c.attend_cross(l, &ws.q, &mut ws.a, d, heads, &st.lens, st.beams));
             linear(
                 &ws.a,
                 rows,
@@ -866,12 +880,7 @@ impl FastState {
 
     /// New row `i` continues old row `parents[i]`.
     pub(crate) fn reorder_rows(&mut self, parents: &[u32]) {
-        for layer in self.self_k.iter_mut() {
-            reorder(layer, parents);
-        }
-        for layer in self.self_v.iter_mut() {
-            reorder(layer, parents);
-        }
+        with_kv!(&mut self.kv, c => c.reorder_rows(parents));
     }
 
     pub(crate) fn keep_sources(&mut self, keep: &[usize]) {
@@ -880,18 +889,7 @@ impl FastState {
             .iter()
             .flat_map(|&s| (0..beams).map(move |b| s * beams + b))
             .collect();
-        for layer in self.cross_k.iter_mut() {
-            select(layer, keep);
-        }
-        for layer in self.cross_v.iter_mut() {
-            select(layer, keep);
-        }
-        for layer in self.self_k.iter_mut() {
-            select(layer, &rows);
-        }
-        for layer in self.self_v.iter_mut() {
-            select(layer, &rows);
-        }
+        with_kv!(&mut self.kv, c => c.keep(keep, &rows));
         self.lens = keep.iter().map(|&s| self.lens[s]).collect();
         self.sources = keep.len();
     }
@@ -1003,19 +1001,5 @@ mod tests {
                 "{name}"
             );
         }
-    }
-
-    #[test]
-    fn keys_clone_from_keeps_every_key() {
-        let mut a = KeysT::default();
-        for p in 0..20 {
-            a.push(&[p as f32, -(p as f32)]);
-        }
-        let mut b = KeysT::from_rows(&[9.0, 9.0], 2);
-        b.clone_from(&a);
-        assert_eq!((b.len, b.cap, b.d), (20, a.cap, 2));
-        assert_eq!(b.data, a.data);
-        assert_eq!(b.data[19], 19.0);
-        assert_eq!(b.data[b.cap + 19], -19.0);
     }
 }

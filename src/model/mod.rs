@@ -15,6 +15,7 @@
 //! as extra query positions against that source's keys, so nothing is copied per beam.
 
 mod fast;
+mod kv;
 mod store;
 mod weights_check;
 
