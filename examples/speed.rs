@@ -41,7 +41,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .with_max_batch_size(bs)
                     .with_max_batch_tokens(1 << 20),
             );
+            let s = Instant::now();
             let _ = tr.translate_with(&sents[..bs.min(sents.len())], &cfg)?;
+            eprintln!("{beams}x{bs}: first call {:.4}s", s.elapsed().as_secs_f64());
             let mut best = f64::MAX;
             for _ in 0..repeat {
                 let s = Instant::now();

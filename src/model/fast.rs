@@ -745,6 +745,18 @@ impl Seq2SeqModel {
         })
     }
 
+    /// Builds the host-side decoder (and, with int8 weights, encoder) now instead of at the first
+    /// translation, so that loading, not the first translation, pays for it.
+    pub(crate) fn prepare_fast(&self) -> Result<()> {
+        if self.device.is_cpu() && self.dtype == DType::F32 {
+            self.fast_decoder()?;
+            if self.fast_encoder_applies() {
+                self.fast_encoder()?;
+            }
+        }
+        Ok(())
+    }
+
     fn fast_encoder(&self) -> Result<&FastEncoder> {
         if let Some(f) = self.fast_enc.get() {
             return Ok(f);

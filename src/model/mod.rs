@@ -1116,7 +1116,9 @@ impl Seq2SeqModel {
     ) -> Result<Self> {
         check_weights(&config, &weights)?;
         let vb = weights.into_var_builder(dtype, device);
-        Seq2SeqModel::new(config, vb)
+        let model = Seq2SeqModel::new(config, vb)?;
+        model.prepare_fast()?;
+        Ok(model)
     }
 }
 
@@ -1173,6 +1175,7 @@ impl Seq2SeqModel {
                 if let Ok(store) = CacheStore::open(path) {
                     if let Ok(mut model) = Self::build(config.clone(), &store) {
                         model.from_cache = true;
+                        model.prepare_fast()?;
                         return Ok(model);
                     }
                 }
@@ -1189,6 +1192,7 @@ impl Seq2SeqModel {
                 .collect();
             let _ = recorder.save(path, meta);
         }
+        model.prepare_fast()?;
         Ok(model)
     }
 }
