@@ -23,10 +23,17 @@ fn main() {
     let shapes: Vec<(usize, usize, usize)> = if args.len() >= 3 {
         args.chunks_exact(3).map(|c| (c[0], c[1], c[2])).collect()
     } else {
-        [(1usize, 67028usize), (4, 67028), (1, 2048), (19, 67028), (76, 67028), (76, 2048)]
-            .iter()
-            .map(|&(m, n)| (m, n, 512))
-            .collect()
+        [
+            (1usize, 67028usize),
+            (4, 67028),
+            (1, 2048),
+            (19, 67028),
+            (76, 67028),
+            (76, 2048),
+        ]
+        .iter()
+        .map(|&(m, n)| (m, n, 512))
+        .collect()
     };
     for &(m, n, k) in &shapes {
         let w: Vec<f32> = (0..n * k)

@@ -249,7 +249,6 @@ impl QMatrix {
         let run = |p: usize| {
             let b0 = p * PANEL;
             let nb = PANEL.min(self.n.div_ceil(NB) - b0);
-            let mut acc = [[0i32; NB * PANEL]; MR];
             // Rows in equal chunks of at most MR (19 rows: 5+5+5+4, not 6+6+6+1), so that every
             // chunk reuses each loaded weight vector several times.
             let chunks = m.div_ceil(MR);
@@ -257,7 +256,7 @@ impl QMatrix {
             for c in 0..chunks {
                 let mr = m / chunks + usize::from(c < m % chunks);
                 // SAFETY: panels write disjoint column ranges of `out`.
-                unsafe { self.panel(kernel, &xq, &xs, m0, mr, b0, nb, bias, out_ptr, &mut acc) };
+                unsafe { self.panel(kernel, &xq, &xs, m0, mr, b0, nb, bias, out_ptr) };
                 m0 += mr;
             }
         };
@@ -282,26 +281,31 @@ impl QMatrix {
         nb: usize,
         bias: Option<&[f32]>,
         out: SendPtr,
-        acc: &mut [[i32; NB * PANEL]; MR],
     ) {
+        // The portable kernels accumulate into this tile (the VNNI one finishes in registers).
+        let mut acc = [[0i32; NB * PANEL]; MR];
         let w = &self.packed[b0 * NB * self.kp..(b0 + nb) * NB * self.kp];
         let x = &xq[m0 * self.kp..(m0 + mr) * self.kp];
-        match kernel {
-            // Overwrites the `mr` x `nb` blocks it computes: no zeroing needed.
-            #[cfg(target_arch = "x86_64")]
-            Int8Kernel::Avx512Vnni => vnni::panel(x, w, self.kp, mr, nb, acc),
-            #[cfg(target_arch = "x86_64")]
-            Int8Kernel::Avx2 => {
-                acc.iter_mut().for_each(|r| r.fill(0));
-                avx2::panel(x, w, self.kp, mr, nb, acc)
-            }
-            _ => {
-                acc.iter_mut().for_each(|r| r.fill(0));
-                scalar_panel(x, w, self.kp, mr, nb, acc)
-            }
-        }
         let c0 = b0 * NB;
         let cols = (nb * NB).min(self.n - c0);
+        match kernel {
+            #[cfg(target_arch = "x86_64")]
+            Int8Kernel::Avx512Vnni => {
+                let f = vnni::Finish {
+                    xs: &xs[m0..m0 + mr],
+                    offsets: &self.offsets[c0..c0 + nb * NB],
+                    scales: &self.scales[c0..c0 + cols],
+                    bias: bias.map(|b| &b[c0..c0 + cols]),
+                    out: out.0.add(m0 * self.n + c0),
+                    stride: self.n,
+                    cols,
+                };
+                return vnni::panel(x, w, self.kp, mr, nb, &f);
+            }
+            #[cfg(target_arch = "x86_64")]
+            Int8Kernel::Avx2 => avx2::panel(x, w, self.kp, mr, nb, &mut acc),
+            _ => scalar_panel(x, w, self.kp, mr, nb, &mut acc),
+        }
         for (i, row) in acc.iter().enumerate().take(mr) {
             let sx = xs[m0 + i];
             let dst = std::slice::from_raw_parts_mut(out.0.add((m0 + i) * self.n + c0), cols);
@@ -418,53 +422,50 @@ fn scalar_panel(
 
 #[cfg(target_arch = "x86_64")]
 mod vnni {
-    use super::{MR, NB, PANEL};
+    use super::NB;
     use std::arch::x86_64::*;
 
-    pub(super) fn panel(
-        x: &[u8],
-        w: &[i8],
-        kp: usize,
-        mr: usize,
-        nb: usize,
-        acc: &mut [[i32; NB * PANEL]; MR],
-    ) {
-        // SAFETY: chosen only when the CPU has avx512f/bw/vnni; slices are sized by the caller.
-        unsafe {
-            match (mr, nb) {
-                (6, 4) => kernel::<6, 4>(x, w, kp, acc),
-                (m, 4) => dispatch_rows::<4>(m, x, w, kp, acc),
-                (m, 3) => dispatch_rows::<3>(m, x, w, kp, acc),
-                (m, 2) => dispatch_rows::<2>(m, x, w, kp, acc),
-                (m, _) => dispatch_rows::<1>(m, x, w, kp, acc),
-            }
+    /// Where and how a panel's sums become outputs: `(acc - offsets) * (xs[row] * scales) + bias`
+    /// (the arithmetic of `finish_row`, in the same order, so that every kernel gives the same
+    /// bits), written to `out` (row `i` at `out + i * stride`), `cols` valid columns.
+    pub(super) struct Finish<'a> {
+        pub xs: &'a [f32],
+        /// From the panel's first column, padded to whole blocks.
+        pub offsets: &'a [i32],
+        pub scales: &'a [f32],
+        pub bias: Option<&'a [f32]>,
+        pub out: *mut f32,
+        pub stride: usize,
+        pub cols: usize,
+    }
+
+    /// # Safety
+    /// The CPU has avx512f/bw/vnni; `x` holds `mr` rows of `kp`, `w` `nb` blocks, `f.xs` `mr`
+    /// scales, `f.offsets` `nb` blocks, `f.scales` and `f.bias` `f.cols` entries, and `f.out`
+    /// `mr` rows of `f.cols` writable floats at `f.stride`.
+    pub(super) unsafe fn panel(x: &[u8], w: &[i8], kp: usize, mr: usize, nb: usize, f: &Finish) {
+        match (mr, nb) {
+            (6, 4) => kernel::<6, 4>(x, w, kp, f),
+            (m, 4) => dispatch_rows::<4>(m, x, w, kp, f),
+            (m, 3) => dispatch_rows::<3>(m, x, w, kp, f),
+            (m, 2) => dispatch_rows::<2>(m, x, w, kp, f),
+            (m, _) => dispatch_rows::<1>(m, x, w, kp, f),
         }
     }
 
-    unsafe fn dispatch_rows<const B: usize>(
-        m: usize,
-        x: &[u8],
-        w: &[i8],
-        kp: usize,
-        acc: &mut [[i32; NB * PANEL]; MR],
-    ) {
+    unsafe fn dispatch_rows<const B: usize>(m: usize, x: &[u8], w: &[i8], kp: usize, f: &Finish) {
         match m {
-            1 => kernel::<1, B>(x, w, kp, acc),
-            2 => kernel::<2, B>(x, w, kp, acc),
-            3 => kernel::<3, B>(x, w, kp, acc),
-            4 => kernel::<4, B>(x, w, kp, acc),
-            5 => kernel::<5, B>(x, w, kp, acc),
-            _ => kernel::<6, B>(x, w, kp, acc),
+            1 => kernel::<1, B>(x, w, kp, f),
+            2 => kernel::<2, B>(x, w, kp, f),
+            3 => kernel::<3, B>(x, w, kp, f),
+            4 => kernel::<4, B>(x, w, kp, f),
+            5 => kernel::<5, B>(x, w, kp, f),
+            _ => kernel::<6, B>(x, w, kp, f),
         }
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    unsafe fn kernel<const R: usize, const B: usize>(
-        x: &[u8],
-        w: &[i8],
-        kp: usize,
-        acc: &mut [[i32; NB * PANEL]; MR],
-    ) {
+    unsafe fn kernel<const R: usize, const B: usize>(x: &[u8], w: &[i8], kp: usize, f: &Finish) {
         let mut a = [[_mm512_setzero_si512(); B]; R];
         let wp = w.as_ptr();
         let xp = x.as_ptr();
@@ -482,9 +483,29 @@ mod vnni {
                 }
             }
         }
-        for (i, ar) in a.iter().enumerate() {
-            for (b, av) in ar.iter().enumerate() {
-                _mm512_storeu_si512(acc[i].as_mut_ptr().add(b * NB) as *mut _, *av);
+        // Straight from the registers to the outputs.
+        for b in 0..B {
+            let lo = b * NB;
+            if lo >= f.cols {
+                break;
+            }
+            let valid = (f.cols - lo).min(NB);
+            let mask: __mmask16 = if valid == NB {
+                0xFFFF
+            } else {
+                ((1u32 << valid) - 1) as u16
+            };
+            let off = _mm512_loadu_si512(f.offsets.as_ptr().add(lo) as *const _);
+            let sc = _mm512_maskz_loadu_ps(mask, f.scales.as_ptr().add(lo));
+            let bias = match f.bias {
+                Some(bias) => _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(lo)),
+                None => _mm512_setzero_ps(),
+            };
+            for (i, ar) in a.iter().enumerate() {
+                let scale = _mm512_mul_ps(_mm512_set1_ps(f.xs[i]), sc);
+                let v = _mm512_cvtepi32_ps(_mm512_sub_epi32(ar[b], off));
+                let r = _mm512_add_ps(_mm512_mul_ps(v, scale), bias);
+                _mm512_mask_storeu_ps(f.out.add(i * f.stride + lo), mask, r);
             }
         }
     }
