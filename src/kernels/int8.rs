@@ -282,26 +282,26 @@ impl QMatrix {
         bias: Option<&[f32]>,
         out: SendPtr,
     ) {
-        // The portable kernels accumulate into this tile (the VNNI one finishes in registers).
-        let mut acc = [[0i32; NB * PANEL]; MR];
         let w = &self.packed[b0 * NB * self.kp..(b0 + nb) * NB * self.kp];
         let x = &xq[m0 * self.kp..(m0 + mr) * self.kp];
         let c0 = b0 * NB;
         let cols = (nb * NB).min(self.n - c0);
+        #[cfg(target_arch = "x86_64")]
+        if kernel == Int8Kernel::Avx512Vnni {
+            let f = vnni::Finish {
+                xs: &xs[m0..m0 + mr],
+                offsets: &self.offsets[c0..c0 + nb * NB],
+                scales: &self.scales[c0..c0 + cols],
+                bias: bias.map(|b| &b[c0..c0 + cols]),
+                out: out.0.add(m0 * self.n + c0),
+                stride: self.n,
+                cols,
+            };
+            return vnni::panel(x, w, self.kp, mr, nb, &f);
+        }
+        // The portable kernels accumulate into a tile (the VNNI one finishes in registers).
+        let mut acc = [[0i32; NB * PANEL]; MR];
         match kernel {
-            #[cfg(target_arch = "x86_64")]
-            Int8Kernel::Avx512Vnni => {
-                let f = vnni::Finish {
-                    xs: &xs[m0..m0 + mr],
-                    offsets: &self.offsets[c0..c0 + nb * NB],
-                    scales: &self.scales[c0..c0 + cols],
-                    bias: bias.map(|b| &b[c0..c0 + cols]),
-                    out: out.0.add(m0 * self.n + c0),
-                    stride: self.n,
-                    cols,
-                };
-                return vnni::panel(x, w, self.kp, mr, nb, &f);
-            }
             #[cfg(target_arch = "x86_64")]
             Int8Kernel::Avx2 => avx2::panel(x, w, self.kp, mr, nb, &mut acc),
             _ => scalar_panel(x, w, self.kp, mr, nb, &mut acc),
