@@ -572,10 +572,7 @@ impl Translator {
         for batch in self.batching.plan(&lengths) {
             let sources: Vec<Vec<u32>> = batch.iter().map(|&k| ids[k].clone()).collect();
             let batch_limits: Vec<usize> = batch.iter().map(|&k| limits[k]).collect();
-            // Run inside the thread pool, so that the many small parallel sections of each
-            // decoding step share work with the other threads by stealing, instead of waking
-            // them from outside and sleeping until they finish (tens of microseconds each time).
-            let hyps = rayon::scope(|_| {
+            let hyps = crate::kernels::pool::hot(|| {
                 let encoded = self.model.encode(&sources)?;
                 generate_limited(&self.model, &encoded, generation, Some(&batch_limits))
             })?;

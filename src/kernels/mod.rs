@@ -3,6 +3,7 @@
 
 pub mod f32;
 pub mod int8;
+pub mod pool;
 pub mod simd;
 
 pub use int8::{Int8Kernel, QMatrix};
