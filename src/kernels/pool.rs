@@ -36,13 +36,21 @@ pub fn hot<R: Send>(f: impl FnOnce() -> R + Send) -> R {
             // other work while it waits). If `f` comes to need that job, nothing is left to do
             // here; the poller then gives up after IDLE and the job below it goes on.
             let mut idle_since: Option<Instant> = None;
+            let mut idle_rounds = 0u32;
             while !done.load(Ordering::Acquire) {
                 match rayon::yield_now() {
-                    Some(rayon::Yield::Executed) => idle_since = None,
+                    Some(rayon::Yield::Executed) => {
+                        idle_since = None;
+                        idle_rounds = 0;
+                    }
                     Some(rayon::Yield::Idle) => {
-                        let since = *idle_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() > IDLE {
-                            break;
+                        // The clock is read every 64 idle rounds only.
+                        idle_rounds = idle_rounds.wrapping_add(1);
+                        if idle_rounds % 64 == 0 {
+                            let since = *idle_since.get_or_insert_with(Instant::now);
+                            if since.elapsed() > IDLE {
+                                break;
+                            }
                         }
                         std::hint::spin_loop();
                     }
