@@ -7,6 +7,7 @@
 
 mod args;
 mod batch;
+mod bench;
 mod models;
 mod progress;
 mod text;
@@ -50,6 +51,8 @@ enum Command {
     Segment(text::SegmentArgs),
     /// Summarise an English text: the summary sentences, one per line (no model needed).
     Summarize(text::SummarizeArgs),
+    /// Time translation in one process: a warm-up run, then the best of --repeat runs.
+    Bench(bench::BenchArgs),
     /// List, download and inspect models.
     Models {
         #[command(subcommand)]
@@ -78,6 +81,7 @@ pub fn main() -> ExitCode {
         Command::Batch(args) => batch::run(args, global),
         Command::Segment(args) => text::segment(args),
         Command::Summarize(args) => text::summarize(args, global),
+        Command::Bench(args) => bench::run(args, global),
         Command::Models { command } => models::run(command, global),
     });
     match result {

@@ -46,7 +46,7 @@ pub fn hot<R: Send>(f: impl FnOnce() -> R + Send) -> R {
                     Some(rayon::Yield::Idle) => {
                         // The clock is read every 64 idle rounds only.
                         idle_rounds = idle_rounds.wrapping_add(1);
-                        if idle_rounds % 64 == 0 {
+                        if idle_rounds.is_multiple_of(64) {
                             let since = *idle_since.get_or_insert_with(Instant::now);
                             if since.elapsed() > IDLE {
                                 break;

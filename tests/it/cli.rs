@@ -12,8 +12,8 @@ use tempfile::TempDir;
 
 use crate::common::fixture_dir;
 
-/// An isolated environment: its own Hugging Face cache and home, no user catalogue, no
-/// inherited model or offline settings.
+/// An isolated environment: its own Hugging Face cache, tolk cache and home, no user catalogue,
+/// no inherited model or offline settings.
 pub struct Env {
     pub root: TempDir,
 }
@@ -45,6 +45,7 @@ impl Env {
             .env("HF_HOME", self.path("hf"))
             .env("HF_HUB_CACHE", self.path("hf/hub"))
             .env("TOLK_MODELS_DIR", self.path("models"))
+            .env("TOLK_CACHE_DIR", self.path("cache"))
             .env("HF_ENDPOINT", dead_endpoint())
             .env_remove("HF_HUB_OFFLINE")
             .env_remove("HF_TOKEN")
@@ -593,6 +594,62 @@ fn segment_lines_json_interface() {
         assert_eq!(s["target_tokens"], t.ids.len());
         assert!((s["score"].as_f64().unwrap() - f64::from(t.score)).abs() < 1e-6);
     }
+}
+
+/// `tolk bench` times the same translation several times in one process and reports it.
+#[test]
+fn bench_reports_the_best_of_its_timed_runs() {
+    let env = Env::new();
+    let file = env.write(
+        "zinnen.txt",
+        "Het regent.\nDe trein is te laat.\nWe gaan naar huis.\n",
+    );
+    let dir = fixture_dir("marian-tiny");
+    for quantize in [None, Some("int8")] {
+        let mut args = vec![
+            "bench",
+            "--model",
+            dir.to_str().unwrap(),
+            "--segment",
+            "lines",
+            "--no-summary",
+            "--num-beams",
+            "2",
+            "--min-new-tokens",
+            "6",
+            "--max-new-tokens",
+            "6",
+            "--repeat",
+            "2",
+            file.to_str().unwrap(),
+        ];
+        if let Some(q) = quantize {
+            args.extend(["--quantize", q]);
+        }
+        let json = env.run(&args).code(0).json();
+        assert_eq!(json["runs"], 2, "{json}");
+        assert_eq!(json["sentences"], 3, "{json}");
+        assert_eq!(json["target_tokens"], 18, "{json}");
+        let (min, median) = (
+            json["min_s"].as_f64().unwrap(),
+            json["median_s"].as_f64().unwrap(),
+        );
+        assert!(0.0 < min && min <= median, "{json}");
+        let rate = json["tokens_per_s"].as_f64().unwrap();
+        assert!((rate - 18.0 / min).abs() < 1e-6 * rate, "{json}");
+        assert!(json["load_s"].as_f64().unwrap() > 0.0, "{json}");
+    }
+    let missing = env.path("nergens.txt");
+    let run = env.run(&[
+        "bench",
+        "--model",
+        dir.to_str().unwrap(),
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(run.stderr.contains("nergens.txt"), "{run:#?}");
+    let run = env.run(&["bench", "--repeat", "0", file.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{run:#?}");
 }
 
 #[test]

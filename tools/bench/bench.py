@@ -7,14 +7,17 @@ usage (from the repository root, after `cargo build --release`):
 
 The model is built once with PEERS/make_model.py (needs torch, transformers, sentencepiece,
 ctranslate2, sacremoses: see PEERS/README.md); PEERS/bench_peers.py times CTranslate2 (and
-transformers with `--engines ...,hf`). tolk runs through its command line:
+transformers with `--engines ...,hf`) in one process per engine: load, one warm-up call, then the
+best of `--repeat` timed calls. tolk is timed the same way, through its command line:
 
-    tolk translate --model DIR/hf --segment lines --format json --no-summary --num-beams B \\
-        --batch-size N --min-new-tokens 40 --max-new-tokens 40 [--quantize int8] sentences.txt
+    tolk bench --model DIR/hf --segment lines --no-summary --num-beams B --batch-size N \
+        --min-new-tokens 40 --max-new-tokens 40 [--quantize int8] --repeat R sentences.txt
 
-and reports the translation time it measured (model load excluded, as for the peers), best of
-`--repeat` runs, plus the peak resident memory of the process and the load time. Prints a Markdown
-table with tokens per second and the ratios tolk / CTranslate2 of the same precision.
+(load, a warm-up run, the best of R runs of exactly what `tolk translate` runs with these options),
+one process per setting, plus the peak resident memory of the process and the load time. Also
+timed: a fresh `tolk translate` process translating the batch once (no warm-up), and a
+1,000-sentence document. Prints a Markdown table with tokens per second and the ratios
+tolk / CTranslate2 of the same precision.
 """
 import argparse
 import json
@@ -26,31 +29,50 @@ import tempfile
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def options(model_dir, beams, batch, new, threads, quantize):
+    cmd = ["--model", os.path.join(model_dir, "hf"), "--segment", "lines", "--no-summary",
+           "--num-beams", str(beams), "--batch-size", str(batch), "--max-batch-tokens", "1000000",
+           "--min-new-tokens", str(new), "--max-new-tokens", str(new), "--threads", str(threads), "--quiet"]
+    return cmd + (["--quantize", "int8"] if quantize else [])
+
+
+def with_rss(cmd):
+    """Runs cmd; returns (stdout, peak resident memory in MB of that process alone)."""
+    wrapper = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+               "sys.exit(r.returncode)")
+    proc = subprocess.run([sys.executable, "-c", wrapper] + cmd, capture_output=True)
+    if proc.returncode != 0:
+        sys.exit(f"tolk failed ({' '.join(cmd)}):\n{proc.stderr.decode()}")
+    return proc.stdout, int(proc.stderr.decode().strip().splitlines()[-1]) / 1024
+
+
 def run_tolk(args, binary, model_dir, sentences_file, beams, batch, new, quantize):
-    cmd = [binary, "translate", "--model", os.path.join(model_dir, "hf"), "--segment", "lines",
-           "--format", "json", "--no-summary", "--num-beams", str(beams), "--batch-size", str(batch),
-           "--max-batch-tokens", "1000000", "--min-new-tokens", str(new), "--max-new-tokens", str(new),
-           "--threads", str(args.threads), "--quiet", sentences_file]
-    if quantize:
-        cmd += ["--quantize", "int8"]
-    best, load, rss = None, None, 0
+    """`tolk bench`: load, warm-up, best of --repeat; returns (seconds, load seconds, RSS MB)."""
+    cmd = [binary, "bench"] + options(model_dir, beams, batch, new, args.threads, quantize) + [
+        "--repeat", str(args.repeat), sentences_file]
+    out, rss = with_rss(cmd)
+    data = json.loads(out)
+    n = sum(1 for l in open(sentences_file, encoding="utf-8") if l.strip())
+    if data["target_tokens"] != n * new:
+        sys.exit(f"tolk produced {data['target_tokens']} tokens, expected {n * new}")
+    return data["min_s"], data["load_s"], rss
+
+
+def run_tolk_cold(args, binary, model_dir, sentences_file, beams, batch, new, quantize):
+    """A fresh `tolk translate` process, one translation (no warm-up); best of --repeat processes."""
+    cmd = [binary, "translate", "--format", "json"] + options(model_dir, beams, batch, new, args.threads,
+                                                             quantize) + [sentences_file]
+    best = None
     for _ in range(args.repeat):
-        # A wrapper process per run, so that its children's peak memory is this run's alone.
-        wrapper = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
-                   "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
-                   "sys.exit(r.returncode)")
-        proc = subprocess.run([sys.executable, "-c", wrapper] + cmd, capture_output=True)
-        if proc.returncode != 0:
-            sys.exit(f"tolk failed ({' '.join(cmd)}):\n{proc.stderr.decode()}")
-        rss = max(rss, int(proc.stderr.decode().strip().splitlines()[-1]) / 1024)
-        data = json.loads(proc.stdout)
-        t = data["timings"]["translate_seconds"]
-        best = t if best is None else min(best, t)
-        load = data["timings"]["load_seconds"] if load is None else min(load, data["timings"]["load_seconds"])
+        out, _ = with_rss(cmd)
+        data = json.loads(out)
         for s in data["sentences"]:
             if s["target_tokens"] != new:
                 sys.exit(f"tolk produced {s['target_tokens']} tokens for a sentence, expected {new}")
-    return best, load, rss
+        t = data["timings"]["translate_seconds"]
+        best = t if best is None else min(best, t)
+    return best
 
 
 def main():
@@ -87,12 +109,14 @@ def main():
                 r["rss"] = max(r.get("rss", 0), rss)
                 print(json.dumps({"engine": engine, "beams": beams, "batch": batch,
                                   "tokens_per_s": round(r[(beams, batch)], 1)}), file=sys.stderr, flush=True)
+        t = run_tolk_cold(args, args.tolk, args.model_dir, sentences_file, 1, len(sents), args.new, q)
+        r["cold"] = len(sents) * args.new / t
         if args.doc_sentences:
             with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as f:
                 for i in range(args.doc_sentences):
                     f.write(sents[i % len(sents)] + "\n")
-            t, _, _ = run_tolk(argparse.Namespace(**{**vars(args), "repeat": 1}), args.tolk, args.model_dir, f.name,
-                               1, 64, args.new, q)
+            t = run_tolk_cold(argparse.Namespace(**{**vars(args), "repeat": 1}), args.tolk, args.model_dir, f.name,
+                              1, 64, args.new, q)
             os.unlink(f.name)
             r["doc"] = args.doc_sentences * args.new / t
         rows[engine] = r
@@ -122,6 +146,9 @@ def main():
             print(f"| {mine} / {peer} | " + " | ".join(ratios)
                   + f" | {rows[mine]['rss'] / rows[peer]['rss']:.2f}x | {rows[mine]['load'] / rows[peer]['load']:.2f}x |")
     for e, r in rows.items():
+        if "cold" in r:
+            print(f"\n{e}: a fresh `tolk translate` process, greedy, batch of {n}, one translation: "
+                  f"{r['cold']:.1f} tokens/s")
         if "doc" in r:
             print(f"\n{e}: {args.doc_sentences}-sentence document, greedy, batches of 64: {r['doc']:.1f} tokens/s")
 
