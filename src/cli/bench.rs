@@ -58,15 +58,17 @@ pub fn run(args: BenchArgs, global: Global) -> anyhow::Result<ExitCode> {
     times.sort();
     let min = times[0].as_secs_f64();
     let median = times[times.len() / 2].as_secs_f64();
+    // Microseconds are plenty.
+    let us = |s: f64| (s * 1e6).round() / 1e6;
     let report = serde_json::json!({
-        "load_s": warm.timings.load.as_secs_f64(),
-        "warmup_s": warm.timings.translate.as_secs_f64(),
-        "min_s": min,
-        "median_s": median,
+        "load_s": us(warm.timings.load.as_secs_f64()),
+        "warmup_s": us(warm.timings.translate.as_secs_f64()),
+        "min_s": us(min),
+        "median_s": us(median),
         "runs": times.len(),
         "sentences": warm.sentences.iter().filter(|s| s.translation.is_some()).count(),
         "target_tokens": tokens,
-        "tokens_per_s": if min > 0.0 { tokens as f64 / min } else { 0.0 },
+        "tokens_per_s": if min > 0.0 { (tokens as f64 / min * 10.0).round() / 10.0 } else { 0.0 },
     });
     writeln!(std::io::stdout(), "{report}")?;
     Ok(ExitCode::SUCCESS)

@@ -636,7 +636,8 @@ fn bench_reports_the_best_of_its_timed_runs() {
         );
         assert!(0.0 < min && min <= median, "{json}");
         let rate = json["tokens_per_s"].as_f64().unwrap();
-        assert!((rate - 18.0 / min).abs() < 1e-6 * rate, "{json}");
+        // Both are rounded (microseconds, tenths).
+        assert!((rate - 18.0 / min).abs() <= 0.05 + 1e-3 * rate, "{json}");
         assert!(json["load_s"].as_f64().unwrap() > 0.0, "{json}");
     }
     let missing = env.path("nergens.txt");
