@@ -1,5 +1,5 @@
-//! CPU kernels that candle does not have: int8 matrix products (for `--quantize int8`) and
-//! memory-bound f32 products of a few rows.
+//! CPU kernels that candle does not have: int8 matrix products (for `--quantize int8`),
+//! memory-bound f32 products of a few rows, and a thread pool kept awake through a batch.
 
 pub mod f32;
 pub mod int8;

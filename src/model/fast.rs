@@ -7,7 +7,8 @@
 //! in cross-attention instead of masked, and every matrix product writes straight into a
 //! workspace (f32 through the `gemm` crate, int8 through [`crate::kernels::QMatrix`]).
 //!
-//! With int8 weights the encoder runs here too, on the sources packed without padding.
+//! With int8 weights the encoder runs here too, on the sources packed without padding, q, k and v
+//! are one product, and the attention caches are kept in f16 (see `kv.rs`).
 
 use candle_core::{DType, Tensor};
 use candle_nn::LayerNorm;
@@ -384,14 +385,7 @@ impl<E: KvElem> Kv<E> {
             );
         };
         let rows = a.len() / d.max(1);
-        if rows * t * d >= 1 << 16 {
-            a.par_chunks_mut(d).enumerate().for_each_init(Vec::new, run);
-        } else {
-            let mut scores = Vec::new();
-            a.chunks_mut(d)
-                .enumerate()
-                .for_each(|x| run(&mut scores, x));
-        }
+        each_row(a, d, rows * t * d >= 1 << 16, run);
     }
 
     /// Cross-attention of every row over its source (padding is simply not visited).
@@ -420,14 +414,7 @@ impl<E: KvElem> Kv<E> {
         };
         let rows = a.len() / d.max(1);
         let work: usize = rows * d * lens.iter().max().copied().unwrap_or(0);
-        if work >= 1 << 16 {
-            a.par_chunks_mut(d).enumerate().for_each_init(Vec::new, run);
-        } else {
-            let mut scores = Vec::new();
-            a.chunks_mut(d)
-                .enumerate()
-                .for_each(|x| run(&mut scores, x));
-        }
+        each_row(a, d, work >= 1 << 16, run);
     }
 
     fn reorder_rows(&mut self, parents: &[u32]) {
@@ -721,7 +708,7 @@ impl Seq2SeqModel {
                     scores,
                 );
             };
-            a.par_chunks_mut(d).enumerate().for_each_init(Vec::new, run);
+            each_row(&mut a, d, true, run);
             linear(&a, rows, &layer.o.w, &layer.o.b, &mut h, self.kernel)?;
             add_norm(&mut x, &h, &layer.norm1, d);
             layer
@@ -904,6 +891,25 @@ impl FastState {
         with_kv!(&mut self.kv, c => c.keep(keep, &rows));
         self.lens = keep.iter().map(|&s| self.lens[s]).collect();
         self.sources = keep.len();
+    }
+}
+
+/// Runs `run` on every row (of `d`) of `a`, with the row's index: in parallel when `parallel`
+/// (below some size a hand-off to another thread costs more than it saves). Each thread keeps its
+/// own scores buffer.
+fn each_row(
+    a: &mut [f32],
+    d: usize,
+    parallel: bool,
+    run: impl Fn(&mut Vec<f32>, (usize, &mut [f32])) + Send + Sync,
+) {
+    if parallel {
+        a.par_chunks_mut(d).enumerate().for_each_init(Vec::new, run);
+    } else {
+        let mut scores = Vec::new();
+        a.chunks_mut(d)
+            .enumerate()
+            .for_each(|x| run(&mut scores, x));
     }
 }
 
