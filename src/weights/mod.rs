@@ -563,6 +563,12 @@ impl Weights {
     pub fn tensor(&self, name: &str, device: &Device) -> Result<Tensor> {
         let entry = self.entry(name)?;
         let bytes = self.contiguous_bytes(name, entry)?;
+        let mapped = match (&self.file, &bytes) {
+            (FileBytes::Mapped(map), Cow::Borrowed(b)) if !b.is_empty() => {
+                Some((b.as_ptr() as usize - map.as_ptr() as usize, b.len()))
+            }
+            _ => None,
+        };
         let be = self.big_endian;
         let shape = entry.shape.as_slice();
         let tensor = match entry.dtype {
@@ -624,7 +630,36 @@ impl Weights {
                 Tensor::from_vec(values, shape, device)
             }
         }?;
+        if let Some((offset, len)) = mapped {
+            self.release(offset, len);
+        }
         Ok(tensor)
+    }
+
+    /// Hands the pages of a mapped range back once its tensor is copied out, so that loading does
+    /// not hold the file's pages and the model's copy at once (peak memory: the model, not twice
+    /// it). A later read of the range faults the same bytes in again from the file.
+    fn release(&self, offset: usize, len: usize) {
+        #[cfg(unix)]
+        if let FileBytes::Mapped(map) = &self.file {
+            const PAGE: usize = 4096;
+            let start = offset.next_multiple_of(PAGE);
+            let end = (offset + len) / PAGE * PAGE;
+            if end > start {
+                // SAFETY: the mapping is read-only and backed by the file; MADV_DONTNEED drops the
+                // process's copies of those pages, and any later access reads the unchanged file
+                // again. No reference into the range is invalidated (it stays mapped).
+                let _ = unsafe {
+                    map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        start,
+                        end - start,
+                    )
+                };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = (offset, len);
     }
 
     /// Writes all tensors to a safetensors file, atomically: into a temporary file in the same

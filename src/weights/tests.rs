@@ -612,3 +612,42 @@ fn a_safetensors_header_length_starting_with_0x80_is_not_taken_for_a_pickle() {
     assert_eq!(bytes[1], 0x02);
     assert_eq!(super::detect(&bytes), Ok(super::WeightsFormat::Safetensors));
 }
+
+/// Reading a tensor hands its mapped pages back (see `Weights::release`); reading it, or a tensor
+/// on the pages next to it, again gives the same values (the pages come back from the file).
+#[test]
+fn released_pages_read_back_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.safetensors");
+    let a: Vec<f32> = (0..10_000).map(|i| i as f32 * 0.25 - 7.0).collect();
+    let b: Vec<f32> = (0..3_000).map(|i| -(i as f32)).collect();
+    let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let (ab, bb) = (bytes(&a), bytes(&b));
+    let views = vec![
+        (
+            "a",
+            ::safetensors::tensor::TensorView::new(::safetensors::Dtype::F32, vec![100, 100], &ab)
+                .unwrap(),
+        ),
+        (
+            "b",
+            ::safetensors::tensor::TensorView::new(::safetensors::Dtype::F32, vec![3_000], &bb)
+                .unwrap(),
+        ),
+    ];
+    ::safetensors::serialize_to_file(views, None, &path).unwrap();
+    let w = Weights::open(&path).unwrap();
+    assert!(matches!(w.file, FileBytes::Mapped(_)));
+    let read = |name: &str| {
+        w.tensor(name, &Device::Cpu)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    for _ in 0..2 {
+        assert_eq!(read("a"), a);
+        assert_eq!(read("b"), b);
+    }
+}
