@@ -497,15 +497,8 @@ impl StreamDecoder {
         if self.invalid.is_some() && !self.lossy {
             return;
         }
-        let joined;
-        let data: &[u8] = if self.carry.is_empty() {
-            bytes
-        } else {
-            let mut v = std::mem::take(&mut self.carry);
-            v.extend_from_slice(bytes);
-            joined = v;
-            &joined
-        };
+        let joined = self.after_carry(bytes);
+        let data: &[u8] = &joined;
         // Offset (after the byte-order mark) of data[0].
         let mut pos = self.rest_seen - data.len() as u64;
         let mut chunks = data.utf8_chunks().peekable();
@@ -546,16 +539,19 @@ impl StreamDecoder {
         }
     }
 
+    /// `bytes` after what the previous block left over (an incomplete character), which is taken.
+    fn after_carry<'a>(&mut self, bytes: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        if self.carry.is_empty() {
+            return std::borrow::Cow::Borrowed(bytes);
+        }
+        let mut joined = std::mem::take(&mut self.carry);
+        joined.extend_from_slice(bytes);
+        std::borrow::Cow::Owned(joined)
+    }
+
     fn feed_utf16(&mut self, bytes: &[u8], out: &mut String) {
-        let joined;
-        let data: &[u8] = if self.carry.is_empty() {
-            bytes
-        } else {
-            let mut v = std::mem::take(&mut self.carry);
-            v.extend_from_slice(bytes);
-            joined = v;
-            &joined
-        };
+        let joined = self.after_carry(bytes);
+        let data: &[u8] = &joined;
         let pairs = data.chunks_exact(2);
         self.carry = pairs.remainder().to_vec();
         if self.invalid.is_some() && !self.lossy {

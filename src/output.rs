@@ -713,32 +713,17 @@ impl Assembler {
         } else {
             s.translation.as_deref().unwrap_or_default().trim()
         };
-        let marker = match &s.kind {
-            SegmentKind::ListItem { marker } if !s.continues => Some(marker.as_str()),
-            _ => None,
-        };
-        if body.is_empty() && marker.is_none() {
-            return;
+        if crate::segment::append_segment(
+            out,
+            self.prev,
+            s.paragraph,
+            &s.kind,
+            s.continues,
+            s.starts_line,
+            body,
+        ) {
+            self.prev = Some((s.paragraph, metadata));
         }
-        if let Some((paragraph, prev_metadata)) = self.prev {
-            out.push_str(if s.paragraph != paragraph {
-                "\n\n"
-            } else if s.continues {
-                " "
-            } else if s.starts_line || prev_metadata {
-                "\n"
-            } else {
-                " "
-            });
-        }
-        if let Some(marker) = marker {
-            out.push_str(marker);
-            if !body.is_empty() {
-                out.push(' ');
-            }
-        }
-        out.push_str(body);
-        self.prev = Some((s.paragraph, metadata));
     }
 }
 

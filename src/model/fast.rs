@@ -52,13 +52,7 @@ struct Lin {
 
 #[derive(Debug, Clone)]
 struct FastLayer {
-    q: Lin,
-    k: Lin,
-    v: Lin,
-    /// q, k and v as one product, with int8 weights.
-    qkv: Option<Lin>,
-    o: Lin,
-    norm1: Norm,
+    attn: SelfAttn,
     cq: Lin,
     ck: Lin,
     cv: Lin,
@@ -160,33 +154,74 @@ fn fuse(parts: &[&Lin]) -> Option<Lin> {
     })
 }
 
-/// The self-attention projections of `rows` rows of `x` into `q`, `k` and `v`: one product when
-/// the layer has them fused (`tmp` is a workspace).
-#[allow(clippy::too_many_arguments)]
-fn project_qkv(
-    x: &[f32],
-    rows: usize,
-    d: usize,
-    (wq, wk, wv, fused): (&Lin, &Lin, &Lin, Option<&Lin>),
-    tmp: &mut Vec<f32>,
-    q: &mut Vec<f32>,
-    k: &mut Vec<f32>,
-    v: &mut Vec<f32>,
-    kernel: Int8Kernel,
-) -> Result<()> {
-    let Some(f) = fused.filter(|f| f.b.len() == 3 * d) else {
-        linear(x, rows, &wq.w, &wq.b, q, kernel)?;
-        linear(x, rows, &wk.w, &wk.b, k, kernel)?;
-        return linear(x, rows, &wv.w, &wv.b, v, kernel);
-    };
-    linear(x, rows, &f.w, &f.b, tmp, kernel)?;
-    for (i, out) in [q, k, v].into_iter().enumerate() {
-        out.clear();
-        for row in tmp.chunks_exact(3 * d) {
-            out.extend_from_slice(&row[i * d..(i + 1) * d]);
-        }
+/// A layer's self-attention weights (decoder and encoder alike): q, k and v (also as one product
+/// with int8 weights), the output projection, and the norm after the block.
+#[derive(Debug, Clone)]
+struct SelfAttn {
+    q: Lin,
+    k: Lin,
+    v: Lin,
+    qkv: Option<Lin>,
+    o: Lin,
+    norm: Norm,
+}
+
+impl SelfAttn {
+    fn new(a: &Attention, norm_after: &LayerNorm) -> Result<Self> {
+        let (q, k, v) = (lin(&a.q)?, lin(&a.k)?, lin(&a.v)?);
+        Ok(SelfAttn {
+            qkv: fuse(&[&q, &k, &v]),
+            q,
+            k,
+            v,
+            o: lin(&a.out)?,
+            norm: norm(norm_after)?,
+        })
     }
-    Ok(())
+
+    /// The projections of `rows` rows of `x` into `q`, `k` and `v`: one product when they are
+    /// fused (`tmp` is a workspace).
+    #[allow(clippy::too_many_arguments)]
+    fn project(
+        &self,
+        x: &[f32],
+        rows: usize,
+        d: usize,
+        tmp: &mut Vec<f32>,
+        q: &mut Vec<f32>,
+        k: &mut Vec<f32>,
+        v: &mut Vec<f32>,
+        kernel: Int8Kernel,
+    ) -> Result<()> {
+        let Some(f) = self.qkv.as_ref().filter(|f| f.b.len() == 3 * d) else {
+            linear(x, rows, &self.q.w, &self.q.b, q, kernel)?;
+            linear(x, rows, &self.k.w, &self.k.b, k, kernel)?;
+            return linear(x, rows, &self.v.w, &self.v.b, v, kernel);
+        };
+        linear(x, rows, &f.w, &f.b, tmp, kernel)?;
+        for (i, out) in [q, k, v].into_iter().enumerate() {
+            out.clear();
+            for row in tmp.chunks_exact(3 * d) {
+                out.extend_from_slice(&row[i * d..(i + 1) * d]);
+            }
+        }
+        Ok(())
+    }
+
+    /// x = LayerNorm(x + o(a)) over `rows` rows of `d`; `h` is a workspace.
+    fn finish(
+        &self,
+        x: &mut [f32],
+        a: &[f32],
+        rows: usize,
+        d: usize,
+        h: &mut Vec<f32>,
+        kernel: Int8Kernel,
+    ) -> Result<()> {
+        linear(a, rows, &self.o.w, &self.o.b, h, kernel)?;
+        add_norm(x, h, &self.norm, d);
+        Ok(())
+    }
 }
 
 impl FastDecoder {
@@ -197,14 +232,8 @@ impl FastDecoder {
             .map(|l: &DecoderLayer| {
                 let a: &Attention = &l.self_attn;
                 let c: &Attention = &l.cross_attn;
-                let (q, k, v) = (lin(&a.q)?, lin(&a.k)?, lin(&a.v)?);
                 Ok(FastLayer {
-                    qkv: fuse(&[&q, &k, &v]),
-                    q,
-                    k,
-                    v,
-                    o: lin(&a.out)?,
-                    norm1: norm(&l.self_attn_layer_norm)?,
+                    attn: SelfAttn::new(a, &l.self_attn_layer_norm)?,
                     cq: lin(&c.q)?,
                     ck: lin(&c.k)?,
                     cv: lin(&c.v)?,
@@ -241,13 +270,7 @@ pub(crate) struct FastEncoder {
 
 #[derive(Debug, Clone)]
 struct FastEncoderLayer {
-    q: Lin,
-    k: Lin,
-    v: Lin,
-    /// q, k and v as one product, with int8 weights.
-    qkv: Option<Lin>,
-    o: Lin,
-    norm1: Norm,
+    attn: SelfAttn,
     ffn: FastFfn,
 }
 
@@ -258,14 +281,8 @@ impl FastEncoder {
             .iter()
             .map(|l: &EncoderLayer| {
                 let a: &Attention = &l.self_attn;
-                let (q, k, v) = (lin(&a.q)?, lin(&a.k)?, lin(&a.v)?);
                 Ok(FastEncoderLayer {
-                    qkv: fuse(&[&q, &k, &v]),
-                    q,
-                    k,
-                    v,
-                    o: lin(&a.out)?,
-                    norm1: norm(&l.self_attn_layer_norm)?,
+                    attn: SelfAttn::new(a, &l.self_attn_layer_norm)?,
                     ffn: FastFfn::new(&l.ffn, &l.final_layer_norm)?,
                 })
             })
@@ -678,18 +695,9 @@ impl Seq2SeqModel {
             .flat_map(|(s, &l)| std::iter::repeat_n(s, l))
             .collect();
         for layer in &enc.layers {
-            let projections = (&layer.q, &layer.k, &layer.v, layer.qkv.as_ref());
-            project_qkv(
-                &x,
-                rows,
-                d,
-                projections,
-                &mut f,
-                &mut q,
-                &mut k,
-                &mut v,
-                self.kernel,
-            )?;
+            layer
+                .attn
+                .project(&x, rows, d, &mut f, &mut q, &mut k, &mut v, self.kernel)?;
             let keys: Vec<KeysT> = starts
                 .iter()
                 .zip(&lens)
@@ -709,8 +717,9 @@ impl Seq2SeqModel {
                 );
             };
             each_row(&mut a, d, true, run);
-            linear(&a, rows, &layer.o.w, &layer.o.b, &mut h, self.kernel)?;
-            add_norm(&mut x, &h, &layer.norm1, d);
+            layer
+                .attn
+                .finish(&mut x, &a, rows, d, &mut h, self.kernel)?;
             layer
                 .ffn
                 .forward(&mut x, rows, d, &mut f, &mut h, self.kernel)?;
@@ -793,12 +802,10 @@ impl Seq2SeqModel {
         let heads = fast.heads;
         for (l, layer) in fast.layers.iter().enumerate() {
             // Self-attention.
-            let projections = (&layer.q, &layer.k, &layer.v, layer.qkv.as_ref());
-            project_qkv(
+            layer.attn.project(
                 &ws.x,
                 rows,
                 d,
-                projections,
                 &mut ws.f,
                 &mut ws.q,
                 &mut ws.k,
@@ -808,8 +815,9 @@ impl Seq2SeqModel {
             with_kv!(&mut st.kv, c => c.push_self(l, &ws.k, &ws.v, d));
             ws.a.resize(rows * d, 0.0);
             with_kv!(&st.kv, c => c.attend_self(l, &ws.q, &mut ws.a, d, heads, t));
-            linear(&ws.a, rows, &layer.o.w, &layer.o.b, &mut ws.h, self.kernel)?;
-            add_norm(&mut ws.x, &ws.h, &layer.norm1, d);
+            layer
+                .attn
+                .finish(&mut ws.x, &ws.a, rows, d, &mut ws.h, self.kernel)?;
             // Cross-attention over each row's source (padding is simply not visited).
             linear(
                 &ws.x,

@@ -92,6 +92,47 @@ impl SegmentKind {
     }
 }
 
+/// Appends one segment to a reassembled article (the rules of [`Document::reassemble`]): the
+/// separator from the segment written before (`prev`: its paragraph and whether it was metadata),
+/// a list item's marker unless the item continues, then `body`. Writes nothing, and returns false,
+/// when there is neither body nor marker.
+pub(crate) fn append_segment(
+    out: &mut String,
+    prev: Option<(usize, bool)>,
+    paragraph: usize,
+    kind: &SegmentKind,
+    continues: bool,
+    starts_line: bool,
+    body: &str,
+) -> bool {
+    let marker = match kind {
+        SegmentKind::ListItem { marker } if !continues => Some(marker.as_str()),
+        _ => None,
+    };
+    if body.is_empty() && marker.is_none() {
+        return false;
+    }
+    if let Some((prev_paragraph, prev_metadata)) = prev {
+        out.push_str(if paragraph != prev_paragraph {
+            "\n\n"
+        } else if continues {
+            " "
+        } else if starts_line || prev_metadata {
+            "\n"
+        } else {
+            " "
+        });
+    }
+    if let Some(marker) = marker {
+        out.push_str(marker);
+        if !body.is_empty() {
+            out.push(' ');
+        }
+    }
+    out.push_str(body);
+    true
+}
+
 /// One unit of the document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Segment {
@@ -305,39 +346,24 @@ impl Document {
         }
         let mut translations = translations.iter().map(|t| t.as_ref().trim());
         let mut out = String::new();
-        let mut prev: Option<&Segment> = None;
+        let mut prev: Option<(usize, bool)> = None;
         for segment in &self.segments {
             let body = if segment.kind.is_translatable() {
                 translations.next().unwrap_or_default()
             } else {
                 segment.text.as_str()
             };
-            let marker = match &segment.kind {
-                SegmentKind::ListItem { marker } if !segment.continues => Some(marker.as_str()),
-                _ => None,
-            };
-            if body.is_empty() && marker.is_none() {
-                continue;
+            if append_segment(
+                &mut out,
+                prev,
+                segment.paragraph,
+                &segment.kind,
+                segment.continues,
+                segment.starts_line,
+                body,
+            ) {
+                prev = Some((segment.paragraph, !segment.kind.is_translatable()));
             }
-            if let Some(prev) = prev {
-                out.push_str(if segment.paragraph != prev.paragraph {
-                    "\n\n"
-                } else if segment.continues {
-                    " "
-                } else if segment.starts_line || matches!(prev.kind, SegmentKind::Metadata { .. }) {
-                    "\n"
-                } else {
-                    " "
-                });
-            }
-            if let Some(marker) = marker {
-                out.push_str(marker);
-                if !body.is_empty() {
-                    out.push(' ');
-                }
-            }
-            out.push_str(body);
-            prev = Some(segment);
         }
         Ok(out)
     }
