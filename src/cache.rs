@@ -33,11 +33,7 @@ pub fn derived_name(source: &Path, kind: &str) -> String {
         .unwrap_or(0);
     let key = format!("{}\0{size}\0{mtime}\0{kind}", canonical.display());
     // FNV-1a: stable across Rust versions, unlike std's hasher.
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in key.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
+    let h = crate::fsutil::fnv1a(key.as_bytes());
     format!("{kind}-{h:016x}.safetensors")
 }
 

@@ -115,6 +115,11 @@ pub enum Error {
     #[error("tensor computation failed: {0}")]
     Tensor(#[from] candle_core::Error),
 
+    /// A broken internal invariant: a bug in tolk, not a problem with the input, the options or
+    /// the model files. Please report it with the message.
+    #[error("internal error (a bug in tolk, please report it): {0}")]
+    Internal(String),
+
     /// Anything that went wrong in the tokenizer library (BPE models read from `tokenizer.json`).
     #[error("{}: tokenizer: {message}", path.display())]
     Tokenizer {

@@ -60,10 +60,11 @@ impl DecodeOptions {
 }
 
 /// The encoding an input was read in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Encoding {
     /// UTF-8 without a byte-order mark.
+    #[default]
     Utf8,
     /// UTF-8 with a byte-order mark (removed).
     Utf8Bom,
@@ -97,7 +98,7 @@ impl Decoded {
 
 /// What decoding a whole input did, without its text: from [`StreamDecoder::finish`] and
 /// [`check_reader`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DecodeStats {
     /// The encoding it was read in.
     pub encoding: Encoding,
@@ -132,10 +133,7 @@ pub fn read_from(mut reader: impl Read, name: &str, options: &DecodeOptions) -> 
 /// Decodes input bytes into text (see the module documentation for the rules). `name` is the
 /// file path or `<stdin>`, used in error messages.
 pub fn decode(bytes: &[u8], name: &str, options: &DecodeOptions) -> Result<Decoded> {
-    let mut decoder = StreamDecoder::whole_input(name, options);
-    let mut text = String::with_capacity(bytes.len());
-    decoder.push(bytes, &mut text)?;
-    let stats = decoder.finish(&mut text)?;
+    let (text, stats) = decode_with_stats(bytes, name, options)?;
     Ok(Decoded {
         text,
         encoding: stats.encoding,
@@ -143,6 +141,19 @@ pub fn decode(bytes: &[u8], name: &str, options: &DecodeOptions) -> Result<Decod
         line_endings_changed: stats.line_endings_changed,
         controls_removed: stats.controls_removed,
     })
+}
+
+/// [`decode`], returning the text and every figure of [`DecodeStats`].
+pub fn decode_with_stats(
+    bytes: &[u8],
+    name: &str,
+    options: &DecodeOptions,
+) -> Result<(String, DecodeStats)> {
+    let mut decoder = StreamDecoder::whole_input(name, options);
+    let mut text = String::with_capacity(bytes.len());
+    decoder.push(bytes, &mut text)?;
+    let stats = decoder.finish(&mut text)?;
+    Ok((text, stats))
 }
 
 /// Reads `reader` to its end and checks that it decodes, exactly as [`decode`] would (same

@@ -1,6 +1,5 @@
-//! Output formats — plain text, Markdown, JSON and JSON lines — rendered from a pipeline
-//! [`Output`], and atomic file writing (temporary file in the same directory, then rename), so
-//! that a reader never sees half an output.
+//! Output formats — plain text, Markdown, JSON and JSON lines — written by one writer,
+//! [`StreamWriter`], whatever the size of the document.
 //!
 //! | format     | extension | content |
 //! |------------|-----------|---------|
@@ -9,11 +8,12 @@
 //! | `json`     | `.json`   | the whole [`Output`]: source, translation, summary, every sentence with span, paragraph, kind, translation, score and token counts, the model, timings |
 //! | `jsonl`    | `.jsonl`  | one [`SentenceOutput`] object per line |
 //!
-//! [`render`] renders a whole [`Output`]; [`StreamWriter`] writes the same bytes block by block
-//! for a document that is translated in blocks ([`crate::stream`]), keeping no more than a block
-//! in memory: text and JSON lines go out as each block is done; the parts of JSON and Markdown
-//! that come after something only known at the end (the summary) wait in temporary spool files.
-//! [`AtomicFile`] is the all-or-nothing file both write to.
+//! A document is written block by block as the pipeline translates it (one block for an article
+//! read whole, many for a large input: see [`crate::stream`]), keeping no more than a block at a
+//! time: text and JSON lines go out as each block is done; the parts of JSON and Markdown that come
+//! after something only known at the end (the summary) wait in a spool, in memory up to a few
+//! megabytes and then in a temporary file. [`render`] is the same writer over a whole [`Output`],
+//! into a string. Files are written all or nothing with [`crate::fsutil::AtomicFile`].
 
 use std::fmt;
 use std::fs::File;
@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::pipeline::{ModelDescription, Output, OutputSummary, SentenceOutput, Timings};
+use crate::record::{Assembler, ModelDescription, Output, OutputSummary, SentenceOutput, Timings};
 use crate::segment::SegmentKind;
 
 /// How an [`Output`] is written.
@@ -113,146 +113,19 @@ impl RenderOptions {
     }
 }
 
-/// Renders an output; the text ends with a line break unless it is empty (text format of an
-/// empty input).
+/// Renders a whole [`Output`]: exactly what a [`StreamWriter`] writes for its segments given as
+/// one block (the text ends with a line break unless it is empty: the text format of an empty
+/// input).
 pub fn render(output: &Output, format: OutputFormat, options: &RenderOptions) -> Result<String> {
-    Ok(match format {
-        OutputFormat::Text => render_text(output),
-        OutputFormat::Markdown => render_markdown(output, options),
-        OutputFormat::Json => {
-            let mut s = serde_json::to_string_pretty(output).map_err(json_error)?;
-            s.push('\n');
-            s
-        }
-        OutputFormat::Jsonl => {
-            let mut s = String::new();
-            for sentence in &output.sentences {
-                s.push_str(&serde_json::to_string(sentence).map_err(json_error)?);
-                s.push('\n');
-            }
-            s
-        }
-    })
+    let mut writer = StreamWriter::new(Vec::new(), "<output>", format, options, None)?;
+    writer.block(&output.source, &output.sentences)?;
+    writer.finish(output.summary.as_ref(), &output.model, &output.timings)?;
+    String::from_utf8(writer.into_inner())
+        .map_err(|e| Error::Internal(format!("an output is not UTF-8: {e}")))
 }
 
 fn json_error(e: serde_json::Error) -> Error {
-    Error::option("format", format!("cannot write JSON: {e}"))
-}
-
-fn render_text(output: &Output) -> String {
-    let mut s = output.translation.clone();
-    if let Some(summary) = output.summary.as_ref().filter(|s| !s.sentences.is_empty()) {
-        s.push_str("\n\nSummary: ");
-        s.push_str(&summary.text());
-    }
-    if !s.is_empty() {
-        s.push('\n');
-    }
-    s
-}
-
-/// Markdown blocks, built from the segments so that headlines and lists become Markdown ones.
-enum Block {
-    Heading(usize, String),
-    Paragraph(usize, String),
-    List(usize, Vec<String>),
-}
-
-fn render_markdown(output: &Output, options: &RenderOptions) -> String {
-    let mut meta: Vec<String> = Vec::new();
-    let mut blocks: Vec<Block> = Vec::new();
-    for s in &output.sentences {
-        let text = match (&s.kind, &s.translation) {
-            (SegmentKind::Metadata { key, value }, _) => {
-                meta.push(format!("**{}:** {}", escape(key), escape(value)));
-                continue;
-            }
-            (_, Some(t)) => escape(t.trim()),
-            (_, None) => continue,
-        };
-        if s.continues {
-            match blocks.last_mut() {
-                Some(Block::Heading(_, last) | Block::Paragraph(_, last)) => {
-                    push_spaced(last, &text);
-                    continue;
-                }
-                Some(Block::List(_, items)) => {
-                    if let Some(last) = items.last_mut() {
-                        push_spaced(last, &text);
-                        continue;
-                    }
-                }
-                None => {}
-            }
-        }
-        match &s.kind {
-            SegmentKind::Headline => {
-                let level = if blocks.is_empty() { 1 } else { 2 };
-                blocks.push(Block::Heading(level, text));
-            }
-            SegmentKind::ListItem { marker } => {
-                let item = format!("{} {text}", list_marker(marker));
-                match blocks.last_mut() {
-                    Some(Block::List(p, items)) if *p == s.paragraph => items.push(item),
-                    _ => blocks.push(Block::List(s.paragraph, vec![item])),
-                }
-            }
-            _ => match blocks.last_mut() {
-                Some(Block::Paragraph(p, last)) if *p == s.paragraph => push_spaced(last, &text),
-                _ => blocks.push(Block::Paragraph(s.paragraph, text)),
-            },
-        }
-    }
-
-    let mut parts: Vec<String> = Vec::new();
-    if !meta.is_empty() {
-        parts.push(meta.join("  \n"));
-    }
-    for block in blocks {
-        parts.push(match block {
-            Block::Heading(level, text) => format!("{} {text}", "#".repeat(level)),
-            Block::Paragraph(_, text) => text,
-            Block::List(_, items) => items.join("\n"),
-        });
-    }
-    if let Some(summary) = output.summary.as_ref().filter(|s| !s.sentences.is_empty()) {
-        parts.push("## Summary".to_string());
-        let items: Vec<String> = summary
-            .sentences
-            .iter()
-            .map(|s| format!("- {}", escape(s.text.trim())))
-            .collect();
-        parts.push(items.join("\n"));
-    }
-    if options.bilingual && output.translated_sentences() > 0 {
-        parts.push("## Side by side".to_string());
-        let mut table = String::from("| # | Nederlands | English |\n|--:|---|---|");
-        let pairs = output
-            .sentences
-            .iter()
-            .filter_map(|s| s.translation.as_ref().map(|t| (&s.source, t)));
-        for (n, (source, translation)) in pairs.enumerate() {
-            table.push_str(&format!(
-                "\n| {} | {} | {} |",
-                n + 1,
-                cell(source),
-                cell(translation)
-            ));
-        }
-        parts.push(table);
-    }
-    let mut out = parts.join("\n\n");
-    if !out.is_empty() {
-        out.push('\n');
-    }
-    out
-}
-
-fn push_spaced(out: &mut String, text: &str) {
-    if !out.is_empty() && !text.is_empty() {
-        out.push(' ');
-    }
-    out.push_str(text);
+    Error::Internal(format!("cannot write JSON: {e}"))
 }
 
 /// A Markdown list marker for a list item's own marker: numbers stay numbered, bullets become
@@ -300,9 +173,8 @@ fn cell(text: &str) -> String {
     escape(&text.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
-/// Writes a document that is translated block by block ([`crate::stream`]) in any
-/// [`OutputFormat`], producing the same bytes [`render`] produces for the whole [`Output`] (the
-/// timings aside), without holding more than one block:
+/// Writes a document, given block by block ([`crate::stream`]), in any [`OutputFormat`]; the
+/// bytes do not depend on where the blocks were cut. Holds no more than one block:
 ///
 /// - **text**: each block's translation as soon as it is done, paragraph breaks continuing
 ///   across blocks; the summary at the end.
@@ -312,9 +184,10 @@ fn cell(text: &str) -> String {
 /// - **markdown**: the article as it comes; the summary at the end, then (with `bilingual`) the
 ///   side-by-side table, spooled meanwhile.
 ///
-/// Spool files are created in the spool directory (the system's temporary directory unless
-/// given), are removed from the directory at once where the system allows it (Unix) and otherwise
-/// when the writer is dropped, and take about the size of the output.
+/// Spooled parts stay in memory up to 4 MiB each; past that they move to a file in the spool
+/// directory (the system's temporary directory unless given), which is removed from the
+/// directory at once where the system allows it (Unix) and otherwise when the writer is dropped,
+/// and takes about the size of the output.
 ///
 /// Call [`StreamWriter::block`] for each block in order, then [`StreamWriter::finish`] once.
 pub struct StreamWriter<W: Write> {
@@ -381,14 +254,14 @@ impl<W: Write> StreamWriter<W> {
         let json = match format {
             OutputFormat::Json => Some(JsonSpools {
                 started: false,
-                translation: Spool::new(&dir)?,
-                sentences: Spool::new(&dir)?,
+                translation: Spool::new(dir.clone()),
+                sentences: Spool::new(dir.clone()),
                 count: 0,
             }),
             _ => None,
         };
         let table = match format {
-            OutputFormat::Markdown if options.bilingual => Some(Spool::new(&dir)?),
+            OutputFormat::Markdown if options.bilingual => Some(Spool::new(dir)),
             _ => None,
         };
         Ok(StreamWriter {
@@ -508,7 +381,7 @@ impl<W: Write> StreamWriter<W> {
         }
         self.write(&format!(
             "{{\n  \"format_version\": {},\n  \"source\": \"",
-            crate::pipeline::FORMAT_VERSION
+            crate::record::FORMAT_VERSION
         ))
     }
 
@@ -696,50 +569,61 @@ fn json_string_body(text: &str) -> Result<String> {
         .to_string())
 }
 
-/// The translated article put together segment by segment with the rules of
-/// [`Document::reassemble`](crate::segment::Document::reassemble): what it writes for a document's
-/// segments given in any number of calls is what `reassemble` returns for the whole document.
-#[derive(Debug, Default)]
-struct Assembler {
-    /// The paragraph of the last segment written, and whether it was metadata.
-    prev: Option<(usize, bool)>,
-}
+/// Most bytes a [`Spool`] keeps in memory before it moves to a temporary file: a whole article's
+/// parts never touch the disk, a large streamed document's take about its output's size on disk.
+const SPOOL_IN_MEMORY: usize = 4 << 20;
 
-impl Assembler {
-    fn push(&mut self, s: &SentenceOutput, out: &mut String) {
-        let metadata = !s.kind.is_translatable();
-        let body = if metadata {
-            s.source.as_str()
-        } else {
-            s.translation.as_deref().unwrap_or_default().trim()
-        };
-        if crate::segment::append_segment(
-            out,
-            self.prev,
-            s.paragraph,
-            &s.kind,
-            s.continues,
-            s.starts_line,
-            body,
-        ) {
-            self.prev = Some((s.paragraph, metadata));
-        }
-    }
-}
-
-/// A temporary file that holds part of an output until it can be written.
+/// Part of an output that must wait until something known only at the end (the summary) is
+/// written: in memory up to [`SPOOL_IN_MEMORY`], then in a temporary file in `dir`.
 struct Spool {
-    path: PathBuf,
-    file: BufWriter<File>,
+    dir: PathBuf,
+    data: SpoolData,
     len: u64,
-    unlinked: bool,
+    /// Bytes kept in memory at most ([`SPOOL_IN_MEMORY`]; tests lower it).
+    limit: usize,
+}
+
+enum SpoolData {
+    Memory(Vec<u8>),
+    File {
+        path: PathBuf,
+        file: BufWriter<File>,
+        /// Whether the file's name is already gone (Unix: an open file outlives its name).
+        unlinked: bool,
+    },
 }
 
 static SPOOL_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl Spool {
-    fn new(dir: &Path) -> Result<Spool> {
-        let path = dir.join(format!(
+    fn new(dir: PathBuf) -> Spool {
+        Spool {
+            dir,
+            data: SpoolData::Memory(Vec::new()),
+            len: 0,
+            limit: SPOOL_IN_MEMORY,
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        if let SpoolData::Memory(buf) = &mut self.data {
+            if buf.len() + bytes.len() <= self.limit {
+                buf.extend_from_slice(bytes);
+                self.len += bytes.len() as u64;
+                return Ok(());
+            }
+            let held = std::mem::take(buf);
+            self.spill()?;
+            self.append(&held)?;
+        }
+        self.append(bytes)?;
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Moves the spool to a new temporary file (empty; the caller writes what memory held).
+    fn spill(&mut self) -> Result<()> {
+        let path = self.dir.join(format!(
             ".tolk-spool-{}-{}",
             std::process::id(),
             SPOOL_COUNTER.fetch_add(1, Ordering::Relaxed)
@@ -752,33 +636,42 @@ impl Spool {
             .map_err(|e| Error::io(&path, e))?;
         // On Unix an open file outlives its name: nothing is left behind, whatever happens.
         let unlinked = cfg!(unix) && std::fs::remove_file(&path).is_ok();
-        Ok(Spool {
+        self.data = SpoolData::File {
             path,
             file: BufWriter::with_capacity(1 << 16, file),
-            len: 0,
             unlinked,
-        })
+        };
+        Ok(())
     }
 
-    fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.file
-            .write_all(bytes)
-            .map_err(|e| Error::io(&self.path, e))?;
-        self.len += bytes.len() as u64;
+    fn append(&mut self, bytes: &[u8]) -> Result<()> {
+        match &mut self.data {
+            SpoolData::Memory(buf) => buf.extend_from_slice(bytes),
+            SpoolData::File { path, file, .. } => {
+                file.write_all(bytes).map_err(|e| Error::io(&*path, e))?
+            }
+        }
         Ok(())
     }
 
     /// Copies everything written to `out`; returns the number of bytes.
     fn copy_to(&mut self, out: &mut dyn Write, out_name: &Path) -> Result<u64> {
-        self.file.flush().map_err(|e| Error::io(&self.path, e))?;
-        let file = self.file.get_mut();
-        file.rewind().map_err(|e| Error::io(&self.path, e))?;
+        let (path, file) = match &mut self.data {
+            SpoolData::Memory(buf) => {
+                out.write_all(buf).map_err(|e| Error::io(out_name, e))?;
+                return Ok(buf.len() as u64);
+            }
+            SpoolData::File { path, file, .. } => (&*path, file),
+        };
+        file.flush().map_err(|e| Error::io(path, e))?;
+        let file = file.get_mut();
+        file.rewind().map_err(|e| Error::io(path, e))?;
         let mut reader = std::io::Read::take(&mut *file, self.len);
         let mut buf = vec![0u8; 1 << 16];
         let mut copied = 0;
         loop {
-            let n = crate::input::read_some(&mut reader, &mut buf)
-                .map_err(|e| Error::io(&self.path, e))?;
+            let n =
+                crate::input::read_some(&mut reader, &mut buf).map_err(|e| Error::io(path, e))?;
             let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
                 break;
             };
@@ -791,212 +684,15 @@ impl Spool {
 
 impl Drop for Spool {
     fn drop(&mut self) {
-        if !self.unlinked {
-            let _ = std::fs::remove_file(&self.path);
+        if let SpoolData::File {
+            path,
+            unlinked: false,
+            ..
+        } = &self.data
+        {
+            let _ = std::fs::remove_file(path);
         }
     }
-}
-
-/// Suffix of the temporary files [`write_atomic`] creates (`.NAME.tolk-tmp-HOST-PID-N`).
-pub const TEMP_MARKER: &str = ".tolk-tmp-";
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Writes `contents` to `path` atomically: into a hidden temporary file in the same directory
-/// (`.NAME.tolk-tmp-HOST-PID-N`, flushed to disk), then renamed over `path`. A reader sees the
-/// old file or the new one, never a partial one; if the process dies first, only the temporary
-/// file remains (see [`TempFile`] for recognising and removing it).
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let mut file = AtomicFile::create(path)?;
-    file.write_all(contents).map_err(|e| Error::io(path, e))?;
-    file.commit()
-}
-
-/// A file written all or nothing, like [`write_atomic`] but in pieces: the bytes go to a hidden
-/// temporary file next to `path`, which [`AtomicFile::commit`] flushes to disk and renames over
-/// `path`. Dropped without a commit (an error on the way), the temporary file is removed and
-/// `path` is untouched.
-#[derive(Debug)]
-pub struct AtomicFile {
-    path: PathBuf,
-    tmp: PathBuf,
-    dir: PathBuf,
-    file: Option<BufWriter<File>>,
-}
-
-impl AtomicFile {
-    /// Creates the temporary file for `path` (whose directory must exist); errors name `path`.
-    pub fn create(path: &Path) -> Result<AtomicFile> {
-        let name = path.file_name().ok_or_else(|| {
-            Error::io(
-                path,
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
-            )
-        })?;
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let tmp = dir.join(format!(
-            ".{}{TEMP_MARKER}{}-{}-{}",
-            name.to_string_lossy(),
-            host_tag(),
-            std::process::id(),
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| Error::io(path, e))?;
-        Ok(AtomicFile {
-            path: path.to_path_buf(),
-            tmp,
-            dir,
-            file: Some(BufWriter::with_capacity(1 << 16, file)),
-        })
-    }
-
-    /// The file this will become.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Flushes the bytes to disk and renames the temporary file over the target.
-    pub fn commit(mut self) -> Result<()> {
-        let Some(file) = self.file.take() else {
-            return Ok(());
-        };
-        let done = (|| -> std::io::Result<()> {
-            let file = file.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()?;
-            drop(file);
-            std::fs::rename(&self.tmp, &self.path)
-        })();
-        if let Err(e) = done {
-            let _ = std::fs::remove_file(&self.tmp);
-            return Err(Error::io(&self.path, e));
-        }
-        // Make the rename itself durable; not all systems can sync a directory, so failures here
-        // are not errors.
-        if let Ok(d) = File::open(&self.dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    }
-}
-
-impl Write for AtomicFile {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match &mut self.file {
-            Some(f) => f.write(buf),
-            None => Err(std::io::Error::other("the file is already committed")),
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        match &mut self.file {
-            Some(f) => f.flush(),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-    }
-}
-
-/// A temporary file left by [`write_atomic`], recognised by its name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TempFile {
-    /// The host tag of the writer ([`host_tag`]).
-    pub host: String,
-    /// The writer's process id.
-    pub pid: u32,
-}
-
-impl TempFile {
-    /// Parses a file name; `None` if it is not one of tolk's temporary files.
-    pub fn parse(file_name: &str) -> Option<TempFile> {
-        if !file_name.starts_with('.') {
-            return None;
-        }
-        let (_, tail) = file_name.rsplit_once(TEMP_MARKER)?;
-        let mut parts = tail.split('-');
-        let host = parts.next()?.to_string();
-        let pid = parts.next()?.parse().ok()?;
-        parts.next()?.parse::<u64>().ok()?;
-        parts.next().is_none().then_some(TempFile { host, pid })
-    }
-
-    /// Whether this temporary file certainly belongs to no running writer: one written on this
-    /// host by a process that no longer runs. (Writers on other hosts are judged by age, see
-    /// [`crate::batch`].)
-    pub fn is_orphan_here(&self) -> bool {
-        self.host == host_tag() && process_alive(self.pid) == Some(false)
-    }
-}
-
-/// A short tag for this machine (8 hex digits of a hash of its host name), so that files from
-/// machines sharing a directory can be told apart.
-pub fn host_tag() -> String {
-    format!("{:08x}", fnv1a(host_name().as_bytes()) as u32)
-}
-
-/// This machine's host name, or `localhost` when it cannot be found.
-pub fn host_name() -> String {
-    let from_file = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty());
-    from_file
-        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
-        .or_else(|| std::env::var("COMPUTERNAME").ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| "localhost".to_string())
-}
-
-/// Whether process `pid` runs on this machine: `Some(true)` or `Some(false)` when that can be
-/// told (Linux: `/proc`, where a zombie counts as dead; other Unix systems: `kill -0`), `None`
-/// otherwise.
-pub fn process_alive(pid: u32) -> Option<bool> {
-    if pid == std::process::id() {
-        return Some(true);
-    }
-    if Path::new("/proc/self").exists() {
-        return Some(match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            // The state follows the command name in parentheses, which may itself hold spaces.
-            Ok(stat) => stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                .is_none_or(|state| state != "Z" && state != "X"),
-            Err(_) => false,
-        });
-    }
-    if cfg!(unix) {
-        return std::process::Command::new("kill")
-            .args(["-0", &pid.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .ok()
-            .map(|s| s.success());
-    }
-    None
-}
-
-/// 64-bit FNV-1a: a hash that is the same on every machine and every Rust version.
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
 }
 
 #[cfg(test)]
@@ -1028,46 +724,7 @@ mod tests {
         assert_eq!(list_marker("a)"), "- a)");
     }
 
-    #[test]
-    fn atomic_writes_leave_no_temporary_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("out.json");
-        write_atomic(&path, b"one").unwrap();
-        write_atomic(&path, b"two").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"two");
-        let names: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names, ["out.json"]);
-        // A directory that does not exist: an error naming the file, nothing left behind.
-        let missing = dir.path().join("no/such/out.json");
-        let e = write_atomic(&missing, b"x").unwrap_err().to_string();
-        assert!(e.contains("no/such/out.json"), "{e}");
-    }
-
-    #[test]
-    fn temp_names_round_trip() {
-        let name = format!(
-            ".a.b.json{TEMP_MARKER}{}-{}-7",
-            host_tag(),
-            std::process::id()
-        );
-        let t = TempFile::parse(&name).unwrap();
-        assert_eq!(t.pid, std::process::id());
-        assert!(!t.is_orphan_here(), "this process is alive");
-        assert!(TempFile::parse("a.json").is_none());
-        assert!(TempFile::parse(".a.json.tolk-tmp-x-y-z").is_none());
-        assert!(TempFile::parse(&format!("visible{TEMP_MARKER}00000000-1-2")).is_none());
-    }
-
-    #[test]
-    fn fnv_is_stable() {
-        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
-    }
-
-    use crate::pipeline::{SummaryItem, FORMAT_VERSION};
+    use crate::record::{SummaryItem, FORMAT_VERSION};
     use crate::segment::Segmenter;
 
     /// An output as the pipeline would make it from `text`, with made-up translations (some
@@ -1143,10 +800,22 @@ mod tests {
         format: OutputFormat,
         options: &RenderOptions,
         starts: &[usize],
+        spill: bool,
     ) -> String {
         let dir = tempfile::tempdir().unwrap();
         let mut w =
             StreamWriter::new(Vec::new(), "<test>", format, options, Some(dir.path())).unwrap();
+        if spill {
+            // Every spooled byte goes through a temporary file.
+            for spool in w
+                .json
+                .iter_mut()
+                .flat_map(|j| [&mut j.translation, &mut j.sentences])
+                .chain(w.table.as_mut())
+            {
+                spool.limit = 0;
+            }
+        }
         let mut bounds: Vec<usize> = starts
             .iter()
             .copied()
@@ -1175,7 +844,7 @@ mod tests {
     }
 
     #[test]
-    fn streamed_outputs_are_byte_for_byte_the_rendered_ones() {
+    fn where_blocks_are_cut_and_where_parts_are_spooled_never_changes_the_output() {
         let texts = [
             "bron: ANP\nNieuwe brug over de Maas\n\nDe brug is dinsdag geopend door de burgemeester van Venlo, die een lint doorknipte. Duizenden fietsers reden er de eerste dag overheen.\n\n- Lengte: 300 meter en nog wat meer dan dat\n- Bouwtijd: drie jaar\n1. een\n2. twee\n\nSlot zonder punt\n\nLaatste zin.",
             "Alleen een zin.",
@@ -1194,12 +863,20 @@ mod tests {
                         for bilingual in [false, true] {
                             let options = RenderOptions::default().with_bilingual(bilingual);
                             let want = render(&output, format, &options).unwrap();
+                            if format == OutputFormat::Json {
+                                // The JSON writer's hand-made layout is serde's pretty printing
+                                // of the whole record.
+                                let serde = serde_json::to_string_pretty(&output).unwrap() + "\n";
+                                assert_eq!(want, serde, "{text:?} {max_chars} {summary:?}");
+                            }
                             for starts in &splits {
-                                let got = streamed(&output, format, &options, starts);
-                                assert_eq!(
-                                    got, want,
-                                    "{format} {text:?} {max_chars} {summary:?} {starts:?}"
-                                );
+                                for spill in [false, true] {
+                                    let got = streamed(&output, format, &options, starts, spill);
+                                    assert_eq!(
+                                        got, want,
+                                        "{format} {text:?} {max_chars} {summary:?} {starts:?} {spill}"
+                                    );
+                                }
                             }
                         }
                     }
@@ -1209,21 +886,35 @@ mod tests {
     }
 
     #[test]
-    fn atomic_files_are_all_or_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("out.txt");
-        std::fs::write(&path, b"old").unwrap();
-        let mut f = AtomicFile::create(&path).unwrap();
-        f.write_all(b"new, ").unwrap();
-        f.write_all(b"in pieces").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"old");
-        drop(f);
-        assert_eq!(std::fs::read(&path).unwrap(), b"old");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-        let mut f = AtomicFile::create(&path).unwrap();
-        f.write_all(b"new").unwrap();
-        f.commit().unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"new");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    fn markdown_and_text_layouts() {
+        let text = "bron: ANP\nNieuwe brug\n\nDe brug is open. Fietsers rijden erover.\n\n- Lengte: 300 meter\n- Bouwtijd: drie jaar\n\nSlot.";
+        let mut output = fake_output(text, 0, Some(1));
+        for s in &mut output.sentences {
+            if let Some(t) = s.translation.as_mut() {
+                *t = format!("EN {}", s.source.trim());
+            }
+        }
+        output.translation = crate::record::assemble(&output.sentences);
+        if let Some(summary) = output.summary.as_mut() {
+            summary.sentences[0].text = "EN De brug is open.".into();
+        }
+        let options = RenderOptions::default().with_bilingual(true);
+        let markdown = render(&output, OutputFormat::Markdown, &options).unwrap();
+        assert_eq!(
+            markdown,
+            "**bron:** ANP\n\n# EN Nieuwe brug\n\nEN De brug is open. EN Fietsers rijden erover.\n\n\
+             - EN Lengte: 300 meter\n- EN Bouwtijd: drie jaar\n\nEN Slot.\n\n## Summary\n\n\
+             - EN De brug is open.\n\n## Side by side\n\n| # | Nederlands | English |\n|--:|---|---|\n\
+             | 1 | Nieuwe brug | EN Nieuwe brug |\n| 2 | De brug is open. | EN De brug is open. |\n\
+             | 3 | Fietsers rijden erover. | EN Fietsers rijden erover. |\n\
+             | 4 | Lengte: 300 meter | EN Lengte: 300 meter |\n| 5 | Bouwtijd: drie jaar | EN Bouwtijd: drie jaar |\n\
+             | 6 | Slot. | EN Slot. |\n"
+        );
+        let plain = render(&output, OutputFormat::Text, &options).unwrap();
+        assert_eq!(
+            plain,
+            "bron: ANP\nEN Nieuwe brug\n\nEN De brug is open. EN Fietsers rijden erover.\n\n\
+             - EN Lengte: 300 meter\n- EN Bouwtijd: drie jaar\n\nEN Slot.\n\nSummary: EN De brug is open.\n"
+        );
     }
 }

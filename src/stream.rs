@@ -1,16 +1,20 @@
-//! Large inputs in bounded memory: a document read, decoded, translated and written block by
-//! block, with one loaded [`Pipeline`].
+//! How a document's text arrives: read and decoded whole, or block by block in bounded memory.
 //!
-//! [`Pipeline::run`] holds a whole article several times over (the text, its segments, their
-//! translations, the rendered output) and summarises all of it, which is right for an article
-//! and wrong for a 50 MB file. Inputs larger than [`StreamOptions::threshold`] (1 MiB) go
-//! through this module instead; smaller ones keep the exact behaviour of `run`.
+//! Every document goes through one path ([`crate::pipeline::Pipeline::translate_document`]): a
+//! [`BlockSource`] hands out [`TextBlock`]s, the pipeline segments and translates each, and a
+//! [`crate::output::StreamWriter`] writes it. An article is one block; an input larger than
+//! [`StreamOptions::threshold`] (1 MiB) comes in blocks, so that a 50 MB file takes as much memory
+//! as a 1 MB one. [`DocumentInput::open`] is the one policy that decides, for the command line,
+//! batch runs and the server alike:
 //!
-//! 1. **Read and decode.** [`BlockReader`] reads [`READ_CHUNK`] bytes at a time and decodes them
-//!    with a [`StreamDecoder`]: the rules of [`crate::input`] (byte-order marks, UTF-16, invalid
-//!    UTF-8 with its byte offset, `--lossy`, NUL, line endings, control characters) with the
-//!    same results. A file is first checked whole with [`crate::input::check_file`] by the
-//!    caller, so that a bad byte at the end is reported before anything is written.
+//! 1. **Read and decode.** A file of at most the threshold, or standard input that ends before
+//!    it, is read and decoded whole ([`crate::input::decode`]), so that every problem is reported
+//!    before the model loads. A larger file is first checked whole with
+//!    [`crate::input::check_file`] (a bad byte at its end is reported before anything is
+//!    written), then read again by a [`BlockReader`]: [`READ_CHUNK`] bytes at a time, decoded by a
+//!    [`StreamDecoder`] with exactly the rules and results of a whole read. Larger standard input
+//!    is decoded as it comes: the blocks before a bad byte are translated, then the error stops
+//!    the document.
 //! 2. **Cut into blocks** of at most [`StreamOptions::block_bytes`] (256 KiB) of decoded text,
 //!    never losing or reordering text, at the best boundary the block offers: after a blank line
 //!    (a paragraph boundary); failing that, after a line break (preferring a line that ends a
@@ -18,49 +22,35 @@
 //!    next block's first segment then continues the previous one, as the pieces of an over-long
 //!    sentence do); failing that, between two characters. A word that could be read as a list
 //!    marker never starts a block cut inside a line.
-//! 3. **Translate each block** (`Pipeline::run_block`): segment numbering, byte spans and
-//!    paragraph numbers continue across blocks as if the document had been segmented whole.
-//!    Blocks cut after a blank line segment exactly as the whole document would, because no
-//!    segmentation rule looks across a blank line (metadata fields only open a document).
-//! 4. **Write each block** as soon as it is done ([`StreamWriter`]): the same bytes
-//!    [`crate::output::render`] writes for the whole document.
-//! 5. **Summarise at the end** from what [`Pipeline`]'s summariser needs, the English and Dutch
-//!    sentence texts, kept only for the first [`StreamOptions::summary_sentences`] sentences
-//!    (2000) and at most [`StreamOptions::summary_bytes`] (2 MiB) of text: the extractive
-//!    summariser's cost grows with the square of the number of sentences, and news puts what
-//!    matters first. A sentence that would pass the byte limit is left out whole. When sentences
-//!    were left out, [`OutputSummary::limited_to`] says how many were read.
 //!
-//! Memory is bounded by the block size (a few copies of one block: its text, segments,
-//! translations and output), plus the summariser's input; it does not grow with the input.
+//! Blocks cut after a blank line segment exactly as the whole document would, because no
+//! segmentation rule looks across a blank line (metadata fields only open a document); the
+//! pipeline numbers segments, spans and paragraphs across blocks as if the document were one.
 //!
 //! ```no_run
 //! use tolk::input::DecodeOptions;
 //! use tolk::output::{OutputFormat, RenderOptions, StreamWriter};
 //! use tolk::pipeline::Pipeline;
-//! use tolk::stream::{self, BlockReader, StreamOptions};
+//! use tolk::stream::{DocumentInput, StreamOptions};
 //!
 //! let pipeline = Pipeline::builder().build()?;
-//! let options = StreamOptions::default();
-//! let file = std::fs::File::open("corpus.txt").map_err(|e| tolk::Error::io("corpus.txt", e))?;
-//! let mut blocks = BlockReader::new(file, "corpus.txt", &DecodeOptions::default(), options.block_bytes);
+//! let mut input = DocumentInput::open(
+//!     "corpus.txt".as_ref(),
+//!     &DecodeOptions::default(),
+//!     &StreamOptions::default(),
+//! )?;
 //! let stdout = std::io::stdout().lock();
 //! let mut writer = StreamWriter::new(stdout, "<stdout>", OutputFormat::Jsonl, &RenderOptions::default(), None)?;
-//! let report = stream::translate(&pipeline, &mut blocks, &mut writer, &options)?;
+//! let report = pipeline.translate_document(&mut input, &mut writer)?;
 //! eprintln!("{} sentences in {} blocks", report.sentences, report.blocks);
 //! # Ok::<(), tolk::Error>(())
 //! ```
 
-use std::io::{Read, Write};
-use std::path::PathBuf;
-use std::time::Instant;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::input::{read_some, DecodeOptions, DecodeStats, StreamDecoder, READ_CHUNK};
-use crate::output::StreamWriter;
-use crate::pipeline::{
-    BlockCursor, OutputSummary, Pipeline, SentenceOutput, SummaryInput, Timings,
-};
 use crate::segment::chars::{is_closer, is_line_break, is_space, is_terminal};
 
 /// Default for [`StreamOptions::threshold`]: 1 MiB.
@@ -69,35 +59,23 @@ pub const DEFAULT_THRESHOLD: u64 = 1 << 20;
 /// Default for [`StreamOptions::block_bytes`]: 256 KiB.
 pub const DEFAULT_BLOCK_BYTES: usize = 256 << 10;
 
-/// Default for [`StreamOptions::summary_sentences`].
-pub const DEFAULT_SUMMARY_SENTENCES: usize = 2000;
-
-/// Default for [`StreamOptions::summary_bytes`]: 2 MiB.
-pub const DEFAULT_SUMMARY_BYTES: usize = 2 << 20;
-
 /// The smallest block size accepted: a block must hold a few words.
 pub const MIN_BLOCK_BYTES: usize = 64;
 
 /// Bytes of decoded text kept beyond a block's end, so that the word after a cut is seen whole.
 const LOOKAHEAD: usize = 64;
 
-/// When and how inputs are streamed.
+/// When and how inputs are read in blocks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamOptions {
-    /// Inputs of more than this many bytes are streamed; smaller ones are read whole and go
-    /// through [`Pipeline::run`]. Default: [`DEFAULT_THRESHOLD`] (1 MiB).
+    /// Inputs of more than this many bytes are read block by block; smaller ones are read whole,
+    /// as one block. Default: [`DEFAULT_THRESHOLD`] (1 MiB).
     pub threshold: u64,
     /// Most bytes of decoded text in one block (at least [`MIN_BLOCK_BYTES`]). Default:
     /// [`DEFAULT_BLOCK_BYTES`] (256 KiB).
     pub block_bytes: usize,
-    /// The summary of a streamed input is made from at most this many leading sentences (a
-    /// sentence cut in pieces counts once). Default: [`DEFAULT_SUMMARY_SENTENCES`] (2000).
-    pub summary_sentences: usize,
-    /// ... and from at most this many bytes of their English and Dutch text. Default:
-    /// [`DEFAULT_SUMMARY_BYTES`] (2 MiB).
-    pub summary_bytes: usize,
-    /// Where JSON and Markdown outputs spool the parts that follow the summary. Default: the
-    /// system's temporary directory.
+    /// Where JSON and Markdown outputs spool the parts that follow the summary once they outgrow
+    /// memory. Default: the system's temporary directory.
     pub spool_dir: Option<PathBuf>,
 }
 
@@ -106,14 +84,20 @@ impl Default for StreamOptions {
         StreamOptions {
             threshold: DEFAULT_THRESHOLD,
             block_bytes: DEFAULT_BLOCK_BYTES,
-            summary_sentences: DEFAULT_SUMMARY_SENTENCES,
-            summary_bytes: DEFAULT_SUMMARY_BYTES,
             spool_dir: None,
         }
     }
 }
 
 impl StreamOptions {
+    /// Options that read every input whole, however large (for tools that need the whole text).
+    pub fn whole() -> Self {
+        StreamOptions {
+            threshold: u64::MAX,
+            ..StreamOptions::default()
+        }
+    }
+
     /// Sets [`StreamOptions::threshold`].
     #[must_use]
     pub fn with_threshold(mut self, bytes: u64) -> Self {
@@ -128,20 +112,6 @@ impl StreamOptions {
         self
     }
 
-    /// Sets [`StreamOptions::summary_sentences`].
-    #[must_use]
-    pub fn with_summary_sentences(mut self, n: usize) -> Self {
-        self.summary_sentences = n;
-        self
-    }
-
-    /// Sets [`StreamOptions::summary_bytes`].
-    #[must_use]
-    pub fn with_summary_bytes(mut self, bytes: usize) -> Self {
-        self.summary_bytes = bytes;
-        self
-    }
-
     /// Sets [`StreamOptions::spool_dir`].
     #[must_use]
     pub fn with_spool_dir(mut self, dir: Option<PathBuf>) -> Self {
@@ -149,9 +119,183 @@ impl StreamOptions {
         self
     }
 
-    /// Whether an input of `bytes` bytes is streamed.
+    /// Whether an input of `bytes` bytes is read in blocks.
     pub fn streams(&self, bytes: u64) -> bool {
         bytes > self.threshold
+    }
+}
+
+/// Anything that hands out a document's text block by block, in order.
+pub trait BlockSource {
+    /// The next block, or `None` at the end of the document. A problem in the input (invalid
+    /// UTF-8, a NUL byte, ...) is an error once the whole blocks of text before it are out.
+    fn next_block(&mut self) -> Result<Option<TextBlock>>;
+
+    /// What decoding found, once known (for a source that decodes as it reads: after the last
+    /// block).
+    fn decode_stats(&self) -> Option<DecodeStats>;
+}
+
+/// A document opened by the library's input policy (see the module documentation): decoded
+/// whole and handed out as one block, or read block by block.
+pub struct DocumentInput {
+    name: String,
+    source: Source,
+}
+
+enum Source {
+    /// Decoded whole: the one block, until it is taken.
+    Whole {
+        block: Option<TextBlock>,
+        stats: DecodeStats,
+    },
+    /// Read in blocks; `checked` is what a first pass over a file found.
+    Blocks {
+        reader: Box<BlockReader<Box<dyn Read + Send>>>,
+        checked: Option<DecodeStats>,
+    },
+}
+
+impl std::fmt::Debug for DocumentInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DocumentInput")
+            .field("name", &self.name)
+            .field("streamed", &self.is_streamed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DocumentInput {
+    /// Opens a file: decoded whole when it has at most [`StreamOptions::threshold`] bytes,
+    /// otherwise checked whole and then read in blocks; a pipe or a device is read as
+    /// [`DocumentInput::from_reader`] reads. Every decoding problem of a file is reported here,
+    /// before anything is translated.
+    pub fn open(path: &Path, decode: &DecodeOptions, options: &StreamOptions) -> Result<Self> {
+        let name = path.display().to_string();
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        if meta.is_file() && !options.streams(meta.len()) {
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            return Self::decoded(&bytes, name, decode);
+        }
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        if !meta.is_file() {
+            // A pipe or a device: its size is known only by reading it.
+            return Self::from_reader(Box::new(file), &name, decode, options);
+        }
+        let checked = crate::input::check_file(path, decode)?;
+        let reader = BlockReader::new(
+            Box::new(file) as Box<dyn Read + Send>,
+            &name,
+            decode,
+            options.block_bytes,
+        );
+        Ok(DocumentInput {
+            name,
+            source: Source::Blocks {
+                reader: Box::new(reader),
+                checked: Some(checked),
+            },
+        })
+    }
+
+    /// Reads from a stream (standard input, a socket) of unknown length: up to one byte past the
+    /// threshold is read and decoded at once (the whole input if it is small); a larger input is
+    /// then decoded block by block as it comes. `name` (such as `<stdin>`) appears in errors.
+    pub fn from_reader(
+        mut reader: Box<dyn Read + Send>,
+        name: &str,
+        decode: &DecodeOptions,
+        options: &StreamOptions,
+    ) -> Result<Self> {
+        let mut head = Vec::new();
+        reader
+            .by_ref()
+            .take(options.threshold.saturating_add(1))
+            .read_to_end(&mut head)
+            .map_err(|e| Error::io(name, e))?;
+        if !options.streams(head.len() as u64) {
+            return Self::decoded(&head, name.to_string(), decode);
+        }
+        let mut blocks = BlockReader::new(reader, name, decode, options.block_bytes);
+        blocks.push(&head)?;
+        Ok(DocumentInput {
+            name: name.to_string(),
+            source: Source::Blocks {
+                reader: Box::new(blocks),
+                checked: None,
+            },
+        })
+    }
+
+    /// A text already decoded (an article given to the library or the server): one block.
+    pub fn from_text(text: impl Into<String>, name: &str) -> Self {
+        let text = text.into();
+        let stats = DecodeStats {
+            input_bytes: text.len() as u64,
+            text_bytes: text.len() as u64,
+            ..DecodeStats::default()
+        };
+        DocumentInput {
+            name: name.to_string(),
+            source: Source::Whole {
+                block: Some(TextBlock {
+                    text,
+                    offset: 0,
+                    mid_sentence: false,
+                }),
+                stats,
+            },
+        }
+    }
+
+    fn decoded(bytes: &[u8], name: String, decode: &DecodeOptions) -> Result<Self> {
+        let (text, stats) = crate::input::decode_with_stats(bytes, &name, decode)?;
+        Ok(DocumentInput {
+            name,
+            source: Source::Whole {
+                block: Some(TextBlock {
+                    text,
+                    offset: 0,
+                    mid_sentence: false,
+                }),
+                stats,
+            },
+        })
+    }
+
+    /// The file path or stream name, as it appears in errors.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the document is read block by block (it was larger than the threshold).
+    pub fn is_streamed(&self) -> bool {
+        matches!(self.source, Source::Blocks { .. })
+    }
+
+    /// The whole text of a document read whole (`None` once it was taken, or when the document
+    /// is read in blocks).
+    pub fn into_text(self) -> Option<String> {
+        match self.source {
+            Source::Whole { block, .. } => block.map(|b| b.text),
+            Source::Blocks { .. } => None,
+        }
+    }
+}
+
+impl BlockSource for DocumentInput {
+    fn next_block(&mut self) -> Result<Option<TextBlock>> {
+        match &mut self.source {
+            Source::Whole { block, .. } => Ok(block.take()),
+            Source::Blocks { reader, .. } => reader.next_block(),
+        }
+    }
+
+    fn decode_stats(&self) -> Option<DecodeStats> {
+        match &self.source {
+            Source::Whole { stats, .. } => Some(*stats),
+            Source::Blocks { reader, checked } => checked.or_else(|| reader.stats().copied()),
+        }
     }
 }
 
@@ -314,6 +458,16 @@ impl<R: Read> BlockReader<R> {
     }
 }
 
+impl<R: Read> BlockSource for BlockReader<R> {
+    fn next_block(&mut self) -> Result<Option<TextBlock>> {
+        BlockReader::next_block(self)
+    }
+
+    fn decode_stats(&self) -> Option<DecodeStats> {
+        self.stats().copied()
+    }
+}
+
 /// Where to end a block of `text` of at most `limit` bytes (`text` is longer): the end and
 /// whether the cut lies inside a sentence. Always in `1..=limit` on a character boundary.
 fn find_cut(text: &str, limit: usize) -> (usize, bool) {
@@ -408,107 +562,6 @@ fn floor_boundary(text: &str, at: usize) -> usize {
         at -= 1;
     }
     at
-}
-
-/// What [`translate`] did.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StreamReport {
-    /// What decoding did (encoding, replacements, line endings, control characters, bytes).
-    pub decode: Option<DecodeStats>,
-    /// Blocks translated.
-    pub blocks: usize,
-    /// Segments, metadata included.
-    pub segments: usize,
-    /// Segments translated.
-    pub sentences: usize,
-    /// Source tokens fed to the model.
-    pub source_tokens: usize,
-    /// Tokens generated.
-    pub target_tokens: usize,
-    /// The summary, if summaries are on.
-    pub summary: Option<OutputSummary>,
-    /// Time per stage (summed over blocks).
-    pub timings: Timings,
-}
-
-impl StreamReport {
-    /// Whether there was nothing to translate.
-    pub fn is_empty(&self) -> bool {
-        self.sentences == 0
-    }
-}
-
-/// Translates a document block by block, calling `on_block` with each block and its segments
-/// (translated, numbered and placed in the whole document) as soon as they are done, and
-/// summarises it at the end (see the module documentation for what the summary reads).
-pub fn run<R: Read>(
-    pipeline: &Pipeline,
-    blocks: &mut BlockReader<R>,
-    options: &StreamOptions,
-    mut on_block: impl FnMut(&TextBlock, &[SentenceOutput]) -> Result<()>,
-) -> Result<StreamReport> {
-    let started = Instant::now();
-    let mut timings = Timings {
-        load: pipeline.load_time(),
-        ..Timings::default()
-    };
-    let mut cursor = BlockCursor::default();
-    let mut summary_input = pipeline
-        .summarizer()
-        .map(|_| SummaryInput::limited(options.summary_sentences, options.summary_bytes));
-    let mut report = StreamReport {
-        decode: None,
-        blocks: 0,
-        segments: 0,
-        sentences: 0,
-        source_tokens: 0,
-        target_tokens: 0,
-        summary: None,
-        timings,
-    };
-    while let Some(block) = blocks.next_block()? {
-        let run = pipeline.run_block(&block.text, block.offset, block.mid_sentence, &mut cursor)?;
-        timings.segment += run.segment;
-        timings.translate += run.translate;
-        report.blocks += 1;
-        report.segments += run.sentences.len();
-        for s in &run.sentences {
-            if s.translation.is_some() {
-                report.sentences += 1;
-            }
-            report.source_tokens += s.source_tokens;
-            report.target_tokens += s.target_tokens;
-            if let Some(input) = summary_input.as_mut() {
-                input.push(s);
-            }
-        }
-        on_block(&block, &run.sentences)?;
-    }
-    let t = Instant::now();
-    report.summary = match (pipeline.summarizer(), summary_input) {
-        (Some(summarizer), Some(input)) => Some(input.summarise(summarizer)?),
-        _ => None,
-    };
-    timings.summarize = t.elapsed();
-    timings.total = started.elapsed();
-    report.timings = timings;
-    report.decode = blocks.stats().copied();
-    Ok(report)
-}
-
-/// [`run`] with every block written by `writer` as soon as it is done; the writer is finished
-/// (summary, spooled parts, final line break) at the end.
-pub fn translate<R: Read, W: Write>(
-    pipeline: &Pipeline,
-    blocks: &mut BlockReader<R>,
-    writer: &mut StreamWriter<W>,
-    options: &StreamOptions,
-) -> Result<StreamReport> {
-    let report = run(pipeline, blocks, options, |block, sentences| {
-        writer.block(&block.text, sentences)
-    })?;
-    writer.finish(report.summary.as_ref(), pipeline.model(), &report.timings)?;
-    Ok(report)
 }
 
 #[cfg(test)]

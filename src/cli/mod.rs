@@ -13,15 +13,15 @@ mod progress;
 mod text;
 mod translate;
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use tolk::input::{self, DecodeOptions, Decoded};
-use tolk::stream::{BlockReader, StreamOptions};
+use tolk::input::DecodeOptions;
+use tolk::stream::{DocumentInput, StreamOptions};
 
 /// Dutch news articles into English: translation, segmentation and summaries.
 #[derive(Debug, Parser)]
@@ -136,15 +136,17 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// Reads a file, or standard input for `-` or no file. With no file and a terminal on standard
-/// input, asks for input instead of waiting silently.
-pub fn read_input(file: Option<&Path>, lossy: bool) -> anyhow::Result<(Decoded, String)> {
+/// Opens a file, or standard input for `-` or no file, by the library's one input policy
+/// ([`DocumentInput`]: read whole up to `stream.threshold`, else in blocks). With no file and a
+/// terminal on standard input, asks for input instead of waiting silently.
+pub fn open_input(
+    file: Option<&Path>,
+    lossy: bool,
+    stream: &StreamOptions,
+) -> anyhow::Result<DocumentInput> {
     let options = DecodeOptions::default().with_lossy(lossy);
     match file {
-        Some(path) if path != Path::new("-") => {
-            let decoded = input::read_file(path, &options)?;
-            Ok((decoded, path.display().to_string()))
-        }
+        Some(path) if path != Path::new("-") => Ok(DocumentInput::open(path, &options, stream)?),
         _ => {
             let stdin = std::io::stdin();
             if file.is_none() && stdin.is_terminal() {
@@ -152,15 +154,20 @@ pub fn read_input(file: Option<&Path>, lossy: bool) -> anyhow::Result<(Decoded, 
                     "no input: give a FILE, or pipe text in (`-` reads a terminal until end of input)"
                 );
             }
-            let decoded = input::read_from(stdin.lock(), "<stdin>", &options)?;
-            Ok((decoded, "<stdin>".to_string()))
+            Ok(DocumentInput::from_reader(
+                Box::new(stdin),
+                "<stdin>",
+                &options,
+                stream,
+            )?)
         }
     }
 }
 
-/// Notes about decoding, on standard error.
-pub fn decoding_notes(decoded: &Decoded, name: &str, global: Global) {
-    replacement_note(decoded.replaced, name, global);
+/// The whole text of a file or standard input, for the commands that need all of it at once.
+pub fn read_input(file: Option<&Path>, lossy: bool) -> anyhow::Result<String> {
+    let input = open_input(file, lossy, &StreamOptions::whole())?;
+    Ok(input.into_text().unwrap_or_default())
 }
 
 /// The note for invalid byte sequences replaced with `--lossy`.
@@ -174,98 +181,11 @@ pub fn replacement_note(replaced: usize, name: &str, global: Global) {
     );
 }
 
-/// An input, read whole or to be streamed.
-pub enum Input {
-    /// At most the streaming threshold: decoded whole, as `read_input` does.
-    Whole(Decoded),
-    /// Larger: read block by block.
-    Stream {
-        /// The blocks, not read yet (beyond what was needed to tell the size).
-        blocks: Box<BlockReader<Box<dyn Read>>>,
-        /// For a file: what the first pass over it found (it decodes).
-        checked: Option<input::DecodeStats>,
-    },
-}
-
-/// Opens a file, or standard input for `-` or no file, for `translate`: read whole when it has at
-/// most `stream.threshold` bytes (exactly as `read_input`), otherwise set up for streaming. A
-/// large file is checked whole first (so that a problem anywhere in it is reported before the
-/// model loads and before anything is written); for standard input, the first bytes read are
-/// checked at once and the rest as it comes.
-pub fn open_input(
-    file: Option<&Path>,
-    lossy: bool,
-    stream: &StreamOptions,
-) -> anyhow::Result<(Input, String)> {
-    let options = DecodeOptions::default().with_lossy(lossy);
-    match file {
-        Some(path) if path != Path::new("-") => {
-            let name = path.display().to_string();
-            let meta = std::fs::metadata(path).map_err(|e| tolk::Error::io(path, e))?;
-            if meta.is_file() && !stream.streams(meta.len()) {
-                return Ok((Input::Whole(input::read_file(path, &options)?), name));
-            }
-            let file = std::fs::File::open(path).map_err(|e| tolk::Error::io(path, e))?;
-            if meta.is_file() {
-                let checked = input::check_file(path, &options)?;
-                let blocks = BlockReader::new(
-                    Box::new(file) as Box<dyn Read>,
-                    &name,
-                    &options,
-                    stream.block_bytes,
-                );
-                let checked = Some(checked);
-                let blocks = Box::new(blocks);
-                return Ok((Input::Stream { blocks, checked }, name));
-            }
-            // A pipe or a device: its size is known only by reading it.
-            let input = read_head(Box::new(file), &name, &options, stream)?;
-            Ok((input, name))
-        }
-        _ => {
-            let stdin = std::io::stdin();
-            if file.is_none() && stdin.is_terminal() {
-                anyhow::bail!(
-                    "no input: give a FILE, or pipe text in (`-` reads a terminal until end of input)"
-                );
-            }
-            let name = "<stdin>".to_string();
-            let input = read_head(Box::new(stdin), &name, &options, stream)?;
-            Ok((input, name))
-        }
-    }
-}
-
-/// Reads up to one byte past the threshold: the whole input if it is small, the head of a large
-/// one (decoded at once, so that its problems show before the model loads).
-fn read_head(
-    mut reader: Box<dyn Read>,
-    name: &str,
-    options: &DecodeOptions,
-    stream: &StreamOptions,
-) -> anyhow::Result<Input> {
-    let mut head = Vec::new();
-    reader
-        .by_ref()
-        .take(stream.threshold.saturating_add(1))
-        .read_to_end(&mut head)
-        .map_err(|e| tolk::Error::io(name, e))?;
-    if !stream.streams(head.len() as u64) {
-        return Ok(Input::Whole(input::decode(&head, name, options)?));
-    }
-    let mut blocks = BlockReader::new(reader, name, options, stream.block_bytes);
-    blocks.push(&head)?;
-    Ok(Input::Stream {
-        blocks: Box::new(blocks),
-        checked: None,
-    })
-}
-
 /// Writes a result to `-o PATH` (atomically) or standard output.
 pub fn emit(output: Option<&PathBuf>, text: &str) -> anyhow::Result<()> {
     match output {
         Some(path) if path.as_os_str() != "-" => {
-            tolk::output::write_atomic(path, text.as_bytes())?;
+            tolk::fsutil::write_atomic(path, text.as_bytes())?;
         }
         _ => {
             let mut stdout = std::io::stdout().lock();

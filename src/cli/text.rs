@@ -84,7 +84,7 @@ struct SegmentsJson<'a> {
 
 /// Runs `tolk segment`.
 pub fn segment(args: SegmentArgs) -> anyhow::Result<ExitCode> {
-    let (decoded, _) = read_input(args.file.as_deref(), args.lossy)?;
+    let source = read_input(args.file.as_deref(), args.lossy)?;
     let mut segmenter = segmenter_for(args.segment.into());
     if let Some(n) = args.max_chars {
         segmenter = segmenter.with_max_chars(n);
@@ -92,7 +92,7 @@ pub fn segment(args: SegmentArgs) -> anyhow::Result<ExitCode> {
     if args.no_metadata {
         segmenter = segmenter.with_metadata(false);
     }
-    let doc = segmenter.segment(&decoded.text);
+    let doc = segmenter.segment(&source);
     let text = match args.format {
         TextFormat::Text => doc
             .translatable()
@@ -100,8 +100,8 @@ pub fn segment(args: SegmentArgs) -> anyhow::Result<ExitCode> {
             .collect::<String>(),
         TextFormat::Json => {
             let json = SegmentsJson {
-                format_version: tolk::pipeline::FORMAT_VERSION,
-                source: &decoded.text,
+                format_version: tolk::record::FORMAT_VERSION,
+                source: &source,
                 segments: doc
                     .segments
                     .iter()
@@ -201,7 +201,7 @@ pub fn summarize(args: SummarizeArgs, global: Global) -> anyhow::Result<ExitCode
             args.lang
         );
     }
-    let (decoded, _) = read_input(args.file.as_deref(), args.lossy)?;
+    let source = read_input(args.file.as_deref(), args.lossy)?;
     let length = match (args.summary_sentences, args.summary_ratio) {
         (Some(n), _) => SummaryLength::Sentences(n),
         (None, Some(r)) => SummaryLength::Ratio(r),
@@ -210,14 +210,11 @@ pub fn summarize(args: SummarizeArgs, global: Global) -> anyhow::Result<ExitCode
     let (summary, name) = match args.summarizer {
         SummarizerArg::Extractive => {
             let s = ExtractiveSummarizer::new(ExtractiveOptions::default().with_length(length))?;
-            (
-                summarize_english(&s, &decoded.text)?,
-                "extractive".to_string(),
-            )
+            (summarize_english(&s, &source)?, "extractive".to_string())
         }
         SummarizerArg::Abstractive => {
             let s = abstractive(&args.summary_model, args.offline, global)?;
-            (summarize_english(&*s, &decoded.text)?, s.name().to_string())
+            (summarize_english(&*s, &source)?, s.name().to_string())
         }
     };
     let text = match args.format {

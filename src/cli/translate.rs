@@ -6,11 +6,12 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use tolk::output::{render, AtomicFile, OutputFormat, RenderOptions, StreamWriter};
-use tolk::stream;
+use tolk::fsutil::AtomicFile;
+use tolk::output::{OutputFormat, RenderOptions, StreamWriter};
+use tolk::stream::BlockSource;
 
 use super::args::{FormatArg, PipelineArgs};
-use super::{decoding_notes, emit, open_input, replacement_note, Global, Input};
+use super::{open_input, replacement_note, Global};
 
 /// Options of `tolk translate`.
 #[derive(Debug, Args)]
@@ -54,20 +55,10 @@ pub struct TranslateArgs {
 pub fn run(args: TranslateArgs, global: Global) -> anyhow::Result<ExitCode> {
     // Input first: a bad file should not wait for the model to load.
     let stream_options = args.pipeline.stream_options();
-    let (input, name) = open_input(args.file.as_deref(), args.pipeline.lossy, &stream_options)?;
-    let (mut blocks, checked) = match input {
-        Input::Whole(decoded) => {
-            decoding_notes(&decoded, &name, global);
-            let pipeline = args.pipeline.build(global)?;
-            let output = pipeline.run(&decoded.text)?;
-            let options = RenderOptions::default().with_bilingual(args.bilingual);
-            let text = render(&output, args.format.into(), &options)?;
-            emit(args.output.as_ref(), &text)?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        Input::Stream { blocks, checked } => (blocks, checked),
-    };
-    if let Some(stats) = &checked {
+    let mut input = open_input(args.file.as_deref(), args.pipeline.lossy, &stream_options)?;
+    let name = input.name().to_string();
+    let known = input.decode_stats();
+    if let Some(stats) = &known {
         replacement_note(stats.replaced, &name, global);
     }
     let pipeline = args.pipeline.build(global)?;
@@ -83,7 +74,7 @@ pub fn run(args: TranslateArgs, global: Global) -> anyhow::Result<ExitCode> {
                 .filter(|p| !p.as_os_str().is_empty());
             let file = AtomicFile::create(path)?;
             let mut writer = StreamWriter::new(file, path, format, &options, spool.as_deref())?;
-            let report = stream::translate(&pipeline, &mut blocks, &mut writer, &stream_options)?;
+            let report = pipeline.translate_document(&mut input, &mut writer)?;
             writer.into_inner().commit()?;
             report
         }
@@ -96,22 +87,26 @@ pub fn run(args: TranslateArgs, global: Global) -> anyhow::Result<ExitCode> {
                 &options,
                 stream_options.spool_dir.as_deref(),
             )?;
-            let report = stream::translate(&pipeline, &mut blocks, &mut writer, &stream_options)?;
+            let report = pipeline.translate_document(&mut input, &mut writer)?;
             writer.into_inner().flush()?;
             report
         }
     };
-    if checked.is_none() {
+    if known.is_none() {
         if let Some(stats) = &report.decode {
             replacement_note(stats.replaced, &name, global);
         }
     }
     if let Some(n) = report.summary.as_ref().and_then(|s| s.limited_to) {
         if !global.silent {
+            let how = if input.is_streamed() {
+                format!("streamed in {} blocks; ", report.blocks)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 std::io::stderr(),
-                "note: {name}: streamed in {} blocks; the summary was made from its first {n} sentences",
-                report.blocks
+                "note: {name}: {how}the summary was made from its first {n} sentences"
             );
         }
     }

@@ -109,7 +109,7 @@ impl<S: Store> Recorder<S> {
         }
     }
 
-    /// Writes the recorded parameters to `path` (atomically: a temporary file, then a rename).
+    /// Writes the recorded parameters to `path` (all or nothing: [`crate::fsutil::write_atomic_with`]).
     pub fn save(&self, path: &Path, metadata: HashMap<String, String>) -> Result<()> {
         let entries = self.entries.borrow();
         let mut views: Vec<(String, RawView)> = Vec::new();
@@ -157,25 +157,12 @@ impl<S: Store> Recorder<S> {
         }
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let tmp = tmp_path(path);
-        safetensors::tensor::serialize_to_file(views, Some(metadata), &tmp).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::model_file(&tmp, format!("cannot write the quantised model: {e}"))
-        })?;
-        std::fs::rename(&tmp, path).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::io(path, e)
+        crate::fsutil::write_atomic_with(path, |tmp| {
+            safetensors::tensor::serialize_to_file(views, Some(metadata), tmp).map_err(|e| {
+                Error::model_file(tmp, format!("cannot write the quantised model: {e}"))
+            })
         })
     }
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(format!(".tmp-{}", std::process::id()));
-    path.with_file_name(name)
 }
 
 impl<S: Store> Store for Recorder<S> {

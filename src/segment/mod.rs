@@ -133,6 +133,34 @@ pub(crate) fn append_segment(
     true
 }
 
+/// `text` with every run of white space (line breaks, tabs, zero-width spaces included) replaced
+/// by one space and none at either end: what a translation model is given for a segment.
+pub fn flatten(text: &str) -> Cow<'_, str> {
+    let mut prev_space = false;
+    let needs_work = text.chars().any(|c| {
+        let space = chars::is_space(c);
+        let bad = space && (c != ' ' || prev_space);
+        prev_space = space;
+        bad
+    }) || text.starts_with(' ')
+        || text.ends_with(' ');
+    if !needs_work {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    for (n, word) in text
+        .split(chars::is_space)
+        .filter(|w| !w.is_empty())
+        .enumerate()
+    {
+        if n > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    Cow::Owned(out)
+}
+
 /// One unit of the document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Segment {
@@ -155,31 +183,9 @@ pub struct Segment {
 
 impl Segment {
     /// The text with every run of white space (line breaks included) replaced by one space: the
-    /// form to give a translation model.
+    /// form to give a translation model ([`flatten`]).
     pub fn flat_text(&self) -> Cow<'_, str> {
-        let mut prev_space = false;
-        let needs_work = self.text.chars().any(|c| {
-            let space = chars::is_space(c);
-            let bad = space && (c != ' ' || prev_space);
-            prev_space = space;
-            bad
-        });
-        if !needs_work {
-            return Cow::Borrowed(&self.text);
-        }
-        let mut out = String::with_capacity(self.text.len());
-        for (n, word) in self
-            .text
-            .split(chars::is_space)
-            .filter(|w| !w.is_empty())
-            .enumerate()
-        {
-            if n > 0 {
-                out.push(' ');
-            }
-            out.push_str(word);
-        }
-        Cow::Owned(out)
+        flatten(&self.text)
     }
 }
 

@@ -480,55 +480,8 @@ fn check_sentencepiece(bytes: &[u8]) -> std::result::Result<(), String> {
                 .into(),
         );
     }
-    let len = bytes.len();
-    let mut pos = 0usize;
-    while pos < len {
-        let start = pos;
-        let (tag, next) = read_varint(bytes, pos)
-            .ok_or_else(|| format!("truncated: protobuf field at byte {start} is cut off"))?;
-        pos = next;
-        if tag >> 3 == 0 {
-            return Err(format!("not a protobuf: field number 0 at byte {start}"));
-        }
-        let skip = match tag & 7 {
-            0 => {
-                pos = read_varint(bytes, pos)
-                    .ok_or_else(|| format!("truncated: protobuf field at byte {start} is cut off"))?
-                    .1;
-                0
-            }
-            1 => 8,
-            2 => {
-                let (n, next) = read_varint(bytes, pos).ok_or_else(|| {
-                    format!("truncated: protobuf field at byte {start} is cut off")
-                })?;
-                pos = next;
-                usize::try_from(n).unwrap_or(usize::MAX)
-            }
-            5 => 4,
-            wire => return Err(format!("not a protobuf: wire type {wire} at byte {start}")),
-        };
-        pos = pos.saturating_add(skip);
-        if pos > len {
-            return Err(format!(
-                "truncated: the protobuf field at byte {start} runs past the end of the file ({len} bytes)"
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn read_varint(bytes: &[u8], mut pos: usize) -> Option<(u64, usize)> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *bytes.get(pos)?;
-        pos += 1;
-        value |= u64::from(b & 0x7F) << shift;
-        if b & 0x80 == 0 {
-            return Some((value, pos));
-        }
-    }
-    None
+    crate::tokenizer::proto::check_message(bytes, "protobuf")
+        .map_err(|e| format!("truncated or corrupt: {}", e.0))
 }
 
 /// The safetensors layout: 8-byte little-endian header length, a JSON header, then tensor data

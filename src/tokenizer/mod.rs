@@ -15,7 +15,7 @@ pub mod bpe;
 pub mod marian;
 pub mod moses;
 mod normalizer;
-mod proto;
+pub(crate) mod proto;
 pub mod sentencepiece;
 mod trie;
 mod unigram;

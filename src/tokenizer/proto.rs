@@ -152,6 +152,14 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Walks the top-level fields of a message without keeping them: a message cut short anywhere
+/// (a varint or a field running past the end, a bad wire type, an unclosed group) is an error.
+pub(crate) fn check_message(buf: &[u8], what: &'static str) -> WireResult<()> {
+    let mut reader = Reader::new(buf, what);
+    while reader.next_field()?.is_some() {}
+    Ok(())
+}
+
 fn split_key(key: u64, what: &str) -> WireResult<(u32, u32)> {
     let field = key >> 3;
     let wire = (key & 7) as u32;

@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ::safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, View};
 
@@ -199,14 +199,6 @@ impl View for Out<'_> {
     }
 }
 
-fn temp_path(out: &Path) -> PathBuf {
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "weights".into());
-    out.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
-}
-
 /// Writes `weights` to `out` (see [`Weights::save_safetensors`]).
 pub(super) fn save(weights: &Weights, out: &Path) -> Result<()> {
     // Identical views of one storage are written once, under the first name in sorted order.
@@ -246,15 +238,7 @@ pub(super) fn save(weights: &Weights, out: &Path) -> Result<()> {
         metadata.insert(ALIASES_KEY.into(), json);
     }
 
-    let tmp = temp_path(out);
-    let result = write_checked(&tmp, views, metadata)
-        .and_then(|()| std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e)));
-    if result.is_err() {
-        // Best effort: the temporary file is useless now, and removing it can fail only if it
-        // was never created.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::fsutil::write_atomic_with(out, |tmp| write_checked(tmp, views, metadata))
 }
 
 fn write_checked(
@@ -267,9 +251,6 @@ fn write_checked(
         SafeTensorError::IoError(io) => Error::io(tmp, io),
         other => Error::model_file(tmp, format!("cannot write safetensors: {other}")),
     })?;
-    std::fs::File::open(tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io(tmp, e))?;
     let check = Weights::open(tmp)?;
     let written = check.storages.len();
     if written != expected {

@@ -442,44 +442,36 @@ fn the_lock_file_refuses_a_second_run() {
     let m = model_args();
     env.write("in/a.txt", "Een zin.");
     std::fs::create_dir(env.path("out")).unwrap();
-    let lock = |pid: u32, host: &str| {
-        let info = serde_json::json!({"pid": pid, "host": host, "host_name": "testhost", "started_unix": 0});
-        std::fs::write(env.path("out/.tolk-batch.lock"), info.to_string()).unwrap();
+    // A run holding the lock: the operating system's lock on the file, whose body names it.
+    let hold = |name: &str| {
+        let path = env.path(&format!("out/{name}"));
+        let info = serde_json::json!({"pid": 4242, "host": "0badf00d", "host_name": "testhost", "started_unix": 0});
+        std::fs::write(&path, info.to_string()).unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.try_lock().unwrap();
+        file
     };
-    // Held by a live process (this test) on this machine.
-    lock(std::process::id(), &tolk::output::host_tag());
+    let held = hold(".tolk-batch.lock");
     let run = batch(&env, &[], &m).code(2);
     assert!(
-        run.stderr.contains(&format!(
-            "another tolk batch run (process {} on testhost) is writing to this output directory",
-            std::process::id()
-        )),
+        run.stderr.contains(
+            "another tolk batch run (process 4242 on testhost) is writing to this output directory"
+        ),
         "{}",
         run.stderr
     );
     assert!(run.stderr.contains(".tolk-batch.lock"), "{}", run.stderr);
     assert!(!env.path("out/a.txt").exists());
-    // Held by a fresh lock of another machine.
-    lock(1, "0badf00d");
-    batch(&env, &[], &m).code(2);
-    // Left by a process that has ended: taken over.
-    let mut dead = std::process::Command::new(env!("CARGO_BIN_EXE_tolk"))
-        .arg("--version")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = dead.id();
-    dead.wait().unwrap();
-    lock(pid, &tolk::output::host_tag());
+    // A shard has a lock of its own.
+    batch(&env, &["--shard", "0/2", "--overwrite"], &m).code(0);
+    // Released (as when its process ends, however it ends): the file left behind is taken over.
+    drop(held);
     batch(&env, &[], &m).code(0);
     assert!(env.path("out/a.txt").exists());
     assert!(
         !env.path("out/.tolk-batch.lock").exists(),
-        "released at the end"
+        "removed at the end"
     );
-    // A shard has a lock of its own.
-    lock(std::process::id(), &tolk::output::host_tag());
-    batch(&env, &["--shard", "0/2", "--overwrite"], &m).code(0);
 }
 
 #[test]

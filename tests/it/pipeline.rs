@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use tolk::config::GenerationConfig;
-use tolk::pipeline::{GenerationOverrides, Output, Pipeline, PipelineBuilder, SummarizerChoice};
+use tolk::pipeline::{GenerationOverrides, Pipeline, PipelineBuilder, SummarizerChoice};
+use tolk::record::Output;
 use tolk::segment::{SegmentKind, SegmentMode};
 use tolk::summarize::{Document, Summarizer, Summary, SummarySentence};
 use tolk::translate::{BatchOptions, LoadOptions, Translator};
@@ -125,7 +126,7 @@ fn run_agrees_with_the_stages_used_alone() {
     assert!(out.timings.total >= out.timings.translate);
 }
 
-type SentenceRef = tolk::pipeline::SentenceOutput;
+type SentenceRef = tolk::record::SentenceOutput;
 
 #[test]
 fn empty_input_gives_an_empty_output_without_the_model() {

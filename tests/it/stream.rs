@@ -8,8 +8,10 @@ use serde_json::Value;
 
 use tolk::input::DecodeOptions;
 use tolk::output::{render, OutputFormat, RenderOptions, StreamWriter};
-use tolk::pipeline::{GenerationOverrides, Output, Pipeline, PipelineBuilder};
-use tolk::stream::{self, BlockReader, StreamOptions, StreamReport};
+use tolk::pipeline::{DocumentReport, SummaryLimits};
+use tolk::pipeline::{GenerationOverrides, Pipeline, PipelineBuilder};
+use tolk::record::Output;
+use tolk::stream::BlockReader;
 use tolk::translate::BatchOptions;
 
 use crate::cli::{model_args, with_model, Env};
@@ -67,11 +69,12 @@ fn streamed(
     block: usize,
     format: OutputFormat,
     render_options: &RenderOptions,
-    options: &StreamOptions,
-) -> (String, StreamReport) {
+) -> (String, DocumentReport) {
     let mut blocks = BlockReader::new(text, "<test>", &DecodeOptions::default(), block);
     let mut writer = StreamWriter::new(Vec::new(), "<test>", format, render_options, None).unwrap();
-    let report = stream::translate(pipeline, &mut blocks, &mut writer, options).unwrap();
+    let report = pipeline
+        .translate_document(&mut blocks, &mut writer)
+        .unwrap();
     (String::from_utf8(writer.into_inner()).unwrap(), report)
 }
 
@@ -115,14 +118,7 @@ fn streamed_blocks_give_the_whole_documents_output_byte_for_byte() {
         ] {
             let options = RenderOptions::default().with_bilingual(bilingual);
             let want = render(&whole, format, &options).unwrap();
-            let (got, report) = streamed(
-                &pipeline,
-                text.as_bytes(),
-                block,
-                format,
-                &options,
-                &StreamOptions::default(),
-            );
+            let (got, report) = streamed(&pipeline, text.as_bytes(), block, format, &options);
             assert!(report.blocks > 1, "{block}");
             assert_eq!(report.segments, whole.sentences.len());
             assert_eq!(report.sentences, whole.translated_sentences());
@@ -150,7 +146,6 @@ fn with_batches_of_several_sentences_only_scores_differ_and_barely() {
         1200,
         OutputFormat::Jsonl,
         &RenderOptions::default(),
-        &StreamOptions::default(),
     );
     let got = jsonl_records(&got);
     assert_eq!(got.len(), whole.len());
@@ -210,7 +205,6 @@ fn small_blocks_cut_inside_paragraphs_and_lines_lose_nothing() {
             block,
             OutputFormat::Jsonl,
             &RenderOptions::default(),
-            &StreamOptions::default(),
         );
         assert!(report.blocks >= text.len() / block, "{block}");
         let records = jsonl_records(&got);
@@ -262,7 +256,6 @@ fn a_20000_word_sentence_without_punctuation_is_split_and_fully_translated() {
         16 << 10,
         OutputFormat::Jsonl,
         &RenderOptions::default(),
-        &StreamOptions::default(),
     );
     assert!(report.blocks > 5);
     check_words(&text, &jsonl_records(&got), &words);
@@ -271,15 +264,25 @@ fn a_20000_word_sentence_without_punctuation_is_split_and_fully_translated() {
 #[test]
 fn the_summary_of_a_streamed_input_reads_only_its_lead() {
     let text = document(6000);
+    let limited = |limits: SummaryLimits| {
+        Pipeline::builder()
+            .model_dir(fixture_dir("marian-tiny"))
+            .overrides(
+                GenerationOverrides::default()
+                    .with_num_beams(1)
+                    .with_max_new_tokens(4),
+            )
+            .summary_limits(limits)
+            .build()
+            .unwrap()
+    };
     let pipeline = pipeline(None);
-    let options = StreamOptions::default().with_summary_sentences(5);
     let (got, report) = streamed(
-        &pipeline,
+        &limited(SummaryLimits::default().with_sentences(5)),
         text.as_bytes(),
         2000,
         OutputFormat::Json,
         &RenderOptions::default(),
-        &options,
     );
     let json: Value = serde_json::from_str(&got).unwrap();
     let summary = &json["summary"];
@@ -292,14 +295,12 @@ fn the_summary_of_a_streamed_input_reads_only_its_lead() {
         }
     }
     // Byte limit: a unit that would pass it is left out, and no later one is taken.
-    let options = StreamOptions::default().with_summary_bytes(1);
     let report = streamed(
-        &pipeline,
+        &limited(SummaryLimits::default().with_bytes(1)),
         text.as_bytes(),
         2000,
         OutputFormat::Text,
         &RenderOptions::default(),
-        &options,
     )
     .1;
     let summary = report.summary.unwrap();
@@ -312,7 +313,6 @@ fn the_summary_of_a_streamed_input_reads_only_its_lead() {
         2000,
         OutputFormat::Text,
         &RenderOptions::default(),
-        &StreamOptions::default(),
     )
     .1;
     assert_eq!(report.summary.unwrap().limited_to, None);

@@ -1,49 +1,58 @@
-//! The whole job in one call: a [`Pipeline`] segments a Dutch article, translates its segments
-//! in batches, reassembles the English article and summarises it, returning an [`Output`] with
-//! every intermediate result, the model's provenance and the time each stage took.
+//! The whole job: a [`Pipeline`] segments a Dutch document, translates its segments in batches,
+//! puts the English back into the document's layout and summarises it.
 //!
-//! The stages, in [`Pipeline::run`]:
+//! Every document takes one path, [`Pipeline::translate_document`] (or [`Pipeline::run`] for an
+//! article in memory, which keeps every record in an [`Output`]): its text arrives as blocks (one
+//! for an article, many for a large file: [`crate::stream`]), and for each block:
 //!
-//! 1. **Segment.** [`Segmenter`] cuts the article into headlines, list items, metadata and
+//! 1. **Segment.** [`Segmenter`] cuts the text into headlines, list items, metadata and
 //!    sentences (or lines, or paragraphs). Segments longer than [`Pipeline::max_segment_tokens`]
 //!    model tokens are cut at clause boundaries ([`Document::split_long`] with the model's own
-//!    tokenizer as the measure), so nothing is ever truncated.
-//! 2. **Translate.** Each translatable segment's [`Segment::flat_text`] goes to the
-//!    [`Translator`] (length-sorted, token-budgeted batches; results in input order).
-//! 3. **Reassemble.** [`Document::reassemble`] puts the translations back into the article's
-//!    layout: paragraphs, headline and list lines, metadata.
-//! 4. **Summarise.** The translated sentences (headlines left out, pieces of a cut sentence joined
-//!    again) go to the [`Summarizer`]; an extractive summary is mapped back to the Dutch sentences
-//!    for a bilingual summary.
+//!    tokenizer as the measure), so nothing is ever truncated. Numbering, spans and paragraphs
+//!    continue across blocks.
+//! 2. **Translate.** Each translatable segment's [`flatten`]ed text goes to the [`Translator`]
+//!    (length-sorted, token-budgeted batches; results in input order).
+//! 3. **Write.** The block's records go to a [`StreamWriter`], which puts the translations back
+//!    into the document's layout (paragraphs, headline and list lines, metadata) in the chosen
+//!    format.
+//!
+//! At the end the translated sentences (headlines left out, pieces of a cut sentence joined again,
+//! the leading ones within [`SummaryLimits`]) go to the [`Summarizer`]; an extractive summary is
+//! mapped back to the Dutch sentences for a bilingual summary.
 //!
 //! The model is loaded once, when the pipeline is built; a `Pipeline` is `Send + Sync`, so one
 //! instance can serve many threads.
 
-use std::borrow::Cow;
+mod blocks;
+mod summary;
+
 use std::fmt;
-use std::ops::Range;
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device};
-use serde::{Serialize, Serializer};
+
+pub use summary::{SummaryLimits, DEFAULT_SUMMARY_BYTES, DEFAULT_SUMMARY_SENTENCES};
 
 use crate::config::GenerationConfig;
 use crate::error::{Error, Result};
+use crate::input::DecodeStats;
 use crate::model::Quantization;
-use crate::segment::{Document, Segment, SegmentKind, SegmentMode, Segmenter};
-use crate::source::{Catalogue, DownloadProgress, HubSettings, ModelFiles, ModelSpec, Resolver};
-use crate::summarize::{self, ExtractiveOptions, ExtractiveSummarizer, Summarizer};
+use crate::output::StreamWriter;
+use crate::record::{
+    assemble, ModelDescription, Output, OutputSummary, SentenceOutput, Timings, FORMAT_VERSION,
+};
+use crate::segment::{flatten, Document, SegmentMode, Segmenter};
+use crate::source::{Catalogue, DownloadProgress, HubSettings, ModelSpec, Resolver};
+use crate::stream::{BlockSource, DocumentInput, TextBlock};
+use crate::summarize::{ExtractiveOptions, ExtractiveSummarizer, Summarizer};
 use crate::translate::{BatchOptions, Guards, LoadOptions, Translator};
 
 /// Default for [`PipelineBuilder::max_segment_tokens`]: a little under the 512 positions of the
 /// opus-mt models, so a piece never reaches the limit even after punctuation normalisation.
 pub const DEFAULT_MAX_SEGMENT_TOKENS: usize = 400;
-
-/// Version of the JSON produced from [`Output`] (the `format_version` field); raised when a
-/// field changes meaning or disappears, not when one is added.
-pub const FORMAT_VERSION: u32 = 1;
 
 /// Which summariser a pipeline uses.
 #[derive(Clone)]
@@ -216,6 +225,7 @@ pub struct PipelineBuilder {
     summarizer: SummarizerChoice,
     max_segment_tokens: Option<usize>,
     guards: Option<Guards>,
+    summary_limits: SummaryLimits,
 }
 
 impl Default for PipelineBuilder {
@@ -232,6 +242,7 @@ impl Default for PipelineBuilder {
             summarizer: SummarizerChoice::default(),
             max_segment_tokens: None,
             guards: None,
+            summary_limits: SummaryLimits::default(),
         }
     }
 }
@@ -376,6 +387,13 @@ impl PipelineBuilder {
         self
     }
 
+    /// How much of a document the summariser reads. Default: [`SummaryLimits::default`] (the
+    /// first 2000 sentences, at most 2 MiB of text).
+    pub fn summary_limits(mut self, limits: SummaryLimits) -> Self {
+        self.summary_limits = limits;
+        self
+    }
+
     /// Loads the model (downloading it if needed and allowed) and checks every option.
     pub fn build(self) -> Result<Pipeline> {
         self.build_with_progress(&mut ())
@@ -475,6 +493,7 @@ impl PipelineBuilder {
             max_segment_tokens,
             model: description,
             load_time,
+            summary_limits: self.summary_limits,
         })
     }
 }
@@ -491,35 +510,6 @@ pub fn segmenter_for(mode: SegmentMode) -> Segmenter {
     }
 }
 
-/// Which model produced an output, and where it came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ModelDescription {
-    /// What was asked for: a catalogue name, `ORG/NAME[@REV]` or a directory.
-    pub name: String,
-    /// Hub repository id (none for a local directory).
-    pub repo: Option<String>,
-    /// Revision asked for (a catalogue entry's pinned one unless overridden).
-    pub revision: Option<String>,
-    /// Commit the revision resolved to.
-    pub commit: Option<String>,
-    /// The directory the files were loaded from.
-    pub dir: PathBuf,
-}
-
-impl ModelDescription {
-    /// The description of a resolved model.
-    pub fn from_files(files: &ModelFiles) -> Self {
-        let p = &files.provenance;
-        ModelDescription {
-            name: p.spec.to_string(),
-            repo: p.repo.clone(),
-            revision: p.revision.clone(),
-            commit: p.commit.clone(),
-            dir: files.dir.clone(),
-        }
-    }
-}
-
 /// A loaded model with its segmenter, summariser and settings: `run` turns a Dutch article into
 /// an [`Output`].
 ///
@@ -533,6 +523,7 @@ pub struct Pipeline {
     max_segment_tokens: usize,
     model: ModelDescription,
     load_time: Duration,
+    summary_limits: SummaryLimits,
 }
 
 impl fmt::Debug for Pipeline {
@@ -614,515 +605,128 @@ impl Pipeline {
         doc
     }
 
-    /// Translates and summarises one article.
+    /// Translates and summarises one article held in memory: [`Pipeline::translate_document`]
+    /// on the text as one block, with every segment record kept.
     ///
     /// Empty or white-space-only text gives an empty [`Output`] without running the model.
     /// Errors come from the model (tensor failures) or from a custom summariser; no text is
     /// refused.
     pub fn run(&self, text: &str) -> Result<Output> {
-        let started = Instant::now();
-        let mut timings = Timings {
-            load: self.load_time,
-            ..Timings::default()
-        };
-        let doc = if text.trim().is_empty() {
-            Document::default()
-        } else {
-            let t = Instant::now();
-            let doc = self.segment(text);
-            timings.segment = t.elapsed();
-            doc
-        };
-
-        let flat: Vec<Cow<'_, str>> = doc.translatable().map(Segment::flat_text).collect();
-        let inputs: Vec<&str> = flat.iter().map(|s| s.as_ref()).collect();
-        let t = Instant::now();
-        let translations = if inputs.is_empty() {
-            Vec::new()
-        } else {
-            self.translator.translate_with(&inputs, &self.generation)?
-        };
-        timings.translate = t.elapsed();
-        let texts: Vec<&str> = translations.iter().map(|t| t.text.as_str()).collect();
-        let translation = doc.reassemble(&texts)?;
-
-        let mut translated = translations.into_iter();
-        let sentences: Vec<SentenceOutput> = doc
-            .segments
-            .iter()
-            .enumerate()
-            .map(|(index, segment)| {
-                let t = if segment.kind.is_translatable() {
-                    translated.next()
-                } else {
-                    None
-                };
-                sentence_output(index, segment.clone(), t)
-            })
-            .collect();
-
-        let t = Instant::now();
-        let summary = match &self.summarizer {
-            Some(s) => Some(summarise(s.as_ref(), &sentences)?),
-            None => None,
-        };
-        timings.summarize = t.elapsed();
-        timings.total = started.elapsed();
+        let mut sentences = Vec::new();
+        let mut input = DocumentInput::from_text(text, "<text>");
+        let report = self.run_blocks(&mut input, |_, block| {
+            sentences.extend(block);
+            Ok(())
+        })?;
         Ok(Output {
             format_version: FORMAT_VERSION,
             source: text.to_string(),
-            translation,
-            summary,
+            translation: assemble(&sentences),
+            summary: report.summary,
             sentences,
             model: self.model.clone(),
-            timings,
+            timings: report.timings,
         })
     }
-}
 
-impl Pipeline {
-    /// Segments and translates one block of a long document that is read block by block
-    /// ([`crate::stream`]): `text` starts at byte `offset` of the document, and `cursor` carries
-    /// what the blocks before it left (segment numbering, paragraph, line breaks since the last
-    /// segment). Indices, spans and paragraph numbers come out as if the whole document had
-    /// been segmented at once, which they are when blocks are cut after a blank line: the
-    /// segmenter's decisions never look across one. `mid_sentence` says the block was cut from
-    /// the previous one inside a line, between two words of one sentence: its first segment
-    /// then continues the previous one (`continues`), like the pieces of an over-long sentence.
-    pub(crate) fn run_block(
+    /// Translates a document and writes it: every block as soon as it is translated, the summary
+    /// and the parts that follow it at the end (see [`StreamWriter`]). The one path of every
+    /// document, whether it is read whole or in blocks.
+    pub fn translate_document<W: Write>(
         &self,
-        text: &str,
-        offset: usize,
-        mid_sentence: bool,
-        cursor: &mut BlockCursor,
-    ) -> Result<BlockRun> {
+        input: &mut dyn BlockSource,
+        writer: &mut StreamWriter<W>,
+    ) -> Result<DocumentReport> {
+        let report = self.run_blocks(input, |block, sentences| {
+            writer.block(&block.text, &sentences)
+        })?;
+        writer.finish(report.summary.as_ref(), &self.model, &report.timings)?;
+        Ok(report)
+    }
+
+    /// Translates a document block by block, calling `on_block` with each block and its segment
+    /// records (translated, numbered and placed in the whole document) as soon as they are done,
+    /// and summarises it at the end from its leading sentences ([`SummaryLimits`]).
+    pub fn run_blocks(
+        &self,
+        input: &mut dyn BlockSource,
+        mut on_block: impl FnMut(&TextBlock, Vec<SentenceOutput>) -> Result<()>,
+    ) -> Result<DocumentReport> {
+        let started = Instant::now();
+        let mut report = DocumentReport {
+            decode: None,
+            blocks: 0,
+            segments: 0,
+            sentences: 0,
+            source_tokens: 0,
+            target_tokens: 0,
+            summary: None,
+            timings: Timings {
+                load: self.load_time,
+                ..Timings::default()
+            },
+        };
+        let mut cursor = blocks::BlockCursor::default();
+        let mut summary_input = self
+            .summarizer
+            .as_ref()
+            .map(|_| summary::SummaryInput::limited(self.summary_limits));
+        while let Some(block) = input.next_block()? {
+            let run = self.run_block(&block.text, block.offset, block.mid_sentence, &mut cursor)?;
+            report.timings.segment += run.segment;
+            report.timings.translate += run.translate;
+            report.blocks += 1;
+            report.segments += run.sentences.len();
+            for s in &run.sentences {
+                if s.translation.is_some() {
+                    report.sentences += 1;
+                }
+                report.source_tokens += s.source_tokens;
+                report.target_tokens += s.target_tokens;
+                if let Some(summary) = summary_input.as_mut() {
+                    summary.push(s);
+                }
+            }
+            on_block(&block, run.sentences)?;
+        }
         let t = Instant::now();
-        let mut doc = if text.trim().is_empty() {
-            Document::default()
-        } else if cursor.blocks == 0 {
-            self.segment(text)
-        } else {
-            // Metadata fields only open a document.
-            self.segment_with(&self.segmenter.clone().with_metadata(false), text)
+        report.summary = match (self.summarizer.as_deref(), summary_input) {
+            (Some(summarizer), Some(input)) => Some(input.summarise(summarizer)?),
+            _ => None,
         };
-        cursor.blocks += 1;
-        let base = match (cursor.last_paragraph, doc.segments.first_mut()) {
-            (Some(last), Some(first)) => {
-                let breaks = cursor.breaks + line_breaks(text.get(..first.span.start));
-                first.starts_line = breaks > 0;
-                if mid_sentence && breaks == 0 {
-                    first.continues = true;
-                }
-                // Two line breaks between segments enclose a blank line: a new paragraph.
-                last + usize::from(breaks >= 2)
-            }
-            _ => 0,
-        };
-        let segment = t.elapsed();
-
-        let t = Instant::now();
-        let translations = {
-            let flat: Vec<Cow<'_, str>> = doc.translatable().map(Segment::flat_text).collect();
-            let inputs: Vec<&str> = flat.iter().map(|s| s.as_ref()).collect();
-            if inputs.is_empty() {
-                Vec::new()
-            } else {
-                self.translator.translate_with(&inputs, &self.generation)?
-            }
-        };
-        let translate = t.elapsed();
-
-        match doc.segments.last() {
-            Some(last) => {
-                cursor.breaks = line_breaks(text.get(last.span.end..));
-                cursor.last_paragraph = Some(last.paragraph + base);
-            }
-            None => cursor.breaks += line_breaks(Some(text)),
-        }
-        let first_index = cursor.next_index;
-        cursor.next_index += doc.segments.len();
-        let mut translated = translations.into_iter();
-        let sentences = doc
-            .segments
-            .into_iter()
-            .enumerate()
-            .map(|(n, mut segment)| {
-                let t = if segment.kind.is_translatable() {
-                    translated.next()
-                } else {
-                    None
-                };
-                segment.span = segment.span.start + offset..segment.span.end + offset;
-                segment.paragraph += base;
-                sentence_output(first_index + n, segment, t)
-            })
-            .collect();
-        Ok(BlockRun {
-            sentences,
-            segment,
-            translate,
-        })
+        report.timings.summarize = t.elapsed();
+        report.timings.total = started.elapsed();
+        report.decode = input.decode_stats();
+        Ok(report)
     }
 }
 
-/// Line breaks (as the segmenter counts them) in `text`.
-fn line_breaks(text: Option<&str>) -> usize {
-    text.unwrap_or_default()
-        .chars()
-        .filter(|&c| crate::segment::chars::is_line_break(c))
-        .count()
-}
-
-/// Where a document read block by block stands between two blocks.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct BlockCursor {
-    /// The index of the next segment.
-    next_index: usize,
-    /// The paragraph of the last segment so far; `None` before the first.
-    last_paragraph: Option<usize>,
-    /// Line breaks after the last segment so far.
-    breaks: usize,
-    /// Blocks run so far.
-    blocks: usize,
-}
-
-/// What [`Pipeline::run_block`] gives for one block.
-#[derive(Debug)]
-pub(crate) struct BlockRun {
-    /// The block's segments with their translations, numbered and placed in the document.
-    pub(crate) sentences: Vec<SentenceOutput>,
-    /// Time spent segmenting.
-    pub(crate) segment: Duration,
-    /// Time spent translating.
-    pub(crate) translate: Duration,
-}
-
-/// The output record of one segment and its translation (`None` for metadata).
-fn sentence_output(
-    index: usize,
-    segment: Segment,
-    t: Option<crate::translate::Translation>,
-) -> SentenceOutput {
-    SentenceOutput {
-        index,
-        source: segment.text,
-        span: segment.span,
-        paragraph: segment.paragraph,
-        kind: segment.kind,
-        continues: segment.continues,
-        starts_line: segment.starts_line,
-        source_tokens: t.as_ref().map_or(0, |t| t.source_tokens),
-        target_tokens: t.as_ref().map_or(0, |t| t.ids.len()),
-        flag: t.as_ref().and_then(|t| t.flag.map(|f| f.as_str())),
-        score: t.as_ref().map(|t| t.score),
-        translation: t.map(|t| t.text),
-    }
-}
-
-/// White space runs to one space: the text the translator sees for a segment.
-fn flatten(text: &str) -> Cow<'_, str> {
-    if text
-        .split(' ')
-        .all(|w| !w.is_empty() && !w.contains(char::is_whitespace))
-    {
-        return Cow::Borrowed(text);
-    }
-    Cow::Owned(text.split_whitespace().collect::<Vec<_>>().join(" "))
-}
-
-/// One summarisable unit: a sentence (or list item), with the pieces of a cut sentence joined.
-#[derive(Debug)]
-struct Unit {
-    members: Vec<usize>,
-    english: String,
-    dutch: String,
-    paragraph: usize,
-    headline: bool,
-}
-
-/// What the summariser reads, collected sentence by sentence: the units (sentences with their
-/// cut pieces joined), optionally only the leading ones of a long input.
-#[derive(Debug)]
-pub(crate) struct SummaryInput {
-    units: Vec<Unit>,
-    max_units: usize,
-    max_bytes: usize,
-    bytes: usize,
-    /// Whether the last unit may still grow (its pieces keep coming).
-    open: bool,
-    /// Whether units were left out: no more are taken.
-    closed: bool,
-}
-
-impl SummaryInput {
-    /// Takes the leading units, at most `max_units` of them and at most `max_bytes` of English
-    /// and Dutch text; a unit that would go past the byte limit is left out whole, and no unit
-    /// after a left-out one is taken.
-    pub(crate) fn limited(max_units: usize, max_bytes: usize) -> Self {
-        SummaryInput {
-            units: Vec::new(),
-            max_units,
-            max_bytes,
-            bytes: 0,
-            open: false,
-            closed: false,
-        }
-    }
-
-    /// Adds the next segment of the document.
-    pub(crate) fn push(&mut self, s: &SentenceOutput) {
-        let Some(english) = &s.translation else {
-            return;
-        };
-        if self.closed {
-            return;
-        }
-        let dutch = flatten(&s.source);
-        match self.units.last_mut() {
-            Some(unit) if s.continues && self.open => {
-                unit.members.push(s.index);
-                let before = unit.english.len() + unit.dutch.len();
-                push_joined(&mut unit.english, english);
-                push_joined(&mut unit.dutch, &dutch);
-                self.bytes += unit.english.len() + unit.dutch.len() - before;
-                if self.bytes > self.max_bytes {
-                    self.units.pop();
-                    self.close();
-                }
-            }
-            _ => {
-                let unit = Unit {
-                    members: vec![s.index],
-                    english: english.trim().to_string(),
-                    dutch: dutch.into_owned(),
-                    paragraph: s.paragraph,
-                    headline: s.kind == SegmentKind::Headline,
-                };
-                let bytes = unit.english.len() + unit.dutch.len();
-                if self.units.len() >= self.max_units
-                    || self.bytes.saturating_add(bytes) > self.max_bytes
-                {
-                    self.close();
-                    return;
-                }
-                self.bytes += bytes;
-                self.units.push(unit);
-                self.open = true;
-            }
-        }
-    }
-
-    fn close(&mut self) {
-        self.closed = true;
-        self.open = false;
-    }
-
-    /// Runs the summariser on what was collected.
-    pub(crate) fn summarise(mut self, summarizer: &dyn Summarizer) -> Result<OutputSummary> {
-        let limited_to = self.closed.then_some(self.units.len());
-        // Headlines are not sentences of the story; use them only when there is nothing else.
-        if self.units.iter().any(|u| !u.headline) {
-            self.units.retain(|u| !u.headline);
-        }
-        let units = self.units;
-        let english: Vec<&str> = units.iter().map(|u| u.english.as_str()).collect();
-        let paragraphs: Vec<usize> = units.iter().map(|u| u.paragraph).collect();
-        let summary = if units.is_empty() {
-            summarize::Summary::default()
-        } else {
-            summarizer.summarize_document(
-                &summarize::Document::new(&english).with_paragraphs(&paragraphs),
-            )?
-        };
-        let items = summary
-            .sentences
-            .into_iter()
-            .map(|s| {
-                let unit = s.index.and_then(|i| units.get(i));
-                SummaryItem {
-                    text: s.text,
-                    source: unit.map(|u| u.dutch.clone()),
-                    sentences: unit.map(|u| u.members.clone()).unwrap_or_default(),
-                    score: s.score,
-                }
-            })
-            .collect();
-        Ok(OutputSummary {
-            summarizer: summarizer.name().to_string(),
-            sentences: items,
-            limited_to,
-        })
-    }
-}
-
-/// The summary of a document read whole: from its leading sentences within the same limits as a
-/// streamed input's (the extractive summariser compares every pair of sentences, so a very long
-/// input would otherwise cost memory and time that grow with its square), so that both paths
-/// give the same summary.
-fn summarise(summarizer: &dyn Summarizer, sentences: &[SentenceOutput]) -> Result<OutputSummary> {
-    let mut input = SummaryInput::limited(
-        crate::stream::DEFAULT_SUMMARY_SENTENCES,
-        crate::stream::DEFAULT_SUMMARY_BYTES,
-    );
-    for s in sentences {
-        input.push(s);
-    }
-    input.summarise(summarizer)
-}
-
-fn push_joined(out: &mut String, piece: &str) {
-    let piece = piece.trim();
-    if !out.is_empty() && !piece.is_empty() {
-        out.push(' ');
-    }
-    out.push_str(piece);
-}
-
-/// Everything [`Pipeline::run`] produced for one article.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Output {
-    /// [`FORMAT_VERSION`].
-    pub format_version: u32,
-    /// The input text, exactly as given (spans point into it).
-    pub source: String,
-    /// The English article, in the input's layout (no final line break).
-    pub translation: String,
-    /// The summary; `None` when summaries are off.
+/// What [`Pipeline::translate_document`] and [`Pipeline::run_blocks`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentReport {
+    /// What decoding did (encoding, replacements, line endings, control characters, bytes).
+    pub decode: Option<DecodeStats>,
+    /// Blocks translated (1 for a document read whole).
+    pub blocks: usize,
+    /// Segments, metadata included.
+    pub segments: usize,
+    /// Segments translated.
+    pub sentences: usize,
+    /// Source tokens fed to the model.
+    pub source_tokens: usize,
+    /// Tokens generated.
+    pub target_tokens: usize,
+    /// The summary, if summaries are on.
     pub summary: Option<OutputSummary>,
-    /// Every segment, in input order, metadata included.
-    pub sentences: Vec<SentenceOutput>,
-    /// The model.
-    pub model: ModelDescription,
-    /// Time per stage.
+    /// Time per stage (summed over blocks).
     pub timings: Timings,
 }
 
-impl Output {
+impl DocumentReport {
     /// Whether there was nothing to translate.
     pub fn is_empty(&self) -> bool {
-        self.sentences.iter().all(|s| s.translation.is_none())
+        self.sentences == 0
     }
-
-    /// Source tokens fed to the model, over all sentences.
-    pub fn source_tokens(&self) -> usize {
-        self.sentences.iter().map(|s| s.source_tokens).sum()
-    }
-
-    /// Tokens generated, over all sentences.
-    pub fn target_tokens(&self) -> usize {
-        self.sentences.iter().map(|s| s.target_tokens).sum()
-    }
-
-    /// Segments that were translated.
-    pub fn translated_sentences(&self) -> usize {
-        self.sentences
-            .iter()
-            .filter(|s| s.translation.is_some())
-            .count()
-    }
-}
-
-/// One segment of the article and its translation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SentenceOutput {
-    /// Position in [`Output::sentences`].
-    pub index: usize,
-    /// The Dutch text, exactly `Output::source[span]` (line breaks of a wrapped sentence kept).
-    pub source: String,
-    /// Byte range in [`Output::source`].
-    pub span: Range<usize>,
-    /// Paragraph number, from 0.
-    pub paragraph: usize,
-    /// Sentence, headline, list item (with its marker) or metadata (with key and value).
-    #[serde(flatten)]
-    pub kind: SegmentKind,
-    /// Whether this is a piece of an over-long sentence that continues the previous segment.
-    pub continues: bool,
-    /// Whether a line break precedes it in the input.
-    pub starts_line: bool,
-    /// The English text; `None` for metadata, which is not translated.
-    pub translation: Option<String>,
-    /// The translation's score (beam search: length-normalised log-probability; greedy: mean
-    /// token log-probability); `None` for metadata.
-    pub score: Option<f32>,
-    /// Tokens fed to the encoder, `</s>` included (0 for metadata).
-    pub source_tokens: usize,
-    /// Tokens generated, `</s>` included (0 for metadata).
-    pub target_tokens: usize,
-    /// Set when a guard changed the output: `passthrough` (nothing to translate: copied),
-    /// `repetition` or `length` (runaway output, decoded again with repeated n-grams banned).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub flag: Option<&'static str>,
-}
-
-/// The summary of an article.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct OutputSummary {
-    /// The summariser's name (`extractive`, ...).
-    pub summarizer: String,
-    /// The summary's sentences, in reading order.
-    pub sentences: Vec<SummaryItem>,
-    /// Set when the summariser read only the leading sentences of a long, streamed input (see
-    /// [`crate::stream`]): how many it read (units: a sentence with its cut pieces joined,
-    /// headlines included). Absent from the JSON when the whole input was read.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub limited_to: Option<usize>,
-}
-
-impl OutputSummary {
-    /// The English summary as one text.
-    pub fn text(&self) -> String {
-        join(self.sentences.iter().map(|s| s.text.as_str()))
-    }
-
-    /// The Dutch sentences the summary was taken from, as one text; `None` if any summary
-    /// sentence was generated (abstractive) rather than taken from the article.
-    pub fn source_text(&self) -> Option<String> {
-        let parts: Option<Vec<&str>> = self.sentences.iter().map(|s| s.source.as_deref()).collect();
-        parts.map(|p| join(p.into_iter()))
-    }
-}
-
-fn join<'a>(parts: impl Iterator<Item = &'a str>) -> String {
-    parts.collect::<Vec<_>>().join(" ")
-}
-
-/// One sentence of a summary.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SummaryItem {
-    /// The English sentence.
-    pub text: String,
-    /// The Dutch sentence it translates (extractive summaries); `None` for a generated one.
-    pub source: Option<String>,
-    /// Indices into [`Output::sentences`] (several for a sentence that was cut in pieces;
-    /// empty for a generated one).
-    pub sentences: Vec<usize>,
-    /// How strongly the summariser chose it, in `[0, 1]`.
-    pub score: f32,
-}
-
-/// Wall-clock time of each stage (serialised as seconds).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Timings {
-    /// Loading (and, if needed, downloading) the model when the pipeline was built.
-    #[serde(rename = "load_seconds", serialize_with = "seconds")]
-    pub load: Duration,
-    /// Segmentation, including the token-limit cuts.
-    #[serde(rename = "segment_seconds", serialize_with = "seconds")]
-    pub segment: Duration,
-    /// Translation.
-    #[serde(rename = "translate_seconds", serialize_with = "seconds")]
-    pub translate: Duration,
-    /// Summarisation.
-    #[serde(rename = "summarize_seconds", serialize_with = "seconds")]
-    pub summarize: Duration,
-    /// The whole [`Pipeline::run`] (loading excluded).
-    #[serde(rename = "total_seconds", serialize_with = "seconds")]
-    pub total: Duration,
-}
-
-fn seconds<S: Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
 }
 
 #[cfg(test)]
@@ -1164,12 +768,5 @@ mod tests {
             ),
             (0.5, 3, 1.2)
         );
-    }
-
-    #[test]
-    fn flatten_joins_white_space() {
-        assert!(matches!(flatten("a b c"), Cow::Borrowed("a b c")));
-        assert_eq!(flatten(" a\n b\t\tc "), "a b c");
-        assert_eq!(flatten("a  b"), "a b");
     }
 }

@@ -1,0 +1,432 @@
+#!/usr/bin/env python3
+"""Closed-loop load generator for a LibreTranslate-compatible POST /translate endpoint.
+
+Standard library only (threads + http.client keep-alive connections); any Python 3.8+ runs it.
+
+Each of N clients sends one request at a time, waits for the answer, then sends the next one,
+until the phase's duration has passed (no new request is started after that; requests already
+in flight are waited for and counted) or the phase's request count has been issued.
+A request body is JSON:
+
+    {"q": <article>, "source": "zh", "target": "en", "format": "text"}
+
+(`--mode list` sends the article as a list of its paragraphs instead, LibreTranslate's batch
+form, and expects a list back.)  Articles are the *.txt files of --articles (default:
+articles_zh/ beside this script). Every request, whichever client sends it (warm-up and all
+phases included), takes the next article of one global rotation, so requests that follow each
+other never carry the same article: LibreTranslate (Argos' CachedTranslation) keeps the paragraphs
+of the previous call of a language pair and answers a repeat from that cache in milliseconds,
+which would measure the cache, not the engine. With more clients than articles two requests in
+flight can carry the same article; a latency "min" of a few ms in the report is the sign of a
+cache hit.
+
+Reported per phase: requests/s, sentences/s and source characters/s (over successful requests;
+sentences are counted in the source by the Chinese sentence-final marks 。！？), latency
+p50/p95/p99/max, error counts by kind, and, given --pid, the server's RSS before the phase, the
+peak of VmRSS sampled during it, VmHWM (the kernel's lifetime peak) at its end, and the server's
+CPU seconds spent during the phase (user+system, all threads, from /proc/PID/stat).
+
+Examples:
+    python3 tools/serve/loadgen.py --url http://127.0.0.1:5001/translate --clients 1,8 \
+        --duration 20 --pid 12345 --json /tmp/lt.json
+    python3 tools/serve/loadgen.py --clients 32 --requests 200 --warmup 2
+    python3 tools/serve/loadgen.py --check          # one request, prints the answer
+
+Only loopback targets are accepted unless --allow-remote is given.
+"""
+
+import argparse
+import glob
+import http.client
+import json
+import os
+import re
+import socket
+import sys
+import threading
+import time
+import urllib.parse
+
+SENTENCE_END = re.compile("[。！？]")
+
+
+def count_sentences(text):
+    return len(SENTENCE_END.findall(text))
+
+
+def load_articles(directory):
+    paths = sorted(glob.glob(os.path.join(directory, "*.txt")))
+    if not paths:
+        sys.exit("no *.txt articles in %s" % directory)
+    articles = []
+    for p in paths:
+        with open(p, encoding="utf-8") as f:
+            text = f.read().strip()
+        if text:
+            articles.append(
+                {
+                    "name": os.path.basename(p),
+                    "text": text,
+                    "paragraphs": [s for s in text.split("\n") if s.strip()],
+                    "sentences": count_sentences(text),
+                    "chars": len(text),
+                }
+            )
+    return articles
+
+
+# ---------------------------------------------------------------- /proc readers (Linux only)
+
+
+def read_status_kb(pid, field):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def read_cpu_seconds(pid):
+    """utime+stime of the whole process (all threads), in seconds."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            data = f.read()
+        fields = data[data.rindex(")") + 2:].split()
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        return ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid, interval):
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.interval = interval
+        self.peak_kb = None
+        self.samples = 0
+        self._halt = threading.Event()
+
+    def run(self):
+        while not self._halt.is_set():
+            kb = read_status_kb(self.pid, "VmRSS")
+            if kb is not None:
+                self.samples += 1
+                if self.peak_kb is None or kb > self.peak_kb:
+                    self.peak_kb = kb
+            self._halt.wait(self.interval)
+
+    def stop(self):
+        self._halt.set()
+        self.join()
+
+
+# ---------------------------------------------------------------- HTTP client
+
+
+class Client:
+    def __init__(self, url, timeout):
+        self.url = url
+        self.timeout = timeout
+        self.conn = None
+
+    def _connect(self):
+        u = self.url
+        cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
+        self.conn = cls(u.hostname, u.port or (443 if u.scheme == "https" else 80), timeout=self.timeout)
+        # Connect now and disable Nagle's algorithm, as urllib3/requests do: http.client writes
+        # the headers and the body separately, and Nagle + delayed ACK would add ~40 ms a request.
+        self.conn.connect()
+        self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def post(self, body):
+        """Returns (status, body_bytes). Reconnects once if a kept-alive connection was closed."""
+        path = self.url.path or "/"
+        if self.url.query:
+            path += "?" + self.url.query
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        for attempt in (0, 1):
+            if self.conn is None:
+                self._connect()
+            try:
+                self.conn.request("POST", path, body=body, headers=headers)
+                resp = self.conn.getresponse()
+                data = resp.read()
+                if resp.getheader("Connection", "").lower() == "close":
+                    self.close()
+                return resp.status, data
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self.close()
+                if attempt == 1:
+                    raise
+            except Exception:
+                self.close()
+                raise
+        raise RuntimeError("unreachable")
+
+    def close(self):
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:
+                pass
+            self.conn = None
+
+
+def make_body(article, args):
+    q = article["paragraphs"] if args.mode == "list" else article["text"]
+    payload = {"q": q, "source": args.source, "target": args.target, "format": args.format}
+    if args.api_key is not None:
+        payload["api_key"] = args.api_key
+    return json.dumps(payload, ensure_ascii=False).encode("utf-8")
+
+
+def check_answer(status, data, article, args):
+    """Returns None when the answer is a good translation, else an error kind."""
+    if status != 200:
+        return "http_%d" % status
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return "bad_json"
+    if not isinstance(obj, dict) or "translatedText" not in obj:
+        return "no_translatedText"
+    t = obj["translatedText"]
+    if args.mode == "list":
+        if not isinstance(t, list) or len(t) != len(article["paragraphs"]):
+            return "bad_list"
+        if not all(isinstance(x, str) for x in t):
+            return "bad_list"
+    elif not isinstance(t, str) or not t.strip():
+        return "empty_translation"
+    return None
+
+
+# ---------------------------------------------------------------- one phase
+
+
+def percentile(sorted_values, p):
+    """Linear interpolation between closest ranks (numpy's default)."""
+    if not sorted_values:
+        return None
+    k = (len(sorted_values) - 1) * p / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+def run_phase(n_clients, articles, bodies, args, duration=None, max_requests=None, record=True):
+    lock = threading.Lock()
+    issued = [0]
+    results = []  # (latency_s, ok, err_kind, article_index, end_time)
+    error_samples = {}
+    start = time.monotonic()
+    deadline = start + duration if duration is not None else None
+
+    def take_ticket():
+        """Next article index, or None when the phase is over."""
+        with lock:
+            if max_requests is not None and issued[0] >= max_requests:
+                return None
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            issued[0] += 1
+            idx = args.cursor[0] % len(articles)
+            args.cursor[0] += 1
+            return idx
+
+    def worker(ci):
+        client = Client(args.parsed_url, args.timeout)
+        try:
+            while True:
+                idx = take_ticket()
+                if idx is None:
+                    break
+                art = articles[idx]
+                t0 = time.monotonic()
+                err = None
+                data = b""
+                try:
+                    status, data = client.post(bodies[idx])
+                    err = check_answer(status, data, art, args)
+                except (TimeoutError, OSError) as e:  # socket.timeout is a TimeoutError/OSError
+                    err = "timeout" if "timed out" in str(e) else "conn_" + type(e).__name__
+                except Exception as e:  # noqa: BLE001 - counted, never fatal
+                    err = "exc_" + type(e).__name__
+                t1 = time.monotonic()
+                with lock:
+                    results.append((t1 - t0, err is None, err, idx, t1))
+                    if err is not None and err not in error_samples:
+                        error_samples[err] = data[:300].decode("utf-8", "replace")
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n_clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    end = max((r[4] for r in results), default=time.monotonic())
+    if not record:
+        return None
+
+    elapsed = max(end - start, 1e-9)
+    ok = [r for r in results if r[1]]
+    lat = sorted(r[0] for r in ok)
+    errors = {}
+    for r in results:
+        if not r[1]:
+            errors[r[2]] = errors.get(r[2], 0) + 1
+    sentences = sum(articles[r[3]]["sentences"] for r in ok)
+    chars = sum(articles[r[3]]["chars"] for r in ok)
+    ms = lambda v: None if v is None else round(v * 1000.0, 1)  # noqa: E731
+    return {
+        "clients": n_clients,
+        "elapsed_s": round(elapsed, 3),
+        "requests_ok": len(ok),
+        "requests_failed": len(results) - len(ok),
+        "errors": errors,
+        "error_samples": error_samples,
+        "requests_per_s": round(len(ok) / elapsed, 4),
+        "sentences_per_s": round(sentences / elapsed, 3),
+        "source_chars_per_s": round(chars / elapsed, 1),
+        "latency_ms": {
+            "p50": ms(percentile(lat, 50)),
+            "p95": ms(percentile(lat, 95)),
+            "p99": ms(percentile(lat, 99)),
+            "mean": ms(sum(lat) / len(lat)) if lat else None,
+            "min": ms(lat[0]) if lat else None,
+            "max": ms(lat[-1]) if lat else None,
+        },
+    }
+
+
+def fmt_kb(kb):
+    return "n/a" if kb is None else "%.1f MiB" % (kb / 1024.0)
+
+
+def print_phase(r):
+    lat = r["latency_ms"]
+    print(
+        "clients=%-3d  %6.1fs  ok=%-5d failed=%-4d  %.3f req/s  %.2f sent/s  %.0f chars/s"
+        % (r["clients"], r["elapsed_s"], r["requests_ok"], r["requests_failed"],
+           r["requests_per_s"], r["sentences_per_s"], r["source_chars_per_s"])
+    )
+    print(
+        "             latency ms: p50=%s p95=%s p99=%s mean=%s max=%s"
+        % (lat["p50"], lat["p95"], lat["p99"], lat["mean"], lat["max"])
+    )
+    if r["errors"]:
+        print("             errors: %s" % json.dumps(r["errors"]))
+        for k, v in r["error_samples"].items():
+            print("               %s: %r" % (k, v[:160]))
+    if "server" in r:
+        s = r["server"]
+        print(
+            "             server pid %s: rss before %s, peak sampled %s, VmHWM %s, cpu %.1fs (%.2f cores)"
+            % (s["pid"], fmt_kb(s["rss_before_kb"]), fmt_kb(s["rss_peak_sampled_kb"]),
+               fmt_kb(s["vm_hwm_kb"]), s["cpu_s"] or 0.0, s["cpu_cores_avg"] or 0.0)
+        )
+    sys.stdout.flush()
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--url", default="http://127.0.0.1:5001/translate")
+    ap.add_argument("--articles", default=os.path.join(here, "articles_zh"))
+    ap.add_argument("--clients", default="1", help="comma-separated list, one phase each (e.g. 1,8,32)")
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--duration", type=float, help="seconds per phase (default 20)")
+    g.add_argument("--requests", type=int, help="requests per phase (instead of --duration)")
+    ap.add_argument("--warmup", type=int, default=0,
+                    help="requests sent (one client) before the first phase, not recorded")
+    ap.add_argument("--source", default="zh")
+    ap.add_argument("--target", default="en")
+    ap.add_argument("--format", default="text", choices=["text", "html"])
+    ap.add_argument("--mode", default="string", choices=["string", "list"],
+                    help="q as the whole article (string) or as a list of its paragraphs")
+    ap.add_argument("--api-key", default=None)
+    ap.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
+    ap.add_argument("--pid", type=int, help="server PID: RSS and CPU are read from /proc/PID")
+    ap.add_argument("--rss-interval", type=float, default=0.2, help="VmRSS sampling period, seconds")
+    ap.add_argument("--max-duration", type=float, default=900.0,
+                    help="hard cap on one phase's --duration, seconds (safety bound)")
+    ap.add_argument("--json", help="write all results to this file")
+    ap.add_argument("--label", default="", help="free text stored in the JSON (e.g. server name)")
+    ap.add_argument("--check", action="store_true", help="send one request, print the answer, exit")
+    ap.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --url")
+    args = ap.parse_args()
+
+    args.parsed_url = urllib.parse.urlsplit(args.url)
+    args.cursor = [0]  # global article rotation, shared by all clients, the warm-up and all phases
+    host = args.parsed_url.hostname or ""
+    if not args.allow_remote and not (host == "localhost" or host.startswith("127.") or host == "::1"):
+        sys.exit("refusing non-loopback target %r (use --allow-remote)" % host)
+
+    articles = load_articles(args.articles)
+    bodies = [make_body(a, args) for a in articles]
+    print("%d articles, %d sentences, %d chars in all; target %s"
+          % (len(articles), sum(a["sentences"] for a in articles), sum(a["chars"] for a in articles), args.url))
+
+    if args.check:
+        c = Client(args.parsed_url, args.timeout)
+        t0 = time.monotonic()
+        status, data = c.post(bodies[0])
+        dt = time.monotonic() - t0
+        print("HTTP %d in %.2fs" % (status, dt))
+        print(data.decode("utf-8", "replace"))
+        err = check_answer(status, data, articles[0], args)
+        sys.exit(0 if err is None else "bad answer: %s" % err)
+
+    if args.warmup > 0:
+        print("warm-up: %d request(s)" % args.warmup)
+        run_phase(1, articles, bodies, args, max_requests=args.warmup, record=False)
+
+    duration = None
+    if args.requests is None:
+        duration = min(args.duration if args.duration is not None else 20.0, args.max_duration)
+
+    out = {"label": args.label, "url": args.url, "mode": args.mode, "format": args.format,
+           "source": args.source, "target": args.target, "articles": len(articles),
+           "article_sentences": [a["sentences"] for a in articles],
+           "duration_s": duration, "requests": args.requests, "started": time.time(), "phases": []}
+    for n in [int(x) for x in args.clients.split(",") if x.strip()]:
+        sampler = None
+        before_kb = cpu0 = None
+        if args.pid:
+            before_kb = read_status_kb(args.pid, "VmRSS")
+            cpu0 = read_cpu_seconds(args.pid)
+            sampler = RssSampler(args.pid, args.rss_interval)
+            sampler.start()
+        r = run_phase(n, articles, bodies, args, duration=duration, max_requests=args.requests)
+        if sampler is not None:
+            sampler.stop()
+            cpu1 = read_cpu_seconds(args.pid)
+            cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
+            r["server"] = {
+                "pid": args.pid,
+                "rss_before_kb": before_kb,
+                "rss_peak_sampled_kb": sampler.peak_kb,
+                "rss_samples": sampler.samples,
+                "vm_hwm_kb": read_status_kb(args.pid, "VmHWM"),
+                "cpu_s": None if cpu is None else round(cpu, 2),
+                "cpu_cores_avg": None if cpu is None else round(cpu / r["elapsed_s"], 2),
+                "cpu_s_per_request": None if cpu is None or not r["requests_ok"] else round(cpu / r["requests_ok"], 3),
+            }
+        print_phase(r)
+        out["phases"].append(r)
+
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(out, f, indent=2, ensure_ascii=False)
+        print("results written to %s" % args.json)
+    failed = sum(p["requests_failed"] for p in out["phases"])
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
