@@ -2,7 +2,7 @@
 //! [`write_atomic`]: a hidden temporary file next to the target, flushed to disk, then renamed),
 //! the names of those temporary files ([`TempFile`]) so that a later run can recognise and remove
 //! the ones a killed run left, the host and process identities they carry, and the one stable
-//! hash ([`fnv1a`]) used for names that must not change between machines or Rust versions.
+//! hash (FNV-1a) used for names that must not change between machines or Rust versions.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};

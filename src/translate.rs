@@ -1,152 +1,17 @@
-//! The translator: tokenizer + model + search, with length-sorted, token-budgeted batches whose
-//! results come back in input order.
-//!
-//! Batching follows CTranslate2 and Marian: sentences are sorted by token length so that a batch
-//! holds sentences of similar length (little padding), batches are filled up to a sentence count and
-//! a padded-token budget, and each batch is encoded once and decoded with the cross-attention keys
-//! and values computed once. Because padding is masked, a sentence gets the same tokens in any batch.
+//! The translator: the Marian tokenizer over the seq2seq runtime ([`crate::runtime`]: the model,
+//! length-sorted, token-budgeted batches, greedy or beam search), with guards against runaway
+//! output and long texts split to fit the model; results come back in input order.
 
 use std::path::Path;
 
-use candle_core::{DType, Device};
-
-use crate::cache;
 use crate::config::{Architecture, GenerationConfig, ModelConfig};
 use crate::error::{Error, Result};
-use crate::generate::{generate_limited, Hypothesis};
-use crate::model::{Quantization, Seq2SeqModel};
+use crate::generate::Hypothesis;
+use crate::model::Seq2SeqModel;
+use crate::runtime::Seq2Seq;
+pub use crate::runtime::{BatchOptions, LoadOptions};
 use crate::source::ModelFiles;
 use crate::tokenizer::MarianTokenizer;
-use crate::weights::Weights;
-
-/// How sentences are grouped into batches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchOptions {
-    /// Most sentences in one batch. Default 32.
-    pub max_batch_size: usize,
-    /// Most padded source tokens in one batch (sentences x longest sentence). Default 4096.
-    pub max_batch_tokens: usize,
-}
-
-impl Default for BatchOptions {
-    fn default() -> Self {
-        BatchOptions {
-            max_batch_size: 32,
-            max_batch_tokens: 4096,
-        }
-    }
-}
-
-impl BatchOptions {
-    /// Sets the most sentences per batch (at least 1).
-    #[must_use]
-    pub fn with_max_batch_size(mut self, n: usize) -> Self {
-        self.max_batch_size = n.max(1);
-        self
-    }
-
-    /// Sets the padded-token budget per batch (at least 1; a longer sentence still gets a batch of
-    /// its own).
-    #[must_use]
-    pub fn with_max_batch_tokens(mut self, n: usize) -> Self {
-        self.max_batch_tokens = n.max(1);
-        self
-    }
-
-    /// Groups sequences of the given lengths into batches: indices sorted by length (longest
-    /// first, ties in input order), cut whenever the count or the padded-token budget would be
-    /// exceeded.
-    pub fn plan(&self, lengths: &[usize]) -> Vec<Vec<usize>> {
-        let mut order: Vec<usize> = (0..lengths.len()).collect();
-        order.sort_by(|&a, &b| lengths[b].cmp(&lengths[a]).then(a.cmp(&b)));
-        let mut batches = Vec::new();
-        let mut current: Vec<usize> = Vec::new();
-        let mut longest = 0;
-        for i in order {
-            let len = lengths[i].max(1);
-            let new_longest = longest.max(len);
-            let fits = current.len() < self.max_batch_size
-                && new_longest * (current.len() + 1) <= self.max_batch_tokens;
-            if !current.is_empty() && !fits {
-                batches.push(std::mem::take(&mut current));
-                longest = 0;
-            }
-            longest = longest.max(len);
-            current.push(i);
-        }
-        if !current.is_empty() {
-            batches.push(current);
-        }
-        batches
-    }
-}
-
-/// Where and in what precision the model runs.
-#[derive(Debug, Clone)]
-pub struct LoadOptions {
-    /// Device. Default CPU.
-    pub device: Device,
-    /// Weight and activation dtype. Default f32 (the exact path; f16/bf16 are faster on GPUs).
-    pub dtype: DType,
-    /// Quantise the weights at load time. Default none (exact). [`Quantization::Int8`] is CPU
-    /// only, and its quantised model is cached (see [`crate::cache`]) so the next load is fast.
-    pub quantize: Option<Quantization>,
-    /// Keep derived files (the int8-quantised model) in tolk's cache directory
-    /// ([`crate::cache::cache_dir`]) to load faster next time. Default true.
-    pub use_cache: bool,
-    /// Where the cache is. Default: [`crate::cache::cache_dir`].
-    pub cache_dir: Option<std::path::PathBuf>,
-}
-
-impl Default for LoadOptions {
-    fn default() -> Self {
-        LoadOptions {
-            device: Device::Cpu,
-            dtype: DType::F32,
-            quantize: None,
-            use_cache: true,
-            cache_dir: None,
-        }
-    }
-}
-
-impl LoadOptions {
-    /// Sets the device.
-    #[must_use]
-    pub fn with_device(mut self, device: Device) -> Self {
-        self.device = device;
-        self
-    }
-
-    /// Sets the dtype.
-    #[must_use]
-    pub fn with_dtype(mut self, dtype: DType) -> Self {
-        self.dtype = dtype;
-        self
-    }
-
-    /// Sets whether derived files are cached (see [`LoadOptions::use_cache`]).
-    #[must_use]
-    pub fn with_cache(mut self, on: bool) -> Self {
-        self.use_cache = on;
-        self
-    }
-
-    /// Sets the cache directory (and turns the cache on).
-    #[must_use]
-    pub fn with_cache_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
-        self.use_cache = true;
-        self.cache_dir = Some(dir.into());
-        self
-    }
-
-    /// Sets the load-time quantisation.
-    #[must_use]
-    pub fn with_quantize(mut self, q: Option<Quantization>) -> Self {
-        self.quantize = q;
-        self
-    }
-}
 
 /// One hypothesis, decoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -284,7 +149,7 @@ impl Translation {
 /// `Translator` is `Send + Sync`: load it once and share it (e.g. in an `Arc`) between threads.
 #[derive(Debug)]
 pub struct Translator {
-    model: Seq2SeqModel,
+    runtime: Seq2Seq,
     tokenizer: MarianTokenizer,
     generation: GenerationConfig,
     batching: BatchOptions,
@@ -305,20 +170,17 @@ impl Translator {
     pub fn from_files(files: ModelFiles, options: &LoadOptions) -> Result<Self> {
         Self::load(&files, options)
             .map_err(|e| files.explain(e))
-            .map(|(model, tokenizer, generation)| Translator {
-                model,
+            .map(|(runtime, tokenizer)| Translator {
+                generation: runtime.generation.clone(),
+                runtime,
                 tokenizer,
-                generation,
                 batching: BatchOptions::default(),
                 guards: Guards::default(),
                 files,
             })
     }
 
-    fn load(
-        files: &ModelFiles,
-        options: &LoadOptions,
-    ) -> Result<(Seq2SeqModel, MarianTokenizer, GenerationConfig)> {
+    fn load(files: &ModelFiles, options: &LoadOptions) -> Result<(Seq2Seq, MarianTokenizer)> {
         if files.architecture != Architecture::Marian {
             return Err(Error::config(
                 &files.config,
@@ -326,52 +188,12 @@ impl Translator {
                 "this is not a translation (Marian) model; use it as a summariser",
             ));
         }
-        let config = ModelConfig::from_file(&files.config)?;
-        let generation = GenerationConfig::for_model(&config, files.generation_config.as_deref())?;
         let tokenizer = MarianTokenizer::from_dir(&files.dir)?;
-        check_vocab(&config, &tokenizer, &files.dir)?;
-        let model = match options.quantize {
-            None => {
-                let weights = open_weights(&files.weights, options)?;
-                Seq2SeqModel::load(config, weights, options.dtype, &options.device)?
-            }
-            Some(Quantization::Int8) => {
-                if !options.device.is_cpu() || options.dtype != DType::F32 {
-                    return Err(Error::option(
-                        "quantize",
-                        "int8 runs on the CPU with f32 activations; drop --device/--dtype or --quantize",
-                    ));
-                }
-                let cache = options
-                    .cache_dir
-                    .clone()
-                    .or_else(cache::cache_dir)
-                    .filter(|_| options.use_cache)
-                    .map(|d| {
-                        d.join("quantized")
-                            .join(cache::derived_name(&files.weights, "int8-v1"))
-                    });
-                Seq2SeqModel::load_quantized(
-                    config,
-                    || Weights::open(&files.weights),
-                    cache.as_deref(),
-                )?
-            }
-        };
-        generation
-            .validate(
-                model.config().decoder_vocab_size,
-                model.max_target_positions(),
-            )
-            .map_err(|e| match e {
-                Error::Option { name, message } => Error::config(
-                    files.generation_config.as_deref().unwrap_or(&files.config),
-                    name,
-                    message,
-                ),
-                other => other,
-            })?;
-        Ok((model, tokenizer, generation))
+        let runtime = Seq2Seq::load(files, options, |config| {
+            check_vocab(config, &tokenizer, &files.dir)?;
+            GenerationConfig::for_model(config, files.generation_config.as_deref())
+        })?;
+        Ok((runtime, tokenizer))
     }
 
     /// Sets the batching options.
@@ -412,7 +234,7 @@ impl Translator {
 
     /// The model.
     pub fn model(&self) -> &Seq2SeqModel {
-        &self.model
+        &self.runtime.model
     }
 
     /// The tokenizer.
@@ -443,8 +265,8 @@ impl Translator {
         generation: &GenerationConfig,
     ) -> Result<Vec<Translation>> {
         generation.validate(
-            self.model.config().decoder_vocab_size,
-            self.model.max_target_positions(),
+            self.runtime.model.config().decoder_vocab_size,
+            self.runtime.model.max_target_positions(),
         )?;
         let guards = &self.guards;
         let mut out: Vec<Translation> = (0..texts.len()).map(|_| Translation::empty()).collect();
@@ -469,7 +291,7 @@ impl Translator {
         let unit_texts: Vec<&str> = units.iter().map(|(_, t)| t.as_str()).collect();
         let ids = self.tokenizer.encode_batch(&unit_texts)?;
         let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
-        let max_len = generation.max_decoder_length(self.model.max_target_positions());
+        let max_len = generation.max_decoder_length(self.runtime.model.max_target_positions());
         let limits: Vec<usize> = lengths
             .iter()
             .map(|&n| {
@@ -542,7 +364,7 @@ impl Translator {
     /// Splits `text` into pieces the model can take (at clause boundaries, by token count), or
     /// returns it whole.
     fn fit(&self, text: &str) -> Result<Vec<String>> {
-        let max = self.model.max_source_positions();
+        let max = self.runtime.model.max_source_positions();
         let n = self.tokenizer.encode(text)?.len();
         if n <= max {
             return Ok(vec![text.to_string()]);
@@ -568,17 +390,11 @@ impl Translator {
         generation: &GenerationConfig,
         results: &mut [Option<Translation>],
     ) -> Result<()> {
-        let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
-        for batch in self.batching.plan(&lengths) {
-            let sources: Vec<Vec<u32>> = batch.iter().map(|&k| ids[k].clone()).collect();
-            let batch_limits: Vec<usize> = batch.iter().map(|&k| limits[k]).collect();
-            let hyps = crate::kernels::pool::hot(|| {
-                let encoded = self.model.encode(&sources)?;
-                generate_limited(&self.model, &encoded, generation, Some(&batch_limits))
-            })?;
-            for (&k, hyps) in batch.iter().zip(hyps) {
-                results[k] = Some(self.finish(hyps, lengths[k])?);
-            }
+        let hyps = self
+            .runtime
+            .generate(ids, Some(limits), generation, &self.batching)?;
+        for ((k, hyps), source) in hyps.into_iter().enumerate().zip(ids) {
+            results[k] = Some(self.finish(hyps, source.len())?);
         }
         Ok(())
     }
@@ -614,42 +430,6 @@ impl Translator {
     }
 }
 
-/// Opens a weight file; a PyTorch `.bin` is converted once to safetensors in tolk's cache
-/// (when the cache is on), so that later loads are memory-mapped and fast. A failure to write the
-/// cache only costs time.
-pub(crate) fn open_weights(path: &Path, options: &LoadOptions) -> Result<Weights> {
-    let cache = options
-        .cache_dir
-        .clone()
-        .or_else(cache::cache_dir)
-        .filter(|_| options.use_cache)
-        .map(|d| {
-            d.join("converted")
-                .join(cache::derived_name(path, "safetensors-v1"))
-        });
-    if let Some(cached) = &cache {
-        if cached.is_file() {
-            if let Ok(w) = Weights::open(cached) {
-                return Ok(w);
-            }
-        }
-    }
-    let weights = Weights::open(path)?;
-    if weights.format() == crate::weights::WeightsFormat::Safetensors {
-        return Ok(weights);
-    }
-    if let Some(cached) = &cache {
-        if let Some(dir) = cached.parent() {
-            if std::fs::create_dir_all(dir).is_ok() && weights.save_safetensors(cached).is_ok() {
-                if let Ok(w) = Weights::open(cached) {
-                    return Ok(w);
-                }
-            }
-        }
-    }
-    Ok(weights)
-}
-
 /// The tokenizer's ids must fit the model's embeddings, or the model would read out of bounds.
 fn check_vocab(config: &ModelConfig, tok: &MarianTokenizer, dir: &Path) -> Result<()> {
     if tok.vocab_size() > config.vocab_size {
@@ -680,31 +460,4 @@ fn check_vocab(config: &ModelConfig, tok: &MarianTokenizer, dir: &Path) -> Resul
         });
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plan_sorts_by_length_and_respects_budgets() {
-        let b = BatchOptions::default()
-            .with_max_batch_size(2)
-            .with_max_batch_tokens(100);
-        assert_eq!(b.plan(&[3, 10, 5, 10]), vec![vec![1, 3], vec![2, 0]]);
-        let b = BatchOptions::default()
-            .with_max_batch_size(10)
-            .with_max_batch_tokens(20);
-        // 10 + 10 = 20 fits; adding the 5 would make 3 x 10 = 30.
-        assert_eq!(b.plan(&[3, 10, 5, 10]), vec![vec![1, 3], vec![2, 0]]);
-        // A sentence longer than the budget still gets a batch.
-        let b = BatchOptions::default().with_max_batch_tokens(4);
-        assert_eq!(b.plan(&[9, 1]), vec![vec![0], vec![1]]);
-        assert!(b.plan(&[]).is_empty());
-        // Every index exactly once.
-        let lens: Vec<usize> = (0..50).map(|i| (i * 7919) % 37).collect();
-        let mut all: Vec<usize> = BatchOptions::default().plan(&lens).concat();
-        all.sort();
-        assert_eq!(all, (0..50).collect::<Vec<_>>());
-    }
 }

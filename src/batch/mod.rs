@@ -5,7 +5,7 @@
 //! It is built to be interrupted and run again:
 //!
 //! - **Atomic outputs.** Each output is written to a hidden temporary file next to it and renamed
-//!   into place ([`AtomicFile`]), so a run killed at any moment (Ctrl-C, `SIGKILL`, a full
+//!   into place ([`AtomicFile`](crate::fsutil::AtomicFile)), so a run killed at any moment (Ctrl-C, `SIGKILL`, a full
 //!   machine) leaves complete outputs or none, never half of one. A killed run's temporary files
 //!   are hidden (`.NAME.tolk-tmp-…`) and are removed by the next run.
 //! - **Resumable.** An input whose output exists and is at least as new is skipped, unless

@@ -14,7 +14,7 @@ use crate::config::{EarlyStopping, GenerationConfig};
 use crate::error::{Error, Result};
 use crate::model::{EncoderOutput, Seq2SeqModel};
 
-pub use processors::{log_softmax_in_place, LogitsProcessor};
+pub use processors::{log_softmax_in_place, LogitsProcessor, Processor, Step};
 
 /// One generated sequence.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,7 +50,7 @@ pub fn generate_limited(
     limits: Option<&[usize]>,
 ) -> Result<Vec<Vec<Hypothesis>>> {
     let (processor, max_length) = prepare(model, cfg)?;
-    let n = encoded.lengths.len();
+    let n = encoded.lengths().len();
     let limits: Vec<usize> = match limits {
         Some(l) if l.len() == n => l.iter().map(|&x| x.clamp(2, max_length.max(2))).collect(),
         Some(l) => {
@@ -92,7 +92,7 @@ pub fn greedy_search(
     cfg: &GenerationConfig,
 ) -> Result<Vec<Vec<Hypothesis>>> {
     let (processor, max_length) = prepare(model, cfg)?;
-    let limits = vec![max_length; encoded.lengths.len()];
+    let limits = vec![max_length; encoded.lengths().len()];
     greedy(model, encoded, cfg, &processor, &limits)
 }
 
@@ -105,7 +105,7 @@ pub fn beam_search(
     cfg: &GenerationConfig,
 ) -> Result<Vec<Vec<Hypothesis>>> {
     let (processor, max_length) = prepare(model, cfg)?;
-    let limits = vec![max_length; encoded.lengths.len()];
+    let limits = vec![max_length; encoded.lengths().len()];
     beam(model, encoded, cfg, &processor, &limits)
 }
 
@@ -116,7 +116,7 @@ fn greedy(
     processor: &LogitsProcessor,
     limits: &[usize],
 ) -> Result<Vec<Vec<Hypothesis>>> {
-    let n = encoded.lengths.len();
+    let n = encoded.lengths().len();
     let vocab = model.config().decoder_vocab_size;
     let mut state = model.start_decoding(encoded, 1)?;
     // Decoder sequences (start token included) and summed log-probabilities, per source.
@@ -126,11 +126,11 @@ fn greedy(
     let mut logits = Vec::new();
     let mut bans = Vec::new();
     while !active.is_empty() {
-        let tokens: Vec<Vec<u32>> = active
+        let tokens: Vec<u32> = active
             .iter()
-            .map(|&s| vec![*seqs[s].last().unwrap_or(&cfg.decoder_start_token_id)])
+            .map(|&s| *seqs[s].last().unwrap_or(&cfg.decoder_start_token_id))
             .collect();
-        model.decode_into(&tokens, &mut state, &mut logits)?;
+        state.step(&tokens, &mut logits)?;
         // Each row's choice and its log-probability; rows are independent, so in parallel.
         let choose = |bans: &mut Vec<u32>, (row, scores): (usize, &mut [f32])| {
             let s = active[row];
@@ -250,7 +250,7 @@ fn beam(
     limits: &[usize],
 ) -> Result<Vec<Vec<Hypothesis>>> {
     let k = cfg.num_beams;
-    let n = encoded.lengths.len();
+    let n = encoded.lengths().len();
     let vocab = model.config().decoder_vocab_size;
     let keep_k = 2 * k;
     let lp = cfg.length_penalty;
@@ -281,16 +281,16 @@ fn beam(
     let mut bans = Vec::new();
     let mut cands: Vec<Candidate> = Vec::with_capacity(k * keep_k);
     while !active.is_empty() {
-        let tokens: Vec<Vec<u32>> = active
+        let tokens: Vec<u32> = active
             .iter()
             .flat_map(|&s| {
                 items[s]
                     .running
                     .iter()
-                    .map(|b| vec![*b.tokens.last().unwrap_or(&0)])
+                    .map(|b| *b.tokens.last().unwrap_or(&0))
             })
             .collect();
-        model.decode_into(&tokens, &mut state, &mut logits)?;
+        state.step(&tokens, &mut logits)?;
         let mut reorder: Vec<u32> = Vec::with_capacity(active.len() * k);
         // b. log-probabilities, processors, plus the running beam scores; each beam's own top 2k
         //    continuations are enough to find the best 2k overall. Rows are independent, so they

@@ -17,6 +17,7 @@ use rayon::prelude::*;
 use std::cell::Cell;
 
 use super::simd::multiversion;
+use crate::error::{Error, Result};
 
 /// Columns per block (one 512-bit register of i32 lanes).
 const NB: usize = 16;
@@ -25,20 +26,31 @@ const PANEL: usize = 4;
 /// Rows per kernel call.
 const MR: usize = 6;
 
-/// Which kernel runs on this CPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Int8Kernel {
-    /// AVX-512 with VNNI.
-    Avx512Vnni,
-    /// AVX2.
-    Avx2,
+/// Which kernel runs. Chosen by [`Int8Kernel::detect`], never by a caller: a kernel the CPU does
+/// not have is never run ([`Int8Kernel::available`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Int8Kernel {
     /// Portable Rust.
     Scalar,
+    /// AVX2.
+    Avx2,
+    /// AVX-512 with VNNI.
+    Avx512Vnni,
 }
 
 impl Int8Kernel {
-    /// The best kernel for the running CPU.
-    pub fn detect() -> Self {
+    /// The best kernel for the running CPU (detected once).
+    pub(crate) fn detect() -> Self {
+        static KERNEL: std::sync::OnceLock<Int8Kernel> = std::sync::OnceLock::new();
+        *KERNEL.get_or_init(Self::probe)
+    }
+
+    /// `self` if the CPU has it, else the best kernel it has.
+    pub(crate) fn available(self) -> Self {
+        self.min(Self::detect())
+    }
+
+    fn probe() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
             if std::is_x86_feature_detected!("avx512f")
@@ -216,112 +228,163 @@ impl QMatrix {
         self.k
     }
 
-    /// Bytes held.
-    pub fn bytes(&self) -> usize {
-        self.packed.len() + 4 * (self.scales.len() + self.offsets.len())
-    }
-
     /// Row `r` dequantised into `out` (length `k`): used as an embedding lookup.
-    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
-        let (b, j) = (r / NB, r % NB);
-        let base = b * NB * self.kp;
-        let s = self.scales[r];
-        for (kk, o) in out.iter_mut().enumerate().take(self.k) {
-            *o = self.packed[base + (kk / 4) * NB * 4 + j * 4 + kk % 4] as f32 * s;
+    pub(crate) fn dequantize_row(&self, r: usize, out: &mut [f32]) -> Result<()> {
+        if r >= self.n || out.len() != self.k {
+            return Err(Error::Internal(format!(
+                "row {r} of {} ({} values) into {} values",
+                self.n,
+                self.k,
+                out.len()
+            )));
         }
+        let (b, j) = (r / NB, r % NB);
+        let block = &self.packed[b * NB * self.kp..(b + 1) * NB * self.kp];
+        let s = self.scales[r];
+        for (kk, o) in out.iter_mut().enumerate() {
+            *o = block[(kk / 4) * NB * 4 + j * 4 + kk % 4] as f32 * s;
+        }
+        Ok(())
     }
 
-    /// `out` (`m` x `n`) = `x` (`m` x `k`) times this matrix transposed, plus `bias`.
-    pub fn matmul(
+    /// `out` (`m` x `n`) = `x` (`m` x `k`) times this matrix transposed, plus `bias` (`n`), with
+    /// the best kernel this CPU has. Every length is checked first.
+    pub(crate) fn matmul(
         &self,
         x: &[f32],
         m: usize,
         bias: Option<&[f32]>,
         out: &mut [f32],
-        kernel: Int8Kernel,
-    ) {
-        debug_assert_eq!(x.len(), m * self.k);
-        debug_assert_eq!(out.len(), m * self.n);
-        let (xq, xs) = quantize_rows(x, m, self.k, self.kp, SCRATCH.take());
-        let panels = self.n.div_ceil(NB * PANEL);
-        let work = m * self.n * self.k;
-        let out_ptr = SendPtr(out.as_mut_ptr());
-        let run = |p: usize| {
-            let b0 = p * PANEL;
-            let nb = PANEL.min(self.n.div_ceil(NB) - b0);
-            // Rows in equal chunks of at most MR (19 rows: 5+5+5+4, not 6+6+6+1), so that every
-            // chunk reuses each loaded weight vector several times.
-            let chunks = m.div_ceil(MR);
-            let mut m0 = 0;
-            for c in 0..chunks {
-                let mr = m / chunks + usize::from(c < m % chunks);
-                // SAFETY: panels write disjoint column ranges of `out`.
-                unsafe { self.panel(kernel, &xq, &xs, m0, mr, b0, nb, bias, out_ptr) };
-                m0 += mr;
-            }
-        };
-        // Below ~2M multiply-adds a thread hand-off costs more than it saves.
-        if work < (1 << 21) || panels < 2 {
-            (0..panels).for_each(run);
-        } else {
-            (0..panels).into_par_iter().for_each(run);
-        }
-        SCRATCH.set(xq);
+    ) -> Result<()> {
+        self.matmul_with(Int8Kernel::detect(), x, m, bias, out)
     }
 
+    /// [`QMatrix::matmul`] with `kernel`, or the best one below it that the CPU has.
+    pub(crate) fn matmul_with(
+        &self,
+        kernel: Int8Kernel,
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) -> Result<()> {
+        let bias_ok = bias.is_none_or(|b| b.len() == self.n);
+        if x.len() != m * self.k || out.len() != m * self.n || !bias_ok {
+            return Err(Error::Internal(format!(
+                "int8 product of {m}x{} by {}x{} given {} inputs, {} outputs and {:?} biases",
+                self.k,
+                self.n,
+                self.k,
+                x.len(),
+                out.len(),
+                bias.map(<[f32]>::len)
+            )));
+        }
+        let kernel = kernel.available();
+        let (xq, xs) = quantize_rows(x, m, self.k, self.kp, SCRATCH.take());
+        let panels = self.n.div_ceil(NB * PANEL);
+        // Tasks own whole panels (64 columns), as one disjoint slice of every output row. A few
+        // tasks per thread balance the work; below ~2M multiply-adds one task does it all (a
+        // thread hand-off costs more than it saves).
+        let work = m * self.n * self.k;
+        let parallel = work >= (1 << 21) && panels >= 2;
+        let tasks = if parallel {
+            panels.min(4 * rayon::current_num_threads()).max(1)
+        } else {
+            1
+        };
+        let width = panels.div_ceil(tasks) * NB * PANEL;
+        let mut parts: Vec<(usize, Vec<&mut [f32]>)> = (0..tasks)
+            .map(|t| (t * width, Vec::with_capacity(m)))
+            .collect();
+        for row in out.chunks_mut(self.n.max(1)) {
+            for (part, cols) in parts.iter_mut().zip(row.chunks_mut(width)) {
+                part.1.push(cols);
+            }
+        }
+        let run = |(c0, mut rows): (usize, Vec<&mut [f32]>)| {
+            let cols = rows.first().map_or(0, |r| r.len());
+            let mut done = 0;
+            while done < cols {
+                let p0 = c0 + done;
+                let nb = PANEL.min((self.n - p0).div_ceil(NB));
+                let width = (nb * NB).min(cols - done);
+                self.panel_rows(kernel, &xq, &xs, p0, nb, done, width, bias, &mut rows);
+                done += width;
+            }
+        };
+        if parallel {
+            parts.into_par_iter().for_each(run);
+        } else {
+            parts.into_iter().for_each(run);
+        }
+        SCRATCH.set(xq);
+        Ok(())
+    }
+
+    /// One panel (`nb` blocks of 16 columns from column `c0`) for every row: the rows in equal
+    /// chunks of at most [`MR`] (19 rows: 5+5+5+4, not 6+6+6+1), so that every chunk reuses each
+    /// loaded weight vector several times. `rows[i][at..at + width]` is where row `i`'s columns
+    /// `c0..c0 + width` go.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn panel(
+    fn panel_rows(
         &self,
         kernel: Int8Kernel,
         xq: &[u8],
         xs: &[f32],
-        m0: usize,
-        mr: usize,
-        b0: usize,
+        c0: usize,
         nb: usize,
+        at: usize,
+        width: usize,
         bias: Option<&[f32]>,
-        out: SendPtr,
+        rows: &mut [&mut [f32]],
     ) {
-        let w = &self.packed[b0 * NB * self.kp..(b0 + nb) * NB * self.kp];
-        let x = &xq[m0 * self.kp..(m0 + mr) * self.kp];
-        let c0 = b0 * NB;
-        let cols = (nb * NB).min(self.n - c0);
-        #[cfg(target_arch = "x86_64")]
-        if kernel == Int8Kernel::Avx512Vnni {
-            let f = vnni::Finish {
-                xs: &xs[m0..m0 + mr],
-                offsets: &self.offsets[c0..c0 + nb * NB],
-                scales: &self.scales[c0..c0 + cols],
-                bias: bias.map(|b| &b[c0..c0 + cols]),
-                out: out.0.add(m0 * self.n + c0),
-                stride: self.n,
-                cols,
-            };
-            return vnni::panel(x, w, self.kp, mr, nb, &f);
-        }
-        // The portable kernels accumulate into a tile (the VNNI one finishes in registers).
-        let mut acc = [[0i32; NB * PANEL]; MR];
-        match kernel {
+        let m = rows.len();
+        let chunks = m.div_ceil(MR);
+        let w = &self.packed[c0 * self.kp..(c0 + nb * NB) * self.kp];
+        let offsets = &self.offsets[c0..c0 + nb * NB];
+        let scales = &self.scales[c0..c0 + width];
+        let bias = bias.map(|b| &b[c0..c0 + width]);
+        let mut m0 = 0;
+        for c in 0..chunks {
+            let mr = m / chunks + usize::from(c < m % chunks);
+            let x = &xq[m0 * self.kp..(m0 + mr) * self.kp];
+            let xs = &xs[m0..m0 + mr];
+            let mut outs: [&mut [f32]; MR] = Default::default();
+            for (o, row) in outs.iter_mut().zip(rows[m0..m0 + mr].iter_mut()) {
+                *o = &mut row[at..at + width];
+            }
+            let outs = &mut outs[..mr];
             #[cfg(target_arch = "x86_64")]
-            Int8Kernel::Avx2 => avx2::panel(x, w, self.kp, mr, nb, &mut acc),
-            _ => scalar_panel(x, w, self.kp, mr, nb, &mut acc),
-        }
-        for (i, row) in acc.iter().enumerate().take(mr) {
-            let sx = xs[m0 + i];
-            let dst = std::slice::from_raw_parts_mut(out.0.add((m0 + i) * self.n + c0), cols);
+            if kernel == Int8Kernel::Avx512Vnni {
+                let f = vnni::Finish {
+                    xs,
+                    offsets,
+                    scales,
+                    bias,
+                };
+                // SAFETY: `kernel` is one the CPU has (`Int8Kernel::available`); `x` holds `mr`
+                // rows of `kp`, `w` `nb` blocks of 16 columns, `offsets` `nb` blocks, `xs` `mr`
+                // scales, `scales`, `bias` and every slice of `outs` `width` <= 16 * nb entries.
+                unsafe { vnni::panel(x, w, self.kp, nb, &f, outs) };
+                m0 += mr;
+                continue;
+            }
+            // The portable kernels accumulate into a tile (the VNNI one finishes in registers).
+            let mut acc = [[0i32; NB * PANEL]; MR];
+            match kernel {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `kernel` is one the CPU has; `x` holds `mr` <= 6 rows of `kp`, `w` `nb`
+                // <= 4 blocks.
+                Int8Kernel::Avx2 => unsafe { avx2::panel(x, w, self.kp, mr, nb, &mut acc) },
+                _ => scalar_panel(x, w, self.kp, mr, nb, &mut acc),
+            }
             let zeros = [0f32; NB * PANEL];
-            let b = match bias {
-                Some(b) => &b[c0..c0 + cols],
-                None => &zeros[..cols],
-            };
-            finish_row(
-                &row[..cols],
-                &self.offsets[c0..c0 + cols],
-                &self.scales[c0..c0 + cols],
-                sx,
-                b,
-                dst,
-            );
+            let b = bias.unwrap_or(&zeros[..width]);
+            for ((row, &sx), dst) in acc.iter().zip(xs).zip(outs.iter_mut()) {
+                finish_row(&row[..width], &offsets[..width], scales, sx, b, dst);
+            }
+            m0 += mr;
         }
     }
 }
@@ -334,12 +397,6 @@ fn finish_row(acc: &[i32], offsets: &[i32], scales: &[f32], sx: f32, bias: &[f32
     }
 }
 }
-
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: used only to write disjoint ranges from different threads.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
 
 thread_local! {
     /// The quantised activations' buffer, kept between calls: allocating it anew each time costs
@@ -382,7 +439,7 @@ fn quantize_row(row: &[f32], dst: &mut [u8]) -> f32 {
         return 0.0;
     }
     let inv = 127.0 / amax;
-    // Adding 1.5 * 2^23 rounds to an integer (ties to even, as `round_fast`) held in the low
+    // Adding 1.5 * 2^23 rounds to an integer (ties to even) held in the low
     // mantissa bits, two's complement; flipping the top bit of the low byte adds 128. Integer
     // operations only, so that the loop vectorises (a float-to-u8 cast does not).
     const MAGIC: f32 = 12_582_912.0;
@@ -425,47 +482,76 @@ mod vnni {
     use super::NB;
     use std::arch::x86_64::*;
 
-    /// Where and how a panel's sums become outputs: `(acc - offsets) * (xs[row] * scales) + bias`
-    /// (the arithmetic of `finish_row`, in the same order, so that every kernel gives the same
-    /// bits), written to `out` (row `i` at `out + i * stride`), `cols` valid columns.
+    /// How a panel's sums become outputs: `(acc - offsets) * (xs[row] * scales) + bias` (the
+    /// arithmetic of `finish_row`, in the same order, so that every kernel gives the same bits).
     pub(super) struct Finish<'a> {
+        /// One scale per row of the panel.
         pub xs: &'a [f32],
         /// From the panel's first column, padded to whole blocks.
         pub offsets: &'a [i32],
+        /// One per valid column.
         pub scales: &'a [f32],
+        /// One per valid column.
         pub bias: Option<&'a [f32]>,
-        pub out: *mut f32,
-        pub stride: usize,
-        pub cols: usize,
+    }
+
+    /// Rows `x` of the panel times `nb` blocks of weights `w`, into `outs` (one slice per row, each
+    /// as long as the panel's valid columns).
+    ///
+    /// # Safety
+    /// The CPU has avx512f, avx512bw and avx512vnni. `outs` has 1 to 6 slices, all of the same
+    /// length `cols` <= 16 * `nb`; `x` holds `outs.len()` rows of `kp` bytes (`kp` a multiple of
+    /// 4), `w` `nb` blocks of `16 * kp` bytes, `f.xs` `outs.len()` scales, `f.offsets` `16 * nb`
+    /// entries, and `f.scales` and `f.bias` at least `cols` entries.
+    pub(super) unsafe fn panel(
+        x: &[u8],
+        w: &[i8],
+        kp: usize,
+        nb: usize,
+        f: &Finish,
+        outs: &mut [&mut [f32]],
+    ) {
+        match (outs.len(), nb) {
+            (6, 4) => kernel::<6, 4>(x, w, kp, f, outs),
+            (m, 4) => dispatch_rows::<4>(m, x, w, kp, f, outs),
+            (m, 3) => dispatch_rows::<3>(m, x, w, kp, f, outs),
+            (m, 2) => dispatch_rows::<2>(m, x, w, kp, f, outs),
+            (m, _) => dispatch_rows::<1>(m, x, w, kp, f, outs),
+        }
     }
 
     /// # Safety
-    /// The CPU has avx512f/bw/vnni; `x` holds `mr` rows of `kp`, `w` `nb` blocks, `f.xs` `mr`
-    /// scales, `f.offsets` `nb` blocks, `f.scales` and `f.bias` `f.cols` entries, and `f.out`
-    /// `mr` rows of `f.cols` writable floats at `f.stride`.
-    pub(super) unsafe fn panel(x: &[u8], w: &[i8], kp: usize, mr: usize, nb: usize, f: &Finish) {
-        match (mr, nb) {
-            (6, 4) => kernel::<6, 4>(x, w, kp, f),
-            (m, 4) => dispatch_rows::<4>(m, x, w, kp, f),
-            (m, 3) => dispatch_rows::<3>(m, x, w, kp, f),
-            (m, 2) => dispatch_rows::<2>(m, x, w, kp, f),
-            (m, _) => dispatch_rows::<1>(m, x, w, kp, f),
-        }
-    }
-
-    unsafe fn dispatch_rows<const B: usize>(m: usize, x: &[u8], w: &[i8], kp: usize, f: &Finish) {
+    /// As [`panel`], with `m == outs.len()`.
+    unsafe fn dispatch_rows<const B: usize>(
+        m: usize,
+        x: &[u8],
+        w: &[i8],
+        kp: usize,
+        f: &Finish,
+        outs: &mut [&mut [f32]],
+    ) {
         match m {
-            1 => kernel::<1, B>(x, w, kp, f),
-            2 => kernel::<2, B>(x, w, kp, f),
-            3 => kernel::<3, B>(x, w, kp, f),
-            4 => kernel::<4, B>(x, w, kp, f),
-            5 => kernel::<5, B>(x, w, kp, f),
-            _ => kernel::<6, B>(x, w, kp, f),
+            1 => kernel::<1, B>(x, w, kp, f, outs),
+            2 => kernel::<2, B>(x, w, kp, f, outs),
+            3 => kernel::<3, B>(x, w, kp, f, outs),
+            4 => kernel::<4, B>(x, w, kp, f, outs),
+            5 => kernel::<5, B>(x, w, kp, f, outs),
+            _ => kernel::<6, B>(x, w, kp, f, outs),
         }
     }
 
+    /// `R` rows by `B` blocks of 16 columns, sums in registers, finished straight into `outs`.
+    ///
+    /// # Safety
+    /// As [`panel`], with `R == outs.len()` and `B == nb`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    unsafe fn kernel<const R: usize, const B: usize>(x: &[u8], w: &[i8], kp: usize, f: &Finish) {
+    unsafe fn kernel<const R: usize, const B: usize>(
+        x: &[u8],
+        w: &[i8],
+        kp: usize,
+        f: &Finish,
+        outs: &mut [&mut [f32]],
+    ) {
         let mut a = [[_mm512_setzero_si512(); B]; R];
         let wp = w.as_ptr();
         let xp = x.as_ptr();
@@ -484,12 +570,13 @@ mod vnni {
             }
         }
         // Straight from the registers to the outputs.
+        let cols = outs.first().map_or(0, |o| o.len());
         for b in 0..B {
             let lo = b * NB;
-            if lo >= f.cols {
+            if lo >= cols {
                 break;
             }
-            let valid = (f.cols - lo).min(NB);
+            let valid = (cols - lo).min(NB);
             let mask: __mmask16 = if valid == NB {
                 0xFFFF
             } else {
@@ -501,11 +588,11 @@ mod vnni {
                 Some(bias) => _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(lo)),
                 None => _mm512_setzero_ps(),
             };
-            for (i, ar) in a.iter().enumerate() {
-                let scale = _mm512_mul_ps(_mm512_set1_ps(f.xs[i]), sc);
+            for ((ar, &sx), out) in a.iter().zip(f.xs).zip(outs.iter_mut()) {
+                let scale = _mm512_mul_ps(_mm512_set1_ps(sx), sc);
                 let v = _mm512_cvtepi32_ps(_mm512_sub_epi32(ar[b], off));
                 let r = _mm512_add_ps(_mm512_mul_ps(v, scale), bias);
-                _mm512_mask_storeu_ps(f.out.add(i * f.stride + lo), mask, r);
+                _mm512_mask_storeu_ps(out.as_mut_ptr().add(lo), mask, r);
             }
         }
     }
@@ -516,7 +603,12 @@ mod avx2 {
     use super::{MR, NB, PANEL};
     use std::arch::x86_64::*;
 
-    pub(super) fn panel(
+    /// `mr` rows of `x` times `nb` blocks of `w`, summed into `acc`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2; `x` holds `mr` <= 6 rows of `kp` bytes (`kp` a multiple of 4) and `w`
+    /// `nb` <= 4 blocks of `16 * kp` bytes.
+    pub(super) unsafe fn panel(
         x: &[u8],
         w: &[i8],
         kp: usize,
@@ -524,17 +616,14 @@ mod avx2 {
         nb: usize,
         acc: &mut [[i32; NB * PANEL]; MR],
     ) {
-        // SAFETY: chosen only when the CPU has avx2.
-        unsafe {
-            for i in 0..mr {
-                for b in 0..nb {
-                    block(
-                        &x[i * kp..(i + 1) * kp],
-                        &w[b * NB * kp..(b + 1) * NB * kp],
-                        kp,
-                        &mut acc[i][b * NB..(b + 1) * NB],
-                    );
-                }
+        for i in 0..mr {
+            for b in 0..nb {
+                block(
+                    &x[i * kp..(i + 1) * kp],
+                    &w[b * NB * kp..(b + 1) * NB * kp],
+                    kp,
+                    &mut acc[i][b * NB..(b + 1) * NB],
+                );
             }
         }
     }
@@ -542,6 +631,10 @@ mod avx2 {
     /// One row against one block of 16 columns. Each 16-byte quarter of a 64-byte group (4 columns
     /// x 4 inputs) is widened to i16 and multiplied with the row's 4 activations by `vpmaddwd`,
     /// giving pair sums that are added up at the end.
+    ///
+    /// # Safety
+    /// The CPU has AVX2; `x` holds `kp` bytes (a multiple of 4), `w` `16 * kp` bytes and `out` 16
+    /// sums.
     #[target_feature(enable = "avx2")]
     unsafe fn block(x: &[u8], w: &[i8], kp: usize, out: &mut [i32]) {
         let mut acc = [_mm256_setzero_si256(); 4];
@@ -618,7 +711,7 @@ mod tests {
             let mut first: Option<Vec<f32>> = None;
             for kernel in available_kernels() {
                 let mut out = vec![0f32; m * n];
-                q.matmul(&x, m, Some(&bias), &mut out, kernel);
+                q.matmul_with(kernel, &x, m, Some(&bias), &mut out).unwrap();
                 let err = out
                     .iter()
                     .zip(&want)
@@ -646,7 +739,7 @@ mod tests {
         let r = QMatrix::from_parts(n, k, Packed::Owned(p.to_vec()), s.to_vec()).unwrap();
         assert_eq!(r.offsets, q.offsets);
         let mut row = vec![0f32; k];
-        q.dequantize_row(5, &mut row);
+        q.dequantize_row(5, &mut row).unwrap();
         for (a, b) in row.iter().zip(&w[5 * k..6 * k]) {
             assert!((a - b).abs() <= q.scales[5] / 2.0 + 1e-6);
         }
@@ -673,17 +766,11 @@ mod tests {
         assert_eq!((all.rows(), all.cols()), (total, k));
         let bias: Vec<f32> = (0..total).map(|_| lcg(&mut seed)).collect();
         let mut out = vec![0f32; m * total];
-        all.matmul(&x, m, Some(&bias), &mut out, Int8Kernel::detect());
+        all.matmul(&x, m, Some(&bias), &mut out).unwrap();
         let mut c0 = 0;
         for (q, &n) in qs.iter().zip(&sizes) {
             let mut part = vec![0f32; m * n];
-            q.matmul(
-                &x,
-                m,
-                Some(&bias[c0..c0 + n]),
-                &mut part,
-                Int8Kernel::detect(),
-            );
+            q.matmul(&x, m, Some(&bias[c0..c0 + n]), &mut part).unwrap();
             for r in 0..m {
                 assert_eq!(
                     &out[r * total + c0..r * total + c0 + n],
@@ -703,13 +790,44 @@ mod tests {
     fn zero_rows_stay_zero() {
         let q = QMatrix::quantize(&[0.0; 8], 2, 4);
         let mut out = vec![1f32; 2];
-        q.matmul(
-            &[0.0, 0.0, 0.0, 0.0],
-            1,
-            None,
-            &mut out,
-            Int8Kernel::detect(),
-        );
+        q.matmul(&[0.0, 0.0, 0.0, 0.0], 1, None, &mut out).unwrap();
         assert_eq!(out, vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn wrong_lengths_and_rows_are_errors_and_missing_kernels_are_never_run() {
+        let q = QMatrix::quantize(&[0.5; 8], 2, 4);
+        let mut out = vec![0f32; 2];
+        assert!(q.matmul(&[0.0; 3], 1, None, &mut out).is_err());
+        assert!(q.matmul(&[0.0; 4], 1, Some(&[0.0]), &mut out).is_err());
+        assert!(
+            q.matmul(&[0.0; 8], 2, None, &mut out).is_err(),
+            "out too short"
+        );
+        let mut row = vec![0f32; 4];
+        assert!(q.dequantize_row(2, &mut row).is_err());
+        assert!(q.dequantize_row(0, &mut row[..3]).is_err());
+        // Asking for the widest kernel runs the best one this CPU has.
+        assert!(Int8Kernel::Avx512Vnni.available() <= Int8Kernel::detect());
+        q.matmul_with(Int8Kernel::Avx512Vnni, &[1.0; 4], 1, None, &mut out)
+            .unwrap();
+        assert!(out.iter().all(|&v| (v - 2.0).abs() < 0.05), "{out:?}");
+    }
+
+    /// Many rows and columns, split over threads: every output written once, by one task.
+    #[test]
+    fn parallel_products_match_a_single_task() {
+        let mut seed = 5;
+        let (m, n, k) = (23, 1000, 96);
+        let x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
+        let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();
+        let bias: Vec<f32> = (0..n).map(|_| lcg(&mut seed)).collect();
+        let q = QMatrix::quantize(&w, n, k);
+        let mut par = vec![f32::NAN; m * n];
+        q.matmul(&x, m, Some(&bias), &mut par).unwrap();
+        let want = reference(&x, &w, m, n, k, &bias);
+        for (a, b) in par.iter().zip(&want) {
+            assert!((a - b).abs() < 0.02 * (k as f32).sqrt(), "{a} vs {b}");
+        }
     }
 }

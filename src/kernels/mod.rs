@@ -1,9 +1,25 @@
-//! CPU kernels that candle does not have: int8 matrix products (for `--quantize int8`),
-//! memory-bound f32 products of a few rows, and a thread pool kept awake through a batch.
+//! CPU kernels that candle does not have: int8 matrix products (for `--quantize int8`), f32
+//! products streamed over the cores for a few rows, a vectorised `exp`, and a thread pool kept
+//! awake through a batch.
+//!
+//! Crate-private, with checked entry points: every function callable from safe code validates
+//! the lengths of its inputs and outputs (in release builds too) before any raw pointer is
+//! touched, and returns an error instead; the instruction set is detected here, never chosen by a
+//! caller ([`int8::Int8Kernel::available`]); parallel writers each own a disjoint `&mut`
+//! sub-slice of the output. Every `unsafe fn` says in its `# Safety` section what its caller
+//! guarantees.
+//!
+//! Checking the kernels for memory errors: `cargo +nightly miri test --lib kernels` where a
+//! nightly toolchain with miri is installed (miri runs the portable paths: it has no SIMD
+//! intrinsics for AVX); where it is not, `tools/check-kernels.sh` runs the same unit tests under
+//! valgrind's memcheck (whose virtual CPU has AVX2 but not AVX-512, so the AVX2 and portable paths
+//! are the ones checked; the AVX-512 paths are checked against them bit for bit by the tests).
 
-pub mod f32;
-pub mod int8;
-pub mod pool;
-pub mod simd;
+pub(crate) mod exp;
+pub(crate) mod f32;
+pub(crate) mod int8;
+pub(crate) mod pool;
+pub(crate) mod simd;
 
-pub use int8::{Int8Kernel, QMatrix};
+#[cfg(test)]
+mod bench;

@@ -4,7 +4,7 @@
 
 /// The instruction set a multiversioned function runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
+pub(crate) enum Level {
     /// AVX-512F.
     Avx512,
     /// AVX2 and FMA.
@@ -14,7 +14,7 @@ pub enum Level {
 }
 
 /// The widest level the running CPU supports (detected once).
-pub fn level() -> Level {
+pub(crate) fn level() -> Level {
     static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
     *LEVEL.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
@@ -38,9 +38,17 @@ macro_rules! multiversion {
         $vis fn $name($($arg: $ty),*) -> $ret {
             #[inline(always)]
             fn body($($arg: $ty),*) -> $ret $body
+            /// The body compiled for AVX-512.
+            ///
+            /// # Safety
+            /// The CPU has AVX-512F, AVX2 and FMA.
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f,avx2,fma")]
             unsafe fn avx512($($arg: $ty),*) -> $ret { body($($arg),*) }
+            /// The body compiled for AVX2.
+            ///
+            /// # Safety
+            /// The CPU has AVX2 and FMA.
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma")]
             unsafe fn avx2($($arg: $ty),*) -> $ret { body($($arg),*) }
@@ -56,11 +64,3 @@ macro_rules! multiversion {
     };
 }
 pub(crate) use multiversion;
-
-/// Rounds to the nearest integer (ties to even) without a libm call, so loops using it vectorise;
-/// valid for |x| < 2^22.
-#[inline(always)]
-pub fn round_fast(x: f32) -> f32 {
-    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
-    (x + MAGIC) - MAGIC
-}

@@ -15,11 +15,11 @@ use safetensors::tensor::{Dtype, View};
 
 use crate::error::{Error, Result};
 use crate::kernels::int8::Packed;
-use crate::kernels::QMatrix;
+use crate::kernels::int8::QMatrix;
 
 /// A weight matrix: full precision (a candle tensor, `out x in`) or int8.
 #[derive(Debug, Clone)]
-pub enum Matrix {
+pub(crate) enum Matrix {
     /// A candle tensor in the model's dtype.
     Float(Tensor),
     /// int8, CPU only.

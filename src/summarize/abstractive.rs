@@ -1,6 +1,8 @@
 //! The abstractive summariser: a BART / DistilBART model (by default
 //! `sshleifer/distilbart-cnn-12-6`) that writes a summary of its own, run on tolk's shared
-//! encoder-decoder ([`Seq2SeqModel`]), search ([`crate::generate`]) and loaders.
+//! encoder-decoder ([`Seq2SeqModel`]), search ([`crate::generate`]), loader and batch runner
+//! (the seq2seq runtime of [`crate::runtime`], with its `.bin` conversion cache and `--quantize
+//! int8`).
 //!
 //! One model input holds at most the model's positions (1024 tokens for BART, `<s>` and `</s>`
 //! included), and nothing is ever truncated, so a long article is summarised hierarchically:
@@ -36,12 +38,10 @@ use serde_json::Value;
 use super::{split_english, Document, Summarizer, Summary, SummarySentence};
 use crate::config::{Architecture, GenerationConfig, ModelConfig};
 use crate::error::{Error, Result};
-use crate::generate::generate;
 use crate::model::Seq2SeqModel;
+use crate::runtime::{BatchOptions, LoadOptions, Seq2Seq};
 use crate::source::ModelFiles;
 use crate::tokenizer::BpeTokenizer;
-use crate::translate::{BatchOptions, LoadOptions};
-use crate::weights::Weights;
 
 /// How the abstractive summariser cuts and batches its inputs.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -151,7 +151,7 @@ pub struct AbstractiveReport {
 /// `AbstractiveSummarizer` is `Send + Sync`: load it once and share it between threads.
 #[derive(Debug)]
 pub struct AbstractiveSummarizer {
-    model: Seq2SeqModel,
+    runtime: Seq2Seq,
     tokenizer: BpeTokenizer,
     generation: GenerationConfig,
     options: AbstractiveOptions,
@@ -187,9 +187,9 @@ impl AbstractiveSummarizer {
             })
             .unwrap_or_else(|| "abstractive".into());
         Ok(AbstractiveSummarizer {
-            model: loaded.model,
+            generation: loaded.runtime.generation.clone(),
+            runtime: loaded.runtime,
             tokenizer: loaded.tokenizer,
-            generation: loaded.generation,
             options: AbstractiveOptions::default(),
             model_prefix: loaded.prefix,
             name,
@@ -231,7 +231,7 @@ impl AbstractiveSummarizer {
 
     /// The model.
     pub fn model(&self) -> &Seq2SeqModel {
-        &self.model
+        &self.runtime.model
     }
 
     /// The tokenizer.
@@ -251,7 +251,7 @@ impl AbstractiveSummarizer {
 
     /// Most tokens of one model input (`<s>` and `</s>` included).
     pub fn max_input_tokens(&self) -> usize {
-        let positions = self.model.max_source_positions();
+        let positions = self.runtime.model.max_source_positions();
         self.options
             .max_input_tokens
             .map_or(positions, |n| n.min(positions))
@@ -308,8 +308,8 @@ impl AbstractiveSummarizer {
     ) -> Result<AbstractiveReport> {
         document.validate()?;
         generation.validate(
-            self.model.config().decoder_vocab_size,
-            self.model.max_target_positions(),
+            self.runtime.model.config().decoder_vocab_size,
+            self.runtime.model.max_target_positions(),
         )?;
         let sentences: Vec<(usize, &str)> = document
             .sentences()
@@ -383,7 +383,7 @@ impl AbstractiveSummarizer {
     /// distilbart-cnn) are refused.
     fn encode_input(&self, text: &str) -> Result<Vec<u32>> {
         let ids = self.tokenizer.encode(text)?;
-        let vocab = self.model.config().vocab_size;
+        let vocab = self.runtime.model.config().vocab_size;
         if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
             let token = self.tokenizer.id_to_token(bad).unwrap_or_default();
             return Err(Error::Input {
@@ -469,25 +469,21 @@ impl AbstractiveSummarizer {
         inputs: &[Vec<u32>],
         generation: &GenerationConfig,
     ) -> Result<Vec<GeneratedText>> {
-        let mut out: Vec<GeneratedText> =
-            (0..inputs.len()).map(|_| GeneratedText::empty()).collect();
-        let lengths: Vec<usize> = inputs.iter().map(Vec::len).collect();
-        for batch in self.options.batching.plan(&lengths) {
-            let sources: Vec<Vec<u32>> = batch.iter().map(|&k| inputs[k].clone()).collect();
-            let encoded = self.model.encode(&sources)?;
-            let hyps = generate(&self.model, &encoded, generation)?;
-            for (&k, hyps) in batch.iter().zip(hyps) {
-                if let Some(best) = hyps.into_iter().next() {
-                    out[k] = GeneratedText {
-                        text: self.tokenizer.decode(&best.ids)?,
-                        ids: best.ids,
-                        score: best.score,
-                        input_tokens: lengths[k],
-                    };
-                }
-            }
-        }
-        Ok(out)
+        let hyps = self
+            .runtime
+            .generate(inputs, None, generation, &self.options.batching)?;
+        hyps.into_iter()
+            .zip(inputs)
+            .map(|(hyps, input)| match hyps.into_iter().next() {
+                Some(best) => Ok(GeneratedText {
+                    text: self.tokenizer.decode(&best.ids)?,
+                    ids: best.ids,
+                    score: best.score,
+                    input_tokens: input.len(),
+                }),
+                None => Ok(GeneratedText::empty()),
+            })
+            .collect()
     }
 }
 
@@ -502,9 +498,8 @@ impl Summarizer for AbstractiveSummarizer {
 }
 
 struct Loaded {
-    model: Seq2SeqModel,
+    runtime: Seq2Seq,
     tokenizer: BpeTokenizer,
-    generation: GenerationConfig,
     prefix: String,
 }
 
@@ -516,18 +511,7 @@ fn load(files: &ModelFiles, options: &LoadOptions) -> Result<Loaded> {
             "this is a translation (Marian) model; the abstractive summariser runs BART models",
         ));
     }
-    let config = ModelConfig::from_file(&files.config)?;
     let raw = crate::config::read_json(&files.config)?;
-    let base = GenerationConfig::for_model(&config, files.generation_config.as_deref())?;
-    // transformers 5.x no longer applies task parameters by itself; a summariser applies
-    // `task_specific_params.summarization` over the defaults, as its pipeline did in 4.x.
-    let generation = match raw
-        .get("task_specific_params")
-        .and_then(|t| t.get("summarization"))
-    {
-        Some(Value::Object(summ)) => base.merge_json(&files.config, summ)?,
-        _ => base,
-    };
     let prefix = match raw.get("prefix") {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
@@ -540,26 +524,22 @@ fn load(files: &ModelFiles, options: &LoadOptions) -> Result<Loaded> {
         }
     };
     let tokenizer = BpeTokenizer::from_files(&files.tokenizer, files.tokenizer_config.as_deref())?;
-    check_tokenizer(&config, &tokenizer)?;
-    let weights = Weights::open(&files.weights)?;
-    let model = Seq2SeqModel::load(config, weights, options.dtype, &options.device)?;
-    generation
-        .validate(
-            model.config().decoder_vocab_size,
-            model.max_target_positions(),
-        )
-        .map_err(|e| match e {
-            Error::Option { name, message } => Error::config(
-                files.generation_config.as_deref().unwrap_or(&files.config),
-                name,
-                message,
-            ),
-            other => other,
-        })?;
+    let runtime = Seq2Seq::load(files, options, |config| {
+        check_tokenizer(config, &tokenizer)?;
+        let base = GenerationConfig::for_model(config, files.generation_config.as_deref())?;
+        // transformers 5.x no longer applies task parameters by itself; a summariser applies
+        // `task_specific_params.summarization` over the defaults, as its pipeline did in 4.x.
+        match raw
+            .get("task_specific_params")
+            .and_then(|t| t.get("summarization"))
+        {
+            Some(Value::Object(summ)) => base.merge_json(&files.config, summ),
+            _ => Ok(base),
+        }
+    })?;
     Ok(Loaded {
-        model,
+        runtime,
         tokenizer,
-        generation,
         prefix,
     })
 }

@@ -4,6 +4,7 @@
 //! weight formats.
 
 use serde_json::Value;
+use tolk::model::BackendChoice;
 use tolk::translate::{BatchOptions, LoadOptions, Translator};
 
 use crate::common::{apply_kwargs, fixture_dir, ids, reference};
@@ -110,6 +111,24 @@ fn every_setting_matches_transformers_in_length_sorted_batches() {
                     .with_max_batch_size(13)
                     .with_max_batch_tokens(300),
             );
+        check(&t, name, None);
+    }
+}
+
+/// The candle backend (the one GPUs and half precision run) pinned to transformers too, forced
+/// onto the CPU in float32: the same settings and sentences, in batches.
+#[test]
+fn every_setting_matches_transformers_on_the_candle_backend() {
+    for name in MODELS {
+        let options = LoadOptions::default().with_backend(BackendChoice::Candle);
+        let t = Translator::from_dir(fixture_dir(name), &options)
+            .unwrap()
+            .with_batching(
+                BatchOptions::default()
+                    .with_max_batch_size(13)
+                    .with_max_batch_tokens(300),
+            );
+        assert_eq!(t.model().backend_name(), "candle");
         check(&t, name, None);
     }
 }

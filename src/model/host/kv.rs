@@ -379,13 +379,13 @@ fn attend_body<Ld: Load>(
         let mut blocks = live.chunks_exact_mut(L);
         for b in &mut blocks {
             for l in 0..L {
-                b[l] = crate::generate::rows::exp_nonpos(b[l] - max);
+                b[l] = crate::kernels::exp::exp_nonpos(b[l] - max);
                 sums[l] += b[l];
             }
         }
         let mut sum: f32 = sums.iter().sum();
         for s in blocks.into_remainder() {
-            *s = crate::generate::rows::exp_nonpos(*s - max);
+            *s = crate::kernels::exp::exp_nonpos(*s - max);
             sum += *s;
         }
         let inv = 1.0 / sum;

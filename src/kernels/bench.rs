@@ -1,0 +1,81 @@
+//! Throughput of the matrix kernels at the shapes of a decoding step (a development aid, run by
+//! hand, never in CI):
+//!
+//! ```text
+//! cargo test --release --lib kernels::bench -- --ignored --nocapture
+//! TOLK_KBENCH="1 67028 512 76 2048 512" cargo test --release --lib kernels::bench -- --ignored --nocapture
+//! ```
+//!
+//! `TOLK_KBENCH` holds M N K triples (rows, outputs, inputs); by default the shapes of the
+//! opus-mt-nl-en decoder: 1, 4, 19, 76 and 128 rows against 512 x 512, 2048 x 512, 512 x 2048
+//! and the 67,028 x 512 output projection. Each kernel's best time of many calls (the machine is
+//! shared: the best is the least disturbed), as GB/s of weights read and G multiply-adds/s.
+
+use std::time::Instant;
+
+use super::f32::matmul_t;
+use super::int8::QMatrix;
+
+fn best<F: FnMut()>(reps: usize, mut f: F) -> f64 {
+    f();
+    let mut best = f64::MAX;
+    for _ in 0..reps {
+        let t = Instant::now();
+        f();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    best
+}
+
+#[test]
+#[ignore = "a benchmark: cargo test --release --lib kernels::bench -- --ignored --nocapture"]
+fn kernels() {
+    let shapes: Vec<(usize, usize, usize)> = match std::env::var("TOLK_KBENCH") {
+        Ok(s) => {
+            let v: Vec<usize> = s
+                .split_whitespace()
+                .filter_map(|t| t.parse().ok())
+                .collect();
+            v.chunks_exact(3).map(|c| (c[0], c[1], c[2])).collect()
+        }
+        Err(_) => [1usize, 4, 19, 76, 128]
+            .iter()
+            .flat_map(|&m| {
+                [(512, 512), (2048, 512), (512, 2048), (67028, 512)]
+                    .into_iter()
+                    .map(move |(n, k)| (m, n, k))
+            })
+            .collect(),
+    };
+    println!("threads: {}", rayon::current_num_threads());
+    for (m, n, k) in shapes {
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+            .collect();
+        let x: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 104729) % 1000) as f32 / 1000.0 - 0.5)
+            .collect();
+        let bias = vec![0f32; n];
+        let reps = (2_000_000_000 / (m * n * k)).clamp(10, 2000);
+        let macs = (m * n * k) as f64;
+        let q = QMatrix::quantize(&w, n, k);
+        let mut out = vec![0f32; m * n];
+        let dt = best(reps, || q.matmul(&x, m, Some(&bias), &mut out).unwrap());
+        println!(
+            "int8 {m:>4} x {n:>5} x {k:>4}: {:>8.3} ms {:>6.1} GB/s {:>7.1} GMAC/s",
+            dt * 1e3,
+            (n * k) as f64 / dt / 1e9,
+            macs / dt / 1e9
+        );
+        let mut out = Vec::new();
+        let dt = best(reps, || {
+            matmul_t(&x, m, &w, n, k, &bias, &mut out).unwrap();
+        });
+        println!(
+            "f32  {m:>4} x {n:>5} x {k:>4}: {:>8.3} ms {:>6.1} GB/s {:>7.1} GMAC/s",
+            dt * 1e3,
+            (4 * n * k) as f64 / dt / 1e9,
+            macs / dt / 1e9
+        );
+    }
+}

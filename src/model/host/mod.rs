@@ -1,0 +1,832 @@
+//! The host backend: the encoder-decoder on the CPU in plain buffers, for float32 (the exact
+//! default) and int8 weights. It exists because a decoding step on candle's tensor operations
+//! spends more time allocating and dispatching tensors than computing: a step here runs with no
+//! allocation once its buffers have grown.
+//!
+//! - Every matrix product writes straight into a workspace: f32 through
+//!   [`crate::kernels::f32`] (a few rows: streamed dot products; more: packed GEMM), int8 through
+//!   [`crate::kernels::int8::QMatrix`]. With int8 weights q, k and v are one product.
+//! - The encoder runs on the sources packed one after another, without padding rows: each
+//!   position attends over its own source only.
+//! - The decoder keeps each row's self-attention keys and values in its own growing buffers
+//!   (keys feature-major, see `kv.rs`); beams are reordered by moving those buffers (copying only
+//!   when a beam is chosen twice); a finished source just drops its buffers; cross-attention
+//!   keys and values are computed once per batch, for the real (unpadded) positions only. With
+//!   int8 weights the caches are kept in f16 (half the bytes read per step).
+
+mod kv;
+
+use half::f16;
+use rayon::prelude::*;
+
+use super::checkpoint::{Attention, Checkpoint, LayerNorm, Linear, Positions, LAYER_NORM_EPS};
+use super::store::Matrix;
+use super::{Backend, Decoding, EncoderOutput, Hidden};
+use crate::config::{Activation, ModelConfig};
+use crate::error::{Error, Result};
+use crate::kernels::int8::QMatrix;
+use crate::kernels::simd::multiversion;
+use kv::{attend_row, KeysT, KvElem};
+
+/// The model on host buffers.
+#[derive(Debug)]
+pub(crate) struct HostBackend {
+    encoder: HostStack<HostEncoderLayer>,
+    decoder: HostStack<HostDecoderLayer>,
+    lm_head: Matrix,
+    final_bias: Vec<f32>,
+    activation: Activation,
+    embed_scale: f32,
+    d: usize,
+    /// int8 weights: attention caches in f16.
+    int8: bool,
+}
+
+/// Token embeddings, the position table and BART's embedding norm, on the host.
+#[derive(Debug)]
+struct HostStack<L> {
+    embed: Matrix,
+    positions: Vec<f32>,
+    /// The row of position 0 in `positions`.
+    position_offset: usize,
+    embed_norm: Option<Norm>,
+    heads: usize,
+    layers: Vec<L>,
+}
+
+#[derive(Debug, Clone)]
+struct Norm {
+    w: Vec<f32>,
+    b: Vec<f32>,
+}
+
+#[derive(Debug, Clone)]
+struct Lin {
+    w: Matrix,
+    b: Vec<f32>,
+}
+
+#[derive(Debug)]
+struct HostEncoderLayer {
+    attn: SelfAttn,
+    ffn: Ffn,
+}
+
+#[derive(Debug)]
+struct HostDecoderLayer {
+    attn: SelfAttn,
+    /// `encoder_attn`: its query and output projections (keys and values are made at the start).
+    cross_q: Lin,
+    cross_k: Lin,
+    cross_v: Lin,
+    cross_o: Lin,
+    cross_norm: Norm,
+    ffn: Ffn,
+}
+
+/// A layer's feed-forward block with the norm after it.
+#[derive(Debug)]
+struct Ffn {
+    fc1: Lin,
+    fc2: Lin,
+    norm: Norm,
+}
+
+/// A layer's self-attention weights (decoder and encoder alike): q, k and v (also as one product
+/// with int8 weights), the output projection, and the norm after the block.
+#[derive(Debug)]
+struct SelfAttn {
+    q: Lin,
+    k: Lin,
+    v: Lin,
+    qkv: Option<Lin>,
+    o: Lin,
+    norm: Norm,
+}
+
+/// Reusable buffers of a forward pass.
+#[derive(Debug, Default)]
+struct Workspace {
+    x: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    a: Vec<f32>,
+    h: Vec<f32>,
+    f: Vec<f32>,
+}
+
+fn host(t: &candle_core::Tensor) -> Result<Vec<f32>> {
+    Ok(t.to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?)
+}
+
+fn norm(n: &LayerNorm) -> Result<Norm> {
+    Ok(Norm {
+        w: host(&n.weight)?,
+        b: host(&n.bias)?,
+    })
+}
+
+fn lin(l: &Linear) -> Result<Lin> {
+    Ok(Lin {
+        w: l.weight.clone(),
+        b: host(&l.bias)?,
+    })
+}
+
+/// int8 matrices on the same input as one (see [`QMatrix::concat`]); `None` with float weights.
+fn fuse(parts: &[&Lin]) -> Option<Lin> {
+    let qs = parts
+        .iter()
+        .map(|l| match &l.w {
+            Matrix::Int8(q) => Some(&**q),
+            Matrix::Float(_) => None,
+        })
+        .collect::<Option<Vec<&QMatrix>>>()?;
+    Some(Lin {
+        w: Matrix::Int8(std::sync::Arc::new(QMatrix::concat(&qs)?)),
+        b: parts.iter().flat_map(|l| l.b.iter().copied()).collect(),
+    })
+}
+
+impl SelfAttn {
+    fn new(a: &Attention, norm_after: &LayerNorm) -> Result<Self> {
+        let (q, k, v) = (lin(&a.q_proj)?, lin(&a.k_proj)?, lin(&a.v_proj)?);
+        Ok(SelfAttn {
+            qkv: fuse(&[&q, &k, &v]),
+            q,
+            k,
+            v,
+            o: lin(&a.out_proj)?,
+            norm: norm(norm_after)?,
+        })
+    }
+
+    /// The projections of `rows` rows of `x` into `q`, `k` and `v`: one product when they are
+    /// fused (`tmp` is a workspace).
+    #[allow(clippy::too_many_arguments)]
+    fn project(
+        &self,
+        x: &[f32],
+        rows: usize,
+        d: usize,
+        tmp: &mut Vec<f32>,
+        q: &mut Vec<f32>,
+        k: &mut Vec<f32>,
+        v: &mut Vec<f32>,
+    ) -> Result<()> {
+        let Some(f) = self.qkv.as_ref().filter(|f| f.b.len() == 3 * d) else {
+            linear(x, rows, &self.q, q)?;
+            linear(x, rows, &self.k, k)?;
+            return linear(x, rows, &self.v, v);
+        };
+        linear(x, rows, f, tmp)?;
+        for (i, out) in [q, k, v].into_iter().enumerate() {
+            out.clear();
+            for row in tmp.chunks_exact(3 * d) {
+                out.extend_from_slice(&row[i * d..(i + 1) * d]);
+            }
+        }
+        Ok(())
+    }
+
+    /// `x = LayerNorm(x + o(a))` over the rows of `x`.
+    fn finish(&self, x: &mut [f32], a: &[f32], d: usize, h: &mut Vec<f32>) -> Result<()> {
+        linear(a, x.len() / d.max(1), &self.o, h)?;
+        add_norm(x, h, &self.norm, d);
+        Ok(())
+    }
+}
+
+impl Ffn {
+    fn new(fc1: &Linear, fc2: &Linear, norm_after: &LayerNorm) -> Result<Self> {
+        Ok(Ffn {
+            fc1: lin(fc1)?,
+            fc2: lin(fc2)?,
+            norm: norm(norm_after)?,
+        })
+    }
+
+    /// `x = LayerNorm(x + fc2(act(fc1(x))))` over the rows of `x`; `f` and `h` are workspaces.
+    fn forward(
+        &self,
+        x: &mut [f32],
+        d: usize,
+        activation: Activation,
+        f: &mut Vec<f32>,
+        h: &mut Vec<f32>,
+    ) -> Result<()> {
+        let rows = x.len() / d.max(1);
+        linear(x, rows, &self.fc1, f)?;
+        activate(f, activation);
+        linear(f, rows, &self.fc2, h)?;
+        add_norm(x, h, &self.norm, d);
+        Ok(())
+    }
+}
+
+impl<L> HostStack<L> {
+    fn new(
+        embed: &Matrix,
+        positions: &Positions,
+        embed_norm: Option<&LayerNorm>,
+        heads: usize,
+        layers: Vec<L>,
+    ) -> Result<Self> {
+        let (table, position_offset) = positions.table();
+        Ok(HostStack {
+            embed: embed.clone(),
+            positions: host(table)?,
+            position_offset,
+            embed_norm: embed_norm.map(norm).transpose()?,
+            heads,
+            layers,
+        })
+    }
+
+    /// Row `token`'s embedding, scaled, plus position `pos`, then the embedding norm (BART),
+    /// into `row`.
+    fn embed_row(&self, token: u32, pos: usize, scale: f32, row: &mut [f32]) -> Result<()> {
+        let d = row.len();
+        let at = (pos + self.position_offset) * d;
+        let position = self.positions.get(at..at + d).ok_or_else(|| {
+            Error::Internal(format!("position {pos} is outside the position table"))
+        })?;
+        match &self.embed {
+            Matrix::Int8(q) => q.dequantize_row(token as usize, row)?,
+            Matrix::Float(t) => crate::kernels::f32::with_host_slice(t, |all| {
+                let at = token as usize * d;
+                match all.get(at..at + d) {
+                    Some(src) => {
+                        row.copy_from_slice(src);
+                        Ok(())
+                    }
+                    None => Err(Error::Internal(format!(
+                        "token {token} is outside the embeddings"
+                    ))),
+                }
+            })??,
+        }
+        for (v, &p) in row.iter_mut().zip(position) {
+            *v = if scale == 1.0 { *v + p } else { *v * scale + p };
+        }
+        if let Some(n) = &self.embed_norm {
+            norm_row(row, n);
+        }
+        Ok(())
+    }
+
+    fn capacity(&self, d: usize) -> usize {
+        (self.positions.len() / d.max(1)).saturating_sub(self.position_offset)
+    }
+}
+
+impl HostBackend {
+    /// The host backend over a checkpoint whose weights are CPU f32 tensors or int8 matrices.
+    pub(crate) fn new(cfg: &ModelConfig, ckpt: &Checkpoint) -> Result<Self> {
+        let encoder = HostStack::new(
+            &ckpt.encoder.embed_tokens,
+            &ckpt.encoder.embed_positions,
+            ckpt.encoder.layernorm_embedding.as_ref(),
+            cfg.encoder_attention_heads,
+            ckpt.encoder
+                .layers
+                .iter()
+                .map(|l| {
+                    Ok(HostEncoderLayer {
+                        attn: SelfAttn::new(&l.self_attn, &l.self_attn_layer_norm)?,
+                        ffn: Ffn::new(&l.fc1, &l.fc2, &l.final_layer_norm)?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+        )?;
+        let decoder = HostStack::new(
+            &ckpt.decoder.embed_tokens,
+            &ckpt.decoder.embed_positions,
+            ckpt.decoder.layernorm_embedding.as_ref(),
+            cfg.decoder_attention_heads,
+            ckpt.decoder
+                .layers
+                .iter()
+                .map(|l| {
+                    let c = &l.encoder_attn;
+                    Ok(HostDecoderLayer {
+                        attn: SelfAttn::new(&l.self_attn, &l.self_attn_layer_norm)?,
+                        cross_q: lin(&c.q_proj)?,
+                        cross_k: lin(&c.k_proj)?,
+                        cross_v: lin(&c.v_proj)?,
+                        cross_o: lin(&c.out_proj)?,
+                        cross_norm: norm(&l.encoder_attn_layer_norm)?,
+                        ffn: Ffn::new(&l.fc1, &l.fc2, &l.final_layer_norm)?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+        )?;
+        Ok(HostBackend {
+            encoder,
+            decoder,
+            int8: matches!(ckpt.lm_head, Matrix::Int8(_)),
+            lm_head: ckpt.lm_head.clone(),
+            final_bias: host(&ckpt.final_logits_bias)?,
+            activation: cfg.activation,
+            embed_scale: ckpt.embed_scale as f32,
+            d: cfg.d_model,
+        })
+    }
+
+    fn start_with<E: KvElem>(
+        &self,
+        packed: &[f32],
+        lens: &[usize],
+        beams: usize,
+    ) -> Result<HostState<'_, E>> {
+        let d = self.d;
+        let layers = self.decoder.layers.len();
+        let mut kv = Kv::<E>::new(layers, lens.len() * beams);
+        let mut buf = Vec::new();
+        let rows: usize = lens.iter().sum();
+        for layer in &self.decoder.layers {
+            linear(packed, rows, &layer.cross_k, &mut buf)?;
+            kv.add_cross_keys(&buf, d, lens);
+            linear(packed, rows, &layer.cross_v, &mut buf)?;
+            kv.add_cross_values(&buf, d, lens);
+        }
+        Ok(HostState {
+            backend: self,
+            kv,
+            lens: lens.to_vec(),
+            beams,
+            position: 0,
+            ws: Workspace::default(),
+        })
+    }
+}
+
+impl Backend for HostBackend {
+    fn encode(&self, sources: &[Vec<u32>]) -> Result<EncoderOutput> {
+        let enc = &self.encoder;
+        let d = self.d;
+        let lens: Vec<usize> = sources.iter().map(Vec::len).collect();
+        let starts: Vec<usize> = lens
+            .iter()
+            .scan(0, |acc, &l| {
+                let s = *acc;
+                *acc += l;
+                Some(s)
+            })
+            .collect();
+        let rows: usize = lens.iter().sum();
+        let mut ws = Workspace::default();
+        ws.x.resize(rows * d, 0.0);
+        let mut r = 0;
+        for s in sources {
+            for (p, &token) in s.iter().enumerate() {
+                enc.embed_row(token, p, self.embed_scale, &mut ws.x[r * d..(r + 1) * d])?;
+                r += 1;
+            }
+        }
+        let owner: Vec<usize> = lens
+            .iter()
+            .enumerate()
+            .flat_map(|(s, &l)| std::iter::repeat_n(s, l))
+            .collect();
+        for layer in &enc.layers {
+            layer
+                .attn
+                .project(&ws.x, rows, d, &mut ws.f, &mut ws.q, &mut ws.k, &mut ws.v)?;
+            let keys: Vec<KeysT> = starts
+                .iter()
+                .zip(&lens)
+                .map(|(&s0, &l)| KeysT::from_rows(&ws.k[s0 * d..(s0 + l) * d], d))
+                .collect();
+            ws.a.resize(rows * d, 0.0);
+            let (q, v) = (&ws.q, &ws.v);
+            let run = |scores: &mut Vec<f32>, (r, out): (usize, &mut [f32])| {
+                let s = owner[r];
+                let values = &v[starts[s] * d..(starts[s] + lens[s]) * d];
+                attend_row(
+                    &q[r * d..(r + 1) * d],
+                    &keys[s],
+                    values,
+                    enc.heads,
+                    out,
+                    scores,
+                );
+            };
+            each_row(&mut ws.a, d, true, run);
+            layer.attn.finish(&mut ws.x, &ws.a, d, &mut ws.h)?;
+            layer
+                .ffn
+                .forward(&mut ws.x, d, self.activation, &mut ws.f, &mut ws.h)?;
+        }
+        Ok(EncoderOutput {
+            lengths: lens,
+            hidden: Hidden::Host(ws.x),
+        })
+    }
+
+    fn start<'a>(
+        &'a self,
+        encoded: &EncoderOutput,
+        beams: usize,
+    ) -> Result<Box<dyn Decoding + 'a>> {
+        let Hidden::Host(packed) = &encoded.hidden else {
+            return Err(Error::Internal(
+                "an encoder output of the candle backend given to the host backend".into(),
+            ));
+        };
+        Ok(if self.int8 {
+            Box::new(self.start_with::<f16>(packed, &encoded.lengths, beams)?)
+        } else {
+            Box::new(self.start_with::<f32>(packed, &encoded.lengths, beams)?)
+        })
+    }
+
+    fn max_source_positions(&self) -> usize {
+        self.encoder.capacity(self.d)
+    }
+
+    fn max_target_positions(&self) -> usize {
+        self.decoder.capacity(self.d)
+    }
+
+    fn name(&self) -> &'static str {
+        "host"
+    }
+}
+
+/// One generation's state on the host backend, with attention caches in `E` (f32 for float
+/// weights: the exact path; f16 for int8 weights).
+struct HostState<'a, E> {
+    backend: &'a HostBackend,
+    kv: Kv<E>,
+    lens: Vec<usize>,
+    beams: usize,
+    position: usize,
+    ws: Workspace,
+}
+
+impl<E: KvElem> Decoding for HostState<'_, E> {
+    fn step(&mut self, tokens: &[u32], out: &mut Vec<f32>) -> Result<()> {
+        let m = self.backend;
+        let dec = &m.decoder;
+        let d = m.d;
+        let rows = tokens.len();
+        let ws = &mut self.ws;
+        ws.x.resize(rows * d, 0.0);
+        for (row, &tok) in ws.x.chunks_exact_mut(d).zip(tokens) {
+            dec.embed_row(tok, self.position, m.embed_scale, row)?;
+        }
+        let t = self.position + 1;
+        for (l, layer) in dec.layers.iter().enumerate() {
+            // Self-attention.
+            layer
+                .attn
+                .project(&ws.x, rows, d, &mut ws.f, &mut ws.q, &mut ws.k, &mut ws.v)?;
+            self.kv.push_self(l, &ws.k, &ws.v, d);
+            ws.a.resize(rows * d, 0.0);
+            self.kv.attend_self(l, &ws.q, &mut ws.a, d, dec.heads, t);
+            layer.attn.finish(&mut ws.x, &ws.a, d, &mut ws.h)?;
+            // Cross-attention over each row's source (padding is simply not visited).
+            linear(&ws.x, rows, &layer.cross_q, &mut ws.q)?;
+            self.kv
+                .attend_cross(l, &ws.q, &mut ws.a, d, dec.heads, &self.lens, self.beams);
+            linear(&ws.a, rows, &layer.cross_o, &mut ws.h)?;
+            add_norm(&mut ws.x, &ws.h, &layer.cross_norm, d);
+            layer
+                .ffn
+                .forward(&mut ws.x, d, m.activation, &mut ws.f, &mut ws.h)?;
+        }
+        self.position += 1;
+        linear_with_bias(&ws.x, rows, &m.lm_head, &m.final_bias, out)
+    }
+
+    fn reorder(&mut self, parents: &[u32]) -> Result<()> {
+        self.kv.reorder_rows(parents);
+        Ok(())
+    }
+
+    fn keep(&mut self, sources: &[usize]) -> Result<()> {
+        let beams = self.beams;
+        let rows: Vec<usize> = sources
+            .iter()
+            .flat_map(|&s| (0..beams).map(move |b| s * beams + b))
+            .collect();
+        self.kv.keep(sources, &rows);
+        self.lens = sources.iter().map(|&s| self.lens[s]).collect();
+        Ok(())
+    }
+}
+
+/// The attention caches of one generation.
+#[derive(Debug)]
+struct Kv<E> {
+    /// [layer][source]: (len x d) keys and values of the source.
+    cross_k: Vec<Vec<KeysT<E>>>,
+    cross_v: Vec<Vec<Vec<E>>>,
+    /// [layer][row]: (t x d) self-attention keys and values so far.
+    self_k: Vec<Vec<KeysT<E>>>,
+    self_v: Vec<Vec<Vec<E>>>,
+    /// Converted keys of one step.
+    tmp: Vec<E>,
+}
+
+impl<E: KvElem> Kv<E> {
+    fn new(layers: usize, rows: usize) -> Self {
+        Kv {
+            cross_k: Vec::with_capacity(layers),
+            cross_v: Vec::with_capacity(layers),
+            self_k: vec![vec![KeysT::default(); rows]; layers],
+            self_v: vec![vec![Vec::new(); rows]; layers],
+            tmp: Vec::new(),
+        }
+    }
+
+    /// One layer's cross-attention keys: `buf` holds the sources' rows packed one after another
+    /// (`lens[s]` rows of `d` each).
+    fn add_cross_keys(&mut self, buf: &[f32], d: usize, lens: &[usize]) {
+        let mut at = 0;
+        self.cross_k.push(
+            lens.iter()
+                .map(|&l| {
+                    let k = KeysT::from_rows(&buf[at * d..(at + l) * d], d);
+                    at += l;
+                    k
+                })
+                .collect(),
+        );
+    }
+
+    /// One layer's cross-attention values, packed like [`Kv::add_cross_keys`]'s keys.
+    fn add_cross_values(&mut self, buf: &[f32], d: usize, lens: &[usize]) {
+        let mut at = 0;
+        self.cross_v.push(
+            lens.iter()
+                .map(|&l| {
+                    let mut v = Vec::with_capacity(l * d);
+                    E::store(&buf[at * d..(at + l) * d], &mut v);
+                    at += l;
+                    v
+                })
+                .collect(),
+        );
+    }
+
+    /// Appends every row's new key and value (rows x d each) to layer `l`.
+    fn push_self(&mut self, l: usize, k: &[f32], v: &[f32], d: usize) {
+        self.tmp.clear();
+        E::store(k, &mut self.tmp);
+        for (r, (keys, values)) in self.self_k[l]
+            .iter_mut()
+            .zip(self.self_v[l].iter_mut())
+            .enumerate()
+        {
+            keys.push(&self.tmp[r * d..(r + 1) * d]);
+            E::store(&v[r * d..(r + 1) * d], values);
+        }
+    }
+
+    /// Self-attention of every row (queries `q`, rows x d) into `a`.
+    fn attend_self(&self, l: usize, q: &[f32], a: &mut [f32], d: usize, heads: usize, t: usize) {
+        let (keys, values) = (&self.self_k[l], &self.self_v[l]);
+        let run = |scores: &mut Vec<f32>, (r, out): (usize, &mut [f32])| {
+            attend_row(
+                &q[r * d..(r + 1) * d],
+                &keys[r],
+                &values[r],
+                heads,
+                out,
+                scores,
+            );
+        };
+        let rows = a.len() / d.max(1);
+        each_row(a, d, rows * t * d >= 1 << 16, run);
+    }
+
+    /// Cross-attention of every row over its source (padding is simply not visited).
+    #[allow(clippy::too_many_arguments)]
+    fn attend_cross(
+        &self,
+        l: usize,
+        q: &[f32],
+        a: &mut [f32],
+        d: usize,
+        heads: usize,
+        lens: &[usize],
+        beams: usize,
+    ) {
+        let (keys, values) = (&self.cross_k[l], &self.cross_v[l]);
+        let run = |scores: &mut Vec<f32>, (r, out): (usize, &mut [f32])| {
+            let s = r / beams;
+            attend_row(
+                &q[r * d..(r + 1) * d],
+                &keys[s],
+                &values[s],
+                heads,
+                out,
+                scores,
+            );
+        };
+        let rows = a.len() / d.max(1);
+        let work: usize = rows * d * lens.iter().max().copied().unwrap_or(0);
+        each_row(a, d, work >= 1 << 16, run);
+    }
+
+    fn reorder_rows(&mut self, parents: &[u32]) {
+        for layer in self.self_k.iter_mut() {
+            reorder(layer, parents);
+        }
+        for layer in self.self_v.iter_mut() {
+            reorder(layer, parents);
+        }
+    }
+
+    fn keep(&mut self, sources: &[usize], rows: &[usize]) {
+        for layer in self.cross_k.iter_mut() {
+            select(layer, sources);
+        }
+        for layer in self.cross_v.iter_mut() {
+            select(layer, sources);
+        }
+        for layer in self.self_k.iter_mut() {
+            select(layer, rows);
+        }
+        for layer in self.self_v.iter_mut() {
+            select(layer, rows);
+        }
+    }
+}
+
+/// `out` (m x n) = `x` (m x k) times `l`'s weight (n x k) transposed, plus its bias.
+fn linear(x: &[f32], m: usize, l: &Lin, out: &mut Vec<f32>) -> Result<()> {
+    linear_with_bias(x, m, &l.w, &l.b, out)
+}
+
+/// `out` (m x n) = `x` (m x k) times `w` (n x k) transposed, plus `bias` (n).
+fn linear_with_bias(
+    x: &[f32],
+    m: usize,
+    w: &Matrix,
+    bias: &[f32],
+    out: &mut Vec<f32>,
+) -> Result<()> {
+    match w {
+        Matrix::Int8(q) => {
+            out.resize(m * q.rows(), 0.0);
+            q.matmul(x, m, Some(bias), out)
+        }
+        Matrix::Float(t) => {
+            let (n, k) = t.dims2()?;
+            crate::kernels::f32::with_host_slice(t, |ws| {
+                crate::kernels::f32::matmul_t(x, m, ws, n, k, bias, out)
+            })?
+        }
+    }
+}
+
+/// x = LayerNorm(x + h), row by row.
+fn add_norm(x: &mut [f32], h: &[f32], n: &Norm, d: usize) {
+    for (xr, hr) in x.chunks_exact_mut(d).zip(h.chunks_exact(d)) {
+        for (a, &b) in xr.iter_mut().zip(hr) {
+            *a += b;
+        }
+        norm_row(xr, n);
+    }
+}
+
+multiversion! {
+/// Layer norm of one row; the sums kept in 16 lanes, so that they vectorise.
+fn norm_row(x: &mut [f32], n: &Norm) -> () {
+    const L: usize = 16;
+    let d = x.len() as f32;
+    let chunks = x.chunks_exact(L);
+    let rest = chunks.remainder();
+    let mut lanes = [0f32; L];
+    for c in chunks.clone() {
+        for l in 0..L {
+            lanes[l] += c[l];
+        }
+    }
+    let mean = (lanes.iter().sum::<f32>() + rest.iter().sum::<f32>()) / d;
+    let mut lanes = [0f32; L];
+    for c in chunks {
+        for l in 0..L {
+            lanes[l] += (c[l] - mean) * (c[l] - mean);
+        }
+    }
+    let var = (lanes.iter().sum::<f32>() + rest.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>()) / d;
+    let inv = 1.0 / (var + LAYER_NORM_EPS as f32).sqrt();
+    for ((v, &w), &b) in x.iter_mut().zip(&n.w).zip(&n.b) {
+        *v = (*v - mean) * inv * w + b;
+    }
+}
+}
+
+multiversion! {
+/// x / (1 + exp(-x)), with a vectorised exp.
+fn swish(x: &mut [f32]) -> () {
+    for v in x.iter_mut() {
+        *v /= 1.0 + crate::kernels::exp::exp_any(-*v);
+    }
+}
+}
+
+fn activate(x: &mut [f32], a: Activation) {
+    match a {
+        Activation::Swish => swish(x),
+        Activation::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
+        Activation::Gelu | Activation::GeluTanh => {
+            // Rare on this path (Marian uses swish); candle's definitions, for exactness.
+            let t = candle_core::Tensor::from_slice(x, x.len(), &candle_core::Device::Cpu);
+            let y = t.and_then(|t| match a {
+                Activation::Gelu => t.gelu_erf(),
+                _ => t.gelu(),
+            });
+            if let Ok(v) = y.and_then(|y| y.to_vec1::<f32>()) {
+                x.copy_from_slice(&v);
+            }
+        }
+    }
+}
+
+/// Runs `run` on every row (of `d`) of `a`, with the row's index: in parallel when `parallel`
+/// (below some size a hand-off to another thread costs more than it saves). Each thread keeps its
+/// own scores buffer.
+fn each_row(
+    a: &mut [f32],
+    d: usize,
+    parallel: bool,
+    run: impl Fn(&mut Vec<f32>, (usize, &mut [f32])) + Send + Sync,
+) {
+    if parallel {
+        a.par_chunks_mut(d).enumerate().for_each_init(Vec::new, run);
+    } else {
+        let mut scores = Vec::new();
+        a.chunks_mut(d)
+            .enumerate()
+            .for_each(|x| run(&mut scores, x));
+    }
+}
+
+/// New entry `i` is old entry `parents[i]`; entries chosen more than once are copied (the last use
+/// takes the original) into the buffers of entries nobody chose, the others just move: no
+/// allocation once the buffers have grown.
+fn reorder<T: Clone + Default>(layer: &mut Vec<T>, parents: &[u32]) {
+    let mut old: Vec<Option<T>> = layer.drain(..).map(Some).collect();
+    let mut remaining = vec![0usize; old.len()];
+    for &p in parents {
+        if let Some(r) = remaining.get_mut(p as usize) {
+            *r += 1;
+        }
+    }
+    let mut spare: Vec<T> = old
+        .iter_mut()
+        .zip(&remaining)
+        .filter(|(_, &r)| r == 0)
+        .filter_map(|(o, _)| o.take())
+        .collect();
+    for &p in parents {
+        let p = p as usize;
+        let v = match remaining.get_mut(p) {
+            Some(r) if *r == 1 => {
+                *r = 0;
+                old[p].take().unwrap_or_default()
+            }
+            Some(r) => {
+                *r -= 1;
+                let mut v = spare.pop().unwrap_or_default();
+                if let Some(src) = old[p].as_ref() {
+                    v.clone_from(src);
+                }
+                v
+            }
+            None => T::default(),
+        };
+        layer.push(v);
+    }
+}
+
+/// Keeps the entries at `keep`, in that order.
+fn select<T: Default>(layer: &mut Vec<T>, keep: &[usize]) {
+    let mut old: Vec<T> = std::mem::take(layer);
+    *layer = keep
+        .iter()
+        .map(|&i| old.get_mut(i).map(std::mem::take).unwrap_or_default())
+        .collect();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reorder_copies_repeated_parents_and_drops_the_rest() {
+        let mut layer: Vec<Vec<u32>> = vec![vec![0; 3], vec![1; 5], vec![2], vec![3, 3]];
+        reorder(&mut layer, &[1, 1, 3, 1]);
+        assert_eq!(layer, vec![vec![1; 5], vec![1; 5], vec![3, 3], vec![1; 5]]);
+        reorder(&mut layer, &[2, 0, 1, 3]);
+        assert_eq!(layer, vec![vec![3, 3], vec![1; 5], vec![1; 5], vec![1; 5]]);
+    }
+}
