@@ -25,8 +25,8 @@ Natural length (`--real-model DIR`): a MarianMT model with real weights (OPUS-MT
 ../shared/real-model/build.sh; same shape as opus-mt-nl-en), every sentence stopping at its own
 </s>, on tools/bench/zh_sentences.txt (one sentence a line):
 
-    python3 tools/bench/bench.py --real-model /work/bench/real-zh-en --python /work/bench/venv/bin/python \
-        [--ct2-f32 DIR-ct2-f32] [--ct2-int8 ../real-model-work/argos/translate-zh_en-1_9/model] \
+    python3 tools/bench/bench.py --real-model DIR --python VENV/bin/python \
+        [--ct2-f32 DIR-ct2-f32] [--ct2-int8 DIR/../real-model-work/argos/translate-zh_en-1_9/model] \
         [--sentences tools/bench/zh_sentences.txt] [--limit N] [--batch 32] [--repeat 2] [--threads 2] \
         [--engines tolk,tolk-int8,ct2-f32,ct2-int8[,hf]] [--article-sentences 20] [--save results.json]
 
@@ -36,7 +36,9 @@ CTranslate2 float32 (DIR converted; built with the Python converter if missing) 
 int8 (the Argos Translate package's own model, what Argos Translate and LibreTranslate run),
 optionally transformers float32 (`hf`), all timed the same way (load, one warm-up call, best of
 --repeat calls of the whole file; sentences per second), greedy and 4 beams, one sentence at a
-time and batches of --batch; peers through tools/bench/peers_natural.py, run by --python.
+time and batches of --batch; peers through tools/bench/peers_natural.py, run by --python (their
+load time includes their Python imports). The default directories are those of
+`build.sh DIR DIR/../real-model-work` (VENV: the packages of ../shared/bench/README.md).
 Agreement: how many sentences give exactly the text of transformers float32 with the same beam
 count, one sentence at a time (the reference, cached in --ref-cache, keyed by model directory,
 weights and setting, so it is computed once). Also "the default user setting": a fresh process
@@ -219,6 +221,14 @@ def write_lines(lines):
     return f.name
 
 
+def run_peer(cmd):
+    """Runs a peer process; returns its standard output (its standard error only if it fails)."""
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"peer failed ({' '.join(cmd)}):\n{proc.stderr}")
+    return proc.stdout
+
+
 def weights_signature(model):
     """Size and modification time of the weight files, so that a rebuilt model is a new cache key."""
     sig = []
@@ -245,9 +255,8 @@ def reference(args, sents, beams):
               file=sys.stderr, flush=True)
         path = write_lines(missing)
         try:
-            out = subprocess.run([args.python, os.path.join(HERE, "peers_natural.py"), "ref", "--hf-dir",
-                                  args.real_model, "--beams", str(beams), "--threads", str(args.threads), path],
-                                 check=True, capture_output=True, text=True).stdout
+            out = run_peer([args.python, os.path.join(HERE, "peers_natural.py"), "ref", "--hf-dir",
+                            args.real_model, "--beams", str(beams), "--threads", str(args.threads), path])
         finally:
             os.unlink(path)
         entry.update(zip(missing, json.loads(out.splitlines()[-1])["translations"]))
@@ -294,7 +303,7 @@ def peers_natural(args, engine, path):
            "--beams", "1,4", "--batches", f"1,{args.batch}", "--repeat", str(args.repeat),
            "--threads", str(args.threads), path]
     cmd += ["--engine", "hf"] if engine == "hf" else ["--engine", "ct2", "--model", peer_dir(args, engine)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    out = run_peer(cmd)
     res = {}
     for line in out.splitlines():
         if line.startswith("{"):
