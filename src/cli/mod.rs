@@ -1,7 +1,9 @@
 //! Command-line parsing, dispatch, exit codes and error printing.
 //!
 //! Exit status: 0 on success; 1 when a batch run finished with failed files; 2 for every error
-//! that stopped a command (bad usage, unreadable input, model not loadable, ...). A closed
+//! that stopped a command (bad usage, unreadable input, model not loadable, ...); 3 when a batch
+//! run was aborted because its output directory became unwritable (a full disk): running it
+//! again resumes it, unlike status 1, whose failed files fail the same way again. A closed
 //! standard output (`tolk ... | head`) counts as success. Messages and progress go to standard
 //! error; standard output carries only results.
 
