@@ -959,6 +959,18 @@ struct LockInfo {
     host: String,
     host_name: String,
     started_unix: u64,
+    /// [`run_id`] of the process that wrote it (0 in locks of older versions).
+    #[serde(default)]
+    run: u64,
+}
+
+/// A random number for this process, told apart from an earlier process with the same id and
+/// host name: a container restarted in place (a Kubernetes Indexed Job's replacement pod has its
+/// predecessor's host name) usually gives tolk the same process id again.
+fn run_id() -> u64 {
+    use std::hash::BuildHasher;
+    static ID: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *ID.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(std::process::id()))
 }
 
 /// A held lock file; dropping it stops the heartbeat and removes the file.
@@ -977,6 +989,7 @@ impl Lock {
             started_unix: SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            run: run_id(),
         };
         let body = serde_json::to_vec(&info).unwrap_or_default();
         for attempt in 0..2 {
@@ -1073,7 +1086,10 @@ fn live_holder(path: &Path) -> Option<String> {
         .and_then(|b| serde_json::from_slice(&b).ok());
     match info {
         Some(info) => {
-            let alive = if info.host == host_tag() {
+            let alive = if info.host == host_tag() && info.pid == std::process::id() {
+                // Our own id: held by this process, or left by an earlier one that had that id.
+                Some(info.run == run_id())
+            } else if info.host == host_tag() {
                 process_alive(info.pid)
             } else {
                 None
@@ -1158,6 +1174,7 @@ mod tests {
             host: host_tag(),
             host_name: host_name(),
             started_unix: 0,
+            run: 0,
         };
         std::fs::write(&path, serde_json::to_vec(&dead).unwrap()).unwrap();
         if process_alive(dead.pid) == Some(false) {
@@ -1166,12 +1183,25 @@ mod tests {
             assert_eq!(info.pid, std::process::id());
             drop(lock);
         }
+        // One left by an earlier process with our id and host name (a restarted container).
+        let earlier = LockInfo {
+            pid: std::process::id(),
+            host: host_tag(),
+            host_name: host_name(),
+            started_unix: 0,
+            run: 0,
+        };
+        std::fs::write(&path, serde_json::to_vec(&earlier).unwrap()).unwrap();
+        let lock = Lock::acquire(&path).unwrap();
+        assert!(Lock::acquire(&path).is_err(), "this process holds it now");
+        drop(lock);
         // One from another machine: held while fresh.
         let other = LockInfo {
             pid: 1,
             host: "ffffffff".into(),
             host_name: "elsewhere".into(),
             started_unix: 0,
+            run: 0,
         };
         std::fs::write(&path, serde_json::to_vec(&other).unwrap()).unwrap();
         let e = Lock::acquire(&path).err().unwrap().to_string();
