@@ -10,6 +10,7 @@
 mod args;
 mod batch;
 mod bench;
+mod generate;
 mod models;
 mod progress;
 mod text;
@@ -60,6 +61,10 @@ enum Command {
         #[command(subcommand)]
         command: models::ModelsCommand,
     },
+    /// Print a completion script for a shell (bash, zsh, fish, powershell, elvish).
+    Completions(generate::CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command into a directory.
+    Man(generate::ManArgs),
 }
 
 /// Options every command sees.
@@ -85,6 +90,8 @@ pub fn main() -> ExitCode {
         Command::Summarize(args) => text::summarize(args, global),
         Command::Bench(args) => bench::run(args, global),
         Command::Models { command } => models::run(command, global),
+        Command::Completions(args) => generate::completions(args),
+        Command::Man(args) => generate::man(args),
     });
     match result {
         Ok(code) => code,
