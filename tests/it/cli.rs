@@ -877,6 +877,63 @@ fn models_fetch_from_the_hub_then_translate_offline() {
         "{}",
         forced.stdout
     );
+
+    // A blob damaged in the cache (one flipped byte: size and framing still right) is reported
+    // by `models info`, and `models fetch` replaces it.
+    let info = env.run(&["models", "info"]).code(0).stdout;
+    assert!(info.contains("ready        yes"), "{info}");
+    let row = |info: &str, name: &str| {
+        info.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {info}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert!(
+        row(&info, "model.safetensors").ends_with("used sha256 ok"),
+        "{info}"
+    );
+    assert!(
+        row(&info, "config.json").ends_with("used git-sha1 ok"),
+        "{info}"
+    );
+    let weights = env
+        .path("hf/hub/models--Helsinki-NLP--opus-mt-nl-en/snapshots")
+        .join(COMMIT)
+        .join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&weights, &bytes).unwrap();
+    let info = env.run(&["models", "info"]).code(0).stdout;
+    assert!(
+        info.contains("ready        no: ") && info.contains("model.safetensors is damaged"),
+        "{info}"
+    );
+    assert!(
+        row(&info, "model.safetensors").ends_with("used DAMAGED (sha256 mismatch)"),
+        "{info}"
+    );
+    let json = env.run(&["models", "info", "-f", "json"]).code(0).json();
+    assert_eq!(json["ready"], false);
+    let entry = json["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "model.safetensors")
+        .unwrap();
+    assert_eq!(entry["hash"]["ok"], false);
+    assert_eq!(entry["hash"]["algorithm"], "sha256");
+    assert_ne!(entry["hash"]["expected"], entry["hash"]["actual"]);
+    let repaired = with_hub(&["models", "fetch"]).code(0);
+    assert!(
+        repaired.stdout.contains("downloaded 1 file(s)"),
+        "{}",
+        repaired.stdout
+    );
+    let info = env.run(&["models", "info", "-f", "json"]).code(0).json();
+    assert_eq!(info["ready"], true, "{info}");
 }
 
 #[test]
