@@ -1,6 +1,9 @@
 //! deploy/: the Kubernetes Job (parsed as YAML), the Slurm script and the Dockerfile. The shell
 //! parts are run for real, with a fake `tolk` (and `srun`) on the PATH that exits with each
 //! status tolk batch can give, so what is checked is what a cluster would do with it.
+//!
+//! `deploy/slurm/test-local.sh` runs the Slurm script on a real single-node Slurm instead (by
+//! hand: it installs packages).
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
