@@ -99,6 +99,8 @@ pub enum Error {
         source_name: String,
         /// What is wrong, with a byte offset where there is one.
         message: String,
+        /// The option that would get past it, if one would.
+        remedy: Option<Remedy>,
     },
 
     /// An option has a value that cannot work (e.g. `num_beams = 0`).
@@ -128,6 +130,19 @@ pub enum Error {
         /// What the tokenizer library said.
         message: String,
     },
+}
+
+/// An option that gets past an error. The library's messages say what to do in its own terms
+/// ([`crate::input::DecodeOptions::lossy`]); a front end names its own switch for it (the
+/// command line: `--lossy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Remedy {
+    /// Lossy decoding: invalid byte sequences become U+FFFD.
+    Lossy,
+    /// A model from a local directory instead of the Hub.
+    LocalModel,
 }
 
 fn hint_suffix(hint: &str) -> String {
@@ -177,6 +192,15 @@ impl Error {
         Error::Option {
             name: name.into(),
             message: message.into(),
+        }
+    }
+
+    /// The option that would get past this error, if one would.
+    pub fn remedy(&self) -> Option<Remedy> {
+        match self {
+            Error::Input { remedy, .. } => *remedy,
+            Error::Hub { .. } => Some(Remedy::LocalModel),
+            _ => None,
         }
     }
 

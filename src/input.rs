@@ -448,18 +448,18 @@ impl StreamDecoder {
                 } else {
                     "is not valid UTF-8"
                 };
-                input_error(
+                lossy_error(
                     name,
                     format!(
-                        "{what} at byte {at} (line {line}, column {column}: bytes {}); convert it to UTF-8 (for Latin-1 or Windows-1252: iconv -f CP1252 -t UTF-8) or pass --lossy to replace invalid bytes",
+                        "{what} at byte {at} (line {line}, column {column}: bytes {}); convert it to UTF-8 (for Latin-1 or Windows-1252: iconv -f CP1252 -t UTF-8) or decode it lossily, replacing invalid bytes with U+FFFD",
                         shown.join(" ")
                     ),
                 )
             }
-            Problem::Surrogate { unit, at } => input_error(
+            Problem::Surrogate { unit, at } => lossy_error(
                 name,
                 format!(
-                    "is not valid UTF-16: unpaired surrogate {unit:04x} at byte {at} (pass --lossy to replace it)"
+                    "is not valid UTF-16: unpaired surrogate {unit:04x} at byte {at} (lossy decoding replaces it with U+FFFD)"
                 ),
             ),
             Problem::NulChar(at) => input_error(
@@ -690,6 +690,16 @@ fn input_error(name: &str, message: impl Into<String>) -> Error {
     Error::Input {
         source_name: name.to_string(),
         message: message.into(),
+        remedy: None,
+    }
+}
+
+/// A decoding error that lossy decoding ([`DecodeOptions::lossy`]) would get past.
+fn lossy_error(name: &str, message: impl Into<String>) -> Error {
+    Error::Input {
+        source_name: name.to_string(),
+        message: message.into(),
+        remedy: Some(crate::error::Remedy::Lossy),
     }
 }
 
@@ -725,7 +735,7 @@ fn binary(name: &str, at: u64, bytes: &[u8]) -> Error {
 mod oracle {
     // The messages are built by the same helpers as the streaming decoder's; what is checked is
     // when and where each problem is found.
-    use super::{binary, input_error, DecodeOptions, Decoded, Encoding};
+    use super::{binary, input_error, lossy_error, DecodeOptions, Decoded, Encoding};
     use crate::error::Result;
 
     /// Decodes input bytes into text (see the module documentation for the rules). `name` is the
@@ -798,10 +808,10 @@ mod oracle {
                 } else {
                     "is not valid UTF-8"
                 };
-                Err(input_error(
+                Err(lossy_error(
                     name,
                     format!(
-                        "{what} at byte {at} (line {line}, column {column}: bytes {}); convert it to UTF-8 (for Latin-1 or Windows-1252: iconv -f CP1252 -t UTF-8) or pass --lossy to replace invalid bytes",
+                        "{what} at byte {at} (line {line}, column {column}: bytes {}); convert it to UTF-8 (for Latin-1 or Windows-1252: iconv -f CP1252 -t UTF-8) or decode it lossily, replacing invalid bytes with U+FFFD",
                         shown.join(" ")
                     ),
                 ))
@@ -870,10 +880,10 @@ mod oracle {
             match unit {
                 Ok(c) => text.push(c),
                 Err(e) if !options.lossy => {
-                    return Err(input_error(
+                    return Err(lossy_error(
                         name,
                         format!(
-                            "is not valid UTF-16: unpaired surrogate {:04x} at byte {} (pass --lossy to replace it)",
+                            "is not valid UTF-16: unpaired surrogate {:04x} at byte {} (lossy decoding replaces it with U+FFFD)",
                             e.unpaired_surrogate(),
                             2 + 2 * at
                         ),
@@ -991,7 +1001,7 @@ mod tests {
             e.starts_with("f.txt: is not valid UTF-8 at byte 9 (line 2, column 4: bytes e9"),
             "{e}"
         );
-        assert!(e.contains("--lossy"));
+        assert!(e.contains("decode it lossily"));
         let d = decode(bytes, "f", &DecodeOptions::default().with_lossy(true)).unwrap();
         assert_eq!(d.text, "Goed.\nCaf\u{FFFD} open.");
         assert_eq!(d.replaced, 1);

@@ -37,6 +37,7 @@ pub use glob::Glob;
 pub use runner::BatchRunner;
 pub use shard::Shard;
 
+use crate::error::Remedy;
 use crate::input::DecodeOptions;
 use crate::output::{OutputFormat, RenderOptions};
 use crate::record::ModelDescription;
@@ -227,6 +228,10 @@ pub struct FileReport {
     pub status: FileStatus,
     /// Why it failed or was skipped, or a remark on a done file (empty input, decoding).
     pub reason: Option<String>,
+    /// For a failed file: the option that would get past its failure, if one would (`lossy`:
+    /// it is not valid UTF-8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remedy: Option<Remedy>,
     /// Segments translated.
     pub sentences: usize,
     /// Source tokens fed to the model.

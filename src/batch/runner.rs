@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::lock::Lock;
 use super::{BatchConfig, BatchPlan, BatchProgress, BatchReport, FileReport, FileStatus};
 use super::{REPORT_VERSION, TEMP_STALE_AFTER};
-use crate::error::{Error, Result};
+use crate::error::{Error, Remedy, Result};
 use crate::fsutil::{write_atomic, AtomicFile, TempFile};
 use crate::input::Encoding;
 use crate::output::StreamWriter;
@@ -139,7 +139,11 @@ impl<'p> BatchRunner<'p> {
                 claimed.insert(out_rel.clone(), rel.clone());
                 match self.process(&rel, &out_rel) {
                     Ok(file) => file,
-                    Err(Step::Input(reason)) => failed(rel.clone(), None, reason, t.elapsed()),
+                    Err(Step::Input(reason, remedy)) => {
+                        let mut file = failed(rel.clone(), None, reason, t.elapsed());
+                        file.remedy = remedy;
+                        file
+                    }
                     Err(Step::Output(reason)) => {
                         let file = failed(rel.clone(), Some(out_rel), reason.clone(), t.elapsed());
                         progress.file_finished(&file);
@@ -178,6 +182,7 @@ impl<'p> BatchRunner<'p> {
                 output: Some(out_rel.to_path_buf()),
                 status: FileStatus::Skipped,
                 reason: Some("its output is up to date (overwrite to redo it)".to_string()),
+                remedy: None,
                 sentences: 0,
                 source_tokens: 0,
                 target_tokens: 0,
@@ -186,8 +191,8 @@ impl<'p> BatchRunner<'p> {
         }
         // The library's one input policy: read whole, or checked whole and then read in blocks
         // (a bad byte anywhere fails the file before anything is written).
-        let mut input = DocumentInput::open(&in_path, &cfg.decode, &cfg.stream)
-            .map_err(|e| Step::Input(brief(e)))?;
+        let mut input =
+            DocumentInput::open(&in_path, &cfg.decode, &cfg.stream).map_err(Step::input)?;
         let parent = out_path.parent().unwrap_or(&cfg.output_dir);
         std::fs::create_dir_all(parent)
             .map_err(|e| Step::Output(Error::io(parent, e).to_string()))?;
@@ -200,9 +205,9 @@ impl<'p> BatchRunner<'p> {
             .translate_document(&mut input, &mut writer)
             .map_err(|e| match e {
                 // Reading the input again, or the model: this file's problem.
-                Error::Io { ref path, .. } if path == &in_path => Step::Input(brief(e)),
+                Error::Io { ref path, .. } if path == &in_path => Step::input(e),
                 Error::Io { .. } => Step::Output(e.to_string()),
-                e => Step::Input(e.to_string()),
+                e => Step::Input(e.to_string(), e.remedy()),
             })?;
         writer
             .into_inner()
@@ -239,6 +244,7 @@ impl<'p> BatchRunner<'p> {
             output: Some(out_rel.to_path_buf()),
             status: FileStatus::Done,
             reason: (!notes.is_empty()).then(|| notes.join("; ")),
+            remedy: None,
             sentences: report.sentences,
             source_tokens: report.source_tokens,
             target_tokens: report.target_tokens,
@@ -249,10 +255,18 @@ impl<'p> BatchRunner<'p> {
 
 /// Why one file could not be finished.
 enum Step {
-    /// The input is at fault: record it and go on.
-    Input(String),
+    /// The input is at fault: record it (with the option that would get past it) and go on.
+    Input(String, Option<Remedy>),
     /// The output directory is at fault: stop.
     Output(String),
+}
+
+impl Step {
+    /// An input error, without the file name (the report has it already).
+    fn input(e: Error) -> Step {
+        let remedy = e.remedy();
+        Step::Input(brief(e), remedy)
+    }
 }
 
 /// An input error without the file name (the report has it already).
@@ -275,6 +289,7 @@ fn failed(
         output,
         status: FileStatus::Failed,
         reason: Some(reason),
+        remedy: None,
         sentences: 0,
         source_tokens: 0,
         target_tokens: 0,

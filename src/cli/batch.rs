@@ -23,7 +23,8 @@ Outputs mirror the input tree, with the extension replaced by the format's (.txt
 interrupted run is resumed by running it again. OUT_DIR/tolk-report.json lists what was done,
 skipped and failed.
 
-Exit status: 0 if every file is done or skipped, 1 if some failed, 2 if nothing could run.
+Exit status: 0 if every file is done or skipped, 1 if some failed, 2 if nothing could run, 3 if
+the run was aborted because the output directory became unwritable (run it again to resume).
 
 Examples:
   tolk batch artikelen/ -o english/
@@ -108,12 +109,7 @@ pub fn run(args: BatchArgs, global: Global) -> anyhow::Result<ExitCode> {
             .iter()
             .filter(|f| f.status == FileStatus::Failed)
         {
-            let _ = writeln!(
-                stderr,
-                "failed: {}: {}",
-                f.input.display(),
-                f.reason.as_deref().unwrap_or("")
-            );
+            let _ = writeln!(stderr, "{}", super::failure_line(f));
         }
     }
     if !global.silent {
@@ -131,7 +127,9 @@ pub fn run(args: BatchArgs, global: Global) -> anyhow::Result<ExitCode> {
     }
     if let Some(why) = &report.aborted {
         let _ = writeln!(stderr, "error: {why}");
-        return Ok(ExitCode::from(if report.done == 0 { 2 } else { 1 }));
+        // Distinct from 1: the inputs not reached are fine, so a retry (after freeing space) is
+        // worth it; job schedulers retry on 3 and accept 1.
+        return Ok(ExitCode::from(3));
     }
     Ok(if report.failed > 0 {
         ExitCode::from(1)

@@ -1,13 +1,16 @@
 //! Command-line parsing, dispatch, exit codes and error printing.
 //!
 //! Exit status: 0 on success; 1 when a batch run finished with failed files; 2 for every error
-//! that stopped a command (bad usage, unreadable input, model not loadable, ...). A closed
+//! that stopped a command (bad usage, unreadable input, model not loadable, ...); 3 when a batch
+//! run was aborted because its output directory became unwritable (a full disk): running it
+//! again resumes it, unlike status 1, whose failed files fail the same way again. A closed
 //! standard output (`tolk ... | head`) counts as success. Messages and progress go to standard
 //! error; standard output carries only results.
 
 mod args;
 mod batch;
 mod bench;
+mod generate;
 mod models;
 mod progress;
 mod text;
@@ -58,6 +61,10 @@ enum Command {
         #[command(subcommand)]
         command: models::ModelsCommand,
     },
+    /// Print a completion script for a shell (bash, zsh, fish, powershell, elvish).
+    Completions(generate::CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command into a directory.
+    Man(generate::ManArgs),
 }
 
 /// Options every command sees.
@@ -83,6 +90,8 @@ pub fn main() -> ExitCode {
         Command::Summarize(args) => text::summarize(args, global),
         Command::Bench(args) => bench::run(args, global),
         Command::Models { command } => models::run(command, global),
+        Command::Completions(args) => generate::completions(args),
+        Command::Man(args) => generate::man(args),
     });
     match result {
         Ok(code) => code,
@@ -126,6 +135,37 @@ fn print_error(err: &anyhow::Error) {
         let _ = writeln!(stderr, "caused by: {text}");
         shown = text;
     }
+    let remedy = err.chain().find_map(|c| {
+        c.downcast_ref::<tolk::Error>()
+            .and_then(tolk::Error::remedy)
+    });
+    if let Some(hint) = remedy.and_then(hint) {
+        let _ = writeln!(stderr, "hint: {hint}");
+    }
+}
+
+/// The command line's switch for an option the library suggests.
+pub fn hint(remedy: tolk::error::Remedy) -> Option<&'static str> {
+    match remedy {
+        tolk::error::Remedy::Lossy => Some("pass --lossy to replace invalid bytes with U+FFFD"),
+        tolk::error::Remedy::LocalModel => {
+            Some("pass --model DIR to use a local copy of the model")
+        }
+        _ => None,
+    }
+}
+
+/// The line that reports a failed file of a batch run.
+pub fn failure_line(file: &tolk::batch::FileReport) -> String {
+    let mut line = format!(
+        "failed: {}: {}",
+        file.input.display(),
+        file.reason.as_deref().unwrap_or("")
+    );
+    if let Some(h) = file.remedy.and_then(hint) {
+        line.push_str(&format!(" ({h})"));
+    }
+    line
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

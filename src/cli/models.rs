@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Subcommand, ValueEnum};
 use serde_json::json;
 
-use tolk::source::{FetchOptions, ModelSpec, Origin, Resolver, DEFAULT_MODEL};
+use tolk::source::{FetchOptions, Integrity, ModelSpec, Origin, Resolver, DEFAULT_MODEL};
 
 use super::emit;
 use super::progress::DownloadBars;
@@ -46,7 +46,8 @@ pub enum ModelsCommand {
         offline: bool,
     },
     /// What is known about a model without the network: repository, revision, commit, cache
-    /// folder, files, and whether it can be used offline.
+    /// folder, files (those in use checked against the hashes their cache blobs are named by),
+    /// and whether it can be used offline.
     Info {
         /// Catalogue name, Hub repository ORG/NAME[@REVISION] or directory.
         #[arg(default_value = DEFAULT_MODEL, value_name = "NAME")]
@@ -163,7 +164,15 @@ fn info(resolver: &Resolver, spec: &ModelSpec, format: InfoFormat) -> anyhow::Re
             let files: Vec<_> = info
                 .files
                 .iter()
-                .map(|f| json!({"name": f.name, "size": f.size, "used": f.used, "path": f.path}))
+                .map(|f| {
+                    json!({
+                        "name": f.name,
+                        "size": f.size,
+                        "used": f.used,
+                        "path": f.path,
+                        "hash": hash_json(&f.integrity),
+                    })
+                })
                 .collect();
             let value = json!({
                 "spec": spec.to_string(),
@@ -212,7 +221,7 @@ fn info(resolver: &Resolver, spec: &ModelSpec, format: InfoFormat) -> anyhow::Re
             );
             if !info.files.is_empty() {
                 out.push_str("files\n");
-                let rows: Vec<[String; 3]> = info
+                let rows: Vec<[String; 4]> = info
                     .files
                     .iter()
                     .map(|f| {
@@ -220,6 +229,13 @@ fn info(resolver: &Resolver, spec: &ModelSpec, format: InfoFormat) -> anyhow::Re
                             format!("  {}", f.name),
                             human_size(f.size),
                             if f.used { "used" } else { "not used" }.to_string(),
+                            match &f.integrity {
+                                Integrity::Unchecked => String::new(),
+                                Integrity::Verified(kind) => format!("{} ok", kind.as_str()),
+                                Integrity::Mismatch { kind, .. } => {
+                                    format!("DAMAGED ({} mismatch)", kind.as_str())
+                                }
+                            },
                         ]
                     })
                     .collect();
@@ -230,6 +246,24 @@ fn info(resolver: &Resolver, spec: &ModelSpec, format: InfoFormat) -> anyhow::Re
     };
     emit(None, &text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `null` when not checked, else the hash function, whether it matched and, if not, both hashes.
+fn hash_json(integrity: &Integrity) -> serde_json::Value {
+    match integrity {
+        Integrity::Unchecked => serde_json::Value::Null,
+        Integrity::Verified(kind) => json!({"algorithm": kind.as_str(), "ok": true}),
+        Integrity::Mismatch {
+            kind,
+            expected,
+            actual,
+        } => json!({
+            "algorithm": kind.as_str(),
+            "ok": false,
+            "expected": expected,
+            "actual": actual,
+        }),
+    }
 }
 
 fn human_size(bytes: u64) -> String {

@@ -97,11 +97,7 @@ impl BatchProgress for BatchBar {
 
     fn file_finished(&mut self, file: &FileReport) {
         if file.status == FileStatus::Failed {
-            self.bar.println(format!(
-                "failed: {}: {}",
-                file.input.display(),
-                file.reason.as_deref().unwrap_or("")
-            ));
+            self.bar.println(super::failure_line(file));
         }
         self.sentences += file.sentences;
         self.tokens += file.source_tokens + file.target_tokens;

@@ -348,6 +348,7 @@ impl Document {
                     "got {} translations for {expected} translatable segments",
                     translations.len()
                 ),
+                remedy: None,
             });
         }
         let mut translations = translations.iter().map(|t| t.as_ref().trim());

@@ -5,7 +5,11 @@
 //! hf-hub does the file transfer (metadata request, blob, snapshot link, resumable `.part`
 //! files, locks). We ask the repository API ourselves for the commit and file list, pick the
 //! files, download by commit hash (so every file comes from one commit even if the branch moves),
-//! write `refs/<revision>` as huggingface_hub does, and check each download's size.
+//! write `refs/<revision>` as huggingface_hub does, and check each download's size and hash
+//! (the SHA-256 the repository API lists for an LFS file, else the hash the blob is named by:
+//! hf-hub names it by the Hub's `X-Linked-Etag` or `ETag`, which is that same SHA-256 for LFS
+//! files and git's blob SHA-1 for the others). A download whose hash is wrong is deleted and
+//! fetched once more; a second wrong one is an error naming both hashes.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +19,7 @@ use serde::Deserialize;
 
 use super::cache::RepoCache;
 use super::files::{self, Fix, Origin, Provenance};
+use super::integrity::Expected;
 use super::{DownloadProgress, ModelFiles, Resolver, Target};
 use crate::error::{Error, Result};
 
@@ -31,6 +36,13 @@ struct RepoInfo {
 struct Sibling {
     rfilename: String,
     size: Option<u64>,
+    /// For files stored with Git LFS.
+    lfs: Option<LfsInfo>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LfsInfo {
+    sha256: String,
 }
 
 impl RepoInfo {
@@ -43,6 +55,15 @@ impl RepoInfo {
             .iter()
             .find(|s| s.rfilename == name)
             .and_then(|s| s.size)
+    }
+
+    /// The SHA-256 the repository lists for an LFS file.
+    fn sha256(&self, name: &str) -> Option<Expected> {
+        self.siblings
+            .iter()
+            .find(|s| s.rfilename == name)
+            .and_then(|s| s.lfs.as_ref())
+            .and_then(|lfs| Expected::parse(&lfs.sha256))
     }
 }
 
@@ -167,11 +188,14 @@ impl Fetcher<'_> {
     }
 
     /// One file into the snapshot: kept when already there and intact (unless forced),
-    /// downloaded otherwise.
+    /// downloaded otherwise; every download is checked against its hash and fetched once more
+    /// if it does not match.
     fn get(&mut self, name: &str, progress: &mut dyn DownloadProgress) -> Result<PathBuf> {
         let local = self.snapshot.join(name);
         if local.is_file() {
-            if files::check_file(&local, self.fix).is_err() {
+            let damaged = files::check_file(&local, self.fix).is_err()
+                || self.wrong_hash(name, &local)?.is_some();
+            if damaged {
                 // Damaged: the blob too, which other snapshots may share.
                 self.cache.forget(self.commit, name, true)?;
             } else if self.force {
@@ -183,6 +207,36 @@ impl Fetcher<'_> {
             }
         }
         // A link whose blob is gone needs nothing: the blob comes back under the same name.
+        let path = self.download(name, &local, progress)?;
+        if self.wrong_hash(name, &path)?.is_some() {
+            // Damaged on the way (or on disk): once more, from scratch.
+            self.cache.forget(self.commit, name, true)?;
+            let path = self.download(name, &local, progress)?;
+            if let Some((expected, actual)) = self.wrong_hash(name, &path)? {
+                self.cache.forget(self.commit, name, true)?;
+                return Err(self.session.error(
+                    name,
+                    format!(
+                        "the download is corrupt, twice: its {} is {actual}, but the Hub gives {}",
+                        expected.kind.label(),
+                        expected.hex
+                    ),
+                    "a proxy, a mirror or the disk between this machine and the Hub damages the file; try again later, or fetch the model on another machine and copy its cache folder here".to_string(),
+                ));
+            }
+        }
+        self.downloaded.push(name.to_string());
+        Ok(path)
+    }
+
+    /// Downloads `name` and checks that it landed at `local`, the snapshot of the commit asked
+    /// for.
+    fn download(
+        &self,
+        name: &str,
+        local: &Path,
+        progress: &mut dyn DownloadProgress,
+    ) -> Result<PathBuf> {
         let path = self
             .session
             .download(name, self.commit, self.info.size(name), progress)?;
@@ -200,8 +254,16 @@ impl Fetcher<'_> {
                 "try again; the repository may be changing right now".to_string(),
             ));
         }
-        self.downloaded.push(name.to_string());
         Ok(path)
+    }
+
+    /// The expected hash and the actual one when the content of `path` (the snapshot entry of
+    /// `name`) does not match; `None` when it does, or when there is nothing to check against.
+    fn wrong_hash(&self, name: &str, path: &Path) -> Result<Option<(Expected, String)>> {
+        let Some(expected) = self.info.sha256(name).or_else(|| Expected::of_blob(path)) else {
+            return Ok(None);
+        };
+        Ok(expected.mismatch(path)?.map(|actual| (expected, actual)))
     }
 }
 
@@ -474,8 +536,7 @@ fn describe_request(
                         "the repository has no revision `{}` ({status})",
                         target.revision
                     ),
-                    "name a branch, tag, refs/pr/N or commit hash that exists (--revision)"
-                        .to_string(),
+                    "name a branch, tag, refs/pr/N or commit hash that exists".to_string(),
                 ),
                 ("EntryNotFound", _) => (
                     format!("the repository has no file {file} at this revision ({status})"),

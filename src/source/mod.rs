@@ -17,6 +17,11 @@
 //!    framing, zip end record, download size) and returned with their [`Provenance`]. Damaged
 //!    files give errors that name the file and say how to fix it; readers of the files attach the
 //!    same hint to their own errors with [`ModelFiles::explain`].
+//! 6. Every download is also checked against the hash the Hub gave for it (SHA-256 for LFS
+//!    files, git's blob SHA-1 for the others; the cache names each blob by it) and fetched once
+//!    more on a mismatch. [`Resolver::fetch`] hashes the files already cached too, and
+//!    [`Resolver::info`] reports a cached file whose content no longer matches its blob's name
+//!    ([`Integrity`]); loading from the cache keeps to the cheap checks.
 //!
 //! The command line is a thin layer over [`Resolver`]:
 //! `tolk models list` → [`Resolver::list`], `tolk models fetch X [--force]` →
@@ -29,6 +34,7 @@ pub mod catalogue;
 mod files;
 #[cfg(feature = "hub")]
 mod hub;
+mod integrity;
 pub mod settings;
 mod spec;
 
@@ -37,12 +43,14 @@ use std::path::{Path, PathBuf};
 pub use cache::is_commit_hash;
 pub use catalogue::{Catalogue, GenerationDefaults, Manifest, ManifestOrigin, Task};
 pub use files::{ModelFiles, Origin, Provenance, TokenizerFiles, WeightFormat};
+pub use integrity::HashKind;
 pub use settings::{HubSettings, Token, DEFAULT_ENDPOINT};
 pub use spec::{ModelSpec, DEFAULT_MODEL};
 
 use crate::error::{Error, Result};
 use cache::RepoCache;
 use files::Fix;
+use integrity::Expected;
 
 /// Receives download progress, one file at a time. The command line draws a bar per file on a
 /// terminal and stays quiet otherwise; the library itself never prints. `()` ignores everything.
@@ -99,6 +107,27 @@ pub struct FileEntry {
     pub path: PathBuf,
     /// Whether tolk uses this file (false for extras such as `tf_model.h5` or `README.md`).
     pub used: bool,
+    /// Whether its content matches the hash its cache blob is named by.
+    pub integrity: Integrity,
+}
+
+/// Whether a cached file's content matches the hash its blob is named by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Integrity {
+    /// Not checked: a file of a local directory, a file tolk does not use, or a cache entry
+    /// that is not a link to a blob named by a hash.
+    Unchecked,
+    /// The content hashes to the blob's name.
+    Verified(HashKind),
+    /// The content hashes to `actual`, not to the blob's name `expected`: the file is damaged.
+    Mismatch {
+        /// The hash function.
+        kind: HashKind,
+        /// The blob's name: the hash the Hub gave for the file.
+        expected: String,
+        /// The hash of the content.
+        actual: String,
+    },
 }
 
 /// What is known about a model without the network: for `tolk models info`.
@@ -223,7 +252,7 @@ impl Resolver {
             if options.force {
                 return Err(Error::option(
                     "force",
-                    "offline mode (--offline or HF_HUB_OFFLINE) cannot download anything",
+                    "offline mode (HF_HUB_OFFLINE, or the resolver's offline setting) cannot download anything",
                 ));
             }
             return self.cached(&target);
@@ -231,7 +260,9 @@ impl Resolver {
         self.download(&target, options.force, progress)
     }
 
-    /// What is cached (or in the directory) for a model, without the network.
+    /// What is cached (or in the directory) for a model, without the network. The files the
+    /// model uses are hashed (about a second for a 300 MB model) and compared with their cache
+    /// blobs' names; a mismatch makes the model not [`ModelInfo::ready`].
     pub fn info(&self, spec: &ModelSpec) -> Result<ModelInfo> {
         let target = self.target(spec)?;
         let manifest = match spec {
@@ -276,7 +307,24 @@ impl Resolver {
         };
         info.problem = result.err().map(|e| e.to_string());
         if let Some(dir) = &info.location {
-            info.files = list_files(dir, &used)?;
+            let verify = target.is_some();
+            info.files = list_files(dir, &used, verify)?;
+            let damaged = info.files.iter().find_map(|f| match &f.integrity {
+                Integrity::Mismatch {
+                    kind,
+                    expected,
+                    actual,
+                } => Some((f, *kind, expected, actual)),
+                _ => None,
+            });
+            if let (None, Some((file, kind, expected, actual))) = (&info.problem, damaged) {
+                info.problem = Some(format!(
+                    "{} is damaged: its {} is {actual}, not {expected} (the hash the Hub gave for it, which names its blob); run `{}` to download it again",
+                    file.path.display(),
+                    kind.label(),
+                    files::fetch_command(spec)
+                ));
+            }
         }
         Ok(info)
     }
@@ -345,7 +393,7 @@ impl Resolver {
                     "the model is not in the cache at {}{}",
                     self.settings.cache_dir.display(),
                     if self.settings.offline {
-                        ", and offline mode (--offline or HF_HUB_OFFLINE) forbids downloading"
+                        ", and offline mode forbids downloading"
                     } else {
                         ""
                     }
@@ -406,7 +454,7 @@ impl Resolver {
     pub(crate) fn ways_out(&self, target: &Target) -> String {
         let folder = cache::folder_name(&target.repo);
         format!(
-            "on a machine with network access run `{}` and copy its {folder} folder (from its Hugging Face cache) into {} here, or pass --model DIR with a local copy of the model",
+            "on a machine with network access run `{}` and copy its {folder} folder (from its Hugging Face cache) into {} here, or load a local copy of the model from its directory",
             files::fetch_command(&target.spec),
             self.settings.cache_dir.display()
         )
@@ -429,7 +477,9 @@ fn from_dir(spec: &ModelSpec) -> Result<ModelFiles> {
     ModelFiles::from_dir(dir)
 }
 
-fn list_files(dir: &Path, used: &[PathBuf]) -> Result<Vec<FileEntry>> {
+/// The files in `dir`; with `verify`, those in `used` are hashed and compared with their blobs'
+/// names.
+fn list_files(dir: &Path, used: &[PathBuf], verify: bool) -> Result<Vec<FileEntry>> {
     let mut out = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for entry in entries {
@@ -442,10 +492,23 @@ fn list_files(dir: &Path, used: &[PathBuf]) -> Result<Vec<FileEntry>> {
         if !meta.is_file() {
             continue;
         }
+        let used = used.contains(&path);
+        let integrity = match Expected::of_blob(&path) {
+            Some(expected) if verify && used => match expected.mismatch(&path)? {
+                None => Integrity::Verified(expected.kind),
+                Some(actual) => Integrity::Mismatch {
+                    kind: expected.kind,
+                    expected: expected.hex,
+                    actual,
+                },
+            },
+            _ => Integrity::Unchecked,
+        };
         out.push(FileEntry {
             name: entry.file_name().to_string_lossy().into_owned(),
             size: meta.len(),
-            used: used.contains(&path),
+            used,
+            integrity,
             path,
         });
     }

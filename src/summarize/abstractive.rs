@@ -282,6 +282,7 @@ impl AbstractiveSummarizer {
                         ids.len(),
                         self.max_input_tokens()
                     ),
+                    remedy: None,
                 });
             }
             inputs.push(ids);
@@ -391,6 +392,7 @@ impl AbstractiveSummarizer {
                 message: format!(
                     "the text contains `{token}` (id {bad}), which this model has no embedding for"
                 ),
+                remedy: None,
             });
         }
         Ok(ids)

@@ -176,6 +176,7 @@ fn input_error(message: impl Into<String>) -> Error {
     Error::Input {
         source_name: "<summary input>".to_string(),
         message: message.into(),
+        remedy: None,
     }
 }
 

@@ -789,6 +789,7 @@ impl MarianTokenizer {
                                 self.target_vocab_size.max(spm.len()),
                                 spm.path().display()
                             ),
+                            remedy: None,
                         })
                     }
                 }

@@ -877,4 +877,153 @@ fn models_fetch_from_the_hub_then_translate_offline() {
         "{}",
         forced.stdout
     );
+
+    // A blob damaged in the cache (one flipped byte: size and framing still right) is reported
+    // by `models info`, and `models fetch` replaces it.
+    let info = env.run(&["models", "info"]).code(0).stdout;
+    assert!(info.contains("ready        yes"), "{info}");
+    let row = |info: &str, name: &str| {
+        info.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {info}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert!(
+        row(&info, "model.safetensors").ends_with("used sha256 ok"),
+        "{info}"
+    );
+    assert!(
+        row(&info, "config.json").ends_with("used git-sha1 ok"),
+        "{info}"
+    );
+    let weights = env
+        .path("hf/hub/models--Helsinki-NLP--opus-mt-nl-en/snapshots")
+        .join(COMMIT)
+        .join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&weights, &bytes).unwrap();
+    let info = env.run(&["models", "info"]).code(0).stdout;
+    assert!(
+        info.contains("ready        no: ") && info.contains("model.safetensors is damaged"),
+        "{info}"
+    );
+    assert!(
+        row(&info, "model.safetensors").ends_with("used DAMAGED (sha256 mismatch)"),
+        "{info}"
+    );
+    let json = env.run(&["models", "info", "-f", "json"]).code(0).json();
+    assert_eq!(json["ready"], false);
+    let entry = json["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "model.safetensors")
+        .unwrap();
+    assert_eq!(entry["hash"]["ok"], false);
+    assert_eq!(entry["hash"]["algorithm"], "sha256");
+    assert_ne!(entry["hash"]["expected"], entry["hash"]["actual"]);
+    let repaired = with_hub(&["models", "fetch"]).code(0);
+    assert!(
+        repaired.stdout.contains("downloaded 1 file(s)"),
+        "{}",
+        repaired.stdout
+    );
+    let info = env.run(&["models", "info", "-f", "json"]).code(0).json();
+    assert_eq!(info["ready"], true, "{info}");
+}
+
+#[test]
+fn completions_for_each_shell_name_the_commands() {
+    let env = Env::new();
+    let commands = [
+        "translate",
+        "batch",
+        "segment",
+        "summarize",
+        "bench",
+        "models",
+        "completions",
+        "man",
+    ];
+    for (shell, marker) in [
+        ("bash", "complete -F _tolk"),
+        ("zsh", "#compdef tolk"),
+        ("fish", "complete -c tolk"),
+    ] {
+        let script = env.run(&["completions", shell]).code(0).stdout;
+        assert!(script.contains(marker), "{shell}: {script}");
+        for command in commands {
+            assert!(script.contains(command), "{shell} lacks {command}");
+        }
+        // Options of subcommands too, and the nested `models` commands.
+        for option in ["--max-new-tokens", "--shard", "--offline"] {
+            assert!(
+                script.contains(option.trim_start_matches('-')),
+                "{shell} lacks {option}"
+            );
+        }
+        assert!(script.contains("fetch"), "{shell} lacks models fetch");
+    }
+    // The bash script is valid bash.
+    let path = env.write("tolk.bash", env.run(&["completions", "bash"]).stdout);
+    let status = Command::new("bash").arg("-n").arg(&path).status().unwrap();
+    assert!(status.success());
+    for shell in ["powershell", "elvish"] {
+        assert!(!env.run(&["completions", shell]).code(0).stdout.is_empty());
+    }
+    let run = env.run(&["completions", "tcsh"]).code(2);
+    assert!(run.stderr.contains("invalid value"), "{}", run.stderr);
+}
+
+#[test]
+fn the_man_page_renders() {
+    let env = Env::new();
+    let page = env.run(&["man"]).code(0).stdout;
+    assert!(page.contains(".TH tolk 1"), "{page}");
+    for command in ["translate", "batch", "models", "completions"] {
+        assert!(page.contains(command), "the page lacks {command}");
+    }
+
+    let run = env.run(&["man", "--dir", "man/man1"]).code(0);
+    let listed: Vec<&str> = run.stdout.lines().collect();
+    for name in [
+        "tolk.1",
+        "tolk-batch.1",
+        "tolk-models.1",
+        "tolk-models-fetch.1",
+    ] {
+        assert!(
+            listed.contains(&format!("man/man1/{name}").as_str()),
+            "{name} not in {listed:?}"
+        );
+        let text = std::fs::read_to_string(env.path("man/man1").join(name)).unwrap();
+        assert!(text.contains(".TH"), "{name}: {text}");
+    }
+    assert!(
+        !listed.iter().any(|l| l.ends_with("tolk-help.1")),
+        "{listed:?}"
+    );
+
+    // Rendered by groff where it is installed (man uses it): no warnings, and the text a reader
+    // sees.
+    let groff = Command::new("groff")
+        .args(["-man", "-Tascii", "-ww", "-P-cbu"])
+        .arg(env.path("man/man1/tolk-batch.1"))
+        .output();
+    match groff {
+        Ok(out) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(text.contains("--shard"), "{text}");
+            assert!(
+                out.stderr.is_empty(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        _ => eprintln!("groff is not installed: the rendering check is skipped"),
+    }
 }

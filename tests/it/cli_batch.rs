@@ -515,9 +515,9 @@ fn unusable_directories_are_clear_errors() {
         run.stderr
     );
     // A subdirectory cannot be created mid-run (a file is in the way): the run stops, keeps what
-    // it wrote, and says why.
+    // it wrote, says why, and exits 3 (aborted: worth retrying), not 1 (bad inputs).
     env.write("blocked/sub", "in the way");
-    let run = batch_to(&env, "blocked", &m).code(1);
+    let run = batch_to(&env, "blocked", &m).code(3);
     assert!(
         run.stderr
             .contains("error: cannot write to the output directory, stopping: blocked/sub"),
@@ -527,9 +527,21 @@ fn unusable_directories_are_clear_errors() {
     assert!(env.path("blocked/a.txt").exists());
     let r = report(&env.path("blocked/tolk-report.json"));
     assert!(r["aborted"].as_str().unwrap().contains("blocked/sub"));
-    // ... and when nothing could be written at all, the status is 2.
+    // Once the directory is usable again, the same command finishes the run.
+    std::fs::remove_file(env.path("blocked/sub")).unwrap();
+    batch_to(&env, "blocked", &m).code(0);
+    let r = report(&env.path("blocked/tolk-report.json"));
+    assert_eq!(
+        statuses(&r),
+        [
+            ("a.txt".to_string(), "skipped".to_string()),
+            ("sub/b.txt".to_string(), "done".to_string())
+        ]
+    );
+    assert!(r["aborted"].is_null());
+    // ... also when nothing could be written at all.
     std::fs::create_dir_all(env.path("blocked2/a.txt")).unwrap();
-    let run = batch_to(&env, "blocked2", &m).code(2);
+    let run = batch_to(&env, "blocked2", &m).code(3);
     assert!(
         run.stderr
             .contains("error: cannot write to the output directory, stopping: blocked2/a.txt"),

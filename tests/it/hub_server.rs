@@ -2,17 +2,21 @@
 //! files in memory, for offline download tests.
 //!
 //! It speaks what hf-hub and huggingface_hub rely on:
-//! - `GET /api/models/{repo}/revision/{rev}[?blobs=true]`: `{"id", "sha", "siblings": [{"rfilename", "size"}]}`;
+//! - `GET /api/models/{repo}/revision/{rev}[?blobs=true]`: `{"id", "sha", "siblings": [{"rfilename", "size", "lfs": {"sha256", "size"}}]}`
+//!   (`lfs` for weight-like files only);
 //! - `GET /{repo}/resolve/{rev}/{file}`: small files answer with a *relative* redirect to
 //!   `/api/resolve-cache/models/{repo}/{commit}/{file}` (as the Hub does), weight-like ("LFS")
 //!   files with an absolute redirect to a CDN path on the same server carrying `X-Linked-Etag`;
 //!   both carry `X-Repo-Commit`, and the final answers carry `ETag`, `Content-Length` and, for
 //!   `Range` requests, `206` with `Content-Range` (hf-hub probes sizes with `Range: bytes=0-0`);
+//!   as on the Hub, the ETag of an LFS file is the SHA-256 of its content, that of any other file
+//!   its git blob SHA-1 (the names the cache gives the blobs);
 //! - errors with the Hub's `X-Error-Code`: `RepoNotFound`, `RevisionNotFound`, `EntryNotFound`
 //!   (404), `GatedRepo` (401 without a token, 403 with the wrong one).
 //!
 //! Switches: [`FakeHub::stop`] (the port then refuses connections), [`FakeHub::truncate`] (cut
-//! a file's body short, two ways), [`FakeHub::fail_with`] (answer every request with a status).
+//! a file's body short, two ways), [`FakeHub::corrupt_times`] (flip a byte of a file in its next
+//! transfers), [`FakeHub::fail_with`] (answer every request with a status).
 //! Every request is recorded with its `Authorization` and `Range` headers.
 
 use std::collections::{BTreeMap, HashMap};
@@ -86,6 +90,8 @@ struct State {
     requests: Vec<Recorded>,
     /// File → how to cut it, and how many more times (`None`: always).
     truncations: HashMap<String, (Truncation, Option<usize>)>,
+    /// File → how many more transfers get one byte flipped (`None`: all).
+    corruptions: HashMap<String, Option<usize>>,
     fail_status: Option<u16>,
 }
 
@@ -156,6 +162,13 @@ impl FakeHub {
             .insert(file.to_string(), (how, Some(times)));
     }
 
+    /// Flips one byte (in the middle) of `file` in its next `times` transfers (`None`: in all of
+    /// them), while the headers keep announcing the intact file's hash and size.
+    pub fn corrupt_times(&self, file: &str, times: Option<usize>) {
+        let mut state = self.state.lock().unwrap();
+        state.corruptions.insert(file.to_string(), times);
+    }
+
     /// Answers every request with this status (`None`: normal service).
     pub fn fail_with(&self, status: Option<u16>) {
         self.state.lock().unwrap().fail_status = status;
@@ -224,21 +237,18 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
-/// A stable content hash for ETags (hex, 64 digits for LFS-like files, 40 otherwise).
-fn etag(data: &[u8], digits: usize) -> String {
-    let mut out = String::new();
-    let mut seed = 0xcbf2_9ce4_8422_2325u64;
-    while out.len() < digits {
-        let mut h = seed;
-        for &b in data {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x100_0000_01b3);
-        }
-        out.push_str(&format!("{h:016x}"));
-        seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    }
-    out.truncate(digits);
-    out
+/// The Hub's ETag for a file: the SHA-256 of an LFS file, the git blob SHA-1 of any other.
+fn etag(file: &str, data: &[u8]) -> String {
+    use sha2::Digest;
+    let digest: Vec<u8> = if is_lfs(file) {
+        sha2::Sha256::digest(data).to_vec()
+    } else {
+        let mut h = sha1::Sha1::new();
+        h.update(format!("blob {}\0", data.len()).as_bytes());
+        h.update(data);
+        h.finalize().to_vec()
+    };
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn is_lfs(file: &str) -> bool {
@@ -387,7 +397,13 @@ fn route(state: &mut State, addr: SocketAddr, target: &str, req: &Recorded) -> R
         let siblings: Vec<serde_json::Value> = files
             .iter()
             .map(|(name, data)| {
-                if with_sizes {
+                if with_sizes && is_lfs(name) {
+                    serde_json::json!({
+                        "rfilename": name,
+                        "size": data.len(),
+                        "lfs": {"sha256": etag(name, data), "size": data.len()},
+                    })
+                } else if with_sizes {
                     serde_json::json!({"rfilename": name, "size": data.len()})
                 } else {
                     serde_json::json!({"rfilename": name})
@@ -414,7 +430,7 @@ fn route(state: &mut State, addr: SocketAddr, target: &str, req: &Recorded) -> R
             {
                 return content(state, parts[3], &data, req)
                     .header("X-Repo-Commit", parts[2])
-                    .header("ETag", format!("\"{}\"", etag(&data, 40)));
+                    .header("ETag", format!("\"{}\"", etag(parts[3], &data)));
             }
         }
         return Reply::error(404, "EntryNotFound", "no such cached entry");
@@ -432,7 +448,7 @@ fn route(state: &mut State, addr: SocketAddr, target: &str, req: &Recorded) -> R
                 .cloned()
             {
                 return content(state, parts[3], &data, req)
-                    .header("ETag", format!("\"{}\"", etag(&data, 64)));
+                    .header("ETag", format!("\"{}\"", etag(parts[3], &data)));
             }
         }
         return Reply::error(404, "", "no such blob");
@@ -464,7 +480,7 @@ fn route(state: &mut State, addr: SocketAddr, target: &str, req: &Recorded) -> R
                     format!("http://{addr}/cdn/{repo_id}/{commit}/{file}"),
                 )
                 .header("X-Repo-Commit", commit)
-                .header("X-Linked-Etag", format!("\"{}\"", etag(data, 64)))
+                .header("X-Linked-Etag", format!("\"{}\"", etag(&file, data)))
                 .header("X-Linked-Size", data.len().to_string())
         } else {
             Reply::new(307)
@@ -473,15 +489,33 @@ fn route(state: &mut State, addr: SocketAddr, target: &str, req: &Recorded) -> R
                     format!("/api/resolve-cache/models/{repo_id}/{commit}/{file}"),
                 )
                 .header("X-Repo-Commit", commit)
-                .header("ETag", format!("\"{}\"", etag(data, 40)))
+                .header("ETag", format!("\"{}\"", etag(&file, data)))
         };
     }
     Reply::error(404, "", "no route")
 }
 
-/// A file's bytes, honouring `Range` and the truncation switches.
+/// A file's bytes, honouring `Range` and the truncation and corruption switches.
 fn content(state: &mut State, file: &str, data: &[u8], req: &Recorded) -> Reply {
     let total = data.len();
+    let probe = req.range.as_deref() == Some("bytes=0-0");
+    let corrupt = match state.corruptions.get_mut(file) {
+        Some(Some(0)) | None => false,
+        _ if probe => false,
+        Some(Some(n)) => {
+            *n -= 1;
+            true
+        }
+        Some(None) => true,
+    };
+    let data: std::borrow::Cow<[u8]> = if corrupt && total > 0 {
+        let mut flipped = data.to_vec();
+        flipped[total / 2] ^= 0x01;
+        flipped.into()
+    } else {
+        data.into()
+    };
+    let data = &*data;
     let range = req.range.as_deref().and_then(|r| {
         let spec = r.strip_prefix("bytes=")?;
         let (a, b) = spec.split_once('-')?;
@@ -489,7 +523,6 @@ fn content(state: &mut State, file: &str, data: &[u8], req: &Recorded) -> Reply 
         let b: Option<usize> = if b.is_empty() { None } else { b.parse().ok() };
         Some((a, b))
     });
-    let probe = req.range.as_deref() == Some("bytes=0-0");
     let truncation = match state.truncations.get_mut(file) {
         Some((how, times)) if !probe => {
             let how = *how;

@@ -4,6 +4,9 @@ mod abstractive;
 mod cli;
 mod cli_batch;
 mod common;
+// Runs the deploy scripts with sh and bash.
+#[cfg(unix)]
+mod deploy;
 mod invariants;
 mod model_files;
 mod parity;

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use tolk::config::Architecture;
 use tolk::source::{
-    Catalogue, DownloadProgress, FetchOptions, HubSettings, ManifestOrigin, ModelSpec, Origin,
-    Resolver, TokenizerFiles, WeightFormat,
+    Catalogue, DownloadProgress, FetchOptions, HashKind, HubSettings, Integrity, ManifestOrigin,
+    ModelSpec, Origin, Resolver, TokenizerFiles, WeightFormat,
 };
 use tolk::Error;
 
@@ -221,7 +221,7 @@ fn hf_hub_offline_uses_only_the_cache() {
         "not in the cache",
         "offline mode",
         "tolk models fetch opus-mt-nl-en",
-        "--model DIR",
+        "a local copy of the model from its directory",
         &cache.path().display().to_string(),
     ] {
         assert!(text.contains(want), "missing `{want}` in: {text}");
@@ -344,7 +344,7 @@ fn an_unreachable_hub_says_offline_and_gives_the_ways_out() {
         "opus-mt-nl-en",
         "seems to be offline",
         "tolk models fetch opus-mt-nl-en",
-        "--model DIR",
+        "a local copy of the model from its directory",
         &cache.path().display().to_string(),
     ] {
         assert!(text.contains(want), "missing `{want}` in: {text}");
@@ -863,4 +863,166 @@ fn separate_vocabularies_fetch_the_target_vocabulary() {
         .provenance
         .downloaded
         .contains(&"target_vocab.json".to_string()));
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `data` with the byte in the middle flipped, as [`FakeHub::corrupt_times`] sends it.
+fn flipped(data: &[u8]) -> Vec<u8> {
+    let mut out = data.to_vec();
+    let mid = out.len() / 2;
+    out[mid] ^= 0x01;
+    out
+}
+
+#[test]
+fn a_download_with_a_flipped_byte_is_fetched_again_then_refused() {
+    let hub = FakeHub::start();
+    hub.add_repo(OPUS, opus_repo());
+    // One flipped byte: the size and the framing are right, only the hash tells. An LFS file
+    // (SHA-256) and a plain one (git blob SHA-1), each damaged on its first transfer only.
+    hub.corrupt_times("pytorch_model.bin", Some(1));
+    hub.corrupt_times("vocab.json", Some(1));
+    let cache = tempfile::tempdir().unwrap();
+    let r = resolver(&hub.endpoint(), cache.path());
+    let files = r.resolve(&spec(OPUS), &mut ()).unwrap();
+    assert_eq!(hub.downloads_of("pytorch_model.bin"), 2);
+    assert_eq!(hub.downloads_of("vocab.json"), 2);
+    assert_eq!(hub.downloads_of("config.json"), 1);
+    let intact = std::fs::read(fixture_dir("marian-tiny").join("pytorch_model.bin")).unwrap();
+    assert_eq!(std::fs::read(&files.weights).unwrap(), intact);
+    let TokenizerFiles::SentencePiece { vocab, .. } = &files.tokenizer else {
+        panic!("{:?}", files.tokenizer)
+    };
+    assert_eq!(
+        std::fs::read(vocab).unwrap(),
+        std::fs::read(fixture_dir("marian-tiny").join("vocab.json")).unwrap()
+    );
+    let mut downloaded = files.provenance.downloaded.clone();
+    downloaded.sort();
+    downloaded.dedup();
+    assert_eq!(downloaded.len(), 7, "each file listed once");
+
+    // Damaged every time: after the second try, an error naming the file and both hashes, and
+    // no damaged copy left in the cache.
+    hub.corrupt_times("pytorch_model.bin", None);
+    hub.clear_requests();
+    let cache = tempfile::tempdir().unwrap();
+    let r = resolver(&hub.endpoint(), cache.path());
+    let err = r.resolve(&spec(OPUS), &mut ()).unwrap_err();
+    assert!(
+        matches!(&err, Error::Hub { file, .. } if file == "pytorch_model.bin"),
+        "{err}"
+    );
+    assert_eq!(hub.downloads_of("pytorch_model.bin"), 2);
+    let text = err.to_string();
+    let expected = sha256_hex(&intact);
+    let actual = sha256_hex(&flipped(&intact));
+    assert!(
+        text.contains("pytorch_model.bin")
+            && text.contains("corrupt")
+            && text.contains(&format!("SHA-256 is {actual}"))
+            && text.contains(&format!("the Hub gives {expected}")),
+        "{text}"
+    );
+    let folder = repo_folder(cache.path(), OPUS);
+    assert!(!folder
+        .join("snapshots")
+        .join(MAIN)
+        .join("pytorch_model.bin")
+        .exists());
+    assert!(!folder.join("blobs").join(&expected).exists());
+}
+
+#[test]
+fn a_damaged_cached_blob_is_reported_by_info_and_replaced_by_fetch() {
+    let hub = FakeHub::start();
+    hub.add_repo(OPUS, opus_repo());
+    let cache = tempfile::tempdir().unwrap();
+    let r = resolver(&hub.endpoint(), cache.path());
+    let files = r.resolve(&ModelSpec::default(), &mut ()).unwrap();
+    let info = r.info(&ModelSpec::default()).unwrap();
+    assert!(info.ready(), "{:?}", info.problem);
+    for f in &info.files {
+        let kind = if f.name == "pytorch_model.bin" {
+            HashKind::Sha256
+        } else {
+            HashKind::GitSha1
+        };
+        assert_eq!(f.integrity, Integrity::Verified(kind), "{}", f.name);
+    }
+
+    // One flipped byte in the blob behind the snapshot link: the cheap checks pass (loading
+    // from the cache does not hash 300 MB every time), the hash does not.
+    let intact = std::fs::read(&files.weights).unwrap();
+    std::fs::write(&files.weights, flipped(&intact)).unwrap();
+    r.resolve(&ModelSpec::default(), &mut ()).unwrap();
+    let info = r.info(&ModelSpec::default()).unwrap();
+    assert!(!info.ready());
+    let problem = info.problem.as_deref().unwrap();
+    assert!(
+        problem.contains("pytorch_model.bin is damaged")
+            && problem.contains(&format!("SHA-256 is {}", sha256_hex(&flipped(&intact))))
+            && problem.contains(&format!("not {}", sha256_hex(&intact)))
+            && problem.contains("run `tolk models fetch opus-mt-nl-en` to download it again"),
+        "{problem}"
+    );
+    let bin = info
+        .files
+        .iter()
+        .find(|f| f.name == "pytorch_model.bin")
+        .unwrap();
+    assert_eq!(
+        bin.integrity,
+        Integrity::Mismatch {
+            kind: HashKind::Sha256,
+            expected: sha256_hex(&intact),
+            actual: sha256_hex(&flipped(&intact)),
+        }
+    );
+
+    // `fetch` hashes what is cached and downloads only the damaged file again.
+    hub.clear_requests();
+    let fetched = r
+        .fetch(&ModelSpec::default(), &FetchOptions::default(), &mut ())
+        .unwrap();
+    assert_eq!(fetched.provenance.downloaded, ["pytorch_model.bin"]);
+    assert_eq!(std::fs::read(&fetched.weights).unwrap(), intact);
+    assert!(r.info(&ModelSpec::default()).unwrap().ready());
+
+    // A plain (non-LFS) file is checked by its git blob hash.
+    let TokenizerFiles::SentencePiece { vocab, .. } = &files.tokenizer else {
+        panic!("{:?}", files.tokenizer)
+    };
+    let mut text = std::fs::read(vocab).unwrap();
+    let at = text.iter().rposition(|b| b.is_ascii_lowercase()).unwrap();
+    text[at] = if text[at] == b'q' { b'x' } else { b'q' };
+    std::fs::write(vocab, &text).unwrap();
+    let info = r.info(&ModelSpec::default()).unwrap();
+    let entry = info.files.iter().find(|f| f.name == "vocab.json").unwrap();
+    assert!(
+        matches!(
+            &entry.integrity,
+            Integrity::Mismatch {
+                kind: HashKind::GitSha1,
+                ..
+            }
+        ),
+        "{:?}",
+        entry.integrity
+    );
+    assert!(
+        info.problem
+            .as_deref()
+            .unwrap()
+            .contains("vocab.json is damaged"),
+        "{:?}",
+        info.problem
+    );
 }
