@@ -88,6 +88,7 @@ mod kernels;
 pub mod model;
 pub mod output;
 pub mod pipeline;
+mod proto;
 pub mod record;
 pub mod runtime;
 pub mod segment;

@@ -480,7 +480,7 @@ fn check_sentencepiece(bytes: &[u8]) -> std::result::Result<(), String> {
                 .into(),
         );
     }
-    crate::tokenizer::proto::check_message(bytes, "protobuf")
+    crate::proto::check_message(bytes, "protobuf")
         .map_err(|e| format!("truncated or corrupt: {}", e.0))
 }
 

@@ -856,7 +856,7 @@ fn check_vocab_covers(
     vocab: &HashMap<String, u32>,
     vocab_path: &Path,
 ) -> Result<()> {
-    use super::proto::PieceType;
+    use crate::proto::PieceType;
     let mut normal = 0usize;
     let mut found = 0usize;
     for id in 0..spm.len() as u32 {

@@ -15,15 +15,14 @@ pub mod bpe;
 pub mod marian;
 pub mod moses;
 mod normalizer;
-pub(crate) mod proto;
 pub mod sentencepiece;
 mod trie;
 mod unigram;
 
+pub use crate::proto::{ModelType, PieceType};
 pub use bpe::BpeTokenizer;
 pub use marian::MarianTokenizer;
 pub use moses::MosesPunctNormalizer;
-pub use proto::{ModelType, PieceType};
 pub use sentencepiece::{Piece, SentencePieceModel};
 
 #[cfg(test)]

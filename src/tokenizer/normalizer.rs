@@ -5,8 +5,8 @@
 //! Mirrors `normalizer.cc` of sentencepiece 0.2 (`Normalizer::Normalize`, `NormalizePrefix`,
 //! `DecodePrecompiledCharsMap`) without the byte alignment, which tolk does not need.
 
-use super::proto::NormalizerSpec;
 use super::trie::Trie;
+use crate::proto::NormalizerSpec;
 
 /// `▁` (U+2581), SentencePiece's visible space.
 pub(crate) const SPACE_SYMBOL: &[u8] = "\u{2581}".as_bytes();

@@ -12,10 +12,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::normalizer::{utf8_char_len, Normalizer, SPACE_SYMBOL};
-use super::proto::{ModelProto, ModelType, PieceType};
 use super::trie::Trie;
 use super::unigram::{Span, Unigram};
 use crate::error::{Error, Result};
+use crate::proto::{ModelProto, ModelType, PieceType};
 
 /// What SentencePiece prints for `<unk>` when the model does not say otherwise.
 const DEFAULT_UNK_SURFACE: &str = " \u{2047} ";

@@ -15,8 +15,8 @@
 //! the longest stretch without such a point, while every score is computed as before.
 
 use super::normalizer::one_char_len;
-use super::proto::PieceType;
 use super::trie::Trie;
+use crate::proto::PieceType;
 
 /// SentencePiece's `kUnkPenalty`: an unknown character scores `min_score - 10`.
 const UNK_PENALTY: f32 = 10.0;

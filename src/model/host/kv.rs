@@ -190,6 +190,11 @@ mod x86 {
 
     macro_rules! variant {
         ($name:ident, $features:literal, $load:ty, $e:ty) => {
+            /// [`attend_body`] compiled for these CPU features.
+            ///
+            /// # Safety
+            /// The CPU has every feature this function enables; the slices are as
+            /// [`attend_body`] reads them (checked by [`attend_row`]).
             #[allow(clippy::too_many_arguments)]
             #[target_feature(enable = $features)]
             pub(super) unsafe fn $name(
