@@ -92,6 +92,8 @@ mod proto;
 pub mod record;
 pub mod runtime;
 pub mod segment;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod source;
 pub mod stream;
 pub mod summarize;

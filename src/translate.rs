@@ -144,6 +144,28 @@ impl Translation {
     }
 }
 
+/// Translates the segments of documents: the [`Translator`] itself, or something that batches the
+/// segments of many documents before they reach one (the server's scheduler).
+pub trait SegmentTranslator: Send + Sync {
+    /// One translation per text, in order, with `generation` (as
+    /// [`Translator::translate_with`]).
+    fn translate_segments(
+        &self,
+        texts: &[&str],
+        generation: &GenerationConfig,
+    ) -> Result<Vec<Translation>>;
+}
+
+impl SegmentTranslator for Translator {
+    fn translate_segments(
+        &self,
+        texts: &[&str],
+        generation: &GenerationConfig,
+    ) -> Result<Vec<Translation>> {
+        self.translate_with(texts, generation)
+    }
+}
+
 /// A loaded translation model: tokenizer, weights, generation defaults and batching.
 ///
 /// `Translator` is `Send + Sync`: load it once and share it (e.g. in an `Arc`) between threads.

@@ -108,8 +108,8 @@ pub struct PipelineArgs {
     /// The model: a catalogue name (`tolk models list`), a Hub repository ORG/NAME[@REVISION], or
     /// a local directory with config.json, source.spm, target.spm, vocab.json and the weights.
     #[arg(long, short, env = "TOLK_MODEL", default_value = DEFAULT_MODEL, value_name = "SPEC",
-          help_heading = "Model")]
-    pub model: String,
+          action = clap::ArgAction::Append, help_heading = "Model")]
+    pub model: Vec<String>,
 
     /// Git revision (branch, tag, commit) of a Hub or catalogue model.
     #[arg(long, value_name = "REV", help_heading = "Model")]
@@ -266,14 +266,37 @@ impl PipelineArgs {
             .with_block_bytes(usize::try_from(self.stream_block).unwrap_or(usize::MAX))
     }
 
-    /// The model spec with `--revision` applied.
+    /// The model spec with `--revision` applied (one `--model`: only `serve` takes several).
     pub fn spec(&self) -> anyhow::Result<ModelSpec> {
-        Ok(ModelSpec::parse(&self.model)?.with_revision(self.revision.as_deref())?)
+        match self.model.as_slice() {
+            [one] => self.spec_of(one),
+            _ => anyhow::bail!("--model: give one model (only `tolk serve` takes several)"),
+        }
+    }
+
+    /// `text` as a model spec, with `--revision` applied.
+    pub fn spec_of(&self, text: &str) -> anyhow::Result<ModelSpec> {
+        Ok(ModelSpec::parse(text)?.with_revision(self.revision.as_deref())?)
     }
 
     /// Loads the model and builds the pipeline, with a download bar per file on a terminal.
     pub fn build(&self, global: Global) -> anyhow::Result<Pipeline> {
-        let spec = self.spec()?;
+        self.build_spec(self.spec()?, global)
+    }
+
+    /// [`PipelineArgs::build`] for one model of several.
+    pub fn build_spec(&self, spec: ModelSpec, global: Global) -> anyhow::Result<Pipeline> {
+        let summarizer = self.summarizer(global)?;
+        self.build_with(spec, summarizer, global)
+    }
+
+    /// [`PipelineArgs::build_spec`] with a summariser already made.
+    pub fn build_with(
+        &self,
+        spec: ModelSpec,
+        summarizer: SummarizerChoice,
+        global: Global,
+    ) -> anyhow::Result<Pipeline> {
         let mut builder = Pipeline::builder()
             .model(spec.clone())
             .device(device(&self.device)?)
@@ -294,7 +317,7 @@ impl PipelineArgs {
             })
             .segment_mode(self.segment.into())
             .quantize(self.quantize.map(|_| Quantization::Int8))
-            .summarizer(self.summarizer(global)?);
+            .summarizer(summarizer);
         match self.guards {
             GuardsArg::Auto => {}
             GuardsArg::On => builder = builder.guards(Guards::on()),
@@ -329,12 +352,13 @@ impl PipelineArgs {
         })
     }
 
-    fn summarizer(&self, global: Global) -> anyhow::Result<SummarizerChoice> {
+    /// The summariser the options ask for (an abstractive one is loaded here).
+    pub fn summarizer(&self, global: Global) -> anyhow::Result<SummarizerChoice> {
         if self.no_summary {
             return Ok(SummarizerChoice::Disabled);
         }
         if self.summarizer == SummarizerArg::Abstractive {
-            let s = abstractive(&self.summary_model, self.offline, global)?;
+            let s = abstractive(&self.summary_model, self.offline, self.quantize, global)?;
             return Ok(SummarizerChoice::Custom(s));
         }
         let length = match (self.summary_sentences, self.summary_ratio) {
@@ -352,6 +376,7 @@ impl PipelineArgs {
 pub fn abstractive(
     spec: &str,
     offline: bool,
+    quantize: Option<QuantizeArg>,
     global: Global,
 ) -> anyhow::Result<Arc<AbstractiveSummarizer>> {
     let spec = ModelSpec::parse(spec)?;
@@ -360,7 +385,9 @@ pub fn abstractive(
     let files = resolver
         .resolve(&spec, &mut bars)
         .with_context(|| format!("cannot load the summarisation model {spec}"))?;
-    let s = AbstractiveSummarizer::from_files(files, &LoadOptions::default())
+    let options =
+        LoadOptions::default().with_quantize(quantize.map(|QuantizeArg::Int8| Quantization::Int8));
+    let s = AbstractiveSummarizer::from_files(files, &options)
         .with_context(|| format!("cannot load the summarisation model {spec}"))?;
     Ok(Arc::new(s))
 }

@@ -13,6 +13,8 @@ mod bench;
 mod generate;
 mod models;
 mod progress;
+#[cfg(feature = "serve")]
+mod serve;
 mod text;
 mod translate;
 
@@ -56,6 +58,9 @@ enum Command {
     Summarize(text::SummarizeArgs),
     /// Time translation in one process: a warm-up run, then the best of --repeat runs.
     Bench(bench::BenchArgs),
+    /// Serve translations over HTTP: LibreTranslate's API and tolk's own.
+    #[cfg(feature = "serve")]
+    Serve(serve::ServeArgs),
     /// List, download and inspect models.
     Models {
         #[command(subcommand)]
@@ -89,6 +94,8 @@ pub fn main() -> ExitCode {
         Command::Segment(args) => text::segment(args),
         Command::Summarize(args) => text::summarize(args, global),
         Command::Bench(args) => bench::run(args, global),
+        #[cfg(feature = "serve")]
+        Command::Serve(args) => serve::run(args, global),
         Command::Models { command } => models::run(command, global),
         Command::Completions(args) => generate::completions(args),
         Command::Man(args) => generate::man(args),

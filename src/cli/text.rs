@@ -176,6 +176,10 @@ pub struct SummarizeArgs {
     /// Never download the summarisation model (Hugging Face cache or directory only).
     #[arg(long)]
     pub offline: bool,
+
+    /// Quantise the abstractive summariser's weights at load time (faster, smaller).
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub quantize: Option<super::args::QuantizeArg>,
 }
 
 #[derive(Serialize)]
@@ -213,7 +217,7 @@ pub fn summarize(args: SummarizeArgs, global: Global) -> anyhow::Result<ExitCode
             (summarize_english(&s, &source)?, "extractive".to_string())
         }
         SummarizerArg::Abstractive => {
-            let s = abstractive(&args.summary_model, args.offline, global)?;
+            let s = abstractive(&args.summary_model, args.offline, args.quantize, global)?;
             (summarize_english(&*s, &source)?, s.name().to_string())
         }
     };

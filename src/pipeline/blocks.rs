@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
-use super::Pipeline;
+use super::{DocumentRun, Pipeline};
 use crate::error::Result;
 use crate::record::SentenceOutput;
 use crate::segment::{Document, Segment};
@@ -24,6 +24,7 @@ impl Pipeline {
         offset: usize,
         mid_sentence: bool,
         cursor: &mut BlockCursor,
+        run: &DocumentRun<'_>,
     ) -> Result<BlockRun> {
         let t = Instant::now();
         let mut doc = if text.trim().is_empty() {
@@ -56,7 +57,7 @@ impl Pipeline {
             if inputs.is_empty() {
                 Vec::new()
             } else {
-                self.translator.translate_with(&inputs, &self.generation)?
+                run.translator.translate_segments(&inputs, run.generation)?
             }
         };
         let translate = t.elapsed();

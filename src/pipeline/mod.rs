@@ -48,7 +48,7 @@ use crate::segment::{flatten, Document, SegmentMode, Segmenter};
 use crate::source::{Catalogue, DownloadProgress, HubSettings, ModelSpec, Resolver};
 use crate::stream::{BlockSource, DocumentInput, TextBlock};
 use crate::summarize::{ExtractiveOptions, ExtractiveSummarizer, Summarizer};
-use crate::translate::{BatchOptions, Guards, LoadOptions, Translator};
+use crate::translate::{BatchOptions, Guards, LoadOptions, SegmentTranslator, Translator};
 
 /// Default for [`PipelineBuilder::max_segment_tokens`]: a little under the 512 positions of the
 /// opus-mt models, so a piece never reaches the limit even after punctuation normalisation.
@@ -637,11 +637,32 @@ impl Pipeline {
         input: &mut dyn BlockSource,
         writer: &mut StreamWriter<W>,
     ) -> Result<DocumentReport> {
-        let report = self.run_blocks(input, |block, sentences| {
+        self.translate_document_with(&self.document_run(), input, writer)
+    }
+
+    /// [`Pipeline::translate_document`] run as `run` says (another translator, other generation
+    /// settings, no summary).
+    pub fn translate_document_with<W: Write>(
+        &self,
+        run: &DocumentRun<'_>,
+        input: &mut dyn BlockSource,
+        writer: &mut StreamWriter<W>,
+    ) -> Result<DocumentReport> {
+        let report = self.run_blocks_with(run, input, |block, sentences| {
             writer.block(&block.text, &sentences)
         })?;
         writer.finish(report.summary.as_ref(), &self.model, &report.timings)?;
         Ok(report)
+    }
+
+    /// How [`Pipeline::translate_document`] runs a document: with the pipeline's translator, its
+    /// generation settings and its summariser.
+    pub fn document_run(&self) -> DocumentRun<'_> {
+        DocumentRun {
+            translator: &*self.translator,
+            generation: &self.generation,
+            summary: true,
+        }
     }
 
     /// Translates a document block by block, calling `on_block` with each block and its segment
@@ -649,6 +670,16 @@ impl Pipeline {
     /// and summarises it at the end from its leading sentences ([`SummaryLimits`]).
     pub fn run_blocks(
         &self,
+        input: &mut dyn BlockSource,
+        on_block: impl FnMut(&TextBlock, Vec<SentenceOutput>) -> Result<()>,
+    ) -> Result<DocumentReport> {
+        self.run_blocks_with(&self.document_run(), input, on_block)
+    }
+
+    /// [`Pipeline::run_blocks`] run as `run` says.
+    pub fn run_blocks_with(
+        &self,
+        run: &DocumentRun<'_>,
         input: &mut dyn BlockSource,
         mut on_block: impl FnMut(&TextBlock, Vec<SentenceOutput>) -> Result<()>,
     ) -> Result<DocumentReport> {
@@ -670,14 +701,21 @@ impl Pipeline {
         let mut summary_input = self
             .summarizer
             .as_ref()
+            .filter(|_| run.summary)
             .map(|_| summary::SummaryInput::limited(self.summary_limits));
         while let Some(block) = input.next_block()? {
-            let run = self.run_block(&block.text, block.offset, block.mid_sentence, &mut cursor)?;
-            report.timings.segment += run.segment;
-            report.timings.translate += run.translate;
+            let done = self.run_block(
+                &block.text,
+                block.offset,
+                block.mid_sentence,
+                &mut cursor,
+                run,
+            )?;
+            report.timings.segment += done.segment;
+            report.timings.translate += done.translate;
             report.blocks += 1;
-            report.segments += run.sentences.len();
-            for s in &run.sentences {
+            report.segments += done.sentences.len();
+            for s in &done.sentences {
                 if s.translation.is_some() {
                     report.sentences += 1;
                 }
@@ -687,7 +725,7 @@ impl Pipeline {
                     summary.push(s);
                 }
             }
-            on_block(&block, run.sentences)?;
+            on_block(&block, done.sentences)?;
         }
         let t = Instant::now();
         report.summary = match (self.summarizer.as_deref(), summary_input) {
@@ -698,6 +736,28 @@ impl Pipeline {
         report.timings.total = started.elapsed();
         report.decode = input.decode_stats();
         Ok(report)
+    }
+}
+
+/// How one document is run: through which translator (the pipeline's own, or a scheduler that
+/// batches the segments of many documents together, as the server does), with which generation
+/// settings, with or without the summary. [`Pipeline::document_run`] gives the pipeline's own.
+#[derive(Clone, Copy)]
+pub struct DocumentRun<'a> {
+    /// Translates each document's segments.
+    pub translator: &'a dyn SegmentTranslator,
+    /// The generation settings.
+    pub generation: &'a GenerationConfig,
+    /// Whether the pipeline's summariser (if it has one) summarises the document.
+    pub summary: bool,
+}
+
+impl fmt::Debug for DocumentRun<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DocumentRun")
+            .field("generation", self.generation)
+            .field("summary", &self.summary)
+            .finish_non_exhaustive()
     }
 }
 

@@ -18,5 +18,7 @@ mod tokenizer;
 // Downloads need the `hub` feature; directories and the catalogue are also covered by unit tests.
 #[cfg(feature = "hub")]
 mod hub_server;
+#[cfg(feature = "serve")]
+mod serve;
 #[cfg(feature = "hub")]
 mod source;

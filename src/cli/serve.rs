@@ -1,0 +1,252 @@
+//! `tolk serve`: the translation server (LibreTranslate's API and tolk's own).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use tolk::pipeline::SummarizerChoice;
+use tolk::serve::{Models, SchedulerOptions, ServeOptions, ServedModel, Server};
+use tolk::source::ModelSpec;
+
+use super::args::{parse_size, PipelineArgs};
+use super::Global;
+
+/// Options of `tolk serve`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+LibreTranslate's API (POST /translate, /detect; GET /languages, /frontend/settings) and tolk's
+own (POST /v1/translate, /v1/summarize; GET /healthz, /readyz, /metrics). --model may be given
+several times; each model's language pair comes from the catalogue, from an opus-mt-SRC-TGT name,
+or from --pair (in the order of the models).
+
+Examples:
+  tolk serve
+  tolk serve --host 0.0.0.0 --port 5000 --api-keys keys.txt --char-limit 5000
+  tolk serve --model ./opus-mt-zh-en --pair zh-en --quantize int8
+  curl -s localhost:5000/translate -H 'Content-Type: application/json' \\
+       -d '{\"q\": \"Het kabinet is gevallen.\", \"source\": \"nl\", \"target\": \"en\"}'")]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1", help_heading = "Server")]
+    pub host: IpAddr,
+
+    /// Port to listen on (0: any free port; the chosen one is printed).
+    #[arg(long, default_value_t = 5000, help_heading = "Server")]
+    pub port: u16,
+
+    /// The language pair of each --model, in order (SRC-TGT, e.g. nl-en), where neither the
+    /// catalogue nor the model's name says it.
+    #[arg(long, value_name = "SRC-TGT", help_heading = "Server")]
+    pub pair: Vec<String>,
+
+    /// A file of API keys, one per line (# comments): every request then needs one.
+    #[arg(long, value_name = "FILE", help_heading = "Server")]
+    pub api_keys: Option<PathBuf>,
+
+    /// Most characters in one text (LibreTranslate's char limit).
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub char_limit: Option<usize>,
+
+    /// Most texts in one request's list.
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub batch_limit: Option<usize>,
+
+    /// Most bytes in a request body (K, M: 1024-based).
+    #[arg(long, value_name = "SIZE", default_value = "2M", value_parser = parse_size,
+          help_heading = "Limits")]
+    pub max_body: u64,
+
+    /// Most requests answered at once; more get 503 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = 64, help_heading = "Limits")]
+    pub max_in_flight: usize,
+
+    /// Most segments waiting for the model; a request that would pass it gets 503.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 4096,
+        help_heading = "Limits"
+    )]
+    pub max_queued: usize,
+
+    /// Most requests per minute from one client (API key, else address); more get 429.
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub req_limit: Option<u32>,
+
+    /// Seconds a request may take; then 503.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 120,
+        help_heading = "Limits"
+    )]
+    pub request_timeout: u64,
+
+    /// Milliseconds a round of segments waits for more requests' segments before it runs.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 5,
+        help_heading = "Batching"
+    )]
+    pub batch_wait: u64,
+
+    /// Allow cross-origin requests from this origin (`*`: any). Default: no CORS headers.
+    #[arg(long, value_name = "ORIGIN", help_heading = "Server")]
+    pub cors: Option<String>,
+
+    /// Seconds the requests in flight have to finish after SIGTERM or SIGINT.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 30,
+        help_heading = "Server"
+    )]
+    pub shutdown_grace: u64,
+
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+}
+
+/// The language pair of a model: `--pair`, else its catalogue entry, else an `opus-mt-SRC-TGT`
+/// name (Hub repository or directory).
+fn pair_of(
+    spec: &ModelSpec,
+    text: &str,
+    given: Option<&String>,
+) -> anyhow::Result<(String, String)> {
+    if let Some(p) = given {
+        let (s, t) = p
+            .split_once('-')
+            .filter(|(s, t)| !s.is_empty() && !t.is_empty())
+            .with_context(|| format!("--pair {p}: expected SRC-TGT, for example nl-en"))?;
+        return Ok((s.to_ascii_lowercase(), t.to_ascii_lowercase()));
+    }
+    if let ModelSpec::Catalogue { name, .. } = spec {
+        if let Some(m) = tolk::source::Catalogue::from_env()?.get(name) {
+            return Ok((m.source_language.clone(), m.target_language.clone()));
+        }
+    }
+    let name = text
+        .trim_end_matches('/')
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or(text);
+    let name = name.split('@').next().unwrap_or(name);
+    if let Some(rest) = name.strip_prefix("opus-mt-") {
+        let parts: Vec<&str> = rest.split('-').collect();
+        if let [s, t] = parts.as_slice() {
+            return Ok((s.to_string(), t.to_string()));
+        }
+    }
+    anyhow::bail!(
+        "cannot tell the language pair of the model {text}: give it with --pair SRC-TGT (for example --pair nl-en)"
+    )
+}
+
+/// Runs `tolk serve`.
+#[allow(clippy::result_large_err)] // the loader returns the library's error type
+pub fn run(args: ServeArgs, global: Global) -> anyhow::Result<ExitCode> {
+    let api_keys = match &args.api_keys {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the API keys file {}", path.display()))?;
+            let keys: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string)
+                .collect();
+            anyhow::ensure!(
+                !keys.is_empty(),
+                "the API keys file {} has no keys",
+                path.display()
+            );
+            keys
+        }
+        None => Vec::new(),
+    };
+    // Every model's spec and pair are checked before the server starts.
+    let mut specs = Vec::new();
+    for (i, text) in args.pipeline.model.iter().enumerate() {
+        let spec = args.pipeline.spec_of(text)?;
+        let pair = pair_of(&spec, text, args.pair.get(i))?;
+        specs.push((spec, pair));
+    }
+    anyhow::ensure!(
+        args.pair.len() <= specs.len(),
+        "{} --pair for {} --model",
+        args.pair.len(),
+        specs.len()
+    );
+    let batching = args.pipeline.batch_size.unwrap_or(32);
+    let options = ServeOptions {
+        addr: SocketAddr::new(args.host, args.port),
+        api_keys,
+        char_limit: args.char_limit,
+        batch_limit: args.batch_limit,
+        max_body_bytes: usize::try_from(args.max_body).unwrap_or(usize::MAX),
+        max_in_flight: args.max_in_flight.max(1),
+        req_limit: args.req_limit,
+        request_timeout: Duration::from_secs(args.request_timeout.max(1)),
+        cors: args.cors.clone(),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        scheduler: SchedulerOptions {
+            round_segments: batching.max(1),
+            max_wait: Duration::from_millis(args.batch_wait),
+            max_queued: args.max_queued.max(1),
+        },
+    };
+    let pipeline_args = args.pipeline.clone();
+    let loader_global = Global {
+        quiet: true,
+        ..global
+    };
+    let server = Server::start(options, move || {
+        let failed = |e: anyhow::Error| tolk::Error::Internal(format!("{e:#}"));
+        let summarizer = pipeline_args.summarizer(loader_global).map_err(failed)?;
+        let native = match &summarizer {
+            SummarizerChoice::Custom(s) => Some(Arc::clone(s)),
+            _ => None,
+        };
+        let mut models = Vec::new();
+        for (spec, (source, target)) in specs {
+            let pipeline = pipeline_args
+                .build_with(spec.clone(), summarizer.clone(), loader_global)
+                .map_err(|e| failed(e.context(format!("cannot load the model {spec}"))))?;
+            models.push(ServedModel {
+                pipeline: Arc::new(pipeline),
+                source,
+                target,
+            });
+        }
+        Ok(Models {
+            models,
+            summarizer: native,
+        })
+    })?;
+    if !global.silent {
+        eprintln!(
+            "tolk serve: listening on http://{} (loading the models; GET /readyz says when they are in)",
+            server.addr()
+        );
+    }
+    match server.wait_until_ready() {
+        Some(Ok(())) if !global.silent => eprintln!("tolk serve: ready"),
+        Some(Err(e)) => {
+            let _ = server.shutdown();
+            anyhow::bail!("{e}");
+        }
+        _ => {}
+    }
+    server.wait()?;
+    if !global.silent {
+        eprintln!("tolk serve: stopped");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,576 @@
+//! `tolk serve`: LibreTranslate's API and the native one over real HTTP on 127.0.0.1 (port 0),
+//! with the tiny committed model: response shapes (string and list `q`; JSON, form and multipart
+//! bodies), every bad input a clear 4xx, API keys, limits (413, 429, 503), 32 concurrent clients
+//! getting what one-by-one requests get, their segments sharing batches, a client that goes away,
+//! and a graceful shutdown with requests in flight.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tolk::pipeline::{GenerationOverrides, Pipeline, SummarizerChoice};
+use tolk::serve::{Models, SchedulerOptions, ServeOptions, ServedModel, Server};
+
+use crate::common::fixture_dir;
+
+fn pipeline(tokens: usize) -> Arc<Pipeline> {
+    Arc::new(
+        Pipeline::builder()
+            .model_dir(fixture_dir("marian-tiny"))
+            .overrides(
+                GenerationOverrides::default()
+                    .with_num_beams(1)
+                    .with_max_new_tokens(tokens),
+            )
+            .summarizer(SummarizerChoice::default())
+            .build()
+            .unwrap(),
+    )
+}
+
+#[allow(clippy::result_large_err)]
+fn start_with(options: ServeOptions, tokens: usize) -> Server {
+    let options = ServeOptions {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..options
+    };
+    let server = Server::start(options, move || {
+        Ok(Models {
+            models: vec![ServedModel {
+                pipeline: pipeline(tokens),
+                source: "nl".into(),
+                target: "en".into(),
+            }],
+            summarizer: None,
+        })
+    })
+    .unwrap();
+    assert_eq!(server.wait_until_ready(), Some(Ok(())));
+    server
+}
+
+fn start() -> Server {
+    start_with(ServeOptions::default(), 8)
+}
+
+/// One HTTP/1.1 exchange on a fresh connection: (status, headers in lower case, body).
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let status = head[9..12].parse().unwrap();
+    (status, head, raw[split + 4..].to_vec())
+}
+
+fn post_json(addr: SocketAddr, path: &str, body: &Value) -> (u16, Value) {
+    let (status, _, b) = http(
+        addr,
+        "POST",
+        path,
+        "application/json",
+        body.to_string().as_bytes(),
+    );
+    (status, serde_json::from_slice(&b).unwrap_or(Value::Null))
+}
+
+fn error(addr: SocketAddr, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+    let (status, _, b) = http(addr, "POST", path, content_type, body);
+    let v: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
+    (status, v["error"].as_str().unwrap_or("").to_string())
+}
+
+const ARTICLE: &str = "Kabinet valt\n\nHet kabinet is gevallen. De premier biedt zijn ontslag aan.";
+
+#[test]
+fn libretranslate_shapes_for_strings_lists_forms_and_auto() {
+    let server = start();
+    let a = server.addr();
+    let (s, v) = post_json(
+        a,
+        "/translate",
+        &json!({"q": ARTICLE, "source": "nl", "target": "en"}),
+    );
+    assert_eq!(s, 200, "{v}");
+    let one = v["translatedText"].as_str().unwrap().to_string();
+    assert!(one.contains("\n\n"), "the layout is kept: {one:?}");
+    assert!(v.get("detectedLanguage").is_none() && v.get("alternatives").is_none());
+    // The same text through the library's pipeline.
+    let want = pipeline(8).run(ARTICLE).unwrap().translation;
+    assert_eq!(one, want);
+    // A list: a list back, same length and order.
+    let (s, v) = post_json(
+        a,
+        "/translate",
+        &json!({"q": [ARTICLE, "", "Goedemorgen."], "source": "nl", "target": "en", "api_key": null}),
+    );
+    assert_eq!(s, 200, "{v}");
+    let list = v["translatedText"].as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[0], one);
+    assert_eq!(list[1], "");
+    // A form body (libretranslatepy) and multipart (LibreTranslate's web page).
+    let form = format!(
+        "q={}&source=nl&target=en",
+        ARTICLE.replace(' ', "+").replace('\n', "%0A")
+    );
+    let (s, _, b) = http(
+        a,
+        "POST",
+        "/translate",
+        "application/x-www-form-urlencoded",
+        form.as_bytes(),
+    );
+    assert_eq!(s, 200);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&b).unwrap()["translatedText"],
+        one
+    );
+    let multipart = format!(
+        "--XX\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\n{ARTICLE}\r\n--XX\r\nContent-Disposition: form-data; name=\"source\"\r\n\r\nnl\r\n--XX\r\nContent-Disposition: form-data; name=\"target\"\r\n\r\nen\r\n--XX--\r\n"
+    );
+    let (s, _, b) = http(
+        a,
+        "POST",
+        "/translate",
+        "multipart/form-data; boundary=XX",
+        multipart.as_bytes(),
+    );
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&b).unwrap()["translatedText"],
+        one
+    );
+    // auto: detectedLanguage, an object for a string, a list for a list.
+    let (_, v) = post_json(
+        a,
+        "/translate",
+        &json!({"q": "Het kabinet heeft dinsdag nieuwe maatregelen aangekondigd.", "source": "auto", "target": "en"}),
+    );
+    assert_eq!(v["detectedLanguage"]["language"], "nl", "{v}");
+    assert!(v["detectedLanguage"]["confidence"].as_f64().unwrap() > 0.0);
+    let (_, v) = post_json(
+        a,
+        "/translate",
+        &json!({"q": ["Het kabinet is gevallen.", "De premier biedt zijn ontslag aan."], "source": "auto", "target": "en"}),
+    );
+    assert_eq!(v["detectedLanguage"].as_array().unwrap().len(), 2, "{v}");
+    // Alternatives: other hypotheses, never the translation itself.
+    let (_, v) = post_json(
+        a,
+        "/translate",
+        &json!({"q": "Goedemorgen allemaal.", "source": "nl", "target": "en", "alternatives": 2}),
+    );
+    let alts = v["alternatives"].as_array().unwrap();
+    assert!(!alts.is_empty() && alts.len() <= 2, "{v}");
+    assert!(alts.iter().all(|x| x != &v["translatedText"]));
+    // Identity: source = target gives the text back.
+    let (_, v) = post_json(
+        a,
+        "/translate",
+        &json!({"q": "Hallo", "source": "nl", "target": "nl"}),
+    );
+    assert_eq!(v["translatedText"], "Hallo");
+    // The other endpoints.
+    let (s, _, b) = http(a, "GET", "/languages", "application/json", b"");
+    assert_eq!(s, 200);
+    let langs: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(
+        langs,
+        json!([{"code": "en", "name": "English", "targets": ["en"]},
+               {"code": "nl", "name": "Dutch", "targets": ["en", "nl"]}])
+    );
+    let (s, _, b) = http(
+        a,
+        "POST",
+        "/detect",
+        "application/x-www-form-urlencoded",
+        b"q=Het+weer+is+vandaag+erg+mooi+in+Amsterdam",
+    );
+    assert_eq!(s, 200);
+    let d: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(d[0]["language"], "nl", "{d}");
+    let (s, _, b) = http(a, "GET", "/frontend/settings", "", b"");
+    assert_eq!(s, 200);
+    let f: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(
+        (f["charLimit"].clone(), f["keyRequired"].clone()),
+        (json!(-1), json!(false))
+    );
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn bad_inputs_are_clear_4xx_and_the_server_keeps_serving() {
+    let server = start();
+    let a = server.addr();
+    let j = "application/json";
+    for (body, status, message) in [
+        (
+            json!({"source": "nl", "target": "en"}).to_string(),
+            400,
+            "Invalid request: missing q parameter",
+        ),
+        (
+            json!({"q": "", "source": "nl", "target": "en"}).to_string(),
+            400,
+            "Invalid request: missing q parameter",
+        ),
+        (
+            json!({"q": [], "source": "nl", "target": "en"}).to_string(),
+            400,
+            "Invalid request: missing q parameter",
+        ),
+        (
+            json!({"q": "x", "target": "en"}).to_string(),
+            400,
+            "Invalid request: missing source parameter",
+        ),
+        (
+            json!({"q": "x", "source": "nl"}).to_string(),
+            400,
+            "Invalid request: missing target parameter",
+        ),
+        (
+            json!({"q": "x", "source": "xx", "target": "en"}).to_string(),
+            400,
+            "xx is not supported",
+        ),
+        (
+            json!({"q": "x", "source": "nl", "target": "de"}).to_string(),
+            400,
+            "de is not supported",
+        ),
+        (
+            json!({"q": "x", "source": "en", "target": "nl"}).to_string(),
+            400,
+            "Dutch (nl) is not available as a target language from English (en)",
+        ),
+        (
+            json!({"q": 5, "source": "nl", "target": "en"}).to_string(),
+            400,
+            "Invalid request: q must be a string or a list of strings",
+        ),
+        (
+            json!({"q": ["a", 5], "source": "nl", "target": "en"}).to_string(),
+            400,
+            "Invalid request: q must be a string or a list of strings",
+        ),
+        (
+            json!({"q": "x", "source": "nl", "target": "en", "alternatives": "abc"}).to_string(),
+            400,
+            "Invalid request: alternatives parameter is not a number",
+        ),
+        (
+            json!({"q": "x", "source": "nl", "target": "en", "format": "markdown"}).to_string(),
+            400,
+            "markdown format is not supported",
+        ),
+        (json!(["x"]).to_string(), 400, "Invalid JSON format"),
+        ("{\"q\":".to_string(), 400, "Invalid JSON format"),
+    ] {
+        let (s, e) = error(a, "/translate", j, body.as_bytes());
+        assert_eq!(
+            (s, e.starts_with(message)),
+            (status, true),
+            "{body}: {s} {e}"
+        );
+    }
+    let (s, e) = error(
+        a,
+        "/translate",
+        j,
+        b"{\"q\": \"caf\xe9\", \"source\": \"nl\", \"target\": \"en\"}",
+    );
+    assert_eq!(s, 400);
+    assert!(e.contains("not valid UTF-8"), "{e}");
+    let (s, e) = error(
+        a,
+        "/translate",
+        "application/x-www-form-urlencoded",
+        b"q=caf%E9&source=nl&target=en\xff",
+    );
+    assert_eq!(s, 400, "{e}");
+    // A 50 MB body: 413, read no further than the limit.
+    let big = vec![b'a'; 50 << 20];
+    let (s, e) = error(a, "/translate", j, &big);
+    assert_eq!(s, 413, "{e}");
+    let (s, _, _) = http(a, "GET", "/nope", "", b"");
+    assert_eq!(s, 404);
+    // Still serving.
+    let (s, _) = post_json(
+        a,
+        "/translate",
+        &json!({"q": "Hallo wereld.", "source": "nl", "target": "en"}),
+    );
+    assert_eq!(s, 200);
+    // The native API refuses what it does not know.
+    let (s, v) = post_json(a, "/v1/translate", &json!({"text": "x", "optionz": {}}));
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = post_json(
+        a,
+        "/v1/translate",
+        &json!({"text": "x", "options": {"num_beams": 0}}),
+    );
+    assert_eq!(s, 400, "{v}");
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn api_keys_and_limits() {
+    let keyed = start_with(
+        ServeOptions {
+            api_keys: vec!["s3cret".into()],
+            char_limit: Some(20),
+            batch_limit: Some(2),
+            ..ServeOptions::default()
+        },
+        4,
+    );
+    let a = keyed.addr();
+    let j = "application/json";
+    let ask = |key: Value, q: Value| {
+        let body = json!({"q": q, "source": "nl", "target": "en", "api_key": key}).to_string();
+        error(a, "/translate", j, body.as_bytes())
+    };
+    assert_eq!(
+        ask(Value::Null, json!("Hallo")),
+        (
+            400,
+            "Please contact the server operator to get an API key".into()
+        )
+    );
+    assert_eq!(
+        ask(json!("wrong"), json!("Hallo")),
+        (403, "Invalid API key".into())
+    );
+    assert_eq!(ask(json!("s3cret"), json!("Hallo")).0, 200);
+    assert_eq!(
+        ask(
+            json!("s3cret"),
+            json!("Dit is een zin van meer dan twintig tekens.")
+        ),
+        (
+            400,
+            "Invalid request: request (43) exceeds text limit (20)".into()
+        )
+    );
+    assert_eq!(
+        ask(json!("s3cret"), json!(["a", "b", "c"])),
+        (
+            400,
+            "Invalid request: request (3) exceeds text limit (2)".into()
+        )
+    );
+    let (_, _, b) = http(a, "GET", "/frontend/settings", "", b"");
+    let f: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(
+        (f["apiKeys"].clone(), f["charLimit"].clone()),
+        (json!(true), json!(20))
+    );
+    keyed.shutdown().unwrap();
+
+    // Rate: the third request of a minute is 429, with Retry-After.
+    let limited = start_with(
+        ServeOptions {
+            req_limit: Some(2),
+            ..ServeOptions::default()
+        },
+        4,
+    );
+    let a = limited.addr();
+    let body = json!({"q": "Hallo", "source": "nl", "target": "en"}).to_string();
+    for _ in 0..2 {
+        assert_eq!(http(a, "POST", "/translate", j, body.as_bytes()).0, 200);
+    }
+    let (s, head, b) = http(a, "POST", "/translate", j, body.as_bytes());
+    assert_eq!(s, 429);
+    assert!(head.contains("retry-after:"), "{head}");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&b).unwrap()["error"],
+        "Slowdown: 2 per 1 minute"
+    );
+    limited.shutdown().unwrap();
+
+    // Busy: no room for another request in flight, or no time: 503 with Retry-After.
+    for options in [
+        ServeOptions {
+            max_in_flight: 0,
+            ..ServeOptions::default()
+        },
+        ServeOptions {
+            request_timeout: Duration::from_millis(1),
+            ..ServeOptions::default()
+        },
+    ] {
+        let busy = start_with(options, 200);
+        let (s, head, _) = http(
+            busy.addr(),
+            "POST",
+            "/translate",
+            j,
+            json!({"q": ARTICLE.repeat(20), "source": "nl", "target": "en"})
+                .to_string()
+                .as_bytes(),
+        );
+        assert_eq!(s, 503);
+        assert!(head.contains("retry-after:"), "{head}");
+        busy.shutdown().unwrap();
+    }
+}
+
+fn metric(addr: SocketAddr, name: &str) -> f64 {
+    let (_, _, b) = http(addr, "GET", "/metrics", "", b"");
+    String::from_utf8(b)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{name} "))
+                .map(|v| v.parse().unwrap())
+        })
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn concurrent_clients_get_what_one_by_one_requests_get_in_shared_batches() {
+    let server = start_with(
+        ServeOptions {
+            scheduler: SchedulerOptions {
+                max_wait: Duration::from_millis(30),
+                ..SchedulerOptions::default()
+            },
+            ..ServeOptions::default()
+        },
+        8,
+    );
+    let a = server.addr();
+    let texts: Vec<String> = (0..32)
+        .map(|i| format!("Bericht {i}\n\nHet kabinet heeft op dag {i} nieuwe plannen. De minister reageert morgen."))
+        .collect();
+    let alone: Vec<Value> = texts
+        .iter()
+        .map(|t| {
+            post_json(
+                a,
+                "/translate",
+                &json!({"q": t, "source": "nl", "target": "en"}),
+            )
+            .1
+        })
+        .collect();
+    let before = metric(a, "tolk_batches_multi_request_total");
+    let together: Vec<Value> = std::thread::scope(|s| {
+        let handles: Vec<_> = texts
+            .iter()
+            .map(|t| {
+                s.spawn(move || {
+                    post_json(
+                        a,
+                        "/translate",
+                        &json!({"q": t, "source": "nl", "target": "en"}),
+                    )
+                    .1
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(together, alone);
+    let after = metric(a, "tolk_batches_multi_request_total");
+    assert!(
+        after > before,
+        "no batch held segments of several requests ({before} -> {after})"
+    );
+    // The native API: the --format json record.
+    let (s, v) = post_json(a, "/v1/translate", &json!({"text": ARTICLE}));
+    assert_eq!(s, 200);
+    assert_eq!(
+        v["translation"],
+        pipeline(8).run(ARTICLE).unwrap().translation
+    );
+    assert_eq!(v["sentences"].as_array().unwrap().len(), 3);
+    assert!(v["summary"]["sentences"].is_array());
+    let (s, v) = post_json(
+        a,
+        "/v1/summarize",
+        &json!({"text": "The water board starts a trial dike. It is made of seagrass. The dike is 800 metres long. It should be ready in 2026.", "sentences": 2}),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["sentences"].as_array().unwrap().len(), 2);
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(http(a, "GET", path, "", b"").0, 200);
+    }
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn a_client_that_goes_away_is_dropped_and_shutdown_finishes_requests_in_flight() {
+    let server = start_with(ServeOptions::default(), 60);
+    let a = server.addr();
+    let long: Vec<String> = (0..200)
+        .map(|i| format!("Dit is zin nummer {i} van een lang verhaal over de polder."))
+        .collect();
+    let body = json!({"q": long.join(" "), "source": "nl", "target": "en"}).to_string();
+    {
+        let mut s = TcpStream::connect(a).unwrap();
+        let head = format!(
+            "POST /translate HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        // Gone before the answer.
+    }
+    let mut cancelled = 0.0;
+    for _ in 0..200 {
+        cancelled = metric(a, "tolk_cancelled_requests_total");
+        if cancelled >= 1.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(cancelled >= 1.0, "the abandoned request was not cancelled");
+    // Requests in flight when the server is told to stop are all answered.
+    let results = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| http(a, "POST", "/translate", "application/json", body.as_bytes()).0)
+            })
+            .collect();
+        // Until all four are in.
+        for _ in 0..400 {
+            if metric(a, "tolk_requests_in_flight") >= 4.0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(metric(a, "tolk_requests_in_flight"), 4.0);
+        server.shutdown().unwrap();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<u16>>()
+    });
+    assert_eq!(results, vec![200; 4]);
+    assert!(TcpStream::connect(a).is_err(), "no longer accepting");
+}
