@@ -458,3 +458,105 @@ fn the_docker_build_caches_dependencies_and_sends_only_what_it_needs() {
         "{user}"
     );
 }
+
+/// The server's Deployment: probes on /healthz and /readyz, locked down, and its `tolk serve`
+/// arguments run for real (with the tiny model, on a free port): it answers, becomes ready, and
+/// on SIGTERM (what Kubernetes sends) stops with status 0.
+#[test]
+#[cfg(all(unix, feature = "serve"))]
+fn the_server_deployment_probes_its_endpoints_and_its_command_runs() {
+    let docs = YamlLoader::load_from_str(&read("deploy/kubernetes/tolk-serve.yaml")).unwrap();
+    let deployment = docs
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("Deployment"))
+        .unwrap();
+    let service = docs
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("Service"))
+        .unwrap();
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(
+        container["livenessProbe"]["httpGet"]["path"].as_str(),
+        Some("/healthz")
+    );
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["path"].as_str(),
+        Some("/readyz")
+    );
+    assert_eq!(container["ports"][0]["containerPort"].as_i64(), Some(5000));
+    assert_eq!(
+        service["spec"]["ports"][0]["targetPort"].as_str(),
+        Some("http")
+    );
+    let security = &container["securityContext"];
+    assert_eq!(security["runAsNonRoot"].as_bool(), Some(true));
+    assert_eq!(security["readOnlyRootFilesystem"].as_bool(), Some(true));
+    assert!(container["resources"]["requests"]["cpu"].as_str().is_some());
+    // The grace Kubernetes gives is longer than the server's own.
+    let args: Vec<String> = container["args"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().replace("$(THREADS)", "2"))
+        .map(|a| match a.as_str() {
+            "--port=5000" => "--port=0".to_string(),
+            "--host=0.0.0.0" => "--host=127.0.0.1".to_string(),
+            _ => a,
+        })
+        .collect();
+    let grace: i64 = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--shutdown-grace="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(pod["terminationGracePeriodSeconds"].as_i64().unwrap() > grace);
+    let cache = tempfile::tempdir().unwrap();
+    let model = repo_file("tests/fixtures/marian-tiny");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tolk"))
+        .args(&args)
+        .args(["--model", model.to_str().unwrap(), "--pair", "nl-en"])
+        .env("TOLK_CACHE_DIR", cache.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    use std::io::BufRead;
+    stderr.read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_string();
+    let get = |path: &str| -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(get("/healthz").starts_with("HTTP/1.1 200"));
+    let mut ready = false;
+    for _ in 0..300 {
+        if get("/readyz").starts_with("HTTP/1.1 200") {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(ready, "never ready");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
