@@ -80,7 +80,9 @@
 pub mod batch;
 pub mod cache;
 pub mod config;
+pub mod corpus;
 pub mod error;
+pub mod formats;
 pub mod fsutil;
 pub mod generate;
 pub mod input;
@@ -91,6 +93,7 @@ pub mod pipeline;
 mod proto;
 pub mod record;
 pub mod runtime;
+pub mod scheduler;
 pub mod segment;
 #[cfg(feature = "serve")]
 pub mod serve;

@@ -200,6 +200,10 @@ pub struct StreamWriter<W: Write> {
     json: Option<JsonSpools>,
     markdown: MarkdownState,
     table: Option<Spool>,
+    /// Text: end every block's last line at once (for a line-by-line co-process).
+    end_lines: bool,
+    /// Text: the last line written is ended.
+    line_ended: bool,
 }
 
 impl<W: Write> fmt::Debug for StreamWriter<W> {
@@ -274,7 +278,18 @@ impl<W: Write> StreamWriter<W> {
             json,
             markdown: MarkdownState::default(),
             table,
+            end_lines: false,
+            line_ended: false,
         })
+    }
+
+    /// Ends every block's last line as soon as the block is written (text format), instead of
+    /// when the next segment shows what separates them: for a co-process that reads one line of
+    /// output per line of input. Default: off.
+    #[must_use]
+    pub fn with_lines_ended(mut self, on: bool) -> Self {
+        self.end_lines = on;
+        self
     }
 
     /// Bytes written to the output so far.
@@ -310,7 +325,21 @@ impl<W: Write> StreamWriter<W> {
                 for s in sentences {
                     self.assembler.push(s, &mut piece);
                 }
-                self.write(&piece)
+                if !self.end_lines {
+                    return self.write(&piece);
+                }
+                // Every block's last line is ended at once; the next block's separator then
+                // starts with that line break.
+                let piece = match piece.strip_prefix('\n') {
+                    Some(rest) if self.line_ended => rest,
+                    _ => piece.as_str(),
+                };
+                if piece.is_empty() {
+                    return Ok(());
+                }
+                self.write(piece)?;
+                self.line_ended = true;
+                self.write("\n")
             }
             OutputFormat::Jsonl => {
                 let mut piece = String::new();
@@ -337,10 +366,12 @@ impl<W: Write> StreamWriter<W> {
             summary.filter(|s| !s.sentences.is_empty() || self.format == OutputFormat::Json);
         match self.format {
             OutputFormat::Text => {
+                let ended = self.line_ended;
                 if let Some(summary) = summary {
-                    self.write(&format!("\n\nSummary: {}", summary.text()))?;
+                    let gap = if ended { "\n" } else { "\n\n" };
+                    self.write(&format!("{gap}Summary: {}", summary.text()))?;
                 }
-                if self.written > 0 {
+                if self.written > 0 && (!ended || summary.is_some()) {
                     self.write("\n")?;
                 }
             }

@@ -48,6 +48,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::input::{read_some, DecodeOptions, DecodeStats, StreamDecoder, READ_CHUNK};
@@ -465,6 +466,149 @@ impl<R: Read> BlockSource for BlockReader<R> {
 
     fn decode_stats(&self) -> Option<DecodeStats> {
         self.stats().copied()
+    }
+}
+
+/// A stream read line by line as it comes (a co-process's standard input): each block is the
+/// lines already there, decoded, so that every line is translated (and can be written) before
+/// the next is waited for, and lines that arrive together are batched together.
+pub struct LineSource {
+    lines: mpsc::Receiver<Line>,
+    /// A line received but not yet handed out (it did not fit the last block).
+    held: Option<String>,
+    offset: usize,
+    block_bytes: usize,
+    stats: Option<DecodeStats>,
+    done: bool,
+}
+
+/// What the reading thread sends.
+enum Line {
+    Text(String),
+    End(DecodeStats),
+    Failed(Error),
+}
+
+impl std::fmt::Debug for LineSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LineSource")
+            .field("offset", &self.offset)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LineSource {
+    /// Reads `reader` on a thread of its own, a line at a time, decoding as
+    /// [`crate::input`] does (`name` appears in errors); blocks hold at most `block_bytes` of
+    /// text (a longer line is one block).
+    pub fn new(
+        reader: impl Read + Send + 'static,
+        name: &str,
+        options: &DecodeOptions,
+        block_bytes: usize,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel();
+        let mut decoder = StreamDecoder::new(name, options);
+        let name = name.to_string();
+        std::thread::spawn(move || {
+            let mut reader = std::io::BufReader::new(reader);
+            let mut raw = Vec::new();
+            loop {
+                raw.clear();
+                let mut text = String::new();
+                let message = match std::io::BufRead::read_until(&mut reader, b'\n', &mut raw) {
+                    Err(e) => Line::Failed(Error::io(&name, e)),
+                    Ok(0) => match decoder.finish(&mut text) {
+                        Ok(stats) => {
+                            if !text.is_empty() && tx.send(Line::Text(text)).is_err() {
+                                return;
+                            }
+                            Line::End(stats)
+                        }
+                        Err(e) => Line::Failed(e),
+                    },
+                    Ok(_) => match decoder.push(&raw, &mut text) {
+                        Ok(()) => Line::Text(text),
+                        Err(e) => Line::Failed(e),
+                    },
+                };
+                let last = !matches!(message, Line::Text(_));
+                if tx.send(message).is_err() || last {
+                    return;
+                }
+            }
+        });
+        LineSource {
+            lines: rx,
+            held: None,
+            offset: 0,
+            block_bytes: block_bytes.max(MIN_BLOCK_BYTES),
+            stats: None,
+            done: false,
+        }
+    }
+
+    fn take(&mut self, message: Line, text: &mut String) -> Result<bool> {
+        match message {
+            Line::Text(t) => {
+                if !text.is_empty() && text.len() + t.len() > self.block_bytes {
+                    self.held = Some(t);
+                    return Ok(false);
+                }
+                text.push_str(&t);
+                Ok(true)
+            }
+            Line::End(stats) => {
+                self.stats = Some(stats);
+                self.done = true;
+                Ok(false)
+            }
+            Line::Failed(e) => {
+                self.done = true;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl BlockSource for LineSource {
+    fn next_block(&mut self) -> Result<Option<TextBlock>> {
+        let mut text = self.held.take().unwrap_or_default();
+        if text.is_empty() && !self.done {
+            // Wait for the next line...
+            match self.lines.recv() {
+                Ok(m) => {
+                    self.take(m, &mut text)?;
+                }
+                Err(_) => self.done = true,
+            }
+        }
+        // ... and take the ones that are already there.
+        while !self.done && self.held.is_none() {
+            match self.lines.try_recv() {
+                Ok(m) => {
+                    if !self.take(m, &mut text)? {
+                        break;
+                    }
+                }
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => self.done = true,
+            }
+        }
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let block = TextBlock {
+            offset: self.offset,
+            mid_sentence: false,
+            text,
+        };
+        self.offset += block.text.len();
+        Ok(Some(block))
+    }
+
+    fn decode_stats(&self) -> Option<DecodeStats> {
+        self.stats
     }
 }
 

@@ -37,7 +37,9 @@ pub use glob::Glob;
 pub use runner::BatchRunner;
 pub use shard::Shard;
 
+use crate::corpus::CorpusOptions;
 use crate::error::Remedy;
+use crate::formats::InputFormat;
 use crate::input::DecodeOptions;
 use crate::output::{OutputFormat, RenderOptions};
 use crate::record::ModelDescription;
@@ -86,6 +88,11 @@ pub struct BatchConfig {
     /// written block by block in bounded memory ([`crate::stream`]). Default:
     /// [`StreamOptions::default`] (over 1 MiB).
     pub stream: StreamOptions,
+    /// What the inputs are; `None`: each file by its extension ([`InputFormat::of_path`]: JSON
+    /// lines for `.jsonl`, else text). Default `None`.
+    pub input_format: Option<InputFormat>,
+    /// How JSON-lines inputs are read. Default: [`CorpusOptions::default`].
+    pub corpus: CorpusOptions,
 }
 
 impl BatchConfig {
@@ -101,6 +108,8 @@ impl BatchConfig {
             shard: None,
             decode: DecodeOptions::default(),
             stream: StreamOptions::default(),
+            input_format: None,
+            corpus: CorpusOptions::default(),
         }
     }
 
@@ -146,6 +155,20 @@ impl BatchConfig {
         self
     }
 
+    /// Sets [`BatchConfig::input_format`] and [`BatchConfig::corpus`].
+    #[must_use]
+    pub fn with_input(mut self, format: Option<InputFormat>, corpus: CorpusOptions) -> Self {
+        self.input_format = format;
+        self.corpus = corpus;
+        self
+    }
+
+    /// The input format of the input at `relative`.
+    pub fn input_format_of(&self, relative: &Path) -> InputFormat {
+        self.input_format
+            .unwrap_or_else(|| InputFormat::of_path(relative))
+    }
+
     /// Sets [`BatchConfig::stream`].
     #[must_use]
     pub fn with_stream(mut self, stream: StreamOptions) -> Self {
@@ -169,9 +192,13 @@ impl BatchConfig {
         }
     }
 
-    /// The output path (relative to the output directory) for an input's relative path.
+    /// The output path (relative to the output directory) for an input's relative path (a
+    /// JSON-lines input gives JSON lines).
     pub fn output_for(&self, relative: &Path) -> PathBuf {
-        relative.with_extension(self.format.extension())
+        match self.input_format_of(relative) {
+            InputFormat::Jsonl => relative.with_extension(OutputFormat::Jsonl.extension()),
+            InputFormat::Text => relative.with_extension(self.format.extension()),
+        }
     }
 }
 

@@ -5,6 +5,8 @@ use candle_core::{DType, Device};
 use clap::{Args, ValueEnum};
 
 use std::sync::Arc;
+use tolk::corpus::CorpusOptions;
+use tolk::formats::InputFormat;
 use tolk::model::Quantization;
 use tolk::output::OutputFormat;
 use tolk::pipeline::{segmenter_for, GenerationOverrides, Pipeline, SummarizerChoice};
@@ -41,6 +43,17 @@ impl From<FormatArg> for OutputFormat {
             FormatArg::Jsonl => OutputFormat::Jsonl,
         }
     }
+}
+
+/// `--input-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InputFormatArg {
+    /// By the file's extension; standard input is text.
+    Auto,
+    /// Plain text.
+    Text,
+    /// JSON lines: one record with an id and a text per line.
+    Jsonl,
 }
 
 /// `--segment`.
@@ -245,6 +258,30 @@ pub struct PipelineArgs {
     #[arg(long, help_heading = "Input")]
     pub lossy: bool,
 
+    /// What the input is: `auto` (by extension: .jsonl and .ndjson are JSON lines, everything
+    /// else, standard input too, text), `text`, or `jsonl` (one {"id": ..., "text": ...} record
+    /// per line; the output has one record per line, with its id).
+    #[arg(long, value_enum, default_value = "auto", help_heading = "Input")]
+    pub input_format: InputFormatArg,
+
+    /// JSON lines: the field holding a record's id.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "id",
+        help_heading = "Input"
+    )]
+    pub id_field: String,
+
+    /// JSON lines: the field holding a record's text.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "text",
+        help_heading = "Input"
+    )]
+    pub text_field: String,
+
     /// Inputs larger than this are translated block by block in bounded memory, each block
     /// written as soon as it is done, the summary made from the first 2000 sentences (a number of
     /// bytes, or with K, M or G: 1024-based).
@@ -259,6 +296,27 @@ pub struct PipelineArgs {
 }
 
 impl PipelineArgs {
+    /// The input format of `file` (`None`: standard input).
+    pub fn input_format(&self, file: Option<&std::path::Path>) -> InputFormat {
+        match (self.input_format, file) {
+            (InputFormatArg::Text, _) => InputFormat::Text,
+            (InputFormatArg::Jsonl, _) => InputFormat::Jsonl,
+            (InputFormatArg::Auto, Some(path)) if path != std::path::Path::new("-") => {
+                InputFormat::of_path(path)
+            }
+            (InputFormatArg::Auto, _) => InputFormat::Text,
+        }
+    }
+
+    /// How JSON-lines records are read.
+    pub fn corpus_options(&self) -> CorpusOptions {
+        CorpusOptions {
+            id_field: self.id_field.clone(),
+            text_field: self.text_field.clone(),
+            ..CorpusOptions::default()
+        }
+    }
+
     /// When and how inputs are streamed (`--stream-threshold`, `--stream-block`).
     pub fn stream_options(&self) -> StreamOptions {
         StreamOptions::default()

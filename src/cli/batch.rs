@@ -11,9 +11,10 @@ use tolk::batch::{BatchConfig, BatchRunner, FileStatus, Glob, Shard};
 use tolk::input::DecodeOptions;
 use tolk::output::RenderOptions;
 
-use super::args::{FormatArg, PipelineArgs};
+use super::args::{FormatArg, InputFormatArg, PipelineArgs};
 use super::progress::BatchBar;
 use super::Global;
+use tolk::formats::InputFormat;
 
 /// Options of `tolk batch`.
 #[derive(Debug, Args)]
@@ -92,7 +93,15 @@ pub fn run(args: BatchArgs, global: Global) -> anyhow::Result<ExitCode> {
         .with_overwrite(args.overwrite)
         .with_shard(shard)
         .with_decode(DecodeOptions::default().with_lossy(args.pipeline.lossy))
-        .with_stream(args.pipeline.stream_options());
+        .with_stream(args.pipeline.stream_options())
+        .with_input(
+            match args.pipeline.input_format {
+                InputFormatArg::Auto => None,
+                InputFormatArg::Text => Some(InputFormat::Text),
+                InputFormatArg::Jsonl => Some(InputFormat::Jsonl),
+            },
+            args.pipeline.corpus_options(),
+        );
     let report_path = args.output.join(config.report_name());
 
     let pipeline = args.pipeline.build(global)?;

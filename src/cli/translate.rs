@@ -6,11 +6,14 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use tolk::corpus::translate_corpus;
+use tolk::formats::InputFormat;
 use tolk::fsutil::AtomicFile;
+use tolk::input::DecodeOptions;
 use tolk::output::{OutputFormat, RenderOptions, StreamWriter};
-use tolk::stream::BlockSource;
+use tolk::stream::{BlockSource, LineSource};
 
-use super::args::{FormatArg, PipelineArgs};
+use super::args::{FormatArg, PipelineArgs, SegmentArg};
 use super::{open_input, replacement_note, Global};
 
 /// Options of `tolk translate`.
@@ -39,13 +42,18 @@ pub struct TranslateArgs {
     #[arg(long, short, value_name = "PATH")]
     pub output: Option<PathBuf>,
 
-    /// Output format.
-    #[arg(long, short, value_enum, default_value = "text")]
-    pub format: FormatArg,
+    /// Output format [default: text; jsonl for JSON-lines input].
+    #[arg(long, short, value_enum)]
+    pub format: Option<FormatArg>,
 
     /// Markdown: add a side-by-side Dutch/English table.
     #[arg(long)]
     pub bilingual: bool,
+
+    /// With --segment lines: translate and write each line as it comes, even when standard
+    /// input is a file (a pipe or terminal always is).
+    #[arg(long)]
+    pub unbuffered: bool,
 
     #[command(flatten)]
     pub pipeline: PipelineArgs,
@@ -53,16 +61,38 @@ pub struct TranslateArgs {
 
 /// Runs `tolk translate`.
 pub fn run(args: TranslateArgs, global: Global) -> anyhow::Result<ExitCode> {
+    if args.pipeline.input_format(args.file.as_deref()) == InputFormat::Jsonl {
+        return corpus(args, global);
+    }
     // Input first: a bad file should not wait for the model to load.
     let stream_options = args.pipeline.stream_options();
-    let mut input = open_input(args.file.as_deref(), args.pipeline.lossy, &stream_options)?;
-    let name = input.name().to_string();
+    // `--segment lines` on a pipe: a co-process, every line translated and written before the
+    // next one is waited for.
+    let reads_stdin = args.file.as_deref().is_none_or(|f| f == Path::new("-"));
+    let lines = args.pipeline.segment == SegmentArg::Lines
+        && reads_stdin
+        && (args.unbuffered || !stdin_is_file());
+    let (mut input, name, streamed): (Box<dyn BlockSource>, String, bool) = if lines {
+        let decode = DecodeOptions::default().with_lossy(args.pipeline.lossy);
+        let source = LineSource::new(
+            std::io::stdin(),
+            "<stdin>",
+            &decode,
+            stream_options.block_bytes,
+        );
+        (Box::new(source), "<stdin>".to_string(), true)
+    } else {
+        let input = open_input(args.file.as_deref(), args.pipeline.lossy, &stream_options)?;
+        let name = input.name().to_string();
+        let streamed = input.is_streamed();
+        (Box::new(input), name, streamed)
+    };
     let known = input.decode_stats();
     if let Some(stats) = &known {
         replacement_note(stats.replaced, &name, global);
     }
     let pipeline = args.pipeline.build(global)?;
-    let format: OutputFormat = args.format.into();
+    let format: OutputFormat = args.format.unwrap_or(FormatArg::Text).into();
     let options = RenderOptions::default().with_bilingual(args.bilingual);
     let report = match args.output.as_deref() {
         Some(path) if path.as_os_str() != "-" => {
@@ -73,8 +103,9 @@ pub fn run(args: TranslateArgs, global: Global) -> anyhow::Result<ExitCode> {
                 .or_else(|| path.parent().map(Path::to_path_buf))
                 .filter(|p| !p.as_os_str().is_empty());
             let file = AtomicFile::create(path)?;
-            let mut writer = StreamWriter::new(file, path, format, &options, spool.as_deref())?;
-            let report = pipeline.translate_document(&mut input, &mut writer)?;
+            let mut writer = StreamWriter::new(file, path, format, &options, spool.as_deref())?
+                .with_lines_ended(lines);
+            let report = pipeline.translate_document(&mut *input, &mut writer)?;
             writer.into_inner().commit()?;
             report
         }
@@ -86,8 +117,9 @@ pub fn run(args: TranslateArgs, global: Global) -> anyhow::Result<ExitCode> {
                 format,
                 &options,
                 stream_options.spool_dir.as_deref(),
-            )?;
-            let report = pipeline.translate_document(&mut input, &mut writer)?;
+            )?
+            .with_lines_ended(lines);
+            let report = pipeline.translate_document(&mut *input, &mut writer)?;
             writer.into_inner().flush()?;
             report
         }
@@ -99,7 +131,7 @@ pub fn run(args: TranslateArgs, global: Global) -> anyhow::Result<ExitCode> {
     }
     if let Some(n) = report.summary.as_ref().and_then(|s| s.limited_to) {
         if !global.silent {
-            let how = if input.is_streamed() {
+            let how = if streamed {
                 format!("streamed in {} blocks; ", report.blocks)
             } else {
                 String::new()
@@ -111,4 +143,55 @@ pub fn run(args: TranslateArgs, global: Global) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `tolk translate` of a JSON-lines corpus: a record per line out, with its id.
+fn corpus(args: TranslateArgs, global: Global) -> anyhow::Result<ExitCode> {
+    if args.format.is_some_and(|f| f != FormatArg::Jsonl) {
+        anyhow::bail!(
+            "JSON-lines input is written as JSON lines: drop --format or use --format jsonl"
+        );
+    }
+    let name = match args.file.as_deref() {
+        Some(p) if p != Path::new("-") => p.display().to_string(),
+        _ => "<stdin>".to_string(),
+    };
+    let input: Box<dyn std::io::BufRead + Send> = match args.file.as_deref() {
+        Some(p) if p != Path::new("-") => Box::new(std::io::BufReader::new(
+            std::fs::File::open(p).map_err(|e| tolk::Error::io(p, e))?,
+        )),
+        _ => Box::new(std::io::BufReader::new(std::io::stdin())),
+    };
+    let pipeline = args.pipeline.build(global)?;
+    let options = args.pipeline.corpus_options();
+    match args.output.as_deref() {
+        Some(path) if path.as_os_str() != "-" => {
+            let mut file = AtomicFile::create(path)?;
+            translate_corpus(&pipeline, input, &name, &mut file, &options)?;
+            file.commit()?;
+        }
+        _ => {
+            let mut stdout = std::io::stdout().lock();
+            translate_corpus(&pipeline, input, &name, &mut stdout, &options)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether standard input is a regular file (redirected from one), not a pipe or a terminal.
+fn stdin_is_file() -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map(std::fs::File::from)
+            .and_then(|f| f.metadata())
+            .is_ok_and(|m| m.is_file())
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
 }

@@ -89,23 +89,6 @@ impl Metrics {
         }
     }
 
-    /// A round of `segments` segments from `requests` requests, `tokens` generated in `took`.
-    pub(crate) fn batch(&self, segments: usize, requests: usize, tokens: usize, took: Duration) {
-        self.batches.fetch_add(1, Ordering::Relaxed);
-        if requests > 1 {
-            self.multi_request_batches.fetch_add(1, Ordering::Relaxed);
-        }
-        self.batched_segments
-            .fetch_add(segments as u64, Ordering::Relaxed);
-        self.generated_tokens
-            .fetch_add(tokens as u64, Ordering::Relaxed);
-        self.translate_micros
-            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-        if let Ok(mut h) = self.batch_segments.lock() {
-            h.observe(&BATCH_BUCKETS, segments as f64);
-        }
-    }
-
     pub(crate) fn queue_depth(&self, segments: usize) {
         self.queue_depth.store(segments as u64, Ordering::Relaxed);
     }
@@ -220,5 +203,27 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
         out
+    }
+}
+
+impl crate::scheduler::SchedulerObserver for Metrics {
+    fn queue_depth(&self, segments: usize) {
+        Metrics::queue_depth(self, segments);
+    }
+
+    fn batch(&self, segments: usize, requests: usize, tokens: usize, took: Duration) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        if requests > 1 {
+            self.multi_request_batches.fetch_add(1, Ordering::Relaxed);
+        }
+        self.batched_segments
+            .fetch_add(segments as u64, Ordering::Relaxed);
+        self.generated_tokens
+            .fetch_add(tokens as u64, Ordering::Relaxed);
+        self.translate_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        if let Ok(mut h) = self.batch_segments.lock() {
+            h.observe(&BATCH_BUCKETS, segments as f64);
+        }
     }
 }

@@ -25,7 +25,6 @@ mod lang;
 mod libre;
 mod metrics;
 mod native;
-mod scheduler;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -39,17 +38,17 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
-pub use scheduler::SchedulerOptions;
+pub use crate::scheduler::SchedulerOptions;
 
 use crate::config::GenerationConfig;
 use crate::error::{Error, Result};
 use crate::pipeline::{DocumentRun, Pipeline};
 use crate::record::{assemble, SentenceOutput};
+use crate::scheduler::{self, Scheduler};
 use crate::stream::DocumentInput;
 use crate::summarize::Summarizer;
 use crate::translate::{SegmentTranslator, Translation};
 use metrics::Metrics;
-use scheduler::Scheduler;
 
 /// One model the server offers, with its language pair.
 #[derive(Clone)]
@@ -572,7 +571,8 @@ impl Server {
                                     scheduler: Scheduler::start(
                                         model.pipeline.shared_translator(),
                                         state.options.scheduler.clone(),
-                                        Arc::clone(&state.metrics),
+                                        Arc::clone(&state.metrics)
+                                            as Arc<dyn scheduler::SchedulerObserver>,
                                     ),
                                     model,
                                 })

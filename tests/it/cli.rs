@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output as ProcessOutput, Stdio};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use tempfile::TempDir;
 
 use crate::common::fixture_dir;
@@ -1026,4 +1026,149 @@ fn the_man_page_renders() {
         }
         _ => eprintln!("groff is not installed: the rendering check is skipped"),
     }
+}
+
+/// `--segment lines` on a pipe is a co-process: the translation of a line can be read before the
+/// next line is written (or standard input closed), and equals the line translated alone.
+#[test]
+fn segment_lines_on_a_pipe_answers_each_line_before_the_next() {
+    use std::io::BufRead;
+    let env = Env::new();
+    let m = model_args();
+    let args = with_model(
+        &["translate", "--segment", "lines", "--no-summary"],
+        &[],
+        &m,
+    );
+    let mut child = env
+        .tolk(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    let lines = [
+        "Het kabinet is gevallen.",
+        "De premier biedt zijn ontslag aan.",
+    ];
+    let mut got = Vec::new();
+    for line in lines {
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+        // Answered while standard input is still open.
+        got.push(
+            rx.recv_timeout(std::time::Duration::from_secs(60))
+                .expect("no answer to a line before the next"),
+        );
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    let want: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            env.run_with_stdin(&args, format!("{l}\n").as_bytes())
+                .code(0)
+                .stdout
+                .trim_end()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(got, want);
+}
+
+/// JSON-lines input: a record per line out, ids of any type kept, input order, the records'
+/// translations those of their texts alone; a bad line is named and stops the corpus.
+#[test]
+fn jsonl_records_keep_their_ids_and_order() {
+    let env = Env::new();
+    let m = model_args();
+    let mut corpus = String::new();
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let id = match i % 3 {
+            0 => json!(i),
+            1 => json!(format!("doc-{i}")),
+            _ => json!({"n": i}),
+        };
+        corpus.push_str(&json!({"id": id, "text": format!("Bericht {i}\n\nHet kabinet heeft op dag {i} nieuwe plannen.")}).to_string());
+        corpus.push('\n');
+        ids.push(id);
+    }
+    env.write("corpus.jsonl", &corpus);
+    let args = with_model(&["translate", "--no-summary", "corpus.jsonl"], &[], &m);
+    let run = env.run(&args).code(0);
+    let records: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 40);
+    for (r, id) in records.iter().zip(&ids) {
+        assert_eq!(&r["id"], id);
+    }
+    // The same as each text translated alone.
+    let alone = env
+        .run_with_stdin(
+            &with_model(&["translate", "--no-summary", "-"], &[], &m),
+            "Bericht 7\n\nHet kabinet heeft op dag 7 nieuwe plannen.".as_bytes(),
+        )
+        .code(0);
+    assert_eq!(
+        records[7]["translation"].as_str().unwrap(),
+        alone.stdout.trim_end()
+    );
+    // Other field names, and a bad record: named by its line, the lines before it written.
+    env.write(
+        "other.ndjson",
+        "{\"doc\": \"a\", \"body\": \"Hallo.\"}\n{\"doc\": \"b\"}\n{\"doc\": \"c\", \"body\": \"Dag.\"}\n",
+    );
+    let args = with_model(
+        &[
+            "translate",
+            "--id-field",
+            "doc",
+            "--text-field",
+            "body",
+            "--no-summary",
+            "other.ndjson",
+        ],
+        &[],
+        &m,
+    );
+    let run = env.run(&args).code(2);
+    assert!(
+        run.stderr.contains("other.ndjson: line 2: no field `body`"),
+        "{}",
+        run.stderr
+    );
+    let first: Value = serde_json::from_str(run.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(first["id"], "a");
+    // --format other than jsonl is refused.
+    let args = with_model(&["translate", "--format", "text", "corpus.jsonl"], &[], &m);
+    assert!(env.run(&args).code(2).stderr.contains("JSON lines"));
+    // batch picks .jsonl files as corpora.
+    let args = with_model(
+        &[
+            "batch",
+            ".",
+            "-o",
+            "out",
+            "--glob",
+            "*.jsonl",
+            "--no-summary",
+        ],
+        &[],
+        &m,
+    );
+    env.run(&args).code(0);
+    let written = std::fs::read_to_string(env.path("out/corpus.jsonl")).unwrap();
+    assert_eq!(written.lines().count(), 40);
 }

@@ -1,5 +1,6 @@
-//! Batching across requests: the segments of every request in flight go to one scheduler per
-//! model, which translates them in rounds. A round waits a few milliseconds for segments to
+//! Batching across documents: the segments of every document in flight (the server's requests,
+//! the records of a JSON-lines corpus) go to one scheduler per model, which translates them in
+//! rounds. A round waits a few milliseconds for segments to
 //! gather (or until a batch is full), takes each request's segments in turn so that one huge
 //! request cannot starve small ones (a request gets at most its share of a round while others
 //! wait), and hands them to the translator in one call, which sorts them by length into padded
@@ -13,10 +14,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::metrics::Metrics;
 use crate::config::GenerationConfig;
 use crate::error::{Error, Result};
 use crate::translate::{SegmentTranslator, Translation, Translator};
+
+/// What a scheduler reports (the server counts it for `/metrics`); `()` ignores it.
+pub trait SchedulerObserver: Send + Sync {
+    /// Segments waiting now.
+    fn queue_depth(&self, segments: usize) {
+        let _ = segments;
+    }
+
+    /// A round of `segments` segments from `requests` documents, `tokens` generated in `took`.
+    fn batch(&self, segments: usize, requests: usize, tokens: usize, took: Duration) {
+        let _ = (segments, requests, tokens, took);
+    }
+}
+
+impl SchedulerObserver for () {}
 
 /// How rounds are formed.
 #[derive(Debug, Clone)]
@@ -68,20 +83,21 @@ struct Shared {
     queue: Mutex<Queue>,
     wake: Condvar,
     options: SchedulerOptions,
-    metrics: Arc<Metrics>,
+    metrics: Arc<dyn SchedulerObserver>,
 }
 
 /// The scheduler of one model: a thread that runs the rounds.
-pub(crate) struct Scheduler {
+pub struct Scheduler {
     shared: Arc<Shared>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Scheduler {
-    pub(crate) fn start(
+    /// Starts the scheduler of `translator` (a thread of its own, until it is dropped).
+    pub fn start(
         translator: Arc<Translator>,
         options: SchedulerOptions,
-        metrics: Arc<Metrics>,
+        metrics: Arc<dyn SchedulerObserver>,
     ) -> Scheduler {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
@@ -99,8 +115,9 @@ impl Scheduler {
         Scheduler { shared, thread }
     }
 
-    /// A translator for one request: its segments go through this scheduler.
-    pub(crate) fn client(&self, request: u64, cancelled: Arc<AtomicBool>) -> SchedulerClient {
+    /// A translator for one document: its segments go through this scheduler; setting
+    /// `cancelled` drops them from the queue.
+    pub fn client(&self, request: u64, cancelled: Arc<AtomicBool>) -> SchedulerClient {
         SchedulerClient {
             shared: Arc::clone(&self.shared),
             request,
@@ -109,7 +126,7 @@ impl Scheduler {
     }
 
     /// Segments waiting.
-    pub(crate) fn queued(&self) -> usize {
+    pub fn queued(&self) -> usize {
         self.shared.queue.lock().map_or(0, |q| q.queued)
     }
 }
@@ -132,8 +149,8 @@ pub(crate) const QUEUE_FULL: &str = "the translation queue is full";
 /// The error of a request whose client went away.
 pub(crate) const CANCELLED: &str = "the request was cancelled";
 
-/// One request's way to the scheduler.
-pub(crate) struct SchedulerClient {
+/// One document's way to the scheduler (a [`SegmentTranslator`]).
+pub struct SchedulerClient {
     shared: Arc<Shared>,
     request: u64,
     cancelled: Arc<AtomicBool>,
