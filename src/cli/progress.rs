@@ -1,13 +1,57 @@
 //! Progress on standard error: a bar per downloaded file and a bar for batch runs, drawn only on
-//! a terminal and never with `--quiet`.
+//! a terminal and never with `--quiet`; log lines are written around the bar on screen
+//! ([`LogWriter`]).
 
+use std::io::Write;
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressStyle, WeakProgressBar};
 
 use tolk::batch::{BatchProgress, FileReport, FileStatus};
 use tolk::source::DownloadProgress;
+
+/// The bar on screen, if any: log lines lift it out of the way while they are written.
+static ON_SCREEN: Mutex<Option<WeakProgressBar>> = Mutex::new(None);
+
+/// Makes `bar` the one that log lines suspend.
+fn on_screen(bar: &ProgressBar) {
+    *ON_SCREEN.lock().unwrap_or_else(PoisonError::into_inner) = Some(bar.downgrade());
+}
+
+/// Standard error for log lines: a line is written with the bar on screen (if any) cleared and
+/// redrawn after it, so that logs and bars never overwrite each other.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogWriter;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+
+    fn make_writer(&'a self) -> LogWriter {
+        LogWriter
+    }
+}
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let bar = ON_SCREEN
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .and_then(WeakProgressBar::upgrade);
+        let write = || std::io::stderr().lock().write_all(buf);
+        match bar {
+            Some(bar) => bar.suspend(write)?,
+            None => write()?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
 
 fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template)
@@ -37,6 +81,7 @@ impl DownloadProgress for DownloadBars {
             "{msg:>24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
         ));
         bar.set_message(file.to_string());
+        on_screen(&bar);
         self.bar = Some(bar);
     }
 
@@ -68,9 +113,11 @@ impl BatchBar {
         let bar = if hidden {
             ProgressBar::hidden()
         } else {
-            ProgressBar::new(0).with_style(style(
+            let bar = ProgressBar::new(0).with_style(style(
                 "[{elapsed_precise}] [{bar:30}] {pos}/{len} files, {msg} (ETA {eta})",
-            ))
+            ));
+            on_screen(&bar);
+            bar
         };
         BatchBar {
             bar,

@@ -725,6 +725,14 @@ impl Pipeline {
                     summary.push(s);
                 }
             }
+            tracing::debug!(
+                segments = done.sentences.len(),
+                "block {} ({} bytes at {}) in {:.2} s",
+                report.blocks,
+                block.text.len(),
+                block.offset,
+                (done.segment + done.translate).as_secs_f64()
+            );
             on_block(&block, done.sentences)?;
         }
         let t = Instant::now();
@@ -735,6 +743,16 @@ impl Pipeline {
         report.timings.summarize = t.elapsed();
         report.timings.total = started.elapsed();
         report.decode = input.decode_stats();
+        tracing::info!(
+            blocks = report.blocks,
+            segments = report.segments,
+            source_tokens = report.source_tokens,
+            target_tokens = report.target_tokens,
+            "translated {} sentences in {:.2} s ({:.1} sentences/s)",
+            report.sentences,
+            report.timings.total.as_secs_f64(),
+            report.sentences as f64 / report.timings.total.as_secs_f64().max(1e-6)
+        );
         Ok(report)
     }
 }

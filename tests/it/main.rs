@@ -3,6 +3,7 @@
 mod abstractive;
 mod cli;
 mod cli_batch;
+mod cli_logs;
 mod common;
 // Runs the deploy scripts with sh and bash.
 #[cfg(unix)]
