@@ -250,6 +250,19 @@ impl Seq2Seq {
         generation: &GenerationConfig,
         batching: &BatchOptions,
     ) -> Result<Vec<Vec<Hypothesis>>> {
+        self.generate_with_progress(ids, limits, generation, batching, &mut |_| {})
+    }
+
+    /// [`Seq2Seq::generate`], calling `batch_done` with the input indices of each batch once
+    /// its hypotheses are ready.
+    pub(crate) fn generate_with_progress(
+        &self,
+        ids: &[Vec<u32>],
+        limits: Option<&[usize]>,
+        generation: &GenerationConfig,
+        batching: &BatchOptions,
+        batch_done: &mut dyn FnMut(&[usize]),
+    ) -> Result<Vec<Vec<Hypothesis>>> {
         let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
         let mut out: Vec<Vec<Hypothesis>> = vec![Vec::new(); ids.len()];
         let plan = batching.plan(&lengths);
@@ -279,6 +292,7 @@ impl Seq2Seq {
                 n + 1,
                 started.elapsed().as_secs_f64()
             );
+            batch_done(&batch);
         }
         Ok(out)
     }

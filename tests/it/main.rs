@@ -12,6 +12,7 @@ mod invariants;
 mod model_files;
 mod parity;
 mod pipeline;
+mod progress;
 #[cfg(feature = "hub")]
 mod real_model;
 mod stream;
