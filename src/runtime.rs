@@ -11,6 +11,7 @@
 //! batch.
 
 use std::path::Path;
+use std::time::Instant;
 
 use candle_core::{DType, Device};
 
@@ -184,11 +185,13 @@ impl Seq2Seq {
     /// settings from its configuration (the translator takes the model's own; the summariser
     /// adds its task parameters); they are checked against the model, errors naming the file
     /// they came from.
+    #[tracing::instrument(name = "load", skip_all, fields(model = %files.dir.display()))]
     pub(crate) fn load(
         files: &ModelFiles,
         options: &LoadOptions,
         generation: impl FnOnce(&ModelConfig) -> Result<GenerationConfig>,
     ) -> Result<Self> {
+        let started = Instant::now();
         let config = ModelConfig::from_file(&files.config)?;
         let generation = generation(&config)?;
         let placement = Placement {
@@ -224,6 +227,15 @@ impl Seq2Seq {
                 ),
                 other => other,
             })?;
+        tracing::info!(
+            backend = %model.backend_name(),
+            dtype = ?model.dtype(),
+            quantization = ?model.quantization(),
+            int8_from_cache = model.loaded_from_cache(),
+            "model loaded from {} in {:.2} s",
+            files.weights.display(),
+            started.elapsed().as_secs_f64()
+        );
         Ok(Seq2Seq { model, generation })
     }
 
@@ -238,9 +250,26 @@ impl Seq2Seq {
         generation: &GenerationConfig,
         batching: &BatchOptions,
     ) -> Result<Vec<Vec<Hypothesis>>> {
+        self.generate_with_progress(ids, limits, generation, batching, &mut |_| {})
+    }
+
+    /// [`Seq2Seq::generate`], calling `batch_done` with the input indices of each batch once
+    /// its hypotheses are ready.
+    pub(crate) fn generate_with_progress(
+        &self,
+        ids: &[Vec<u32>],
+        limits: Option<&[usize]>,
+        generation: &GenerationConfig,
+        batching: &BatchOptions,
+        batch_done: &mut dyn FnMut(&[usize]),
+    ) -> Result<Vec<Vec<Hypothesis>>> {
         let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
         let mut out: Vec<Vec<Hypothesis>> = vec![Vec::new(); ids.len()];
-        for batch in batching.plan(&lengths) {
+        let plan = batching.plan(&lengths);
+        let batches = plan.len();
+        for (n, batch) in plan.into_iter().enumerate() {
+            let started = Instant::now();
+            let longest = batch.iter().map(|&k| lengths[k]).max().unwrap_or(0);
             let sources: Vec<Vec<u32>> = batch.iter().map(|&k| ids[k].clone()).collect();
             let batch_limits: Option<Vec<usize>> =
                 limits.map(|l| batch.iter().map(|&k| l[k]).collect());
@@ -251,6 +280,19 @@ impl Seq2Seq {
             for (&k, hyps) in batch.iter().zip(hyps) {
                 out[k] = hyps;
             }
+            tracing::debug!(
+                sentences = batch.len(),
+                padded_tokens = longest * batch.len(),
+                generated_tokens = batch
+                    .iter()
+                    .map(|&k| out[k].first().map_or(0, |h| h.ids.len()))
+                    .sum::<usize>(),
+                beams = generation.num_beams,
+                "batch {}/{batches} in {:.3} s",
+                n + 1,
+                started.elapsed().as_secs_f64()
+            );
+            batch_done(&batch);
         }
         Ok(out)
     }
@@ -263,8 +305,12 @@ fn open_weights(path: &Path, options: &LoadOptions) -> Result<Weights> {
     let cache = options.derived(path, "converted", "safetensors-v1");
     if let Some(cached) = &cache {
         if cached.is_file() {
-            if let Ok(w) = Weights::open(cached) {
-                return Ok(w);
+            match Weights::open(cached) {
+                Ok(w) => {
+                    tracing::debug!("converted weights from the cache: {}", cached.display());
+                    return Ok(w);
+                }
+                Err(e) => tracing::info!("converting again: the cached copy is unreadable ({e})"),
             }
         }
     }
@@ -274,12 +320,28 @@ fn open_weights(path: &Path, options: &LoadOptions) -> Result<Weights> {
     }
     if let Some(cached) = &cache {
         if let Some(dir) = cached.parent() {
-            if std::fs::create_dir_all(dir).is_ok() && weights.save_safetensors(cached).is_ok() {
-                if let Ok(w) = Weights::open(cached) {
-                    return Ok(w);
+            let started = Instant::now();
+            let saved = std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(dir, e))
+                .and_then(|()| weights.save_safetensors(cached));
+            match saved {
+                Ok(()) => {
+                    tracing::info!(
+                        "converted {} to safetensors in {:.2} s: {}",
+                        path.display(),
+                        started.elapsed().as_secs_f64(),
+                        cached.display()
+                    );
+                    if let Ok(w) = Weights::open(cached) {
+                        return Ok(w);
+                    }
                 }
+                // Only costs time: the next load converts again.
+                Err(e) => tracing::info!("the converted weights cannot be cached ({e})"),
             }
         }
+    } else {
+        tracing::debug!("no cache: {} is read without conversion", path.display());
     }
     Ok(weights)
 }

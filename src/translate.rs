@@ -44,6 +44,30 @@ pub struct Translation {
     pub flag: Option<Flag>,
 }
 
+/// How far a [`SegmentTranslator::translate_segments_with_progress`] call is, after one of its
+/// batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct TranslateProgress {
+    /// Texts whose every piece is translated (those with nothing to translate included).
+    pub texts_done: usize,
+    /// Source tokens translated.
+    pub tokens_done: usize,
+    /// Source tokens to translate (0 when unknown).
+    pub tokens: usize,
+}
+
+impl TranslateProgress {
+    /// `texts_done` texts translated, `tokens_done` of `tokens` source tokens.
+    pub fn new(texts_done: usize, tokens_done: usize, tokens: usize) -> Self {
+        TranslateProgress {
+            texts_done,
+            tokens_done,
+            tokens,
+        }
+    }
+}
+
 /// Why the output of a sentence is not the model's plain output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flag {
@@ -154,6 +178,19 @@ pub trait SegmentTranslator: Send + Sync {
         texts: &[&str],
         generation: &GenerationConfig,
     ) -> Result<Vec<Translation>>;
+
+    /// [`SegmentTranslator::translate_segments`], calling `progress` as batches finish. By
+    /// default once, when all are done; the [`Translator`] reports every batch.
+    fn translate_segments_with_progress(
+        &self,
+        texts: &[&str],
+        generation: &GenerationConfig,
+        progress: &mut dyn FnMut(&TranslateProgress),
+    ) -> Result<Vec<Translation>> {
+        let out = self.translate_segments(texts, generation)?;
+        progress(&TranslateProgress::new(texts.len(), 0, 0));
+        Ok(out)
+    }
 }
 
 impl SegmentTranslator for Translator {
@@ -163,6 +200,15 @@ impl SegmentTranslator for Translator {
         generation: &GenerationConfig,
     ) -> Result<Vec<Translation>> {
         self.translate_with(texts, generation)
+    }
+
+    fn translate_segments_with_progress(
+        &self,
+        texts: &[&str],
+        generation: &GenerationConfig,
+        progress: &mut dyn FnMut(&TranslateProgress),
+    ) -> Result<Vec<Translation>> {
+        self.translate_with_progress(texts, generation, progress)
     }
 }
 
@@ -286,6 +332,17 @@ impl Translator {
         texts: &[&str],
         generation: &GenerationConfig,
     ) -> Result<Vec<Translation>> {
+        self.translate_with_progress(texts, generation, &mut |_| {})
+    }
+
+    /// [`Translator::translate_with`], calling `progress` after every batch of the first
+    /// decoding (the guards' second decoding of flagged texts is not reported).
+    pub(crate) fn translate_with_progress(
+        &self,
+        texts: &[&str],
+        generation: &GenerationConfig,
+        progress: &mut dyn FnMut(&TranslateProgress),
+    ) -> Result<Vec<Translation>> {
         generation.validate(
             self.runtime.model.config().decoder_vocab_size,
             self.runtime.model.max_target_positions(),
@@ -327,7 +384,27 @@ impl Translator {
             })
             .collect();
         let mut results: Vec<Option<Translation>> = vec![None; units.len()];
-        self.run_batches(&ids, &limits, generation, &mut results)?;
+        // A text is done when all its units are; texts without any (empty, copied) count at once.
+        let mut pending = vec![0usize; texts.len()];
+        for (i, _) in &units {
+            pending[*i] += 1;
+        }
+        let mut done = TranslateProgress {
+            texts_done: pending.iter().filter(|&&n| n == 0).count(),
+            tokens_done: 0,
+            tokens: lengths.iter().sum(),
+        };
+        self.run_batches(&ids, &limits, generation, &mut results, &mut |batch| {
+            for &u in batch {
+                let i = units[u].0;
+                pending[i] -= 1;
+                if pending[i] == 0 {
+                    done.texts_done += 1;
+                }
+                done.tokens_done += lengths[u];
+            }
+            progress(&done);
+        })?;
         if guards.enabled {
             // Runaway output: a loop, or stopped by the length cap. Decode again with repeated
             // n-grams banned, and say so.
@@ -353,7 +430,7 @@ impl Translator {
                 let sub_ids: Vec<Vec<u32>> = again.iter().map(|&u| ids[u].clone()).collect();
                 let sub_limits: Vec<usize> = again.iter().map(|&u| limits[u]).collect();
                 let mut sub: Vec<Option<Translation>> = vec![None; again.len()];
-                self.run_batches(&sub_ids, &sub_limits, &cfg, &mut sub)?;
+                self.run_batches(&sub_ids, &sub_limits, &cfg, &mut sub, &mut |_| {})?;
                 for (&u, r) in again.iter().zip(sub) {
                     if let (Some(mut t), Some(old)) = (r, results[u].as_ref()) {
                         t.flag = old.flag;
@@ -411,10 +488,15 @@ impl Translator {
         limits: &[usize],
         generation: &GenerationConfig,
         results: &mut [Option<Translation>],
+        batch_done: &mut dyn FnMut(&[usize]),
     ) -> Result<()> {
-        let hyps = self
-            .runtime
-            .generate(ids, Some(limits), generation, &self.batching)?;
+        let hyps = self.runtime.generate_with_progress(
+            ids,
+            Some(limits),
+            generation,
+            &self.batching,
+            batch_done,
+        )?;
         for ((k, hyps), source) in hyps.into_iter().enumerate().zip(ids) {
             results[k] = Some(self.finish(hyps, source.len())?);
         }

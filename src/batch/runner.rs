@@ -78,6 +78,7 @@ impl<'p> BatchRunner<'p> {
 
     /// Processes every input. `Err` means nothing could run (the input directory is missing,
     /// the output directory cannot be created or locked); per-file problems are in the report.
+    #[tracing::instrument(name = "batch", skip_all, fields(input = %self.config.input_dir.display()))]
     pub fn run(&self, progress: &mut dyn BatchProgress) -> Result<BatchReport> {
         let started = Instant::now();
         let cfg = &self.config;
@@ -115,6 +116,12 @@ impl<'p> BatchRunner<'p> {
             elapsed: Duration::ZERO,
             files: Vec::new(),
         };
+        tracing::info!(
+            "{} inputs into {} ({} stale temporary files removed)",
+            inputs.len() + unreadable.len(),
+            cfg.output_dir.display(),
+            stale_temp_files_removed
+        );
         progress.planned(inputs.len() + unreadable.len());
         for (dir, reason) in unreadable {
             let file = failed(dir, None, reason, Duration::ZERO);
@@ -123,6 +130,7 @@ impl<'p> BatchRunner<'p> {
         }
         let mut claimed: HashMap<PathBuf, PathBuf> = HashMap::new();
         for rel in inputs {
+            let _file = tracing::info_span!("file", input = %rel.display()).entered();
             progress.file_started(&rel);
             let t = Instant::now();
             let out_rel = cfg.output_for(&rel);
@@ -348,7 +356,26 @@ fn failed(
 }
 
 impl BatchReport {
+    /// Counts a finished file, and logs it.
     fn add(&mut self, file: FileReport) {
+        let reason = file.reason.as_deref().unwrap_or("");
+        let note = if reason.is_empty() {
+            String::new()
+        } else {
+            format!(" ({reason})")
+        };
+        let secs = file.elapsed.as_secs_f64();
+        match file.status {
+            FileStatus::Done => tracing::info!(
+                sentences = file.sentences,
+                source_tokens = file.source_tokens,
+                target_tokens = file.target_tokens,
+                "done: {} in {secs:.2} s{note}",
+                file.input.display()
+            ),
+            FileStatus::Skipped => tracing::info!("skipped: {}: {reason}", file.input.display()),
+            FileStatus::Failed => tracing::info!("failed: {}: {reason}", file.input.display()),
+        }
         match file.status {
             FileStatus::Done => {
                 self.done += 1;

@@ -11,6 +11,7 @@ mod args;
 mod batch;
 mod bench;
 mod generate;
+mod logging;
 mod models;
 mod progress;
 #[cfg(feature = "serve")]
@@ -38,9 +39,14 @@ struct Cli {
     #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
 
-    /// No progress bars and no notes on standard error (errors are still printed).
+    /// No progress bars, notes or logs on standard error (errors are still printed).
     #[arg(long, short, global = true)]
     quiet: bool,
+
+    /// Log what tolk does on standard error: -v loading and timings, -vv also every batch and
+    /// the libraries' messages, -vvv everything (RUST_LOG=target=level,... refines it).
+    #[arg(long, short, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
 
     #[command(subcommand)]
     command: Command,
@@ -84,6 +90,7 @@ pub struct Global {
 /// Parses the arguments, runs the command and turns its result into an exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    logging::init(cli.verbose, cli.quiet);
     let global = Global {
         quiet: cli.quiet || !std::io::stderr().is_terminal(),
         silent: cli.quiet,

@@ -1,6 +1,6 @@
 //! `tolk translate`: one article from a file or standard input to standard output or a file.
 
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -14,6 +14,7 @@ use tolk::output::{OutputFormat, RenderOptions, StreamWriter};
 use tolk::stream::{BlockSource, LineSource};
 
 use super::args::{FormatArg, PipelineArgs, SegmentArg};
+use super::progress::DocumentBar;
 use super::{open_input, replacement_note, Global};
 
 /// Options of `tolk translate`.
@@ -94,6 +95,9 @@ pub fn run(args: TranslateArgs, global: Global) -> anyhow::Result<ExitCode> {
     let pipeline = args.pipeline.build(global)?;
     let format: OutputFormat = args.format.unwrap_or(FormatArg::Text).into();
     let options = RenderOptions::default().with_bilingual(args.bilingual);
+    // The library's measure of the document: its text, when known before the first block.
+    // No bar for a co-process: its lines come as they are typed or sent.
+    let mut bar = DocumentBar::new(global.quiet || lines, known.map(|s| s.text_bytes));
     let report = match args.output.as_deref() {
         Some(path) if path.as_os_str() != "-" => {
             // Spool files next to the output: where there is room for the output itself.
@@ -105,12 +109,19 @@ pub fn run(args: TranslateArgs, global: Global) -> anyhow::Result<ExitCode> {
             let file = AtomicFile::create(path)?;
             let mut writer = StreamWriter::new(file, path, format, &options, spool.as_deref())?
                 .with_lines_ended(lines);
-            let report = pipeline.translate_document(&mut *input, &mut writer)?;
+            let report = pipeline.translate_document_with_progress(
+                &pipeline.document_run(),
+                &mut *input,
+                &mut writer,
+                &mut bar,
+            )?;
             writer.into_inner().commit()?;
             report
         }
         _ => {
-            let stdout = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+            let stdout = std::io::stdout();
+            let same_screen = stdout.is_terminal();
+            let stdout = BufWriter::with_capacity(1 << 16, bar.guard(stdout.lock(), same_screen));
             let mut writer = StreamWriter::new(
                 stdout,
                 "<stdout>",
@@ -119,11 +130,17 @@ pub fn run(args: TranslateArgs, global: Global) -> anyhow::Result<ExitCode> {
                 stream_options.spool_dir.as_deref(),
             )?
             .with_lines_ended(lines);
-            let report = pipeline.translate_document(&mut *input, &mut writer)?;
+            let report = pipeline.translate_document_with_progress(
+                &pipeline.document_run(),
+                &mut *input,
+                &mut writer,
+                &mut bar,
+            )?;
             writer.into_inner().flush()?;
             report
         }
     };
+    bar.finish();
     if known.is_none() {
         if let Some(stats) = &report.decode {
             replacement_note(stats.replaced, &name, global);

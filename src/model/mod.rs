@@ -324,20 +324,37 @@ impl Seq2SeqModel {
         if let Some(path) = placement.int8_cache.as_deref().filter(|p| p.is_file()) {
             let cached = CacheStore::open(path)
                 .and_then(|store| Checkpoint::new(&config, &Vb::root(&store)));
-            if let Ok(ckpt) = cached {
-                return Self::build(config, ckpt, placement, true, true);
+            match cached {
+                Ok(ckpt) => {
+                    tracing::info!("int8 model from the cache: {}", path.display());
+                    return Self::build(config, ckpt, placement, true, true);
+                }
+                Err(e) => {
+                    tracing::info!("quantising again: the cached int8 model is unusable ({e})")
+                }
             }
         }
+        let started = std::time::Instant::now();
         let weights = weights()?;
         check_weights(&config, &weights)?;
         let vb = weights.into_var_builder(DType::F32, &Device::Cpu);
         let recorder = Recorder::new(VbStore::new(vb, true));
         let ckpt = Checkpoint::new(&config, &Vb::root(&recorder))?;
+        tracing::info!(
+            "quantised to int8 in {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
         if let Some(path) = &placement.int8_cache {
             let meta = [("tolk.format".to_string(), "int8-v1".to_string())]
                 .into_iter()
                 .collect();
-            let _ = recorder.save(path, meta);
+            match recorder.save(path, meta) {
+                Ok(()) => tracing::info!("int8 model cached: {}", path.display()),
+                // Only costs time: the next load quantises again.
+                Err(e) => tracing::info!("the int8 model cannot be cached ({e})"),
+            }
+        } else {
+            tracing::debug!("no cache: the int8 model is quantised at every load");
         }
         Self::build(config, ckpt, placement, true, false)
     }

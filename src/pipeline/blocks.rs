@@ -8,6 +8,7 @@ use super::{DocumentRun, Pipeline};
 use crate::error::Result;
 use crate::record::SentenceOutput;
 use crate::segment::{Document, Segment};
+use crate::translate::TranslateProgress;
 
 impl Pipeline {
     /// Segments and translates one block of a document ([`crate::stream`]; an article read whole
@@ -18,6 +19,7 @@ impl Pipeline {
     /// segmenter's decisions never look across one. `mid_sentence` says the block was cut from
     /// the previous one inside a line, between two words of one sentence: its first segment
     /// then continues the previous one (`continues`), like the pieces of an over-long sentence.
+    /// `batch_done` hears of every batch the translator finishes.
     pub(crate) fn run_block(
         &self,
         text: &str,
@@ -25,6 +27,7 @@ impl Pipeline {
         mid_sentence: bool,
         cursor: &mut BlockCursor,
         run: &DocumentRun<'_>,
+        batch_done: &mut dyn FnMut(&TranslateProgress),
     ) -> Result<BlockRun> {
         let t = Instant::now();
         let mut doc = if text.trim().is_empty() {
@@ -57,7 +60,11 @@ impl Pipeline {
             if inputs.is_empty() {
                 Vec::new()
             } else {
-                run.translator.translate_segments(&inputs, run.generation)?
+                run.translator.translate_segments_with_progress(
+                    &inputs,
+                    run.generation,
+                    batch_done,
+                )?
             }
         };
         let translate = t.elapsed();

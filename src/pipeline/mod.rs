@@ -24,6 +24,7 @@
 //! instance can serve many threads.
 
 mod blocks;
+mod progress;
 mod summary;
 
 use std::fmt;
@@ -34,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device};
 
+pub use progress::{DocumentPosition, DocumentProgress};
 pub use summary::{SummaryLimits, DEFAULT_SUMMARY_BYTES, DEFAULT_SUMMARY_SENTENCES};
 
 use crate::config::GenerationConfig;
@@ -648,7 +650,19 @@ impl Pipeline {
         input: &mut dyn BlockSource,
         writer: &mut StreamWriter<W>,
     ) -> Result<DocumentReport> {
-        let report = self.run_blocks_with(run, input, |block, sentences| {
+        self.translate_document_with_progress(run, input, writer, &mut ())
+    }
+
+    /// [`Pipeline::translate_document_with`], reporting to `progress` after every batch of
+    /// sentences and every block (before the block is written).
+    pub fn translate_document_with_progress<W: Write>(
+        &self,
+        run: &DocumentRun<'_>,
+        input: &mut dyn BlockSource,
+        writer: &mut StreamWriter<W>,
+        progress: &mut dyn DocumentProgress,
+    ) -> Result<DocumentReport> {
+        let report = self.run_blocks_with_progress(run, input, progress, |block, sentences| {
             writer.block(&block.text, &sentences)
         })?;
         writer.finish(report.summary.as_ref(), &self.model, &report.timings)?;
@@ -681,9 +695,23 @@ impl Pipeline {
         &self,
         run: &DocumentRun<'_>,
         input: &mut dyn BlockSource,
+        on_block: impl FnMut(&TextBlock, Vec<SentenceOutput>) -> Result<()>,
+    ) -> Result<DocumentReport> {
+        self.run_blocks_with_progress(run, input, &mut (), on_block)
+    }
+
+    /// [`Pipeline::run_blocks_with`], reporting to `progress` after every batch of sentences and
+    /// every block (before `on_block` has the block).
+    pub fn run_blocks_with_progress(
+        &self,
+        run: &DocumentRun<'_>,
+        input: &mut dyn BlockSource,
+        progress: &mut dyn DocumentProgress,
         mut on_block: impl FnMut(&TextBlock, Vec<SentenceOutput>) -> Result<()>,
     ) -> Result<DocumentReport> {
         let started = Instant::now();
+        let mut tracker =
+            progress::Tracker::new(progress, input.decode_stats().map(|s| s.text_bytes));
         let mut report = DocumentReport {
             decode: None,
             blocks: 0,
@@ -704,12 +732,14 @@ impl Pipeline {
             .filter(|_| run.summary)
             .map(|_| summary::SummaryInput::limited(self.summary_limits));
         while let Some(block) = input.next_block()? {
+            let (offset, len) = (block.offset, block.text.len());
             let done = self.run_block(
                 &block.text,
                 block.offset,
                 block.mid_sentence,
                 &mut cursor,
                 run,
+                &mut |batch| tracker.batch(offset, len, batch),
             )?;
             report.timings.segment += done.segment;
             report.timings.translate += done.translate;
@@ -725,6 +755,16 @@ impl Pipeline {
                     summary.push(s);
                 }
             }
+            tracing::debug!(
+                segments = done.sentences.len(),
+                "block {} ({} bytes at {}) in {:.2} s",
+                report.blocks,
+                block.text.len(),
+                block.offset,
+                (done.segment + done.translate).as_secs_f64()
+            );
+            // Reported before the block is written, so that a progress bar can be cleared first.
+            tracker.block(offset + len, report.sentences, report.source_tokens);
             on_block(&block, done.sentences)?;
         }
         let t = Instant::now();
@@ -735,6 +775,16 @@ impl Pipeline {
         report.timings.summarize = t.elapsed();
         report.timings.total = started.elapsed();
         report.decode = input.decode_stats();
+        tracing::info!(
+            blocks = report.blocks,
+            segments = report.segments,
+            source_tokens = report.source_tokens,
+            target_tokens = report.target_tokens,
+            "translated {} sentences in {:.2} s ({:.1} sentences/s)",
+            report.sentences,
+            report.timings.total.as_secs_f64(),
+            report.sentences as f64 / report.timings.total.as_secs_f64().max(1e-6)
+        );
         Ok(report)
     }
 }

@@ -84,6 +84,12 @@ pub(crate) fn fetch(
             String::new(),
         ));
     }
+    tracing::info!(
+        "{} at {} is commit {commit} ({} files listed)",
+        target.repo,
+        target.revision,
+        info.siblings.len()
+    );
     let cache = RepoCache::new(&resolver.settings.cache_dir, &target.repo);
     let snapshot = cache.snapshot_dir(&commit);
     let fix = Fix::cache(&target.spec, &snapshot);
@@ -196,6 +202,7 @@ impl Fetcher<'_> {
             let damaged = files::check_file(&local, self.fix).is_err()
                 || self.wrong_hash(name, &local)?.is_some();
             if damaged {
+                tracing::info!("{name}: the cached copy is damaged; downloading it again");
                 // Damaged: the blob too, which other snapshots may share.
                 self.cache.forget(self.commit, name, true)?;
             } else if self.force {
@@ -203,12 +210,18 @@ impl Fetcher<'_> {
                 // replaces the blob it downloads; intact blobs shared with other snapshots stay.
                 self.cache.forget(self.commit, name, false)?;
             } else {
+                tracing::debug!("{name}: cached and intact");
                 return Ok(local);
             }
         }
         // A link whose blob is gone needs nothing: the blob comes back under the same name.
         let path = self.download(name, &local, progress)?;
-        if self.wrong_hash(name, &path)?.is_some() {
+        if let Some((expected, actual)) = self.wrong_hash(name, &path)? {
+            tracing::warn!(
+                "{name}: the download is corrupt (its {} is {actual}, the Hub gives {}); downloading it again",
+                expected.kind.label(),
+                expected.hex
+            );
             // Damaged on the way (or on disk): once more, from scratch.
             self.cache.forget(self.commit, name, true)?;
             let path = self.download(name, &local, progress)?;
@@ -346,6 +359,7 @@ impl<'a> Session<'a> {
             received: 0,
             next_is_position: false,
         };
+        let t = std::time::Instant::now();
         let result = self.repo(commit).download_with_progress(name, &mut bridge);
         let (started, announced) = (bridge.started, bridge.announced);
         if started {
@@ -367,6 +381,11 @@ impl<'a> Session<'a> {
                 ));
             }
         }
+        let secs = t.elapsed().as_secs_f64();
+        tracing::info!(
+            "downloaded {name}: {actual} bytes in {secs:.2} s ({:.1} MB/s)",
+            actual as f64 / secs.max(1e-6) / 1e6
+        );
         Ok(path)
     }
 

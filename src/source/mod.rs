@@ -216,19 +216,36 @@ impl Resolver {
     /// A complete cached snapshot is used without touching the network. A damaged cached file
     /// is an error naming the file and the command that repairs it (`tolk models fetch X
     /// --force`), not a silent download.
+    #[tracing::instrument(name = "resolve", skip_all, fields(model = %spec))]
     pub fn resolve(
         &self,
         spec: &ModelSpec,
         progress: &mut dyn DownloadProgress,
     ) -> Result<ModelFiles> {
         let Some(target) = self.target(spec)? else {
+            tracing::info!("model from the directory {spec}");
             return from_dir(spec);
         };
         match self.cached(&target) {
-            Ok(files) => Ok(files),
+            Ok(files) => {
+                log_hub_files(&target, &files, "from the cache");
+                Ok(files)
+            }
             Err(err) if self.settings.offline => Err(err),
-            Err(Error::MissingFile { .. }) | Err(Error::Hub { .. }) => {
-                self.download(&target, false, progress)
+            Err(err @ (Error::MissingFile { .. } | Error::Hub { .. })) => {
+                let why = match &err {
+                    Error::MissingFile { file, .. } => format!("the cached copy lacks {file}"),
+                    _ => "not in the cache".to_string(),
+                };
+                tracing::info!(
+                    "{} at {}: {why}; downloading from {}",
+                    target.repo,
+                    target.revision,
+                    self.settings.endpoint
+                );
+                let files = self.download(&target, false, progress)?;
+                log_hub_files(&target, &files, "downloaded");
+                Ok(files)
             }
             Err(err) => Err(err),
         }
@@ -459,6 +476,19 @@ impl Resolver {
             self.settings.cache_dir.display()
         )
     }
+}
+
+/// The model resolution line of a Hub model: repository, revision, commit, snapshot.
+fn log_hub_files(target: &Target, files: &ModelFiles, how: &str) {
+    let p = &files.provenance;
+    tracing::info!(
+        commit = %p.commit.as_deref().unwrap_or("?"),
+        downloaded = p.downloaded.len(),
+        "{} at {} {how}: {}",
+        target.repo,
+        target.revision,
+        files.dir.display()
+    );
 }
 
 fn from_dir(spec: &ModelSpec) -> Result<ModelFiles> {

@@ -52,6 +52,7 @@ impl Env {
             .env_remove("HUGGING_FACE_HUB_TOKEN")
             .env_remove("HUGGINGFACE_HUB_CACHE")
             .env_remove("TOLK_MODEL")
+            .env_remove("RUST_LOG")
             .stdin(Stdio::null());
         cmd
     }

@@ -3,6 +3,7 @@
 mod abstractive;
 mod cli;
 mod cli_batch;
+mod cli_logs;
 mod common;
 // Runs the deploy scripts with sh and bash.
 #[cfg(unix)]
@@ -11,6 +12,7 @@ mod invariants;
 mod model_files;
 mod parity;
 mod pipeline;
+mod progress;
 #[cfg(feature = "hub")]
 mod real_model;
 mod stream;
