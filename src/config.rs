@@ -404,6 +404,10 @@ pub struct GenerationConfig {
     pub forced_eos_token_id: Option<u32>,
     /// Forced first generated token. Default from the model config.
     pub forced_bos_token_id: Option<u32>,
+    /// Also return each hypothesis's alignment: for every generated token, the cross-attention
+    /// of the next-to-last decoder layer (averaged over its heads) over the source tokens, as
+    /// transformers' `output_attentions` would give it. Default false (it costs a little time).
+    pub output_alignments: bool,
 }
 
 impl Default for GenerationConfig {
@@ -426,6 +430,7 @@ impl Default for GenerationConfig {
             decoder_start_token_id: 0,
             forced_eos_token_id: None,
             forced_bos_token_id: None,
+            output_alignments: false,
         }
     }
 }

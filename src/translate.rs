@@ -42,6 +42,11 @@ pub struct Translation {
     pub pieces: usize,
     /// Set when a guard intervened (see [`Guards`]).
     pub flag: Option<Flag>,
+    /// With [`GenerationConfig::output_alignments`]: for every whitespace-separated word of
+    /// `text`, the word of the input text it translates (its tokens' attention summed over the
+    /// input word's tokens, the largest taken); `None` for a word without one. Absent when the
+    /// words of the input could not be matched to its tokens, or the text was cut in pieces.
+    pub alignment: Option<Vec<Option<usize>>>,
 }
 
 /// How far a [`SegmentTranslator::translate_segments_with_progress`] call is, after one of its
@@ -164,6 +169,7 @@ impl Translation {
             hypotheses: Vec::new(),
             pieces: 1,
             flag: None,
+            alignment: None,
         }
     }
 }
@@ -394,17 +400,24 @@ impl Translator {
             tokens_done: 0,
             tokens: lengths.iter().sum(),
         };
-        self.run_batches(&ids, &limits, generation, &mut results, &mut |batch| {
-            for &u in batch {
-                let i = units[u].0;
-                pending[i] -= 1;
-                if pending[i] == 0 {
-                    done.texts_done += 1;
+        self.run_batches(
+            &ids,
+            &unit_texts,
+            &limits,
+            generation,
+            &mut results,
+            &mut |batch| {
+                for &u in batch {
+                    let i = units[u].0;
+                    pending[i] -= 1;
+                    if pending[i] == 0 {
+                        done.texts_done += 1;
+                    }
+                    done.tokens_done += lengths[u];
                 }
-                done.tokens_done += lengths[u];
-            }
-            progress(&done);
-        })?;
+                progress(&done);
+            },
+        )?;
         if guards.enabled {
             // Runaway output: a loop, or stopped by the length cap. Decode again with repeated
             // n-grams banned, and say so.
@@ -430,7 +443,15 @@ impl Translator {
                 let sub_ids: Vec<Vec<u32>> = again.iter().map(|&u| ids[u].clone()).collect();
                 let sub_limits: Vec<usize> = again.iter().map(|&u| limits[u]).collect();
                 let mut sub: Vec<Option<Translation>> = vec![None; again.len()];
-                self.run_batches(&sub_ids, &sub_limits, &cfg, &mut sub, &mut |_| {})?;
+                let sub_texts: Vec<&str> = again.iter().map(|&u| unit_texts[u]).collect();
+                self.run_batches(
+                    &sub_ids,
+                    &sub_texts,
+                    &sub_limits,
+                    &cfg,
+                    &mut sub,
+                    &mut |_| {},
+                )?;
                 for (&u, r) in again.iter().zip(sub) {
                     if let (Some(mut t), Some(old)) = (r, results[u].as_ref()) {
                         t.flag = old.flag;
@@ -455,6 +476,7 @@ impl Translator {
                 o.pieces += 1;
                 o.flag = o.flag.or(r.flag);
                 o.hypotheses.clear();
+                o.alignment = None;
             }
         }
         Ok(out)
@@ -485,6 +507,7 @@ impl Translator {
     fn run_batches(
         &self,
         ids: &[Vec<u32>],
+        texts: &[&str],
         limits: &[usize],
         generation: &GenerationConfig,
         results: &mut [Option<Translation>],
@@ -497,13 +520,48 @@ impl Translator {
             &self.batching,
             batch_done,
         )?;
-        for ((k, hyps), source) in hyps.into_iter().enumerate().zip(ids) {
-            results[k] = Some(self.finish(hyps, source.len())?);
+        for (((k, hyps), source), text) in hyps.into_iter().enumerate().zip(ids).zip(texts) {
+            results[k] = Some(self.finish(hyps, text, source.len())?);
         }
         Ok(())
     }
 
-    fn finish(&self, hyps: Vec<Hypothesis>, source_tokens: usize) -> Result<Translation> {
+    /// The word alignment of a hypothesis of `text` (see [`Translation::alignment`]).
+    fn word_alignment(&self, text: &str, h: &Hypothesis) -> Option<Vec<Option<usize>>> {
+        let attention = h.alignment.as_ref()?;
+        let source = self.tokenizer.source_words(text)?;
+        let target = self.tokenizer.target_words(&h.ids);
+        let source_count = text.split_whitespace().count();
+        let target_count = target.iter().flatten().max().map_or(0, |w| w + 1);
+        let mut sums = vec![vec![0f32; source_count]; target_count];
+        for (row, word) in attention.iter().zip(&target) {
+            let Some(t) = word else { continue };
+            for (p, s) in row.iter().zip(&source) {
+                if let Some(s) = s {
+                    sums[*t][*s] += p;
+                }
+            }
+        }
+        Some(
+            sums.iter()
+                .map(|row| {
+                    row.iter()
+                        .enumerate()
+                        .filter(|(_, &v)| v > 0.0)
+                        .max_by(|a, b| a.1.total_cmp(b.1))
+                        .map(|(i, _)| i)
+                })
+                .collect(),
+        )
+    }
+
+    fn finish(
+        &self,
+        hyps: Vec<Hypothesis>,
+        text: &str,
+        source_tokens: usize,
+    ) -> Result<Translation> {
+        let alignment = hyps.first().and_then(|h| self.word_alignment(text, h));
         let hypotheses = hyps
             .into_iter()
             .map(|h| {
@@ -530,6 +588,7 @@ impl Translator {
             hypotheses,
             pieces: 1,
             flag: None,
+            alignment,
         })
     }
 }

@@ -25,6 +25,17 @@ pub struct Hypothesis {
     /// Beam search: transformers' `sequences_scores` (sum of token log-probabilities divided by
     /// length^length_penalty). Greedy: the mean log-probability of the generated tokens.
     pub score: f32,
+    /// With [`GenerationConfig::output_alignments`]: for every generated token, the attention
+    /// over the source's tokens when it was chosen (see [`crate::model::DecoderState::step_aligned`]).
+    pub alignment: Option<Vec<Vec<f32>>>,
+}
+
+/// Row `row`'s alignment of one step: its source's `len` positions.
+fn align_row(align: &[f32], width: usize, row: usize, len: usize) -> Vec<f32> {
+    align
+        .get(row * width..row * width + len.min(width))
+        .map(<[f32]>::to_vec)
+        .unwrap_or_default()
 }
 
 /// transformers marks impossible beams with this score instead of -inf.
@@ -125,12 +136,23 @@ fn greedy(
     let mut active: Vec<usize> = (0..n).collect();
     let mut logits = Vec::new();
     let mut bans = Vec::new();
+    let mut align = Vec::new();
+    let mut alignments: Vec<Vec<Vec<f32>>> = vec![Vec::new(); n];
     while !active.is_empty() {
         let tokens: Vec<u32> = active
             .iter()
             .map(|&s| *seqs[s].last().unwrap_or(&cfg.decoder_start_token_id))
             .collect();
-        state.step(&tokens, &mut logits)?;
+        if cfg.output_alignments {
+            let width = state.step_aligned(&tokens, &mut logits, &mut align)?;
+            for (row, &s) in active.iter().enumerate() {
+                let len = state.source_lengths().get(row).copied().unwrap_or(0);
+                alignments[s].push(align_row(&align, width, row, len));
+            }
+        } else {
+            state.step(&tokens, &mut logits)?;
+        }
+
         // Each row's choice and its log-probability; rows are independent, so in parallel.
         let choose = |bans: &mut Vec<u32>, (row, scores): (usize, &mut [f32])| {
             let s = active[row];
@@ -178,14 +200,19 @@ fn greedy(
     Ok(seqs
         .into_iter()
         .zip(logprob_sums)
-        .map(|(seq, sum)| {
+        .zip(alignments)
+        .map(|((seq, sum), alignment)| {
             let ids = seq[1..].to_vec();
             let score = if ids.is_empty() {
                 0.0
             } else {
                 (sum / ids.len() as f64) as f32
             };
-            vec![Hypothesis { ids, score }]
+            vec![Hypothesis {
+                ids,
+                score,
+                alignment: cfg.output_alignments.then_some(alignment),
+            }]
         })
         .collect())
 }
@@ -212,6 +239,8 @@ fn argmax(xs: &[f32]) -> usize {
 struct Beam {
     tokens: Vec<u32>,
     score: f32,
+    /// One attention row per generated token (with alignments only).
+    align: Vec<Vec<f32>>,
 }
 
 #[derive(Debug, Clone)]
@@ -219,6 +248,7 @@ struct Slot {
     tokens: Vec<u32>,
     score: f32,
     finished: bool,
+    align: Vec<Vec<f32>>,
 }
 
 #[derive(Debug)]
@@ -261,6 +291,7 @@ fn beam(
                 .map(|b| Beam {
                     tokens: start.clone(),
                     score: if b == 0 { 0.0 } else { NEG_LARGE },
+                    align: Vec::new(),
                 })
                 .collect(),
             slots: vec![
@@ -268,6 +299,7 @@ fn beam(
                     tokens: Vec::new(),
                     score: NEG_LARGE,
                     finished: false,
+                    align: Vec::new(),
                 };
                 k
             ],
@@ -280,6 +312,7 @@ fn beam(
     let mut logits = Vec::new();
     let mut bans = Vec::new();
     let mut cands: Vec<Candidate> = Vec::with_capacity(k * keep_k);
+    let mut align = Vec::new();
     while !active.is_empty() {
         let tokens: Vec<u32> = active
             .iter()
@@ -290,7 +323,13 @@ fn beam(
                     .map(|b| *b.tokens.last().unwrap_or(&0))
             })
             .collect();
-        state.step(&tokens, &mut logits)?;
+        let width = if cfg.output_alignments {
+            state.step_aligned(&tokens, &mut logits, &mut align)?
+        } else {
+            state.step(&tokens, &mut logits)?;
+            0
+        };
+        let lengths = state.source_lengths().to_vec();
         let mut reorder: Vec<u32> = Vec::with_capacity(active.len() * k);
         // b. log-probabilities, processors, plus the running beam scores; each beam's own top 2k
         //    continuations are enough to find the best 2k overall. Rows are independent, so they
@@ -347,9 +386,16 @@ fn beam(
                 .take(k)
                 .map(|&(score, i)| {
                     let c = cands[i];
-                    let mut tokens = item.running[c.beam].tokens.clone();
+                    let parent = &item.running[c.beam];
+                    let mut tokens = parent.tokens.clone();
                     tokens.push(c.token);
-                    Beam { tokens, score }
+                    let align =
+                        extend(&parent.align, &align, width, pos * k + c.beam, lengths[pos]);
+                    Beam {
+                        tokens,
+                        score,
+                        align,
+                    }
                 })
                 .collect();
             let parents: Vec<usize> = order.iter().take(k).map(|&(_, i)| cands[i].beam).collect();
@@ -382,18 +428,25 @@ fn beam(
                 .iter()
                 .take(k)
                 .map(|&(score, idx, finished)| {
-                    let tokens = if idx < k {
-                        item.slots[idx].tokens.clone()
+                    let (tokens, slot_align) = if idx < k {
+                        (
+                            item.slots[idx].tokens.clone(),
+                            item.slots[idx].align.clone(),
+                        )
                     } else {
                         let c = cands[idx - k];
-                        let mut t = item.running[c.beam].tokens.clone();
+                        let parent = &item.running[c.beam];
+                        let mut t = parent.tokens.clone();
                         t.push(c.token);
-                        t
+                        let a =
+                            extend(&parent.align, &align, width, pos * k + c.beam, lengths[pos]);
+                        (t, a)
                     };
                     Slot {
                         tokens,
                         score,
                         finished,
+                        align: slot_align,
                     }
                 })
                 .collect();
@@ -459,10 +512,29 @@ fn beam(
                         .map(<[u32]>::to_vec)
                         .unwrap_or_default(),
                     score: slot.score,
+                    alignment: cfg.output_alignments.then_some(slot.align),
                 })
                 .collect()
         })
         .collect())
+}
+
+/// A beam's alignment extended by one step: `row`'s attention over its source's `len` positions
+/// (nothing when alignments are not kept: `width` 0).
+fn extend(
+    parent: &[Vec<f32>],
+    align: &[f32],
+    width: usize,
+    row: usize,
+    len: usize,
+) -> Vec<Vec<f32>> {
+    if width == 0 {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(parent.len() + 1);
+    out.extend_from_slice(parent);
+    out.push(align_row(align, width, row, len));
+    out
 }
 
 /// `f` on every row (`width` long) of `rows` with its index, in parallel when there are several

@@ -13,7 +13,7 @@ use super::checkpoint::{
     Attention, Checkpoint, DecoderLayer, EncoderLayer, LayerNorm, Linear, Stack, LAYER_NORM_EPS,
 };
 use super::store::Matrix;
-use super::{Backend, Decoding, EncoderOutput, Hidden};
+use super::{AlignOut, Backend, Decoding, EncoderOutput, Hidden};
 use crate::config::{Activation, ModelConfig};
 use crate::error::{Error, Result};
 
@@ -81,7 +81,19 @@ impl CandleBackend {
 
     /// Runs the decoder over `tokens` (rows x t, the same t for every row) from the state's
     /// position, extending its caches; returns the hidden states (rows, t, d).
+    #[cfg(test)]
     fn decode_hidden(&self, tokens: &[Vec<u32>], state: &mut CandleState) -> Result<Tensor> {
+        Ok(self.decode_hidden_probs(tokens, state, None)?.0)
+    }
+
+    /// [`CandleBackend::decode_hidden`], also returning the cross-attention probabilities of
+    /// decoder layer `probs_of` (if given), averaged over the heads: (rows * t, source length).
+    fn decode_hidden_probs(
+        &self,
+        tokens: &[Vec<u32>],
+        state: &mut CandleState,
+        probs_of: Option<usize>,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let rows = tokens.len();
         let t = tokens.first().map_or(0, Vec::len);
         let flat: Vec<u32> = tokens.iter().flatten().copied().collect();
@@ -92,14 +104,16 @@ impl CandleBackend {
         } else {
             None
         };
-        for (layer, (cache, cross)) in self
+        let mut probs = None;
+        for (l, (layer, (cache, cross))) in self
             .ckpt
             .decoder
             .layers
             .iter()
             .zip(state.caches.iter_mut().zip(state.cross.iter()))
+            .enumerate()
         {
-            x = self.decoder_layer(
+            let (next, p) = self.decoder_layer(
                 layer,
                 &x,
                 cache,
@@ -107,10 +121,15 @@ impl CandleBackend {
                 &state.cross_bias,
                 state.beams,
                 causal.as_ref(),
+                probs_of == Some(l),
             )?;
+            x = next;
+            if p.is_some() {
+                probs = p;
+            }
         }
         state.position += t;
-        Ok(x)
+        Ok((x, probs))
     }
 
     fn encoder_layer(
@@ -128,7 +147,9 @@ impl CandleBackend {
         layer_norm(&l.final_layer_norm, &(x + h)?)
     }
 
-    /// One decoder layer over `x` (rows, t, d), extending this layer's self-attention cache.
+    /// One decoder layer over `x` (rows, t, d), extending this layer's self-attention cache; with
+    /// `want_probs`, also its cross-attention probabilities averaged over the heads
+    /// (rows * t, source length).
     #[allow(clippy::too_many_arguments)]
     fn decoder_layer(
         &self,
@@ -139,7 +160,8 @@ impl CandleBackend {
         cross_bias: &Tensor,
         beams: usize,
         causal: Option<&Tensor>,
-    ) -> candle_core::Result<Tensor> {
+        want_probs: bool,
+    ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
         // Self-attention over everything generated so far.
         let a = &l.self_attn;
         let q = split_heads(a, &linear(&a.q_proj, x)?)?;
@@ -159,12 +181,20 @@ impl CandleBackend {
         let sources = rows / beams;
         let q = linear(&c.q_proj, &x)?.reshape((sources, beams * t, d))?;
         let q = split_heads(c, &q)?;
-        let h = attend(&q, &cross.k, &cross.v, Some(cross_bias))?;
+        let probs = attention(&q, &cross.k, Some(cross_bias))?;
+        let h = probs.matmul(&cross.v)?;
         let h = merge(c, &h)?.reshape((rows, t, d))?;
         let x = layer_norm(&l.encoder_attn_layer_norm, &(x + h)?)?;
 
         let h = self.feed_forward(&l.fc1, &l.fc2, &x)?;
-        layer_norm(&l.final_layer_norm, &(x + h)?)
+        let averaged = if want_probs {
+            // (sources, heads, beams * t, len) -> (rows * t, len)
+            let len = probs.dims4()?.3;
+            Some(probs.mean(1)?.reshape((rows * t, len))?)
+        } else {
+            None
+        };
+        Ok((layer_norm(&l.final_layer_norm, &(x + h)?)?, averaged))
     }
 
     fn feed_forward(&self, fc1: &Linear, fc2: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
@@ -278,12 +308,36 @@ struct CandleDecoding<'a> {
 }
 
 impl Decoding for CandleDecoding<'_> {
-    fn step(&mut self, tokens: &[u32], out: &mut Vec<f32>) -> Result<()> {
+    fn step(
+        &mut self,
+        tokens: &[u32],
+        out: &mut Vec<f32>,
+        align: Option<AlignOut<'_>>,
+    ) -> Result<()> {
         let rows: Vec<Vec<u32>> = tokens.iter().map(|&t| vec![t]).collect();
-        let hidden = self.backend.decode_hidden(&rows, &mut self.state)?;
+        let (hidden, probs) = self.backend.decode_hidden_probs(
+            &rows,
+            &mut self.state,
+            align.as_ref().map(|a| a.layer),
+        )?;
         let d = hidden.dims3()?.2;
         let logits = self.backend.logits(&hidden.reshape((tokens.len(), d))?)?;
         *out = logits.flatten_all()?.to_vec1::<f32>()?;
+        if let (Some(al), Some(probs)) = (align, probs) {
+            let len = probs.dims2()?.1;
+            let values = probs
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            for (row, src) in al
+                .probs
+                .chunks_mut(al.width.max(1))
+                .zip(values.chunks(len.max(1)))
+            {
+                let n = row.len().min(src.len());
+                row[..n].copy_from_slice(&src[..n]);
+            }
+        }
         Ok(())
     }
 
@@ -405,13 +459,18 @@ fn attend(
     v: &Tensor,
     bias: Option<&Tensor>,
 ) -> candle_core::Result<Tensor> {
+    attention(q, k, bias)?.matmul(v)
+}
+
+/// The attention probabilities of `q` over `k`: softmax of the scaled scores plus `bias`.
+fn attention(q: &Tensor, k: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
     let hd = q.dims4()?.3;
     let q = (q * (hd as f64).powf(-0.5))?;
     let mut scores = q.matmul(&k.t()?)?;
     if let Some(bias) = bias {
         scores = scores.broadcast_add(bias)?;
     }
-    candle_nn::ops::softmax_last_dim(&scores)?.matmul(v)
+    candle_nn::ops::softmax_last_dim(&scores)
 }
 
 /// (batch, heads, t, hd) -> (batch, t, d_model) through the output projection.

@@ -666,6 +666,59 @@ impl MarianTokenizer {
         Ok(ids)
     }
 
+    /// For every token of `encode(text)`, the whitespace-separated word of `text` it belongs to
+    /// (a piece starting with `▁` begins a word; `</s>` belongs to none). `None` when the pieces'
+    /// words cannot be matched to the text's (added tokens, a language code, normalisation that
+    /// joined or split words).
+    pub fn source_words(&self, text: &str) -> Option<Vec<Option<usize>>> {
+        if !self.added.is_empty() && self.added.iter().any(|t| text.contains(&t.content)) {
+            return None;
+        }
+        let normalized;
+        let norm = match &self.punct {
+            Some(p) if !text.is_empty() => {
+                normalized = p.normalize(text);
+                normalized.as_str()
+            }
+            _ => text,
+        };
+        if norm.starts_with(">>") {
+            return None;
+        }
+        let mut words = Vec::new();
+        let mut word: Option<usize> = None;
+        self.source.encode_with(norm, |piece| {
+            if piece.text.starts_with('\u{2581}') || word.is_none() {
+                word = Some(word.map_or(0, |w| w + 1));
+            }
+            words.push(word);
+        });
+        let count = word.map_or(0, |w| w + 1);
+        if count != text.split_whitespace().count() {
+            return None;
+        }
+        words.push(None);
+        Some(words)
+    }
+
+    /// For every generated id, the whitespace-separated word of `decode(ids)` it belongs to
+    /// (special tokens belong to none).
+    pub fn target_words(&self, ids: &[u32]) -> Vec<Option<usize>> {
+        let mut word: Option<usize> = None;
+        ids.iter()
+            .map(|id| {
+                if self.special_ids.contains(id) {
+                    return None;
+                }
+                let piece = self.decoder.get(id).map(String::as_str).unwrap_or("");
+                if piece.starts_with('\u{2581}') || word.is_none() {
+                    word = Some(word.map_or(0, |w| w + 1));
+                }
+                word
+            })
+            .collect()
+    }
+
     /// Encodes several texts (in parallel); results are in input order.
     pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
         texts.par_iter().map(|t| self.encode(t)).collect()

@@ -245,3 +245,49 @@ fn one_model_shared_by_threads_gives_the_sequential_results() {
         }
     }
 }
+
+/// Alignments from the model's attention: the trained copy fixture writes out its input, so
+/// each word of its output is aligned to the same word of its input, on both backends, greedy
+/// and with beams; asking for alignments changes no token.
+#[test]
+fn the_copy_model_aligns_every_word_to_itself() {
+    use tolk::model::BackendChoice;
+    let sentences = [
+        "het kabinet is gevallen",
+        "de minister van financien zegt dat de economie dit jaar groeit",
+        "in amsterdam wonen veel mensen",
+    ];
+    for backend in [BackendChoice::Auto, BackendChoice::Candle] {
+        let t = Translator::from_dir(
+            fixture_dir("marian-tiny-trained"),
+            &LoadOptions::default().with_backend(backend),
+        )
+        .unwrap();
+        for beams in [1, 4] {
+            let plain = t.generation().clone().with_num_beams(beams);
+            let mut aligned = plain.clone();
+            aligned.output_alignments = true;
+            let a = t.translate_with(&sentences, &aligned).unwrap();
+            let b = t.translate_with(&sentences, &plain).unwrap();
+            let (mut same, mut total) = (0, 0);
+            for ((x, y), s) in a.iter().zip(&b).zip(sentences) {
+                assert_eq!(
+                    x.ids, y.ids,
+                    "{backend:?} {beams}: alignments changed the tokens"
+                );
+                assert!(y.alignment.is_none());
+                let words = x.text.split_whitespace().count();
+                let al = x
+                    .alignment
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("no alignment: {s}"));
+                assert_eq!(al.len(), words, "{s} -> {}", x.text);
+                for (i, w) in al.iter().enumerate() {
+                    total += 1;
+                    same += usize::from(*w == Some(i));
+                }
+            }
+            assert!(same * 10 >= total * 9, "{same}/{total}");
+        }
+    }
+}

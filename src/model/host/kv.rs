@@ -18,6 +18,9 @@ pub(crate) trait KvElem: Copy + Default + Send + Sync + std::fmt::Debug + 'stati
     /// Appends `src`, converted, to `dst`.
     fn store(src: &[f32], dst: &mut Vec<Self>);
 
+    /// The stored value as f32.
+    fn get(self) -> f32;
+
     /// Scores, softmax and weighted values for every head (see [`attend_body`]).
     #[allow(clippy::too_many_arguments)]
     fn attend(
@@ -35,6 +38,10 @@ pub(crate) trait KvElem: Copy + Default + Send + Sync + std::fmt::Debug + 'stati
 impl KvElem for f32 {
     fn store(src: &[f32], dst: &mut Vec<Self>) {
         dst.extend_from_slice(src);
+    }
+
+    fn get(self) -> f32 {
+        self
     }
 
     fn attend(
@@ -61,6 +68,10 @@ impl KvElem for f32 {
 }
 
 impl KvElem for f16 {
+    fn get(self) -> f32 {
+        self.to_f32_const()
+    }
+
     fn store(src: &[f32], dst: &mut Vec<Self>) {
         use half::slice::HalfFloatSliceExt;
         let n0 = dst.len();
@@ -306,6 +317,42 @@ pub(crate) fn attend_row<E: KvElem>(
     E::attend(
         q, &keys.data, keys.cap, keys.len, values, heads, out, scores,
     )
+}
+
+/// The attention probabilities of one query row over the first `keys.len` positions, averaged
+/// over the heads, into `out[..keys.len]`: how much the token being predicted looks at each
+/// source position (its alignment). A plain loop: it runs for one layer, and only when
+/// alignments are asked for.
+pub(crate) fn attention_probs<E: KvElem>(
+    q: &[f32],
+    keys: &KeysT<E>,
+    heads: usize,
+    out: &mut [f32],
+) {
+    let (d, len, cap) = (q.len(), keys.len, keys.cap);
+    let n = len.min(out.len());
+    let out = &mut out[..n];
+    out.iter_mut().for_each(|o| *o = 0.0);
+    if heads == 0 || len == 0 || keys.data.len() < d * cap {
+        return;
+    }
+    let hd = d / heads;
+    let scaling = (hd as f64).powf(-0.5) as f32;
+    let mut scores = vec![0f32; out.len()];
+    for h in 0..heads {
+        for (j, s) in scores.iter_mut().enumerate() {
+            let mut acc = 0f32;
+            for (i, &qi) in q.iter().enumerate().take((h + 1) * hd).skip(h * hd) {
+                acc += qi * scaling * keys.data[i * cap + j].get();
+            }
+            *s = acc;
+        }
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f32 = scores.iter().map(|&s| (s - max).exp()).sum();
+        for (o, &s) in out.iter_mut().zip(&scores) {
+            *o += (s - max).exp() / sum / heads as f32;
+        }
+    }
 }
 
 /// Scores, softmax and weighted values for every head. The loops keep four independent

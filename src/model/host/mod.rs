@@ -21,12 +21,12 @@ use rayon::prelude::*;
 
 use super::checkpoint::{Attention, Checkpoint, LayerNorm, Linear, Positions, LAYER_NORM_EPS};
 use super::store::Matrix;
-use super::{Backend, Decoding, EncoderOutput, Hidden};
+use super::{AlignOut, Backend, Decoding, EncoderOutput, Hidden};
 use crate::config::{Activation, ModelConfig};
 use crate::error::{Error, Result};
 use crate::kernels::int8::QMatrix;
 use crate::kernels::simd::multiversion;
-use kv::{attend_row, KeysT, KvElem};
+use kv::{attend_row, attention_probs, KeysT, KvElem};
 
 /// The model on host buffers.
 #[derive(Debug)]
@@ -469,7 +469,12 @@ struct HostState<'a, E> {
 }
 
 impl<E: KvElem> Decoding for HostState<'_, E> {
-    fn step(&mut self, tokens: &[u32], out: &mut Vec<f32>) -> Result<()> {
+    fn step(
+        &mut self,
+        tokens: &[u32],
+        out: &mut Vec<f32>,
+        mut align: Option<AlignOut<'_>>,
+    ) -> Result<()> {
         let m = self.backend;
         let dec = &m.decoder;
         let d = m.d;
@@ -491,6 +496,10 @@ impl<E: KvElem> Decoding for HostState<'_, E> {
             layer.attn.finish(&mut ws.x, &ws.a, d, &mut ws.h)?;
             // Cross-attention over each row's source (padding is simply not visited).
             linear(&ws.x, rows, &layer.cross_q, &mut ws.q)?;
+            if let Some(al) = align.as_mut().filter(|a| a.layer == l) {
+                self.kv
+                    .cross_probs(l, &ws.q, d, dec.heads, self.beams, al.probs, al.width);
+            }
             self.kv
                 .attend_cross(l, &ws.q, &mut ws.a, d, dec.heads, &self.lens, self.beams);
             linear(&ws.a, rows, &layer.cross_o, &mut ws.h)?;
@@ -632,6 +641,29 @@ impl<E: KvElem> Kv<E> {
         let rows = a.len() / d.max(1);
         let work: usize = rows * d * lens.iter().max().copied().unwrap_or(0);
         each_row(a, d, work >= 1 << 16, run);
+    }
+
+    /// Every row's cross-attention probabilities at layer `l`, averaged over the heads, into
+    /// `probs` (rows of `width`).
+    #[allow(clippy::too_many_arguments)]
+    fn cross_probs(
+        &self,
+        l: usize,
+        q: &[f32],
+        d: usize,
+        heads: usize,
+        beams: usize,
+        probs: &mut [f32],
+        width: usize,
+    ) {
+        for (r, row) in probs.chunks_mut(width.max(1)).enumerate() {
+            if let (Some(keys), Some(qr)) = (
+                self.cross_k[l].get(r / beams.max(1)),
+                q.get(r * d..(r + 1) * d),
+            ) {
+                attention_probs(qr, keys, heads, row);
+            }
+        }
     }
 
     fn reorder_rows(&mut self, parents: &[u32]) {
