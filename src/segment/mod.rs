@@ -11,8 +11,11 @@
 //!    item ([`SegmentKind::ListItem`]); other lines of a paragraph are joined into running text.
 //! 3. **Sentences.** Running text is cut after `.`, `?`, `!` and ellipses (with any closing quotes
 //!    and brackets) unless the rules for Dutch abbreviations (`bijv.`, `o.a.`, `dhr.`, `enz.`,
-//!    months, ...), initials (`J.P. Balkenende`), numbers (`4,5`, `14.30`, `1.000`), URLs and
-//!    domain names, and lowercase sentence starts (`'s avonds`, `iPhone`) say otherwise.
+//!    months, ...; `Kon.`, `Univ.`, `St.` and the other first words of names), titles and
+//!    initials (`J.P. Balkenende`, `prof.dr. J.A.M. de Vries`, `Z.K.H.`, `Hr.Ms.`), numbers
+//!    (`4,5`, `14.30`, `1.000`), URLs and domain names, and lowercase sentence starts
+//!    (`'s avonds`, `iPhone`) say otherwise. A sentence may open with an ellipsis
+//!    (`Het was stil. ... Hij ging weg.`).
 //! 4. **Long sentences.** A segment longer than [`Segmenter::max_chars`] characters is cut at clause
 //!    boundaries by [`split_long`] (a long line or paragraph in lines or paragraphs mode first
 //!    between its sentences); the pieces after the first have [`Segment::continues`] set.

@@ -35,6 +35,8 @@ enum Start {
 struct Next<'a> {
     start: Start,
     word: &'a str,
+    /// Whether a full stop follows the word directly (`U.` is an initial, not the pronoun).
+    dotted: bool,
 }
 
 /// Appends the trimmed sentences of `text[run]` to `out`, in order.
@@ -51,6 +53,11 @@ pub(crate) fn split_sentences(text: &str, run: Range<usize>, out: &mut Vec<Range
         let term_start = i;
         let term_end = skip_while(text, i, end, is_terminal);
         let close_end = skip_while(text, term_end, end, is_closer);
+        // Punctuation that opens the sentence ("... Hij ging weg.") ends nothing.
+        if term_start == sentence_start {
+            i = close_end;
+            continue;
+        }
         match char_at(text, close_end) {
             Some(c) if close_end < end && is_space(c) => {}
             Some(_)
@@ -87,10 +94,24 @@ pub(crate) fn split_sentences(text: &str, run: Range<usize>, out: &mut Vec<Range
                 next_start = following;
             }
         }
-        // No sentence starts with sentence punctuation: ". . ." is one spaced ellipsis.
+        // No sentence starts with sentence punctuation, ". . ." is one spaced ellipsis, except
+        // that a sentence may open with an ellipsis: "Het was stil. ... Hij ging weg." The
+        // word after the ellipsis then decides; a lowercase one opens a fragment.
+        let mut next = None;
         if char_at(text, next_start).is_some_and(is_terminal) {
-            i = next_start;
-            continue;
+            match opening_ellipsis(text, next_start, end) {
+                Some(word_start) => {
+                    let mut word = next_word(text, word_start, end);
+                    if word.start == Start::Lower {
+                        word.start = Start::Other;
+                    }
+                    next = Some(word);
+                }
+                None => {
+                    i = next_start;
+                    continue;
+                }
+            }
         }
         let line_break = has_line_break(text, close_end..next_start);
         let candidate = Candidate {
@@ -100,7 +121,8 @@ pub(crate) fn split_sentences(text: &str, run: Range<usize>, out: &mut Vec<Range
             closers: term_end..close_end,
             line_break,
         };
-        if candidate.is_boundary(&next_word(text, next_start, end)) {
+        let next = next.unwrap_or_else(|| next_word(text, next_start, end));
+        if candidate.is_boundary(&next) {
             let sentence = trim(text, sentence_start..sentence_end);
             if !sentence.is_empty() {
                 out.push(sentence);
@@ -148,15 +170,13 @@ impl Candidate<'_> {
         let token_range = self.token_before(self.term.start);
         let token = token_range.clone().map_or("", |r| &self.text[r]);
         let has_closer = !closers.is_empty();
-        match abbrev::classify(token) {
-            TokenClass::Title => {
-                next.start == Start::Upper && (has_closer || abbrev::is_non_name_starter(next.word))
-            }
+        let starter = !next.dotted && abbrev::is_non_name_starter(next.word);
+        match abbrev::classify_in_context(token, self.word_before(token_range.clone())) {
+            TokenClass::Title => next.start == Start::Upper && (has_closer || starter),
             TokenClass::Prefix => has_closer && next.start == Start::Upper,
             TokenClass::Final | TokenClass::Dotted => capital_or_symbol,
             TokenClass::Initials => {
-                next.start == Start::Upper
-                    && (closers.contains(is_quote) || abbrev::is_non_name_starter(next.word))
+                next.start == Start::Upper && (closers.contains(is_quote) || starter)
             }
             TokenClass::SingleLower => {
                 let before = self.word_before(token_range);
@@ -262,6 +282,7 @@ fn next_word(text: &str, at: usize, end: usize) -> Next<'_> {
         return Next {
             start: Start::Upper,
             word: first_token,
+            dotted: false,
         };
     }
     let mut pos = at;
@@ -284,7 +305,28 @@ fn next_word(text: &str, at: usize, end: usize) -> Next<'_> {
         Some(c) if c.is_numeric() => Start::Digit,
         _ => Start::Other,
     };
-    Next { start, word }
+    let dotted = char_at(text, pos + word.len()) == Some('.');
+    Next {
+        start,
+        word,
+        dotted,
+    }
+}
+
+/// If an ellipsis (`…`, `……`, three or more full stops) that opens a sentence starts at `at`,
+/// where the sentence's first word starts: after any white space, when a letter, digit, quote or
+/// bracket follows. `None` for anything else, such as the dots of a spaced ellipsis (`. . .`).
+fn opening_ellipsis(text: &str, at: usize, end: usize) -> Option<usize> {
+    let after = skip_while(text, at, end, |c| c == '.' || c == '…');
+    let marks = text.get(at..after)?;
+    let dots = marks.chars().filter(|&c| c == '.').count();
+    if !(marks.contains('…') || dots >= 3) {
+        return None;
+    }
+    let word_start = skip_while(text, after, end, is_space);
+    let opens = char_at(text, word_start)
+        .is_some_and(|c| word_start < end && (c.is_alphanumeric() || is_opener(c)));
+    opens.then_some(word_start)
 }
 
 /// If a token of pictographs (emoji, dingbats) starts at `at`, the byte after it.
@@ -328,6 +370,15 @@ mod tests {
             ["Kaas enz.", "Daarna brood."]
         );
         assert_eq!(split("Met dhr. Jansen. Hij"), ["Met dhr. Jansen.", "Hij"]);
+    }
+
+    #[test]
+    fn ellipsis_opening_a_sentence() {
+        assert_eq!(split("Stil. ... Weg."), ["Stil.", "... Weg."]);
+        assert_eq!(split("Stil. …weg."), ["Stil.", "…weg."]);
+        assert_eq!(split("... Weg. Daar."), ["... Weg.", "Daar."]);
+        assert_eq!(split("Stil . . . weg."), ["Stil . . . weg."]);
+        assert_eq!(split("Stil. ..."), ["Stil. ..."]);
     }
 
     #[test]
