@@ -50,7 +50,8 @@ enum Command {
     Translate(translate::TranslateArgs),
     /// Translate every article of a directory into a mirrored output directory.
     Batch(batch::BatchArgs),
-    /// Split a Dutch text into sentences, one per line (no model needed).
+    /// Split a text into sentences, one per line (Dutch unless --lang says otherwise; no model
+    /// needed).
     Segment(text::SegmentArgs),
     /// Summarise an English text: the summary sentences, one per line (no model needed).
     Summarize(text::SummarizeArgs),

@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use tolk::pipeline::segmenter_for;
-use tolk::segment::SegmentKind;
+use tolk::segment::{Language, SegmentKind};
 use tolk::summarize::{
     summarize_english, ExtractiveOptions, ExtractiveSummarizer, Summarizer, SummaryLength,
 };
@@ -31,7 +31,8 @@ pub enum TextFormat {
 #[command(after_help = "\
 Examples:
   tolk segment artikel.txt
-  tolk segment --format json artikel.txt   # byte spans, paragraphs, kinds, metadata")]
+  tolk segment --format json artikel.txt   # byte spans, paragraphs, kinds, metadata
+  tolk segment --lang zh article.zh.txt    # language-independent rules")]
 pub struct SegmentArgs {
     /// The text; `-` or nothing reads standard input.
     #[arg(value_name = "FILE|-")]
@@ -49,6 +50,12 @@ pub struct SegmentArgs {
     /// Treat leading `key: value` lines as text, not metadata.
     #[arg(long)]
     pub no_metadata: bool,
+
+    /// Language of the text (ISO 639 code): `nl` has the Dutch rules (abbreviations, initials,
+    /// numbers), `en` English abbreviations, any other the language-independent rules (Unicode
+    /// sentence marks, `。！？` without spaces, quotes, ellipses).
+    #[arg(long, value_name = "CODE", default_value = "nl", value_parser = parse_language)]
+    pub lang: Language,
 
     /// Output format.
     #[arg(long, short, value_enum, default_value = "text")]
@@ -82,10 +89,18 @@ struct SegmentsJson<'a> {
     segments: Vec<SegmentJson<'a>>,
 }
 
+/// `--lang CODE`.
+fn parse_language(text: &str) -> Result<Language, String> {
+    Language::new(text).map_err(|e| match e {
+        tolk::Error::Option { message, .. } => message,
+        e => e.to_string(),
+    })
+}
+
 /// Runs `tolk segment`.
 pub fn segment(args: SegmentArgs) -> anyhow::Result<ExitCode> {
     let source = read_input(args.file.as_deref(), args.lossy)?;
-    let mut segmenter = segmenter_for(args.segment.into());
+    let mut segmenter = segmenter_for(args.segment.into()).with_language(args.lang);
     if let Some(n) = args.max_chars {
         segmenter = segmenter.with_max_chars(n);
     }

@@ -306,7 +306,7 @@ fn joined_titles(token: &str) -> bool {
             .all(|part| !part.is_empty() && known(part) == Some(TokenClass::Title))
 }
 
-fn is_number(token: &str) -> bool {
+pub(crate) fn is_number(token: &str) -> bool {
     token.starts_with(|c: char| c.is_ascii_digit())
         && token
             .chars()
@@ -340,7 +340,7 @@ fn is_initials(token: &str) -> bool {
     parts > 1 || (parts == 1 && all_known)
 }
 
-fn dotted(token: &str) -> TokenClass {
+pub(crate) fn dotted(token: &str) -> TokenClass {
     let parts: Vec<&str> = token.split('.').collect();
     let last = parts.last().copied().unwrap_or_default().to_lowercase();
     let long_part = parts.iter().any(|p| p.chars().count() >= 2);
@@ -356,6 +356,46 @@ fn dotted(token: &str) -> TokenClass {
     } else {
         TokenClass::Ordinary
     }
+}
+
+/// Titles that a name follows in many languages written in Latin script (compared in lower
+/// case): the only abbreviations the language-independent rules know.
+const GENERIC_TITLES: &[&str] = &[
+    "dr", "prof", "mr", "mrs", "ms", "mme", "mlle", "mgr", "st", "sr", "sra", "srta", "hr", "dott",
+    "dra",
+];
+
+/// Classifies the word before a full stop by the language-independent rules: a number, one of
+/// a few titles ([`GENERIC_TITLES`]), a single letter (an initial, or an unknown lowercase
+/// abbreviation), a dotted abbreviation (`z.B.`, `U.S.A.`: treated as initials, since without a
+/// list of the language's abbreviations a name or a noun after one is more likely than a new
+/// sentence), or an ordinary word (URLs and domain names included).
+pub(crate) fn classify_generic(token: &str) -> TokenClass {
+    let token = token.trim_start_matches(crate::segment::chars::is_opener);
+    let Some(last) = token.chars().next_back() else {
+        return TokenClass::Ordinary;
+    };
+    if !last.is_alphanumeric() {
+        return TokenClass::Ordinary;
+    }
+    if is_number(token) {
+        return TokenClass::Number;
+    }
+    if token.chars().count() <= 4 && GENERIC_TITLES.contains(&token.to_lowercase().as_str()) {
+        return TokenClass::Title;
+    }
+    let mut chars = token.chars();
+    if let (Some(c), None) = (chars.next(), chars.next()) {
+        return if c.is_lowercase() {
+            TokenClass::SingleLower
+        } else {
+            TokenClass::Initials
+        };
+    }
+    if token.contains('.') && dotted(token) == TokenClass::Dotted {
+        return TokenClass::Initials;
+    }
+    TokenClass::Ordinary
 }
 
 /// [`classify`], with what the word before the token says: a dotted acronym (`B.V.`, `O.M.`)

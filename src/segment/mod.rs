@@ -1,4 +1,5 @@
-//! Dutch sentence segmentation for translation, and reassembly of the translated article.
+//! Sentence segmentation for translation (Dutch rules by default, language-independent ones
+//! for other languages, see [`Segmenter::language`]), and reassembly of the translated article.
 //!
 //! MarianMT (opus-mt) models are trained on single sentences: given a whole paragraph they drop
 //! sentences, given fragments they invent text. This module cuts an article into the units the
@@ -42,6 +43,8 @@
 
 mod abbrev;
 pub(crate) mod chars;
+pub(crate) mod english;
+mod language;
 mod layout;
 mod long;
 mod metadata;
@@ -61,6 +64,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
+pub use language::Language;
 pub use long::split_long;
 
 /// Default for [`Segmenter::max_chars`].
@@ -241,6 +245,13 @@ pub struct Segmenter {
     pub max_chars: usize,
     /// Whether leading `key value` fields become metadata segments. Default: true.
     pub metadata: bool,
+    /// The language of the text, which decides the sentence rules: Dutch gets the Dutch rules
+    /// (abbreviations, titles, initials, numbers), English its abbreviations, any other
+    /// language the language-independent ones (Unicode sentence marks, full-width `。！？`
+    /// without a space after them, quotes, ellipses); the line structure is the same for all.
+    /// Default: `None`, which is Dutch, and in a [`crate::pipeline::Pipeline`] the model's
+    /// source language ([`crate::source::ModelFiles::source_language`]).
+    pub language: Option<Language>,
 }
 
 impl Default for Segmenter {
@@ -249,6 +260,7 @@ impl Default for Segmenter {
             mode: SegmentMode::Sentences,
             max_chars: DEFAULT_MAX_CHARS,
             metadata: true,
+            language: None,
         }
     }
 }
@@ -278,6 +290,24 @@ impl Segmenter {
     pub fn with_metadata(mut self, metadata: bool) -> Self {
         self.metadata = metadata;
         self
+    }
+
+    /// Sets [`Segmenter::language`].
+    #[must_use]
+    pub fn with_language(mut self, language: Language) -> Self {
+        self.language = Some(language);
+        self
+    }
+
+    /// The language whose rules are used: [`Segmenter::language`], or Dutch.
+    pub fn effective_language(&self) -> Language {
+        self.language.clone().unwrap_or_default()
+    }
+
+    pub(crate) fn rules(&self) -> language::Rules {
+        self.language
+            .as_ref()
+            .map_or(language::Rules::Dutch, Language::rules)
     }
 
     /// Segments `text`. Never fails: every input, however odd, gives a document.

@@ -11,8 +11,10 @@ use std::ops::Range;
 use super::abbrev::{self, TokenClass};
 use super::chars::{
     char_at, char_before, has_line_break, is_closer, is_lowercase_sentence_start, is_opener,
-    is_quote, is_space, is_terminal, skip_while, trim,
+    is_quotative, is_quote, is_space, is_terminal, is_wide_terminal, skip_while, trim,
 };
+use super::english;
+use super::language::Rules;
 
 /// The longest word examined before a full stop; longer words are ordinary words (abbreviations
 /// and initials are short, and the bound keeps pathological input linear).
@@ -39,8 +41,14 @@ struct Next<'a> {
     dotted: bool,
 }
 
-/// Appends the trimmed sentences of `text[run]` to `out`, in order.
-pub(crate) fn split_sentences(text: &str, run: Range<usize>, out: &mut Vec<Range<usize>>) {
+/// Appends the trimmed sentences of `text[run]` to `out`, in order, by the `rules` of a
+/// language.
+pub(crate) fn split_sentences(
+    text: &str,
+    run: Range<usize>,
+    rules: Rules,
+    out: &mut Vec<Range<usize>>,
+) {
     let end = run.end.min(text.len());
     let mut sentence_start = run.start;
     let mut i = run.start;
@@ -60,6 +68,18 @@ pub(crate) fn split_sentences(text: &str, run: Range<usize>, out: &mut Vec<Range
         }
         match char_at(text, close_end) {
             Some(c) if close_end < end && is_space(c) => {}
+            Some(c)
+                if close_end < end
+                    && wide_boundary(text, term_start..term_end, term_end..close_end, c) =>
+            {
+                let sentence = trim(text, sentence_start..close_end);
+                if !sentence.is_empty() {
+                    out.push(sentence);
+                }
+                sentence_start = close_end;
+                i = close_end;
+                continue;
+            }
             Some(_)
                 if close_end == term_end
                     && missing_space(text, sentence_start, term_start..term_end, end) =>
@@ -116,6 +136,7 @@ pub(crate) fn split_sentences(text: &str, run: Range<usize>, out: &mut Vec<Range
         let line_break = has_line_break(text, close_end..next_start);
         let candidate = Candidate {
             text,
+            rules,
             sentence_start,
             term: term_start..term_end,
             closers: term_end..close_end,
@@ -140,6 +161,8 @@ pub(crate) fn split_sentences(text: &str, run: Range<usize>, out: &mut Vec<Range
 /// One candidate boundary and what surrounds it.
 struct Candidate<'a> {
     text: &'a str,
+    /// The language's rule set.
+    rules: Rules,
     /// Where the current sentence began (the word before the punctuation is looked for after it).
     sentence_start: usize,
     /// The sentence punctuation.
@@ -157,8 +180,9 @@ impl Candidate<'_> {
         let capital_or_symbol = matches!(next.start, Start::Upper | Start::Other);
         let any_start = !matches!(next.start, Start::Lower);
         // After `?`, `!` and ellipses a lowercase word continues the sentence even across a line
-        // break ("„Waarom?” vroeg hij", "Hij dacht na…\nen bleef").
-        if term.contains(['?', '!', '‼', '⁇', '⁈', '⁉']) {
+        // break ("„Waarom?” vroeg hij", "Hij dacht na…\nen bleef"); so it does after the marks
+        // of other scripts (`。`, `।`), which are mostly followed by letters without case.
+        if term.contains(['?', '!', '‼', '⁇', '⁈', '⁉']) || !term.contains(['.', '…']) {
             return any_start;
         }
         if term.contains('…') || term.len() > 1 {
@@ -170,8 +194,21 @@ impl Candidate<'_> {
         let token_range = self.token_before(self.term.start);
         let token = token_range.clone().map_or("", |r| &self.text[r]);
         let has_closer = !closers.is_empty();
-        let starter = !next.dotted && abbrev::is_non_name_starter(next.word);
-        match abbrev::classify_in_context(token, self.word_before(token_range.clone())) {
+        // A word that starts sentences and is never part of a name (`U.` is an initial).
+        let starter = !next.dotted
+            && match self.rules {
+                Rules::Dutch => abbrev::is_non_name_starter(next.word),
+                Rules::English => english::is_opener_word(next.word),
+                Rules::Generic => false,
+            };
+        let class = match self.rules {
+            Rules::Dutch => {
+                abbrev::classify_in_context(token, self.word_before(token_range.clone()))
+            }
+            Rules::English => english::classify(token),
+            Rules::Generic => abbrev::classify_generic(token),
+        };
+        match class {
             TokenClass::Title => next.start == Start::Upper && (has_closer || starter),
             TokenClass::Prefix => has_closer && next.start == Start::Upper,
             TokenClass::Final | TokenClass::Dotted => capital_or_symbol,
@@ -231,6 +268,24 @@ impl Candidate<'_> {
             || before.ends_with([':', ',', ';'])
             || matches!(before.to_lowercase().as_str(), "en" | "of")
     }
+}
+
+/// Whether sentence punctuation at `term` (with closing quotes and brackets at `closers`) that is
+/// directly followed by the character `next` ends a sentence: Chinese and Japanese sentence
+/// marks (`。`, `！`, `？`) need no space after them, as in Unicode's sentence boundaries (UAX
+/// #29). Not between two digits (`１．５`), and not before a quotative particle after a closing
+/// bracket or quote, which goes on with the sentence (`「本当ですか。」と聞いた`).
+fn wide_boundary(text: &str, term: Range<usize>, closers: Range<usize>, next: char) -> bool {
+    let Some(marks) = text.get(term.clone()) else {
+        return false;
+    };
+    if !marks.chars().any(is_wide_terminal) {
+        return false;
+    }
+    if next.is_numeric() && char_before(text, term.start).is_some_and(char::is_numeric) {
+        return false;
+    }
+    closers.is_empty() || !is_quotative(next)
 }
 
 /// Whether sentence punctuation at `term` that is directly followed by text ends a sentence all
@@ -347,8 +402,12 @@ mod tests {
     use super::*;
 
     fn split(text: &str) -> Vec<&str> {
+        split_by(text, Rules::Dutch)
+    }
+
+    fn split_by(text: &str, rules: Rules) -> Vec<&str> {
         let mut out = Vec::new();
-        split_sentences(text, 0..text.len(), &mut out);
+        split_sentences(text, 0..text.len(), rules, &mut out);
         out.into_iter().map(|r| &text[r]).collect()
     }
 
