@@ -727,6 +727,18 @@ fn segment_and_summarize_commands() {
         .json();
     assert_eq!(json["input_sentences"], 5);
     assert_eq!(json["sentences"][0]["index"], 0);
+    // A headline at the top is not a summary sentence, and the lead it resembles stays in.
+    let headlined = env.write(
+        "headlined.txt",
+        format!("Council approves budget and higher taxes\n{english}"),
+    );
+    let run = env
+        .run(&["summarize", "--lang", "en", headlined.to_str().unwrap()])
+        .code(0);
+    assert_eq!(
+        run.stdout,
+        "The council approved the budget on Tuesday.\nTaxes will rise by two percent.\n"
+    );
     let run = env
         .run(&["summarize", "--lang", "nl", en.to_str().unwrap()])
         .code(2);
