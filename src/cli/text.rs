@@ -7,13 +7,14 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
+use tolk::input::{DecodeOptions, EncodingChoice};
 use tolk::pipeline::segmenter_for;
 use tolk::segment::{Language, SegmentKind};
 use tolk::summarize::{
     summarize_english, ExtractiveOptions, ExtractiveSummarizer, Summarizer, SummaryLength,
 };
 
-use super::args::{abstractive, SegmentArg, SummarizerArg};
+use super::args::{abstractive, parse_encoding, SegmentArg, SummarizerArg};
 use super::Global;
 use super::{emit, read_input};
 
@@ -68,6 +69,11 @@ pub struct SegmentArgs {
     /// Replace invalid UTF-8 with U+FFFD instead of refusing the input.
     #[arg(long)]
     pub lossy: bool,
+
+    /// Encoding of input without a byte-order mark: a WHATWG label (windows-1252, iso-8859-1,
+    /// ...) or auto [default: UTF-8].
+    #[arg(long, value_name = "LABEL", value_parser = parse_encoding)]
+    pub encoding: Option<EncodingChoice>,
 }
 
 #[derive(Serialize)]
@@ -98,8 +104,11 @@ fn parse_language(text: &str) -> Result<Language, String> {
 }
 
 /// Runs `tolk segment`.
-pub fn segment(args: SegmentArgs) -> anyhow::Result<ExitCode> {
-    let source = read_input(args.file.as_deref(), args.lossy)?;
+pub fn segment(args: SegmentArgs, global: Global) -> anyhow::Result<ExitCode> {
+    let decode = DecodeOptions::default()
+        .with_lossy(args.lossy)
+        .with_encoding(args.encoding);
+    let source = read_input(args.file.as_deref(), &decode, global)?;
     let mut segmenter = segmenter_for(args.segment.into()).with_language(args.lang);
     if let Some(n) = args.max_chars {
         segmenter = segmenter.with_max_chars(n);
@@ -180,6 +189,11 @@ pub struct SummarizeArgs {
     #[arg(long)]
     pub lossy: bool,
 
+    /// Encoding of input without a byte-order mark: a WHATWG label (windows-1252, iso-8859-1,
+    /// ...) or auto [default: UTF-8].
+    #[arg(long, value_name = "LABEL", value_parser = parse_encoding)]
+    pub encoding: Option<EncodingChoice>,
+
     /// Summariser.
     #[arg(long, value_enum, default_value = "extractive")]
     pub summarizer: SummarizerArg,
@@ -216,7 +230,10 @@ pub fn summarize(args: SummarizeArgs, global: Global) -> anyhow::Result<ExitCode
             args.lang
         );
     }
-    let source = read_input(args.file.as_deref(), args.lossy)?;
+    let decode = DecodeOptions::default()
+        .with_lossy(args.lossy)
+        .with_encoding(args.encoding);
+    let source = read_input(args.file.as_deref(), &decode, global)?;
     let length = match (args.summary_sentences, args.summary_ratio) {
         (Some(n), _) => SummaryLength::Sentences(n),
         (None, Some(r)) => SummaryLength::Ratio(r),

@@ -11,7 +11,7 @@ use tolk::output::{OutputFormat, RenderOptions, StreamWriter};
 use tolk::stream::BlockSource;
 
 use super::args::{FormatArg, PipelineArgs};
-use super::{open_input, replacement_note, Global};
+use super::{decode_notes, open_input, Global};
 
 /// Options of `tolk translate`.
 #[derive(Debug, Args)]
@@ -31,7 +31,8 @@ in bounded memory (text and jsonl appear as they are done; json and markdown are
 end), with the same output as for a small input, except that the summary is made from the first
 2000 sentences.")]
 pub struct TranslateArgs {
-    /// The article (UTF-8 or UTF-16 with a byte-order mark); `-` or nothing reads standard input.
+    /// The article (UTF-8, UTF-16 with a byte-order mark, or as --encoding says); `-` or nothing
+    /// reads standard input.
     #[arg(value_name = "FILE|-")]
     pub file: Option<PathBuf>,
 
@@ -55,11 +56,12 @@ pub struct TranslateArgs {
 pub fn run(args: TranslateArgs, global: Global) -> anyhow::Result<ExitCode> {
     // Input first: a bad file should not wait for the model to load.
     let stream_options = args.pipeline.stream_options();
-    let mut input = open_input(args.file.as_deref(), args.pipeline.lossy, &stream_options)?;
+    let decode = args.pipeline.decode_options();
+    let mut input = open_input(args.file.as_deref(), &decode, &stream_options)?;
     let name = input.name().to_string();
     let known = input.decode_stats();
     if let Some(stats) = &known {
-        replacement_note(stats.replaced, &name, global);
+        decode_notes(stats, &name, global);
     }
     let pipeline = args.pipeline.build(global)?;
     let format: OutputFormat = args.format.into();
@@ -94,7 +96,7 @@ pub fn run(args: TranslateArgs, global: Global) -> anyhow::Result<ExitCode> {
     };
     if known.is_none() {
         if let Some(stats) = &report.decode {
-            replacement_note(stats.replaced, &name, global);
+            decode_notes(stats, &name, global);
         }
     }
     if let Some(n) = report.summary.as_ref().and_then(|s| s.limited_to) {
