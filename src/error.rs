@@ -134,13 +134,17 @@ pub enum Error {
 
 /// An option that gets past an error. The library's messages say what to do in its own terms
 /// ([`crate::input::DecodeOptions::lossy`]); a front end names its own switch for it (the
-/// command line: `--lossy`).
+/// command line: `--lossy`, `--encoding`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Remedy {
     /// Lossy decoding: invalid byte sequences become U+FFFD.
     Lossy,
+    /// The input's encoding, named or detected ([`crate::input::DecodeOptions::encoding`]), for
+    /// text in another encoding than the one it was read in (Windows-1252 read as UTF-8); lossy
+    /// decoding gets past it too.
+    Encoding,
     /// A model from a local directory instead of the Hub.
     LocalModel,
 }

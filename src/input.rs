@@ -6,7 +6,12 @@
 //! 1. **Encoding.** A UTF-16 byte-order mark (`FF FE` or `FE FF`) selects UTF-16 (little or big
 //!    endian), which is decoded; everything else must be UTF-8, with or without a byte-order
 //!    mark (`EF BB BF`, removed). Other encodings (Latin-1, Windows-1252, UTF-16 without a mark)
-//!    are not guessed: they fail, and the message says how to convert them.
+//!    are not guessed by default: they fail, and the message says what to do. With
+//!    [`DecodeOptions::encoding`] an input without a byte-order mark is read in a named encoding
+//!    (any WHATWG label of [`encoding_rs`]: `windows-1252`, `iso-8859-15`, `utf-16le`,
+//!    `shift_jis`, ...), or in the one detected from its first bytes ([`EncodingChoice::Auto`]:
+//!    UTF-8 when they are valid UTF-8, else [`chardetng`]'s guess among the legacy encodings).
+//!    A byte-order mark always wins, as it does in browsers.
 //! 2. **Binary content.** A NUL character anywhere means the input is not text (images, archives,
 //!    word-processor files, UTF-16 without a byte-order mark); it is refused with
 //!    [`Error::Input`] naming the offset of the first NUL.
@@ -33,8 +38,12 @@
 
 use std::io::Read;
 use std::path::Path;
+use std::str::FromStr;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Remedy, Result};
+
+/// The encoding crate whose encodings [`EncodingChoice::Label`] names (`encoding_rs::WINDOWS_1252`).
+pub use encoding_rs;
 
 /// How many bytes the streaming readers read at a time.
 pub const READ_CHUNK: usize = 64 * 1024;
@@ -42,12 +51,20 @@ pub const READ_CHUNK: usize = 64 * 1024;
 /// Bytes after the byte-order mark kept to tell UTF-16 without a mark from other binary data.
 const SAMPLE_BYTES: usize = 4096;
 
+/// How much of an input, from its first non-ASCII byte, [`EncodingChoice::Auto`] looks at
+/// before it decides (less when the input ends sooner): 64 KiB.
+pub const DETECT_BYTES: usize = 64 * 1024;
+
 /// How input bytes are decoded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DecodeOptions {
-    /// Replace invalid UTF-8 sequences and unpaired UTF-16 surrogates with U+FFFD instead of
-    /// failing. Default: `false` (fail, naming the byte offset).
+    /// Replace invalid byte sequences (of UTF-8 or of the chosen encoding) and unpaired UTF-16
+    /// surrogates with U+FFFD instead of failing. Default: `false` (fail, naming the byte
+    /// offset).
     pub lossy: bool,
+    /// The encoding of an input without a byte-order mark. Default: `None`: UTF-8 (and UTF-16
+    /// with a byte-order mark); anything else is refused, naming the first invalid byte.
+    pub encoding: Option<EncodingChoice>,
 }
 
 impl DecodeOptions {
@@ -56,6 +73,74 @@ impl DecodeOptions {
     pub fn with_lossy(mut self, lossy: bool) -> Self {
         self.lossy = lossy;
         self
+    }
+
+    /// Sets [`DecodeOptions::encoding`].
+    #[must_use]
+    pub fn with_encoding(mut self, encoding: Option<EncodingChoice>) -> Self {
+        self.encoding = encoding;
+        self
+    }
+}
+
+/// The encoding to read an input without a byte-order mark in ([`DecodeOptions::encoding`]).
+///
+/// ```
+/// use tolk::input::{decode, DecodeOptions};
+///
+/// let cp1252 = b"Caf\xe9 \x80 5,-";
+/// let options = DecodeOptions::default().with_encoding(Some("windows-1252".parse()?));
+/// let d = decode(cp1252, "old.txt", &options)?;
+/// assert_eq!(d.text, "Café € 5,-");
+/// assert_eq!(d.encoding.name(), "windows-1252");
+/// // The default refuses it.
+/// assert!(decode(cp1252, "old.txt", &DecodeOptions::default()).is_err());
+/// # Ok::<(), tolk::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncodingChoice {
+    /// This encoding. WHATWG labels name them ([`EncodingChoice::from_label`]): as in browsers,
+    /// `iso-8859-1`, `latin1` and `ascii` name windows-1252, which agrees with ISO-8859-1 on
+    /// every printable character.
+    Label(&'static encoding_rs::Encoding),
+    /// The encoding detected from the input's first bytes: from its first non-ASCII byte, up to
+    /// [`DETECT_BYTES`] are read (and held) before deciding. UTF-8 when they are valid UTF-8
+    /// (and when the whole input is ASCII), else the best guess of [`chardetng`] (the detector
+    /// of Firefox) among the legacy encodings. 7-bit encodings such as ISO-2022-JP are never
+    /// guessed; name them.
+    Auto,
+}
+
+impl EncodingChoice {
+    /// `auto`, or a WHATWG encoding label (case and surrounding white space do not matter).
+    /// Fails with [`Error::Option`] for an unknown label, and for the labels of the
+    /// "replacement" encoding (`iso-2022-kr`, `hz-gb-2312`, ...), which decode nothing.
+    pub fn from_label(label: &str) -> Result<Self> {
+        let trimmed = label.trim();
+        if trimmed.eq_ignore_ascii_case("auto") {
+            return Ok(EncodingChoice::Auto);
+        }
+        match encoding_rs::Encoding::for_label(trimmed.as_bytes()) {
+            Some(e) if e == encoding_rs::REPLACEMENT => Err(Error::option(
+                "encoding",
+                format!("`{trimmed}` names an encoding that cannot be decoded safely"),
+            )),
+            Some(e) => Ok(EncodingChoice::Label(e)),
+            None => Err(Error::option(
+                "encoding",
+                format!(
+                    "unknown encoding `{trimmed}`: expected auto or a WHATWG label such as utf-8, windows-1252, iso-8859-1, iso-8859-15, utf-16le or shift_jis"
+                ),
+            )),
+        }
+    }
+}
+
+impl FromStr for EncodingChoice {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        EncodingChoice::from_label(s)
     }
 }
 
@@ -68,10 +153,32 @@ pub enum Encoding {
     Utf8,
     /// UTF-8 with a byte-order mark (removed).
     Utf8Bom,
-    /// UTF-16 little endian, with a byte-order mark.
+    /// UTF-16 little endian, with a byte-order mark or as [`DecodeOptions::encoding`] said.
     Utf16Le,
-    /// UTF-16 big endian, with a byte-order mark.
+    /// UTF-16 big endian, with a byte-order mark or as [`DecodeOptions::encoding`] said.
     Utf16Be,
+    /// Another encoding ([`DecodeOptions::encoding`]: named or detected), such as windows-1252.
+    Legacy(#[serde(serialize_with = "encoding_name")] &'static encoding_rs::Encoding),
+}
+
+impl Encoding {
+    /// The encoding's name: `UTF-8`, `UTF-16LE`, `UTF-16BE`, or the WHATWG name of another
+    /// (`windows-1252`, `Shift_JIS`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Encoding::Utf8 | Encoding::Utf8Bom => "UTF-8",
+            Encoding::Utf16Le => "UTF-16LE",
+            Encoding::Utf16Be => "UTF-16BE",
+            Encoding::Legacy(e) => e.name(),
+        }
+    }
+}
+
+fn encoding_name<S: serde::Serializer>(
+    encoding: &&'static encoding_rs::Encoding,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.serialize_str(encoding.name())
 }
 
 /// Decoded text and what decoding changed.
@@ -81,6 +188,9 @@ pub struct Decoded {
     pub text: String,
     /// The encoding it was read in.
     pub encoding: Encoding,
+    /// Whether the encoding was detected ([`EncodingChoice::Auto`]), not told by a byte-order
+    /// mark, named or the default.
+    pub detected: bool,
     /// Invalid sequences replaced by U+FFFD (only with [`DecodeOptions::lossy`]).
     pub replaced: usize,
     /// Line endings changed to LF (CRLF, CR, VT, FF, NEL).
@@ -102,6 +212,9 @@ impl Decoded {
 pub struct DecodeStats {
     /// The encoding it was read in.
     pub encoding: Encoding,
+    /// Whether the encoding was detected ([`EncodingChoice::Auto`]), not told by a byte-order
+    /// mark, named or the default.
+    pub detected: bool,
     /// Invalid sequences replaced by U+FFFD (only with [`DecodeOptions::lossy`]).
     pub replaced: usize,
     /// Line endings changed to LF (CRLF, CR, VT, FF, NEL).
@@ -112,6 +225,18 @@ pub struct DecodeStats {
     pub input_bytes: u64,
     /// Bytes of decoded text produced.
     pub text_bytes: u64,
+}
+
+impl DecodeStats {
+    /// A note on the encoding, for reports, when it was not plain UTF-8: `decoded from
+    /// UTF-16LE`, `decoded from windows-1252`, `decoded from windows-1252 (detected)`.
+    pub fn encoding_note(&self) -> Option<String> {
+        let detected = if self.detected { " (detected)" } else { "" };
+        match self.encoding {
+            Encoding::Utf8 | Encoding::Utf8Bom => None,
+            other => Some(format!("decoded from {}{detected}", other.name())),
+        }
+    }
 }
 
 /// Reads and decodes a file; errors name the file.
@@ -137,6 +262,7 @@ pub fn decode(bytes: &[u8], name: &str, options: &DecodeOptions) -> Result<Decod
     Ok(Decoded {
         text,
         encoding: stats.encoding,
+        detected: stats.detected,
         replaced: stats.replaced,
         line_endings_changed: stats.line_endings_changed,
         controls_removed: stats.controls_removed,
@@ -211,6 +337,15 @@ enum Problem {
     },
     /// An unpaired UTF-16 surrogate at byte `at` of the whole input.
     Surrogate { unit: u16, at: u64 },
+    /// A byte sequence that is not valid in the legacy `encoding`, at `at` (bytes after the
+    /// byte-order mark), 1-based `line` and `column` (in bytes), with the offending `bytes`.
+    Malformed {
+        encoding: &'static encoding_rs::Encoding,
+        at: u64,
+        line: u64,
+        column: u64,
+        bytes: Vec<u8>,
+    },
     /// A NUL character in UTF-16 input, at this byte offset of the decoded text.
     NulChar(u64),
     /// UTF-16 input with an odd number of bytes (the whole input's length).
@@ -242,12 +377,23 @@ enum Problem {
 /// assert_eq!(stats.line_endings_changed, 1);
 /// # Ok::<(), tolk::Error>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct StreamDecoder {
     name: String,
     lossy: bool,
     fail_fast: bool,
+    /// [`DecodeOptions::encoding`].
+    choice: Option<EncodingChoice>,
     encoding: Option<Encoding>,
+    /// The decoder of a legacy encoding, once chosen.
+    legacy: Option<encoding_rs::Decoder>,
+    /// [`EncodingChoice::Auto`] before it has decided.
+    detection: Option<Detection>,
+    /// The last bytes a legacy decoder read (at most 8), to show an invalid sequence that began
+    /// in an earlier piece.
+    recent: Vec<u8>,
+    /// Whether the encoding was detected.
+    detected: bool,
     /// The first bytes, held until the byte-order mark (or its absence) is certain.
     head: Vec<u8>,
     bom: u64,
@@ -284,6 +430,30 @@ pub struct StreamDecoder {
     invalid: Option<Problem>,
 }
 
+/// [`EncodingChoice::Auto`] at work: the detector and the bytes it has not decided on.
+struct Detection {
+    detector: chardetng::EncodingDetector,
+    /// The input from its first non-ASCII byte on.
+    held: Vec<u8>,
+}
+
+impl Detection {
+    fn new() -> Self {
+        Detection {
+            detector: chardetng::EncodingDetector::new(chardetng::Iso2022JpDetection::Deny),
+            held: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Detection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detection")
+            .field("held", &self.held.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl StreamDecoder {
     /// A decoder that fails as soon as it meets a problem (see the type's documentation); `name`
     /// (the file path or `<stdin>`) appears in errors.
@@ -292,7 +462,12 @@ impl StreamDecoder {
             name: name.to_string(),
             lossy: options.lossy,
             fail_fast: true,
+            choice: options.encoding,
             encoding: None,
+            legacy: None,
+            detection: None,
+            recent: Vec::new(),
+            detected: false,
             head: Vec::new(),
             bom: 0,
             total: 0,
@@ -379,6 +554,7 @@ impl StreamDecoder {
         }
         Ok(DecodeStats {
             encoding: self.encoding.unwrap_or(Encoding::Utf8),
+            detected: self.detected,
             replaced: self.replaced,
             line_endings_changed: self.line_endings_changed,
             controls_removed: self.controls_removed,
@@ -388,6 +564,25 @@ impl StreamDecoder {
     }
 
     fn start(&mut self, encoding: Encoding, bom: u64, out: &mut String) {
+        // Without a byte-order mark, the chosen encoding.
+        let encoding = match (encoding, self.choice) {
+            (Encoding::Utf8, Some(EncodingChoice::Label(e))) if e == encoding_rs::UTF_16LE => {
+                Encoding::Utf16Le
+            }
+            (Encoding::Utf8, Some(EncodingChoice::Label(e))) if e == encoding_rs::UTF_16BE => {
+                Encoding::Utf16Be
+            }
+            (Encoding::Utf8, Some(EncodingChoice::Label(e))) if e != encoding_rs::UTF_8 => {
+                self.legacy = Some(e.new_decoder_without_bom_handling());
+                Encoding::Legacy(e)
+            }
+            (Encoding::Utf8, Some(EncodingChoice::Auto)) => {
+                self.detected = true;
+                self.detection = Some(Detection::new());
+                Encoding::Utf8
+            }
+            (encoding, _) => encoding,
+        };
         self.encoding = Some(encoding);
         self.bom = bom;
         let head = std::mem::take(&mut self.head);
@@ -448,10 +643,27 @@ impl StreamDecoder {
                 } else {
                     "is not valid UTF-8"
                 };
-                lossy_error(
+                encoding_error(
                     name,
                     format!(
-                        "{what} at byte {at} (line {line}, column {column}: bytes {}); convert it to UTF-8 (for Latin-1 or Windows-1252: iconv -f CP1252 -t UTF-8) or decode it lossily, replacing invalid bytes with U+FFFD",
+                        "{what} at byte {at} (line {line}, column {column}: bytes {}); {OTHER_ENCODING}",
+                        shown.join(" ")
+                    ),
+                )
+            }
+            Problem::Malformed {
+                encoding,
+                at,
+                line,
+                column,
+                bytes,
+            } => {
+                let shown: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                encoding_error(
+                    name,
+                    format!(
+                        "is not valid {} at byte {at} (line {line}, column {column}: bytes {}); {OTHER_ENCODING}",
+                        encoding.name(),
                         shown.join(" ")
                     ),
                 )
@@ -474,7 +686,7 @@ impl StreamDecoder {
                 name,
                 format!(
                     "{replaced} of {chars} characters are not valid {}: binary data, not text",
-                    if self.is_utf16() { "UTF-16" } else { "UTF-8" }
+                    self.encoding.unwrap_or_default().name()
                 ),
             ),
         }
@@ -500,7 +712,152 @@ impl StreamDecoder {
             if self.fail_fast && self.nul_byte.is_some() {
                 return;
             }
-            self.feed_utf8(bytes, out, last);
+            if self.detection.is_some() {
+                self.feed_detecting(bytes, out, last);
+            } else if self.legacy.is_some() {
+                self.feed_legacy(bytes, out, last);
+            } else {
+                self.feed_utf8(bytes, out, last);
+            }
+        }
+    }
+
+    /// [`EncodingChoice::Auto`] before it has decided: the ASCII before the first non-ASCII byte
+    /// is decoded at once (every encoding the detector can choose reads it alike); from that byte
+    /// on, the input is held until [`DETECT_BYTES`] of it, or its end, are there, then decoded in
+    /// the encoding detected.
+    fn feed_detecting(&mut self, bytes: &[u8], out: &mut String, last: bool) {
+        let Some(detection) = self.detection.as_mut() else {
+            return;
+        };
+        // The detector sees the ASCII start and the first DETECT_BYTES from the first
+        // non-ASCII byte on, however the input is cut into pieces, so that it decides alike.
+        let (prefix, rest) = if detection.held.is_empty() {
+            let ascii = bytes
+                .iter()
+                .position(|b| !b.is_ascii())
+                .unwrap_or(bytes.len());
+            bytes.split_at(ascii)
+        } else {
+            (&[][..], bytes)
+        };
+        let room = DETECT_BYTES.saturating_sub(detection.held.len());
+        let seen = rest.get(..room.min(rest.len())).unwrap_or_default();
+        let ends = last && seen.len() == rest.len();
+        detection.detector.feed(prefix, false);
+        detection.detector.feed(seen, ends);
+        detection.held.extend_from_slice(rest);
+        if !prefix.is_empty() {
+            // feed_utf8 reads `rest_seen` as the offset after its bytes.
+            let seen_all = self.rest_seen;
+            self.rest_seen = seen_all - rest.len() as u64;
+            self.feed_utf8(prefix, out, false);
+            self.rest_seen = seen_all;
+        }
+        let held = self.detection.as_ref().map_or(0, |d| d.held.len());
+        if !(last || held >= DETECT_BYTES) {
+            return;
+        }
+        let Some(detection) = self.detection.take() else {
+            return;
+        };
+        let guess = if detection.held.is_empty() {
+            encoding_rs::UTF_8
+        } else {
+            detection
+                .detector
+                .guess(None, chardetng::Utf8Detection::Allow)
+        };
+        // The held bytes are the last ones seen: their offset is `rest_seen` minus their length.
+        if guess == encoding_rs::UTF_8 {
+            self.feed_utf8(&detection.held, out, last);
+        } else {
+            self.encoding = Some(Encoding::Legacy(guess));
+            self.legacy = Some(guess.new_decoder_without_bom_handling());
+            self.feed_legacy(&detection.held, out, last);
+        }
+    }
+
+    /// Decodes bytes of a legacy encoding (its decoder keeps an unfinished character between
+    /// calls); `last` marks the end of the input.
+    fn feed_legacy(&mut self, bytes: &[u8], out: &mut String, last: bool) {
+        if self.invalid.is_some() && !self.lossy {
+            return;
+        }
+        let Some(mut decoder) = self.legacy.take() else {
+            return;
+        };
+        let encoding = decoder.encoding();
+        // Offset (after the byte-order mark) of bytes[0].
+        let mut pos = self.rest_seen - bytes.len() as u64;
+        let mut raw = String::new();
+        let mut src = bytes;
+        loop {
+            let need = decoder
+                .max_utf8_buffer_length_without_replacement(src.len())
+                .unwrap_or(src.len().saturating_mul(3).saturating_add(16));
+            raw.reserve(need.max(16));
+            let (result, read) = decoder.decode_to_string_without_replacement(src, &mut raw, last);
+            let (done, bad) = match result {
+                encoding_rs::DecoderResult::InputEmpty => (true, None),
+                encoding_rs::DecoderResult::OutputFull => (false, None),
+                encoding_rs::DecoderResult::Malformed(len, after) => {
+                    (false, Some((usize::from(len), usize::from(after))))
+                }
+            };
+            let consumed = src.get(..read).unwrap_or_default();
+            match bad {
+                None => self.count_lines(consumed, pos),
+                Some((len, after)) => {
+                    // The sequence ends `after` bytes before the end of what was read (it may
+                    // have begun in an earlier piece).
+                    let end = read.saturating_sub(after);
+                    let before = consumed.get(..end).unwrap_or_default();
+                    self.count_lines(before, pos);
+                    let at = (pos + end as u64).saturating_sub(len as u64);
+                    if self.lossy {
+                        raw.push('\u{FFFD}');
+                        self.replaced += 1;
+                        self.count_lines(consumed.get(end..).unwrap_or_default(), pos + end as u64);
+                    } else {
+                        // The sequence's bytes, some perhaps from the piece before.
+                        let mut recent = std::mem::take(&mut self.recent);
+                        recent.extend_from_slice(before);
+                        let shown = recent
+                            .get(recent.len().saturating_sub(len)..)
+                            .unwrap_or_default();
+                        self.invalid = Some(Problem::Malformed {
+                            encoding,
+                            at,
+                            line: self.newlines + 1,
+                            column: at.saturating_sub(self.line_start) + 1,
+                            bytes: shown.iter().take(4).copied().collect(),
+                        });
+                        self.emit(&raw, out);
+                        self.legacy = Some(decoder);
+                        return;
+                    }
+                }
+            }
+            self.recent.extend_from_slice(consumed);
+            let keep = self.recent.len().saturating_sub(8);
+            self.recent.drain(..keep);
+            pos += read as u64;
+            src = src.get(read..).unwrap_or_default();
+            if done {
+                break;
+            }
+        }
+        self.emit(&raw, out);
+        self.legacy = Some(decoder);
+    }
+
+    /// Counts the line feeds of `bytes` (at offset `pos` after the byte-order mark), for the
+    /// line and column of an error.
+    fn count_lines(&mut self, bytes: &[u8], pos: u64) {
+        for (i, _) in bytes.iter().enumerate().filter(|&(_, &b)| b == b'\n') {
+            self.newlines += 1;
+            self.line_start = pos + i as u64 + 1;
         }
     }
 
@@ -699,7 +1056,20 @@ fn lossy_error(name: &str, message: impl Into<String>) -> Error {
     Error::Input {
         source_name: name.to_string(),
         message: message.into(),
-        remedy: Some(crate::error::Remedy::Lossy),
+        remedy: Some(Remedy::Lossy),
+    }
+}
+
+/// What an input with bytes that are invalid in the encoding it is read in can do.
+const OTHER_ENCODING: &str = "if it is in another encoding (Windows-1252, Latin-1, ...), name it or have it detected, or decode it lossily (invalid bytes become U+FFFD)";
+
+/// A decoding error that the right encoding ([`DecodeOptions::encoding`]) or lossy decoding
+/// would get past.
+fn encoding_error(name: &str, message: impl Into<String>) -> Error {
+    Error::Input {
+        source_name: name.to_string(),
+        message: message.into(),
+        remedy: Some(Remedy::Encoding),
     }
 }
 
@@ -718,7 +1088,7 @@ fn binary(name: &str, at: u64, bytes: &[u8]) -> Error {
     let half = sample.len() / 2;
     let utf16 = half > 0 && (zeros_even * 10 > half * 7 || zeros_odd * 10 > half * 7);
     let hint = if utf16 {
-        "; it looks like UTF-16 without a byte-order mark: convert it to UTF-8 (iconv -f UTF-16LE -t UTF-8) or add a byte-order mark"
+        "; it looks like UTF-16 without a byte-order mark: name its encoding (UTF-16LE or UTF-16BE), convert it to UTF-8 or add a byte-order mark"
     } else {
         ""
     };
@@ -735,7 +1105,10 @@ fn binary(name: &str, at: u64, bytes: &[u8]) -> Error {
 mod oracle {
     // The messages are built by the same helpers as the streaming decoder's; what is checked is
     // when and where each problem is found.
-    use super::{binary, input_error, lossy_error, DecodeOptions, Decoded, Encoding};
+    use super::{
+        binary, encoding_error, input_error, lossy_error, DecodeOptions, Decoded, Encoding,
+        OTHER_ENCODING,
+    };
     use crate::error::Result;
 
     /// Decodes input bytes into text (see the module documentation for the rules). `name` is the
@@ -784,6 +1157,7 @@ mod oracle {
         Ok(Decoded {
             text,
             encoding,
+            detected: false,
             replaced,
             line_endings_changed,
             controls_removed,
@@ -808,10 +1182,10 @@ mod oracle {
                 } else {
                     "is not valid UTF-8"
                 };
-                Err(lossy_error(
+                Err(encoding_error(
                     name,
                     format!(
-                        "{what} at byte {at} (line {line}, column {column}: bytes {}); convert it to UTF-8 (for Latin-1 or Windows-1252: iconv -f CP1252 -t UTF-8) or decode it lossily, replacing invalid bytes with U+FFFD",
+                        "{what} at byte {at} (line {line}, column {column}: bytes {}); {OTHER_ENCODING}",
                         shown.join(" ")
                     ),
                 ))
@@ -903,7 +1277,7 @@ mod oracle {
 
     /// Line endings to LF, control characters other than TAB and LF removed. Returns the text, the
     /// number of line endings changed and the number of control characters removed.
-    fn normalize(raw: &str) -> (String, usize, usize) {
+    pub fn normalize(raw: &str) -> (String, usize, usize) {
         let needs_work = raw
             .chars()
             .any(|c| c.is_control() && c != '\n' && c != '\t');
@@ -1158,6 +1532,7 @@ mod tests {
                 let whole = decode(&bytes, "f.txt", &options).map(|d| {
                     let stats = DecodeStats {
                         encoding: d.encoding,
+                        detected: d.detected,
                         replaced: d.replaced,
                         line_endings_changed: d.line_endings_changed,
                         controls_removed: d.controls_removed,
@@ -1219,6 +1594,242 @@ mod tests {
             e.contains(&format!("NUL byte (at byte {})", bytes.len() - 1)),
             "{e}"
         );
+    }
+
+    // --- other encodings ---
+
+    /// Dutch text with every character that UTF-8 and Windows-1252 write differently.
+    const CP1252_TEXT: &str = "Één café, een reünie en naïeve ‘ideeën’ over €5 – “zo’n” Überraschung.\r\nTweede regel: ë ï ü é.";
+    /// The same for ISO-8859-1, which has no euro sign and no curly quotes.
+    const LATIN1_TEXT: &str =
+        "Één café, een reünie, naïef en Curaçao: «ja», ü ë ï.\r\nTweede regel.";
+
+    fn encoded(text: &str, encoding: &'static encoding_rs::Encoding) -> Vec<u8> {
+        let (bytes, _, unmappable) = encoding.encode(text);
+        assert!(!unmappable, "{text} in {}", encoding.name());
+        bytes.into_owned()
+    }
+
+    fn with(label: &str) -> DecodeOptions {
+        DecodeOptions::default().with_encoding(Some(label.parse().unwrap()))
+    }
+
+    #[test]
+    fn labels() {
+        let label = |l: &str| EncodingChoice::from_label(l).unwrap();
+        assert_eq!(
+            label(" Windows-1252 "),
+            EncodingChoice::Label(encoding_rs::WINDOWS_1252)
+        );
+        assert_eq!(
+            label("latin1"),
+            EncodingChoice::Label(encoding_rs::WINDOWS_1252)
+        );
+        assert_eq!(
+            label("iso-8859-1"),
+            EncodingChoice::Label(encoding_rs::WINDOWS_1252)
+        );
+        assert_eq!(
+            label("ISO-8859-15"),
+            EncodingChoice::Label(encoding_rs::ISO_8859_15)
+        );
+        assert_eq!(
+            label("utf-16le"),
+            EncodingChoice::Label(encoding_rs::UTF_16LE)
+        );
+        assert_eq!(label("AUTO"), EncodingChoice::Auto);
+        for bad in ["", "latin-9x", "iso-2022-kr", "replacement"] {
+            assert!(
+                matches!(EncodingChoice::from_label(bad), Err(Error::Option { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn windows_1252_and_iso_8859_1_are_decoded_when_named() {
+        let want = |t: &str| t.replace("\r\n", "\n");
+        for (text, label) in [
+            (CP1252_TEXT, "windows-1252"),
+            (CP1252_TEXT, "cp1252"),
+            (LATIN1_TEXT, "iso-8859-1"),
+            (LATIN1_TEXT, "latin1"),
+        ] {
+            let bytes = encoded(text, encoding_rs::WINDOWS_1252);
+            let d = decode(&bytes, "f.txt", &with(label)).unwrap();
+            assert_eq!(d.text, want(text), "{label}");
+            assert_eq!(d.encoding, Encoding::Legacy(encoding_rs::WINDOWS_1252));
+            assert_eq!(d.encoding.name(), "windows-1252");
+            assert!(!d.detected);
+            assert_eq!(d.line_endings_changed, 1);
+            // In pieces of any size, the same text and figures.
+            for size in [1, 2, 3, 7, 64] {
+                for fail_fast in [false, true] {
+                    let (text, stats) = chunked(&bytes, size, &with(label), fail_fast).unwrap();
+                    assert_eq!(text, d.text, "{label} {size}");
+                    assert_eq!(stats.encoding, d.encoding);
+                    assert_eq!(stats.text_bytes, text.len() as u64);
+                    assert_eq!(stats.line_endings_changed, 1);
+                }
+            }
+            // The default still refuses it, and says what gets past it.
+            let e = decode(&bytes, "f.txt", &DecodeOptions::default()).unwrap_err();
+            assert_eq!(e.remedy(), Some(Remedy::Encoding));
+            let msg = e.to_string();
+            assert!(msg.contains("is not valid UTF-8 at byte 0"), "{msg}");
+            assert!(msg.contains("name it or have it detected"), "{msg}");
+        }
+        // ISO-8859-15 is another encoding: its 0xA4 is the euro sign.
+        let d = decode(b"\xa4 5", "f", &with("iso-8859-15")).unwrap();
+        assert_eq!(d.text, "€ 5");
+        assert_eq!(d.encoding.name(), "ISO-8859-15");
+        let d = decode(b"\xa4 5", "f", &with("iso-8859-1")).unwrap();
+        assert_eq!(d.text, "¤ 5");
+    }
+
+    #[test]
+    fn auto_detects_windows_1252_and_keeps_utf8() {
+        let bytes = encoded(CP1252_TEXT, encoding_rs::WINDOWS_1252);
+        let auto = DecodeOptions::default().with_encoding(Some(EncodingChoice::Auto));
+        let d = decode(&bytes, "f.txt", &auto).unwrap();
+        assert_eq!(d.text, CP1252_TEXT.replace("\r\n", "\n"));
+        assert_eq!(d.encoding, Encoding::Legacy(encoding_rs::WINDOWS_1252));
+        assert!(d.detected);
+        // Valid UTF-8, and plain ASCII, are UTF-8.
+        let d = decode(CP1252_TEXT.as_bytes(), "f.txt", &auto).unwrap();
+        assert_eq!((d.encoding, d.detected), (Encoding::Utf8, true));
+        let d = decode(b"Gewoon tekst.", "f.txt", &auto).unwrap();
+        assert_eq!((d.encoding, d.detected), (Encoding::Utf8, true));
+        // A byte-order mark wins over any choice.
+        let mut marked = b"\xEF\xBB\xBF".to_vec();
+        marked.extend_from_slice("Één café.".as_bytes());
+        for options in [auto, with("windows-1252")] {
+            let d = decode(&marked, "f.txt", &options).unwrap();
+            assert_eq!(
+                (d.text.as_str(), d.encoding),
+                ("Één café.", Encoding::Utf8Bom)
+            );
+            assert!(!d.detected);
+        }
+        // A long ASCII start: the decision waits for the first non-ASCII byte, then holds at
+        // most DETECT_BYTES; in pieces, the same.
+        let mut long = "Een zin zonder bijzondere tekens.\n"
+            .repeat(3000)
+            .into_bytes();
+        long.extend_from_slice(&bytes);
+        long.extend_from_slice(&"En nog meer gewone tekst.\n".repeat(4000).into_bytes());
+        long.extend_from_slice(&bytes);
+        let whole = decode(&long, "f.txt", &auto).unwrap();
+        assert_eq!(whole.encoding, Encoding::Legacy(encoding_rs::WINDOWS_1252));
+        assert!(whole.text.ends_with("Tweede regel: ë ï ü é."));
+        for fail_fast in [false, true] {
+            let (text, stats) = chunked(&long, READ_CHUNK, &auto, fail_fast).unwrap();
+            assert_eq!(text, whole.text);
+            assert!(stats.detected);
+            assert_eq!(
+                stats.encoding_note().as_deref(),
+                Some("decoded from windows-1252 (detected)")
+            );
+        }
+        // UTF-8 in the first 64 KiB, Windows-1252 after: UTF-8 was detected, so the late byte
+        // is an error at its offset.
+        let mut mixed = "Één café.\n".repeat(8000).into_bytes();
+        let at = mixed.len() + 3;
+        mixed.extend_from_slice(b"Caf\xe9.");
+        let e = decode(&mixed, "f.txt", &auto).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("is not valid UTF-8 at byte {at}")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn utf16_and_multibyte_legacy_encodings_when_named() {
+        let mut no_bom = utf16("Één 🚲.\r\n", false);
+        no_bom.drain(..2);
+        let d = decode(&no_bom, "f", &with("utf-16le")).unwrap();
+        assert_eq!(
+            (d.text.as_str(), d.encoding),
+            ("Één 🚲.\n", Encoding::Utf16Le)
+        );
+        let mut be = utf16("Één.", true);
+        be.drain(..2);
+        assert_eq!(decode(&be, "f", &with("utf-16be")).unwrap().text, "Één.");
+        // Shift_JIS: a character split between pieces, and an invalid sequence named by its
+        // offset, line and column.
+        let sjis = encoded("今日は。\n明日も。", encoding_rs::SHIFT_JIS);
+        for size in [1, 2, 3] {
+            let (text, _) = chunked(&sjis, size, &with("shift_jis"), true).unwrap();
+            assert_eq!(text, "今日は。\n明日も。");
+        }
+        let mut bad = sjis.clone();
+        bad.extend_from_slice(b"\nab\x81\x20cd");
+        let e = decode(&bad, "f.txt", &with("shift_jis")).unwrap_err();
+        assert_eq!(e.remedy(), Some(Remedy::Encoding));
+        let msg = e.to_string();
+        let at = sjis.len() + 3;
+        assert!(
+            msg.starts_with(&format!(
+                "f.txt: is not valid Shift_JIS at byte {at} (line 3, column 3: bytes 81"
+            )),
+            "{msg}"
+        );
+        for size in [1, 2, 5] {
+            let got = chunked(&bad, size, &with("shift_jis"), true).unwrap_err();
+            assert_eq!(got.to_string(), msg, "{size}");
+        }
+        let lossy = with("shift_jis").with_lossy(true);
+        let d = decode(&bad, "f.txt", &lossy).unwrap();
+        assert_eq!(d.replaced, 1);
+        assert!(d.text.ends_with("ab\u{FFFD} cd"), "{:?}", d.text);
+        // A NUL byte is still binary.
+        assert!(decode(b"a\x00b", "f", &with("windows-1252")).is_err());
+    }
+
+    /// Decodes with encoding_rs itself and normalises as the decoder does: the reference for
+    /// legacy encodings.
+    fn reference(bytes: &[u8], encoding: &'static encoding_rs::Encoding) -> String {
+        let (raw, _) = encoding.decode_without_bom_handling(bytes);
+        oracle::normalize(&raw).0
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// Named and detected encodings: the same text, figures and errors in any pieces as
+        /// whole, and with lossy decoding the text encoding_rs gives.
+        #[test]
+        fn other_encodings_decode_alike_in_any_pieces(
+            bytes in proptest::collection::vec(proptest::sample::select(vec![
+                0x00u8, b'\r', b'\n', b'a', b' ', 0x0B, 0x81, 0x82, 0x85, 0x8D, 0x93, 0x9F,
+                0xA4, 0xC3, 0xA9, 0xE0, 0xE9, 0xEF, 0xFD, 0xFE, 0xFF, 0x40, 0x7E,
+            ]), 0..40),
+            choice in proptest::sample::select(vec![
+                "windows-1252", "shift_jis", "gbk", "utf-16le", "utf-16be", "iso-8859-7", "auto",
+            ]),
+            size in 1usize..9,
+            lossy in proptest::bool::ANY,
+        ) {
+            let options = with(choice).with_lossy(lossy);
+            let whole = decode_with_stats(&bytes, "f.txt", &options);
+            let got = chunked(&bytes, size, &options, false);
+            match (&whole, &got) {
+                (Ok(a), Ok(b)) => proptest::prop_assert_eq!(a, b),
+                (Err(a), Err(b)) => proptest::prop_assert_eq!(a.to_string(), b.to_string()),
+                _ => proptest::prop_assert!(false, "{:?} vs {:?}", whole, got),
+            }
+            let fast = chunked(&bytes, size, &options, true);
+            match (&whole, &fast) {
+                (Ok(a), Ok(b)) => proptest::prop_assert_eq!(a, b),
+                (Err(_), Err(_)) => {}
+                _ => proptest::prop_assert!(false, "fail-fast {:?} vs {:?}", whole, fast),
+            }
+            if let (Ok((text, stats)), true) = (&whole, lossy) {
+                if let Encoding::Legacy(e) = stats.encoding {
+                    proptest::prop_assert_eq!(text, &reference(&bytes, e));
+                }
+            }
+        }
     }
 
     proptest::proptest! {

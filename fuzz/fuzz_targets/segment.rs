@@ -3,13 +3,14 @@
 //! without losing text.
 //!
 //! Input: the first byte is a parameter: its low six bits pick a length limit (1..=64
-//! characters) used besides the fixed ones, its top bit turns metadata detection off; the rest
-//! is the text, decoded from UTF-8 lossily.
+//! characters) used besides the fixed ones, bit 6 picks the language-independent rules (`zh`)
+//! instead of the Dutch ones, its top bit turns metadata detection off; the rest is the text,
+//! decoded from UTF-8 lossily.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tolk::segment::{split_long, Document, SegmentKind, SegmentMode, Segmenter};
+use tolk::segment::{split_long, Document, Language, SegmentKind, SegmentMode, Segmenter};
 use tolk_fuzz::{is_space, split_param};
 
 fuzz_target!(|data: &[u8]| {
@@ -18,6 +19,11 @@ fuzz_target!(|data: &[u8]| {
     let text = text.as_ref();
     let limit = usize::from(param % 64) + 1;
     let metadata = param & 0x80 == 0;
+    let language = if param & 0x40 == 0 {
+        Language::dutch()
+    } else {
+        Language::new("zh").expect("a language code")
+    };
     for mode in [
         SegmentMode::Sentences,
         SegmentMode::Lines,
@@ -27,7 +33,8 @@ fuzz_target!(|data: &[u8]| {
             let segmenter = Segmenter::new()
                 .with_mode(mode)
                 .with_max_chars(max_chars)
-                .with_metadata(metadata);
+                .with_metadata(metadata)
+                .with_language(language.clone());
             let doc = segmenter.segment(text);
             if let Err(e) = check_document(text, &doc, max_chars) {
                 panic!("{segmenter:?}: {e}\ninput: {text:?}\nsegments: {doc:#?}");

@@ -12,7 +12,6 @@ use crate::corpus::translate_corpus;
 use crate::error::{Error, Remedy, Result};
 use crate::formats::InputFormat;
 use crate::fsutil::{write_atomic, AtomicFile, TempFile};
-use crate::input::Encoding;
 use crate::output::StreamWriter;
 use crate::pipeline::Pipeline;
 use crate::stream::DocumentInput;
@@ -231,11 +230,7 @@ impl<'p> BatchRunner<'p> {
             notes.push("empty input: nothing to translate".to_string());
         }
         let stats = report.decode.unwrap_or_default();
-        match stats.encoding {
-            Encoding::Utf16Le => notes.push("decoded from UTF-16LE".to_string()),
-            Encoding::Utf16Be => notes.push("decoded from UTF-16BE".to_string()),
-            _ => {}
-        }
+        notes.extend(stats.encoding_note());
         if stats.replaced > 0 {
             notes.push(format!(
                 "{} invalid byte sequences replaced",

@@ -7,6 +7,7 @@ use clap::{Args, ValueEnum};
 use std::sync::Arc;
 use tolk::corpus::CorpusOptions;
 use tolk::formats::InputFormat;
+use tolk::input::{DecodeOptions, EncodingChoice};
 use tolk::model::Quantization;
 use tolk::output::OutputFormat;
 use tolk::pipeline::{segmenter_for, GenerationOverrides, Pipeline, SummarizerChoice};
@@ -281,6 +282,11 @@ pub struct PipelineArgs {
         help_heading = "Input"
     )]
     pub text_field: String,
+    /// Encoding of input without a byte-order mark: a WHATWG label (windows-1252, iso-8859-1,
+    /// iso-8859-15, utf-16le, shift_jis, ...), or auto to detect it from the first 64 KiB after
+    /// the first non-ASCII byte [default: UTF-8, anything else refused].
+    #[arg(long, value_name = "LABEL", value_parser = parse_encoding, help_heading = "Input")]
+    pub encoding: Option<EncodingChoice>,
 
     /// Inputs larger than this are translated block by block in bounded memory, each block
     /// written as soon as it is done, the summary made from the first 2000 sentences (a number of
@@ -315,6 +321,13 @@ impl PipelineArgs {
             text_field: self.text_field.clone(),
             ..CorpusOptions::default()
         }
+    }
+
+    /// How inputs are decoded (`--lossy`, `--encoding`).
+    pub fn decode_options(&self) -> DecodeOptions {
+        DecodeOptions::default()
+            .with_lossy(self.lossy)
+            .with_encoding(self.encoding)
     }
 
     /// When and how inputs are streamed (`--stream-threshold`, `--stream-block`).
@@ -491,6 +504,14 @@ fn metal(_ordinal: usize) -> anyhow::Result<Device> {
     anyhow::bail!(
         "this tolk was built without Metal support; rebuild it on macOS with `cargo build --release --features metal`, or use --device cpu"
     )
+}
+
+/// `--encoding LABEL`: `auto` or a WHATWG encoding label.
+pub fn parse_encoding(text: &str) -> Result<EncodingChoice, String> {
+    EncodingChoice::from_label(text).map_err(|e| match e {
+        tolk::Error::Option { message, .. } => message,
+        e => e.to_string(),
+    })
 }
 
 /// A size in bytes: a number, optionally followed by K, M or G (powers of 1024; `KiB`, `MB` and

@@ -8,7 +8,6 @@ use anyhow::Context;
 use clap::Args;
 
 use tolk::batch::{BatchConfig, BatchRunner, FileStatus, Glob, Shard};
-use tolk::input::DecodeOptions;
 use tolk::output::RenderOptions;
 
 use super::args::{FormatArg, InputFormatArg, PipelineArgs};
@@ -92,7 +91,7 @@ pub fn run(args: BatchArgs, global: Global) -> anyhow::Result<ExitCode> {
         .with_render(RenderOptions::default().with_bilingual(args.bilingual))
         .with_overwrite(args.overwrite)
         .with_shard(shard)
-        .with_decode(DecodeOptions::default().with_lossy(args.pipeline.lossy))
+        .with_decode(args.pipeline.decode_options())
         .with_stream(args.pipeline.stream_options())
         .with_input(
             match args.pipeline.input_format {

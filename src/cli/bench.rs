@@ -39,7 +39,7 @@ pub struct BenchArgs {
 
 /// Runs `tolk bench`.
 pub fn run(args: BenchArgs, global: Global) -> anyhow::Result<ExitCode> {
-    let options = input::DecodeOptions::default().with_lossy(args.pipeline.lossy);
+    let options = args.pipeline.decode_options();
     let text = input::read_file(&args.file, &options)?.text;
     let pipeline = args.pipeline.build(global)?;
     let warm = pipeline.run(&text)?;

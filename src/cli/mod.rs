@@ -26,8 +26,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use tolk::input::DecodeOptions;
-use tolk::stream::{DocumentInput, StreamOptions};
+use tolk::input::{DecodeOptions, DecodeStats};
+use tolk::stream::{BlockSource, DocumentInput, StreamOptions};
 
 /// Dutch news articles into English: translation, segmentation and summaries.
 #[derive(Debug, Parser)]
@@ -58,7 +58,8 @@ enum Command {
     Translate(translate::TranslateArgs),
     /// Translate every article of a directory into a mirrored output directory.
     Batch(batch::BatchArgs),
-    /// Split a Dutch text into sentences, one per line (no model needed).
+    /// Split a text into sentences, one per line (Dutch unless --lang says otherwise; no model
+    /// needed).
     Segment(text::SegmentArgs),
     /// Summarise an English text: the summary sentences, one per line (no model needed).
     Summarize(text::SummarizeArgs),
@@ -98,7 +99,7 @@ pub fn main() -> ExitCode {
     let result = set_threads(cli.threads).and_then(|()| match cli.command {
         Command::Translate(args) => translate::run(args, global),
         Command::Batch(args) => batch::run(args, global),
-        Command::Segment(args) => text::segment(args),
+        Command::Segment(args) => text::segment(args, global),
         Command::Summarize(args) => text::summarize(args, global),
         Command::Bench(args) => bench::run(args, global),
         #[cfg(feature = "serve")]
@@ -162,6 +163,9 @@ fn print_error(err: &anyhow::Error) {
 pub fn hint(remedy: tolk::error::Remedy) -> Option<&'static str> {
     match remedy {
         tolk::error::Remedy::Lossy => Some("pass --lossy to replace invalid bytes with U+FFFD"),
+        tolk::error::Remedy::Encoding => Some(
+            "pass --encoding LABEL (such as windows-1252, or auto to detect it), or --lossy to replace invalid bytes with U+FFFD",
+        ),
         tolk::error::Remedy::LocalModel => {
             Some("pass --model DIR to use a local copy of the model")
         }
@@ -195,12 +199,11 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 /// terminal on standard input, asks for input instead of waiting silently.
 pub fn open_input(
     file: Option<&Path>,
-    lossy: bool,
+    options: &DecodeOptions,
     stream: &StreamOptions,
 ) -> anyhow::Result<DocumentInput> {
-    let options = DecodeOptions::default().with_lossy(lossy);
     match file {
-        Some(path) if path != Path::new("-") => Ok(DocumentInput::open(path, &options, stream)?),
+        Some(path) if path != Path::new("-") => Ok(DocumentInput::open(path, options, stream)?),
         _ => {
             let stdin = std::io::stdin();
             if file.is_none() && stdin.is_terminal() {
@@ -211,28 +214,48 @@ pub fn open_input(
             Ok(DocumentInput::from_reader(
                 Box::new(stdin),
                 "<stdin>",
-                &options,
+                options,
                 stream,
             )?)
         }
     }
 }
 
-/// The whole text of a file or standard input, for the commands that need all of it at once.
-pub fn read_input(file: Option<&Path>, lossy: bool) -> anyhow::Result<String> {
-    let input = open_input(file, lossy, &StreamOptions::whole())?;
+/// The whole text of a file or standard input, for the commands that need all of it at once,
+/// with the notes on how it was decoded.
+pub fn read_input(
+    file: Option<&Path>,
+    options: &DecodeOptions,
+    global: Global,
+) -> anyhow::Result<String> {
+    let input = open_input(file, options, &StreamOptions::whole())?;
+    if let Some(stats) = input.decode_stats() {
+        decode_notes(&stats, input.name(), global);
+    }
     Ok(input.into_text().unwrap_or_default())
 }
 
-/// The note for invalid byte sequences replaced with `--lossy`.
-pub fn replacement_note(replaced: usize, name: &str, global: Global) {
-    if global.silent || replaced == 0 {
+/// The notes on decoding: invalid byte sequences replaced (`--lossy`), the encoding detected
+/// (`--encoding auto`).
+pub fn decode_notes(stats: &DecodeStats, name: &str, global: Global) {
+    if global.silent {
         return;
     }
-    let _ = writeln!(
-        std::io::stderr(),
-        "note: {name}: {replaced} invalid byte sequences replaced with U+FFFD"
-    );
+    let mut stderr = std::io::stderr();
+    if stats.detected {
+        let _ = writeln!(
+            stderr,
+            "note: {name}: encoding detected: {}",
+            stats.encoding.name()
+        );
+    }
+    if stats.replaced > 0 {
+        let _ = writeln!(
+            stderr,
+            "note: {name}: {} invalid byte sequences replaced with U+FFFD",
+            stats.replaced
+        );
+    }
 }
 
 /// Writes a result to `-o PATH` (atomically) or standard output.

@@ -7,13 +7,14 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
+use tolk::input::{DecodeOptions, EncodingChoice};
 use tolk::pipeline::segmenter_for;
-use tolk::segment::SegmentKind;
+use tolk::segment::{Language, SegmentKind};
 use tolk::summarize::{
     summarize_english, ExtractiveOptions, ExtractiveSummarizer, Summarizer, SummaryLength,
 };
 
-use super::args::{abstractive, SegmentArg, SummarizerArg};
+use super::args::{abstractive, parse_encoding, SegmentArg, SummarizerArg};
 use super::Global;
 use super::{emit, read_input};
 
@@ -31,7 +32,8 @@ pub enum TextFormat {
 #[command(after_help = "\
 Examples:
   tolk segment artikel.txt
-  tolk segment --format json artikel.txt   # byte spans, paragraphs, kinds, metadata")]
+  tolk segment --format json artikel.txt   # byte spans, paragraphs, kinds, metadata
+  tolk segment --lang zh article.zh.txt    # language-independent rules")]
 pub struct SegmentArgs {
     /// The text; `-` or nothing reads standard input.
     #[arg(value_name = "FILE|-")]
@@ -50,6 +52,12 @@ pub struct SegmentArgs {
     #[arg(long)]
     pub no_metadata: bool,
 
+    /// Language of the text (ISO 639 code): `nl` has the Dutch rules (abbreviations, initials,
+    /// numbers), `en` English abbreviations, any other the language-independent rules (Unicode
+    /// sentence marks, `。！？` without spaces, quotes, ellipses).
+    #[arg(long, value_name = "CODE", default_value = "nl", value_parser = parse_language)]
+    pub lang: Language,
+
     /// Output format.
     #[arg(long, short, value_enum, default_value = "text")]
     pub format: TextFormat,
@@ -61,6 +69,11 @@ pub struct SegmentArgs {
     /// Replace invalid UTF-8 with U+FFFD instead of refusing the input.
     #[arg(long)]
     pub lossy: bool,
+
+    /// Encoding of input without a byte-order mark: a WHATWG label (windows-1252, iso-8859-1,
+    /// ...) or auto [default: UTF-8].
+    #[arg(long, value_name = "LABEL", value_parser = parse_encoding)]
+    pub encoding: Option<EncodingChoice>,
 }
 
 #[derive(Serialize)]
@@ -82,10 +95,21 @@ struct SegmentsJson<'a> {
     segments: Vec<SegmentJson<'a>>,
 }
 
+/// `--lang CODE`.
+fn parse_language(text: &str) -> Result<Language, String> {
+    Language::new(text).map_err(|e| match e {
+        tolk::Error::Option { message, .. } => message,
+        e => e.to_string(),
+    })
+}
+
 /// Runs `tolk segment`.
-pub fn segment(args: SegmentArgs) -> anyhow::Result<ExitCode> {
-    let source = read_input(args.file.as_deref(), args.lossy)?;
-    let mut segmenter = segmenter_for(args.segment.into());
+pub fn segment(args: SegmentArgs, global: Global) -> anyhow::Result<ExitCode> {
+    let decode = DecodeOptions::default()
+        .with_lossy(args.lossy)
+        .with_encoding(args.encoding);
+    let source = read_input(args.file.as_deref(), &decode, global)?;
+    let mut segmenter = segmenter_for(args.segment.into()).with_language(args.lang);
     if let Some(n) = args.max_chars {
         segmenter = segmenter.with_max_chars(n);
     }
@@ -165,6 +189,11 @@ pub struct SummarizeArgs {
     #[arg(long)]
     pub lossy: bool,
 
+    /// Encoding of input without a byte-order mark: a WHATWG label (windows-1252, iso-8859-1,
+    /// ...) or auto [default: UTF-8].
+    #[arg(long, value_name = "LABEL", value_parser = parse_encoding)]
+    pub encoding: Option<EncodingChoice>,
+
     /// Summariser.
     #[arg(long, value_enum, default_value = "extractive")]
     pub summarizer: SummarizerArg,
@@ -205,7 +234,10 @@ pub fn summarize(args: SummarizeArgs, global: Global) -> anyhow::Result<ExitCode
             args.lang
         );
     }
-    let source = read_input(args.file.as_deref(), args.lossy)?;
+    let decode = DecodeOptions::default()
+        .with_lossy(args.lossy)
+        .with_encoding(args.encoding);
+    let source = read_input(args.file.as_deref(), &decode, global)?;
     let length = match (args.summary_sentences, args.summary_ratio) {
         (Some(n), _) => SummaryLength::Sentences(n),
         (None, Some(r)) => SummaryLength::Ratio(r),

@@ -9,13 +9,12 @@ use clap::Args;
 use tolk::corpus::translate_corpus;
 use tolk::formats::InputFormat;
 use tolk::fsutil::AtomicFile;
-use tolk::input::DecodeOptions;
 use tolk::output::{OutputFormat, RenderOptions, StreamWriter};
 use tolk::stream::{BlockSource, LineSource};
 
 use super::args::{FormatArg, PipelineArgs, SegmentArg};
 use super::progress::DocumentBar;
-use super::{open_input, replacement_note, Global};
+use super::{decode_notes, open_input, Global};
 
 /// Options of `tolk translate`.
 #[derive(Debug, Args)]
@@ -35,7 +34,8 @@ in bounded memory (text and jsonl appear as they are done; json and markdown are
 end), with the same output as for a small input, except that the summary is made from the first
 2000 sentences.")]
 pub struct TranslateArgs {
-    /// The article (UTF-8 or UTF-16 with a byte-order mark); `-` or nothing reads standard input.
+    /// The article (UTF-8, UTF-16 with a byte-order mark, or as --encoding says); `-` or nothing
+    /// reads standard input.
     #[arg(value_name = "FILE|-")]
     pub file: Option<PathBuf>,
 
@@ -73,8 +73,8 @@ pub fn run(args: TranslateArgs, global: Global) -> anyhow::Result<ExitCode> {
     let lines = args.pipeline.segment == SegmentArg::Lines
         && reads_stdin
         && (args.unbuffered || !stdin_is_file());
+    let decode = args.pipeline.decode_options();
     let (mut input, name, streamed): (Box<dyn BlockSource>, String, bool) = if lines {
-        let decode = DecodeOptions::default().with_lossy(args.pipeline.lossy);
         let source = LineSource::new(
             std::io::stdin(),
             "<stdin>",
@@ -83,14 +83,14 @@ pub fn run(args: TranslateArgs, global: Global) -> anyhow::Result<ExitCode> {
         );
         (Box::new(source), "<stdin>".to_string(), true)
     } else {
-        let input = open_input(args.file.as_deref(), args.pipeline.lossy, &stream_options)?;
+        let input = open_input(args.file.as_deref(), &decode, &stream_options)?;
         let name = input.name().to_string();
         let streamed = input.is_streamed();
         (Box::new(input), name, streamed)
     };
     let known = input.decode_stats();
     if let Some(stats) = &known {
-        replacement_note(stats.replaced, &name, global);
+        decode_notes(stats, &name, global);
     }
     let pipeline = args.pipeline.build(global)?;
     let format: OutputFormat = args.format.unwrap_or(FormatArg::Text).into();
@@ -143,7 +143,7 @@ pub fn run(args: TranslateArgs, global: Global) -> anyhow::Result<ExitCode> {
     bar.finish();
     if known.is_none() {
         if let Some(stats) = &report.decode {
-            replacement_note(stats.replaced, &name, global);
+            decode_notes(stats, &name, global);
         }
     }
     if let Some(n) = report.summary.as_ref().and_then(|s| s.limited_to) {

@@ -46,7 +46,7 @@ use crate::output::StreamWriter;
 use crate::record::{
     assemble, ModelDescription, Output, OutputSummary, SentenceOutput, Timings, FORMAT_VERSION,
 };
-use crate::segment::{flatten, Document, SegmentMode, Segmenter};
+use crate::segment::{flatten, Document, Language, SegmentMode, Segmenter};
 use crate::source::{Catalogue, DownloadProgress, HubSettings, ModelSpec, Resolver};
 use crate::stream::{BlockSource, DocumentInput, TextBlock};
 use crate::summarize::{ExtractiveOptions, ExtractiveSummarizer, Summarizer};
@@ -346,7 +346,9 @@ impl PipelineBuilder {
         self
     }
 
-    /// The segmenter, with all its options. Default: [`Segmenter::default`].
+    /// The segmenter, with all its options. Default: [`Segmenter::default`]. Its
+    /// [`Segmenter::language`], when `None`, becomes the model's source language
+    /// ([`crate::source::ModelFiles::source_language`]; Dutch when unknown).
     pub fn segmenter(mut self, segmenter: Segmenter) -> Self {
         self.segmenter = segmenter;
         self
@@ -487,9 +489,15 @@ impl PipelineBuilder {
             SummarizerChoice::Custom(s) => Some(s),
         };
         let description = ModelDescription::from_files(translator.files());
+        // Segment by the rules of the model's source language unless the caller chose one.
+        let mut segmenter = self.segmenter;
+        if segmenter.language.is_none() {
+            let source = translator.files().source_language.as_deref();
+            segmenter.language = source.and_then(|code| Language::new(code).ok());
+        }
         Ok(Pipeline {
             translator,
-            segmenter: self.segmenter,
+            segmenter,
             summarizer,
             generation,
             max_segment_tokens,

@@ -19,9 +19,44 @@ pub(crate) fn is_blank(c: char) -> bool {
     is_space(c) && !is_line_break(c)
 }
 
-/// Punctuation that can end a sentence.
+/// Punctuation that can end a sentence: Latin, the full-width forms of CJK text
+/// ([`is_wide_terminal`]), and the full stops and question marks of other scripts (Devanagari
+/// danda, Arabic question mark, Urdu full stop, Armenian, Ethiopic, Myanmar, Khmer, Mongolian).
 pub(crate) fn is_terminal(c: char) -> bool {
-    matches!(c, '.' | '!' | '?' | '…' | '‼' | '⁇' | '⁈' | '⁉')
+    matches!(
+        c,
+        '.' | '!'
+            | '?'
+            | '…'
+            | '‼'
+            | '⁇'
+            | '⁈'
+            | '⁉'
+            | '\u{0964}'
+            | '\u{0965}'
+            | '\u{061F}'
+            | '\u{06D4}'
+            | '\u{0589}'
+            | '\u{1362}'
+            | '\u{1367}'
+            | '\u{1368}'
+            | '\u{104B}'
+            | '\u{17D4}'
+            | '\u{1803}'
+    ) || is_wide_terminal(c)
+}
+
+/// The sentence marks of Chinese and Japanese text (`。`, `！`, `？`, the half-width `｡` and the
+/// full-width full stop `．`), which end a sentence with no space after them.
+pub(crate) fn is_wide_terminal(c: char) -> bool {
+    matches!(c, '。' | '！' | '？' | '｡' | '．')
+}
+
+/// The first kana of a Japanese quotative particle (`と`, `って`, `という`): after a closing
+/// bracket it continues the sentence (`「…。」と彼は言った`), where other kana start a new one
+/// (`「…。」それから`).
+pub(crate) fn is_quotative(c: char) -> bool {
+    matches!(c, 'と' | 'っ')
 }
 
 /// Closing quotes and brackets that stay with the sentence they follow (`."`, `.”`, `?)`).
@@ -31,7 +66,32 @@ pub(crate) fn is_terminal(c: char) -> bool {
 pub(crate) fn is_closer(c: char) -> bool {
     matches!(
         c,
-        '"' | '\'' | '”' | '’' | '»' | '›' | '“' | '‘' | '«' | ')' | ']' | '}'
+        '"' | '\''
+            | '”'
+            | '’'
+            | '»'
+            | '›'
+            | '“'
+            | '‘'
+            | '«'
+            | ')'
+            | ']'
+            | '}'
+            | '」'
+            | '』'
+            | '）'
+            | '】'
+            | '〕'
+            | '〉'
+            | '》'
+            | '〗'
+            | '〙'
+            | '〛'
+            | '］'
+            | '｝'
+            | '＂'
+            | '＇'
+            | '｣'
     )
 }
 
@@ -53,6 +113,21 @@ pub(crate) fn is_opener(c: char) -> bool {
             | '{'
             | '¿'
             | '¡'
+            | '「'
+            | '『'
+            | '（'
+            | '【'
+            | '〔'
+            | '〈'
+            | '《'
+            | '〖'
+            | '〘'
+            | '〚'
+            | '［'
+            | '｛'
+            | '＂'
+            | '＇'
+            | '｢'
     )
 }
 
@@ -60,7 +135,25 @@ pub(crate) fn is_opener(c: char) -> bool {
 pub(crate) fn is_quote(c: char) -> bool {
     matches!(
         c,
-        '"' | '\'' | '”' | '’' | '»' | '›' | '“' | '‘' | '«' | '‹' | '„' | '‚'
+        '"' | '\''
+            | '”'
+            | '’'
+            | '»'
+            | '›'
+            | '“'
+            | '‘'
+            | '«'
+            | '‹'
+            | '„'
+            | '‚'
+            | '「'
+            | '」'
+            | '『'
+            | '』'
+            | '＂'
+            | '＇'
+            | '｢'
+            | '｣'
     )
 }
 

@@ -1,9 +1,11 @@
-//! Runs the hand-written golden cases in `tests/data/segment/golden.txt` (format described at the
-//! top of that file) and reports every failing case with a diff, plus the exact-match rate.
+//! Runs the hand-written golden cases in `tests/data/segment/golden.txt` (Dutch; format described
+//! at the top of that file) and `tests/data/segment/languages.txt` (other languages, `@lang=CODE`)
+//! and reports every failing case with a diff, plus the exact-match rate.
 
-use super::{Document, SegmentKind, SegmentMode, Segmenter};
+use super::{Document, Language, SegmentKind, SegmentMode, Segmenter};
 
 const GOLDEN: &str = include_str!("../../tests/data/segment/golden.txt");
+const LANGUAGES: &str = include_str!("../../tests/data/segment/languages.txt");
 
 /// One golden case.
 pub(super) struct Case {
@@ -13,10 +15,15 @@ pub(super) struct Case {
     pub segmenter: Segmenter,
 }
 
-/// Parses the golden file.
+/// Parses the Dutch golden file.
 pub(super) fn cases() -> Vec<Case> {
+    cases_in(GOLDEN)
+}
+
+/// Parses a golden file.
+fn cases_in(file: &str) -> Vec<Case> {
     let mut cases = Vec::new();
-    let mut lines = GOLDEN
+    let mut lines = file
         .lines()
         .skip_while(|l| !l.starts_with("=== "))
         .peekable();
@@ -30,6 +37,10 @@ pub(super) fn cases() -> Vec<Case> {
             match word {
                 "@lines" => segmenter = segmenter.with_mode(SegmentMode::Lines),
                 "@paragraphs" => segmenter = segmenter.with_mode(SegmentMode::Paragraphs),
+                w if w.starts_with("@lang=") => {
+                    let language = Language::new(&w["@lang=".len()..]).unwrap_or_default();
+                    segmenter = segmenter.with_language(language);
+                }
                 w if w.starts_with("@max=") => {
                     let max = w["@max=".len()..].parse().unwrap_or(0);
                     segmenter = segmenter.with_max_chars(max);
@@ -118,8 +129,21 @@ pub(super) fn diff(expected: &[String], got: &[String]) -> String {
 fn golden_cases() {
     let cases = cases();
     assert!(cases.len() >= 150, "only {} golden cases", cases.len());
+    run(&cases, "golden");
+}
+
+#[test]
+fn other_language_cases() {
+    let cases = cases_in(LANGUAGES);
+    assert!(cases.len() >= 20, "only {} language cases", cases.len());
+    assert!(cases.iter().all(|c| c.segmenter.language.is_some()));
+    run(&cases, "languages");
+}
+
+/// Segments every case and fails with the diffs of those that come out wrong.
+fn run(cases: &[Case], what: &str) {
     let mut failures = Vec::new();
-    for case in &cases {
+    for case in cases {
         let got = render(&case.segmenter.segment(&case.input));
         if got != case.expected {
             failures.push(format!("=== {}\n{}", case.name, diff(&case.expected, &got)));
@@ -128,12 +152,12 @@ fn golden_cases() {
     let passed = cases.len() - failures.len();
     let rate = 100.0 * passed as f64 / cases.len() as f64;
     println!(
-        "golden: {passed} of {} cases exactly right ({rate:.1} %)",
+        "{what}: {passed} of {} cases exactly right ({rate:.1} %)",
         cases.len()
     );
     assert!(
         failures.is_empty(),
-        "{} of {} golden cases fail ({rate:.1} % exactly right):\n{}",
+        "{} of {} {what} cases fail ({rate:.1} % exactly right):\n{}",
         failures.len(),
         cases.len(),
         failures.join("\n")
@@ -142,10 +166,12 @@ fn golden_cases() {
 
 #[test]
 fn golden_file_parses() {
-    let cases = cases();
-    assert!(cases
-        .iter()
-        .all(|c| !c.input.is_empty() && !c.expected.is_empty()));
-    let names: std::collections::HashSet<&str> = cases.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names.len(), cases.len(), "duplicate case names");
+    for cases in [cases(), cases_in(LANGUAGES)] {
+        assert!(cases
+            .iter()
+            .all(|c| !c.input.is_empty() && !c.expected.is_empty()));
+        let names: std::collections::HashSet<&str> =
+            cases.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names.len(), cases.len(), "duplicate case names");
+    }
 }

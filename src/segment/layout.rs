@@ -12,6 +12,7 @@ use super::chars::{
     after_line_break, char_at, has_line_break, is_blank, is_closer, is_line_break,
     is_lowercase_sentence_start, is_space, is_terminal, skip_while, trim,
 };
+use super::language::Rules;
 use super::long::split_long;
 use super::metadata;
 use super::sentence::split_sentences;
@@ -103,15 +104,16 @@ fn segment_block(
     options: &Segmenter,
     out: &mut Vec<Segment>,
 ) {
+    let rules = options.rules();
     let lines: Vec<Line> = block.iter().map(|r| read_line(text, r.clone())).collect();
-    let full_width = wrap_width(text, &lines, options.mode);
+    let full_width = wrap_width(text, &lines, options.mode, rules);
     let mut runs: Vec<Run> = Vec::new();
     let mut prev: Option<&Line> = None;
     for line in &lines {
         let joins = prev.is_some_and(|p| {
             options.mode != SegmentMode::Lines
                 && line.marker.is_none()
-                && (continues_on(text, p, line)
+                && (continues_on(text, p, line, rules)
                     || full_width.is_some_and(|w| char_len(text, &p.content) >= w))
         });
         match runs.last_mut() {
@@ -128,7 +130,7 @@ fn segment_block(
     for run in runs {
         sentences.clear();
         if options.mode == SegmentMode::Sentences {
-            split_sentences(text, run.range.clone(), &mut sentences);
+            split_sentences(text, run.range.clone(), rules, &mut sentences);
         } else {
             sentences.push(run.range.clone());
         }
@@ -163,8 +165,8 @@ fn segment_block(
                 sentence.clone(),
                 kind,
                 paragraph,
-                limit,
-                whole_units,
+                (limit, whole_units),
+                rules,
                 out,
             );
         }
@@ -180,15 +182,15 @@ fn push_split(
     range: Range<usize>,
     kind: SegmentKind,
     paragraph: usize,
-    limit: usize,
-    whole_units: bool,
+    (limit, whole_units): (usize, bool),
+    rules: Rules,
     out: &mut Vec<Segment>,
 ) {
     let chars = |r: &Range<usize>| text[r.clone()].chars().count();
     let mut groups = Vec::new();
     if whole_units && chars(&range) > limit {
         let mut sentences = Vec::new();
-        split_sentences(text, range.clone(), &mut sentences);
+        split_sentences(text, range.clone(), rules, &mut sentences);
         let mut group: Option<Range<usize>> = None;
         for sentence in sentences {
             group = match group {
@@ -279,16 +281,39 @@ const OPEN_ENDINGS: &[&str] = &[
     "den", "zoals", "waardoor", "terwijl", "doordat", "nadat", "zodat", "hoewel", "volgens",
 ];
 
+/// The same for English.
+const OPEN_ENDINGS_EN: &[&str] = &[
+    "the", "a", "an", "of", "and", "or", "but", "to", "in", "on", "at", "by", "for", "with",
+    "from", "as", "that", "than", "because", "while", "which", "whose", "its", "their", "his",
+    "her",
+];
+
+/// The words that cannot end a clause in the language of `rules` (none are known for the
+/// language-independent rules).
+fn open_endings(rules: Rules) -> &'static [&'static str] {
+    match rules {
+        Rules::Dutch => OPEN_ENDINGS,
+        Rules::English => OPEN_ENDINGS_EN,
+        Rules::Generic => &[],
+    }
+}
+
+/// Clause punctuation that continues a sentence on the next line: Latin and full-width
+/// (Chinese and Japanese) commas and semicolons, and the ideographic comma.
+fn is_clause_mark(c: char) -> bool {
+    matches!(c, ',' | ';' | '，' | '；' | '、')
+}
+
 /// Whether the text of `prev` plainly continues on the next line: it ends with sentence
 /// punctuation (the sentence splitter then decides), a comma or semicolon, a word broken at a
 /// hyphen or a word that cannot end a clause, or the next line starts with a lowercase word.
-fn continues_on(text: &str, prev: &Line, next: &Line) -> bool {
+fn continues_on(text: &str, prev: &Line, next: &Line, rules: Rules) -> bool {
     let prev_text = &text[prev.content.clone()];
     let unclosed = prev_text.trim_end_matches(is_closer);
     let Some(last) = unclosed.chars().next_back() else {
         return false;
     };
-    if is_terminal(last) || matches!(last, ',' | ';') {
+    if is_terminal(last) || is_clause_mark(last) {
         return true;
     }
     // A word broken at a hyphen: "verkiezings-\nuitslag".
@@ -302,7 +327,7 @@ fn continues_on(text: &str, prev: &Line, next: &Line) -> bool {
         return true;
     }
     let last_word = unclosed.rsplit(is_space).next().unwrap_or_default();
-    if OPEN_ENDINGS.contains(&last_word) {
+    if open_endings(rules).contains(&last_word) {
         return true;
     }
     let next_text = &text[next.content.clone()];
@@ -315,7 +340,7 @@ fn continues_on(text: &str, prev: &Line, next: &Line) -> bool {
 /// counts as full: a full line without final punctuation is wrapped too, even before a capital
 /// ("... gesprek met\nViktor Babariko ..."). `None` for other blocks, whose unpunctuated lines
 /// are headlines.
-fn wrap_width(text: &str, lines: &[Line], mode: SegmentMode) -> Option<usize> {
+fn wrap_width(text: &str, lines: &[Line], mode: SegmentMode, rules: Rules) -> Option<usize> {
     if mode == SegmentMode::Lines || lines.len() < 2 {
         return None;
     }
@@ -323,7 +348,7 @@ fn wrap_width(text: &str, lines: &[Line], mode: SegmentMode) -> Option<usize> {
         pair[1].marker.is_none() && {
             let prev = &text[pair[0].content.clone()];
             let last = prev.trim_end_matches(is_closer).chars().next_back();
-            !last.is_some_and(is_terminal) && continues_on(text, &pair[0], &pair[1])
+            !last.is_some_and(is_terminal) && continues_on(text, &pair[0], &pair[1], rules)
         }
     });
     let widest = lines.iter().map(|l| char_len(text, &l.content)).max()?;
@@ -334,13 +359,13 @@ fn char_len(text: &str, range: &Range<usize>) -> usize {
     text[range.clone()].chars().count()
 }
 
-/// Whether a segment ends with punctuation (a sentence mark, `:`, `;` or `,`), ignoring closing
-/// quotes and brackets; a line without it is a headline.
+/// Whether a segment ends with punctuation (a sentence mark, a colon, a comma or a semicolon,
+/// Latin or full-width), ignoring closing quotes and brackets; a line without it is a headline.
 fn ends_with_punctuation(s: &str) -> bool {
     s.trim_end_matches(is_closer)
         .chars()
         .next_back()
-        .is_some_and(|c| is_terminal(c) || matches!(c, ':' | ';' | ','))
+        .is_some_and(|c| is_terminal(c) || is_clause_mark(c) || matches!(c, ':' | '：'))
 }
 
 #[cfg(test)]

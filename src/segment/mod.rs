@@ -1,4 +1,5 @@
-//! Dutch sentence segmentation for translation, and reassembly of the translated article.
+//! Sentence segmentation for translation (Dutch rules by default, language-independent ones
+//! for other languages, see [`Segmenter::language`]), and reassembly of the translated article.
 //!
 //! MarianMT (opus-mt) models are trained on single sentences: given a whole paragraph they drop
 //! sentences, given fragments they invent text. This module cuts an article into the units the
@@ -11,8 +12,11 @@
 //!    item ([`SegmentKind::ListItem`]); other lines of a paragraph are joined into running text.
 //! 3. **Sentences.** Running text is cut after `.`, `?`, `!` and ellipses (with any closing quotes
 //!    and brackets) unless the rules for Dutch abbreviations (`bijv.`, `o.a.`, `dhr.`, `enz.`,
-//!    months, ...), initials (`J.P. Balkenende`), numbers (`4,5`, `14.30`, `1.000`), URLs and
-//!    domain names, and lowercase sentence starts (`'s avonds`, `iPhone`) say otherwise.
+//!    months, ...; `Kon.`, `Univ.`, `St.` and the other first words of names), titles and
+//!    initials (`J.P. Balkenende`, `prof.dr. J.A.M. de Vries`, `Z.K.H.`, `Hr.Ms.`), numbers
+//!    (`4,5`, `14.30`, `1.000`), URLs and domain names, and lowercase sentence starts
+//!    (`'s avonds`, `iPhone`) say otherwise. A sentence may open with an ellipsis
+//!    (`Het was stil. ... Hij ging weg.`).
 //! 4. **Long sentences.** A segment longer than [`Segmenter::max_chars`] characters is cut at clause
 //!    boundaries by [`split_long`] (a long line or paragraph in lines or paragraphs mode first
 //!    between its sentences); the pieces after the first have [`Segment::continues`] set.
@@ -39,6 +43,8 @@
 
 mod abbrev;
 pub(crate) mod chars;
+pub(crate) mod english;
+mod language;
 mod layout;
 mod long;
 mod metadata;
@@ -58,6 +64,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
+pub use language::Language;
 pub use long::split_long;
 
 /// Default for [`Segmenter::max_chars`].
@@ -238,6 +245,13 @@ pub struct Segmenter {
     pub max_chars: usize,
     /// Whether leading `key value` fields become metadata segments. Default: true.
     pub metadata: bool,
+    /// The language of the text, which decides the sentence rules: Dutch gets the Dutch rules
+    /// (abbreviations, titles, initials, numbers), English its abbreviations, any other
+    /// language the language-independent ones (Unicode sentence marks, full-width `。！？`
+    /// without a space after them, quotes, ellipses); the line structure is the same for all.
+    /// Default: `None`, which is Dutch, and in a [`crate::pipeline::Pipeline`] the model's
+    /// source language ([`crate::source::ModelFiles::source_language`]).
+    pub language: Option<Language>,
 }
 
 impl Default for Segmenter {
@@ -246,6 +260,7 @@ impl Default for Segmenter {
             mode: SegmentMode::Sentences,
             max_chars: DEFAULT_MAX_CHARS,
             metadata: true,
+            language: None,
         }
     }
 }
@@ -275,6 +290,24 @@ impl Segmenter {
     pub fn with_metadata(mut self, metadata: bool) -> Self {
         self.metadata = metadata;
         self
+    }
+
+    /// Sets [`Segmenter::language`].
+    #[must_use]
+    pub fn with_language(mut self, language: Language) -> Self {
+        self.language = Some(language);
+        self
+    }
+
+    /// The language whose rules are used: [`Segmenter::language`], or Dutch.
+    pub fn effective_language(&self) -> Language {
+        self.language.clone().unwrap_or_default()
+    }
+
+    pub(crate) fn rules(&self) -> language::Rules {
+        self.language
+            .as_ref()
+            .map_or(language::Rules::Dutch, Language::rules)
     }
 
     /// Segments `text`. Never fails: every input, however odd, gives a document.

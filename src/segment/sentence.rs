@@ -11,8 +11,10 @@ use std::ops::Range;
 use super::abbrev::{self, TokenClass};
 use super::chars::{
     char_at, char_before, has_line_break, is_closer, is_lowercase_sentence_start, is_opener,
-    is_quote, is_space, is_terminal, skip_while, trim,
+    is_quotative, is_quote, is_space, is_terminal, is_wide_terminal, skip_while, trim,
 };
+use super::english;
+use super::language::Rules;
 
 /// The longest word examined before a full stop; longer words are ordinary words (abbreviations
 /// and initials are short, and the bound keeps pathological input linear).
@@ -35,10 +37,18 @@ enum Start {
 struct Next<'a> {
     start: Start,
     word: &'a str,
+    /// Whether a full stop follows the word directly (`U.` is an initial, not the pronoun).
+    dotted: bool,
 }
 
-/// Appends the trimmed sentences of `text[run]` to `out`, in order.
-pub(crate) fn split_sentences(text: &str, run: Range<usize>, out: &mut Vec<Range<usize>>) {
+/// Appends the trimmed sentences of `text[run]` to `out`, in order, by the `rules` of a
+/// language.
+pub(crate) fn split_sentences(
+    text: &str,
+    run: Range<usize>,
+    rules: Rules,
+    out: &mut Vec<Range<usize>>,
+) {
     let end = run.end.min(text.len());
     let mut sentence_start = run.start;
     let mut i = run.start;
@@ -51,8 +61,25 @@ pub(crate) fn split_sentences(text: &str, run: Range<usize>, out: &mut Vec<Range
         let term_start = i;
         let term_end = skip_while(text, i, end, is_terminal);
         let close_end = skip_while(text, term_end, end, is_closer);
+        // Punctuation that opens the sentence ("... Hij ging weg.") ends nothing.
+        if term_start == sentence_start {
+            i = close_end;
+            continue;
+        }
         match char_at(text, close_end) {
             Some(c) if close_end < end && is_space(c) => {}
+            Some(c)
+                if close_end < end
+                    && wide_boundary(text, term_start..term_end, term_end..close_end, c) =>
+            {
+                let sentence = trim(text, sentence_start..close_end);
+                if !sentence.is_empty() {
+                    out.push(sentence);
+                }
+                sentence_start = close_end;
+                i = close_end;
+                continue;
+            }
             Some(_)
                 if close_end == term_end
                     && missing_space(text, sentence_start, term_start..term_end, end) =>
@@ -87,20 +114,36 @@ pub(crate) fn split_sentences(text: &str, run: Range<usize>, out: &mut Vec<Range
                 next_start = following;
             }
         }
-        // No sentence starts with sentence punctuation: ". . ." is one spaced ellipsis.
+        // No sentence starts with sentence punctuation, ". . ." is one spaced ellipsis, except
+        // that a sentence may open with an ellipsis: "Het was stil. ... Hij ging weg." The
+        // word after the ellipsis then decides; a lowercase one opens a fragment.
+        let mut next = None;
         if char_at(text, next_start).is_some_and(is_terminal) {
-            i = next_start;
-            continue;
+            match opening_ellipsis(text, next_start, end) {
+                Some(word_start) => {
+                    let mut word = next_word(text, word_start, end);
+                    if word.start == Start::Lower {
+                        word.start = Start::Other;
+                    }
+                    next = Some(word);
+                }
+                None => {
+                    i = next_start;
+                    continue;
+                }
+            }
         }
         let line_break = has_line_break(text, close_end..next_start);
         let candidate = Candidate {
             text,
+            rules,
             sentence_start,
             term: term_start..term_end,
             closers: term_end..close_end,
             line_break,
         };
-        if candidate.is_boundary(&next_word(text, next_start, end)) {
+        let next = next.unwrap_or_else(|| next_word(text, next_start, end));
+        if candidate.is_boundary(&next) {
             let sentence = trim(text, sentence_start..sentence_end);
             if !sentence.is_empty() {
                 out.push(sentence);
@@ -118,6 +161,8 @@ pub(crate) fn split_sentences(text: &str, run: Range<usize>, out: &mut Vec<Range
 /// One candidate boundary and what surrounds it.
 struct Candidate<'a> {
     text: &'a str,
+    /// The language's rule set.
+    rules: Rules,
     /// Where the current sentence began (the word before the punctuation is looked for after it).
     sentence_start: usize,
     /// The sentence punctuation.
@@ -135,8 +180,9 @@ impl Candidate<'_> {
         let capital_or_symbol = matches!(next.start, Start::Upper | Start::Other);
         let any_start = !matches!(next.start, Start::Lower);
         // After `?`, `!` and ellipses a lowercase word continues the sentence even across a line
-        // break ("„Waarom?” vroeg hij", "Hij dacht na…\nen bleef").
-        if term.contains(['?', '!', '‼', '⁇', '⁈', '⁉']) {
+        // break ("„Waarom?” vroeg hij", "Hij dacht na…\nen bleef"); so it does after the marks
+        // of other scripts (`。`, `।`), which are mostly followed by letters without case.
+        if term.contains(['?', '!', '‼', '⁇', '⁈', '⁉']) || !term.contains(['.', '…']) {
             return any_start;
         }
         if term.contains('…') || term.len() > 1 {
@@ -148,15 +194,26 @@ impl Candidate<'_> {
         let token_range = self.token_before(self.term.start);
         let token = token_range.clone().map_or("", |r| &self.text[r]);
         let has_closer = !closers.is_empty();
-        match abbrev::classify(token) {
-            TokenClass::Title => {
-                next.start == Start::Upper && (has_closer || abbrev::is_non_name_starter(next.word))
+        // A word that starts sentences and is never part of a name (`U.` is an initial).
+        let starter = !next.dotted
+            && match self.rules {
+                Rules::Dutch => abbrev::is_non_name_starter(next.word),
+                Rules::English => english::is_opener_word(next.word),
+                Rules::Generic => false,
+            };
+        let class = match self.rules {
+            Rules::Dutch => {
+                abbrev::classify_in_context(token, self.word_before(token_range.clone()))
             }
+            Rules::English => english::classify(token),
+            Rules::Generic => abbrev::classify_generic(token),
+        };
+        match class {
+            TokenClass::Title => next.start == Start::Upper && (has_closer || starter),
             TokenClass::Prefix => has_closer && next.start == Start::Upper,
             TokenClass::Final | TokenClass::Dotted => capital_or_symbol,
             TokenClass::Initials => {
-                next.start == Start::Upper
-                    && (closers.contains(is_quote) || abbrev::is_non_name_starter(next.word))
+                next.start == Start::Upper && (closers.contains(is_quote) || starter)
             }
             TokenClass::SingleLower => {
                 let before = self.word_before(token_range);
@@ -213,6 +270,24 @@ impl Candidate<'_> {
     }
 }
 
+/// Whether sentence punctuation at `term` (with closing quotes and brackets at `closers`) that is
+/// directly followed by the character `next` ends a sentence: Chinese and Japanese sentence
+/// marks (`。`, `！`, `？`) need no space after them, as in Unicode's sentence boundaries (UAX
+/// #29). Not between two digits (`１．５`), and not before a quotative particle after a closing
+/// bracket or quote, which goes on with the sentence (`「本当ですか。」と聞いた`).
+fn wide_boundary(text: &str, term: Range<usize>, closers: Range<usize>, next: char) -> bool {
+    let Some(marks) = text.get(term.clone()) else {
+        return false;
+    };
+    if !marks.chars().any(is_wide_terminal) {
+        return false;
+    }
+    if next.is_numeric() && char_before(text, term.start).is_some_and(char::is_numeric) {
+        return false;
+    }
+    closers.is_empty() || !is_quotative(next)
+}
+
 /// Whether sentence punctuation at `term` that is directly followed by text ends a sentence all
 /// the same, because a space was left out: "te laat.Daarna". Only a plain lowercase word before
 /// it and a plain capitalised word after it qualify, so that domain names (`nos.nl`), URLs, file
@@ -262,6 +337,7 @@ fn next_word(text: &str, at: usize, end: usize) -> Next<'_> {
         return Next {
             start: Start::Upper,
             word: first_token,
+            dotted: false,
         };
     }
     let mut pos = at;
@@ -284,7 +360,28 @@ fn next_word(text: &str, at: usize, end: usize) -> Next<'_> {
         Some(c) if c.is_numeric() => Start::Digit,
         _ => Start::Other,
     };
-    Next { start, word }
+    let dotted = char_at(text, pos + word.len()) == Some('.');
+    Next {
+        start,
+        word,
+        dotted,
+    }
+}
+
+/// If an ellipsis (`…`, `……`, three or more full stops) that opens a sentence starts at `at`,
+/// where the sentence's first word starts: after any white space, when a letter, digit, quote or
+/// bracket follows. `None` for anything else, such as the dots of a spaced ellipsis (`. . .`).
+fn opening_ellipsis(text: &str, at: usize, end: usize) -> Option<usize> {
+    let after = skip_while(text, at, end, |c| c == '.' || c == '…');
+    let marks = text.get(at..after)?;
+    let dots = marks.chars().filter(|&c| c == '.').count();
+    if !(marks.contains('…') || dots >= 3) {
+        return None;
+    }
+    let word_start = skip_while(text, after, end, is_space);
+    let opens = char_at(text, word_start)
+        .is_some_and(|c| word_start < end && (c.is_alphanumeric() || is_opener(c)));
+    opens.then_some(word_start)
 }
 
 /// If a token of pictographs (emoji, dingbats) starts at `at`, the byte after it.
@@ -305,8 +402,12 @@ mod tests {
     use super::*;
 
     fn split(text: &str) -> Vec<&str> {
+        split_by(text, Rules::Dutch)
+    }
+
+    fn split_by(text: &str, rules: Rules) -> Vec<&str> {
         let mut out = Vec::new();
-        split_sentences(text, 0..text.len(), &mut out);
+        split_sentences(text, 0..text.len(), rules, &mut out);
         out.into_iter().map(|r| &text[r]).collect()
     }
 
@@ -328,6 +429,15 @@ mod tests {
             ["Kaas enz.", "Daarna brood."]
         );
         assert_eq!(split("Met dhr. Jansen. Hij"), ["Met dhr. Jansen.", "Hij"]);
+    }
+
+    #[test]
+    fn ellipsis_opening_a_sentence() {
+        assert_eq!(split("Stil. ... Weg."), ["Stil.", "... Weg."]);
+        assert_eq!(split("Stil. …weg."), ["Stil.", "…weg."]);
+        assert_eq!(split("... Weg. Daar."), ["... Weg.", "Daar."]);
+        assert_eq!(split("Stil . . . weg."), ["Stil . . . weg."]);
+        assert_eq!(split("Stil. ..."), ["Stil. ..."]);
     }
 
     #[test]

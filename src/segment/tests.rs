@@ -85,6 +85,11 @@ fn all_segmenters() -> Vec<Segmenter> {
             out.push(Segmenter::new().with_mode(mode).with_max_chars(max));
         }
     }
+    for code in ["en", "zh"] {
+        let language = Language::new(code).unwrap();
+        out.push(Segmenter::new().with_language(language.clone()));
+        out.push(Segmenter::new().with_language(language).with_max_chars(7));
+    }
     out
 }
 
@@ -516,6 +521,17 @@ const PIECES: &[&str] = &[
     "שלום",
     "–",
     "\u{A0}",
+    "。",
+    "！",
+    "」",
+    "「",
+    "と",
+    "．",
+    "３",
+    "天气",
+    "Mr.",
+    "U.S.",
+    "\u{0964}",
 ];
 
 fn text_strategy() -> impl Strategy<Value = String> {

@@ -113,6 +113,11 @@ pub struct ModelFiles {
     pub weight_format: WeightFormat,
     /// Where the files came from.
     pub provenance: Provenance,
+    /// The language the model reads (a code such as `nl` or `zh`), if known: from the catalogue
+    /// manifest's `source_language`, else `tokenizer_config.json`'s `source_lang`, else the Hub
+    /// repository's name (`opus-mt-zh-en`), else the directory's name. A pipeline segments its
+    /// input by the rules of this language ([`crate::segment::Segmenter::language`]).
+    pub source_language: Option<String>,
 }
 
 pub(crate) const CONFIG: &str = "config.json";
@@ -410,6 +415,7 @@ pub(crate) fn scan(dir: &Path, provenance: Provenance, fix: &Fix) -> Result<Mode
     } else {
         WeightFormat::PyTorch
     };
+    let source_language = source_language(tokenizer_config_value.as_ref(), &provenance, dir);
     Ok(ModelFiles {
         dir: dir.to_path_buf(),
         architecture,
@@ -420,7 +426,36 @@ pub(crate) fn scan(dir: &Path, provenance: Provenance, fix: &Fix) -> Result<Mode
         weights: path(weight_format.file_name()),
         weight_format,
         provenance,
+        source_language,
     })
+}
+
+/// The model's source language as far as its files tell: `tokenizer_config.json`'s
+/// `source_lang` (Marian tokenizers have it), else an OPUS-MT name (`opus-mt-zh-en`) of the Hub
+/// repository or, for a local directory, of the directory. The catalogue's manifest, which
+/// says it outright, takes precedence (see [`crate::source::Resolver::resolve`]).
+fn source_language(
+    tokenizer_config: Option<&Value>,
+    provenance: &Provenance,
+    dir: &Path,
+) -> Option<String> {
+    let code = |s: &str| {
+        crate::segment::Language::new(s)
+            .ok()
+            .map(|l| l.code().to_string())
+    };
+    let named =
+        |s: &str| crate::segment::Language::from_model_name(s).map(|l| l.code().to_string());
+    tokenizer_config
+        .and_then(|v| v.get("source_lang"))
+        .and_then(Value::as_str)
+        .and_then(code)
+        .or_else(|| provenance.repo.as_deref().and_then(named))
+        .or_else(|| {
+            (provenance.origin == Origin::Directory)
+                .then(|| named(&dir.to_string_lossy()))
+                .flatten()
+        })
 }
 
 pub(crate) fn missing(dir: &Path, file: &str, fix: &Fix) -> Error {

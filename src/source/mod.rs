@@ -226,7 +226,7 @@ impl Resolver {
             tracing::info!("model from the directory {spec}");
             return from_dir(spec);
         };
-        match self.cached(&target) {
+        let files = match self.cached(&target) {
             Ok(files) => {
                 log_hub_files(&target, &files, "from the cache");
                 Ok(files)
@@ -248,7 +248,22 @@ impl Resolver {
                 Ok(files)
             }
             Err(err) => Err(err),
+        };
+        files.map(|f| self.with_manifest_language(spec, f))
+    }
+
+    /// A catalogue model's files with the manifest's `source_language`, which says outright
+    /// what the files may only suggest ([`ModelFiles::source_language`]).
+    fn with_manifest_language(&self, spec: &ModelSpec, mut files: ModelFiles) -> ModelFiles {
+        if let ModelSpec::Catalogue { name, .. } = spec {
+            let manifest = self.catalogue.get(name);
+            if let Some(language) =
+                manifest.and_then(|m| crate::segment::Language::new(&m.source_language).ok())
+            {
+                files.source_language = Some(language.code().to_string());
+            }
         }
+        files
     }
 
     /// Makes sure a model is completely in the cache, asking the Hub which commit the revision
@@ -272,9 +287,12 @@ impl Resolver {
                     "offline mode (HF_HUB_OFFLINE, or the resolver's offline setting) cannot download anything",
                 ));
             }
-            return self.cached(&target);
+            return self
+                .cached(&target)
+                .map(|f| self.with_manifest_language(spec, f));
         }
         self.download(&target, options.force, progress)
+            .map(|f| self.with_manifest_language(spec, f))
     }
 
     /// What is cached (or in the directory) for a model, without the network. The files the

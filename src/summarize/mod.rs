@@ -34,6 +34,9 @@ pub use extractive::{ExtractiveOptions, ExtractiveSummarizer, Similarity, Summar
 pub use split::{split_english, EnglishSentence};
 
 use crate::error::{Error, Result};
+use std::ops::Range;
+
+use crate::segment::{Language, SegmentKind, Segmenter};
 
 /// What a summariser reads: the sentences of one article, in order, and optionally the paragraph
 /// each belongs to.
@@ -164,12 +167,77 @@ pub trait Summarizer: Send + Sync {
     }
 }
 
-/// Splits raw English text with [`split_english`] and summarises it, passing the paragraphs on.
+/// Summarises raw English text, passing the paragraphs on: its layout is read as the
+/// translation pipeline reads an article ([`Segmenter`] with English rules), so that headlines
+/// (lines without final punctuation, such as the title at the top) and leading metadata
+/// fields are left out of the sentences summarised, unless there is nothing else; the running
+/// text between them is split into sentences with [`split_english`]. A summary sentence's
+/// [`SummarySentence::index`] counts the sentences summarised.
 pub fn summarize_english(summarizer: &dyn Summarizer, text: &str) -> Result<Summary> {
-    let split = split_english(text);
-    let sentences: Vec<&str> = split.iter().map(|s| s.text).collect();
-    let paragraphs: Vec<usize> = split.iter().map(|s| s.paragraph).collect();
+    let split = article_sentences(text);
+    let sentences: Vec<&str> = split.iter().map(|s| s.0).collect();
+    let paragraphs: Vec<usize> = split.iter().map(|s| s.1).collect();
     summarizer.summarize_document(&Document::new(&sentences).with_paragraphs(&paragraphs))
+}
+
+/// The sentences of an English article to summarise, with their paragraph numbers: the
+/// segmenter finds headlines, list items and metadata as for a translated article, and each
+/// stretch of running text between them in one paragraph is split by [`split_english`]. The
+/// headlines are the sentences only when the text has nothing else.
+fn article_sentences(text: &str) -> Vec<(&str, usize)> {
+    let doc = Segmenter::new()
+        .with_language(Language::english())
+        .with_max_chars(0)
+        .segment(text);
+    let mut sentences = Vec::new();
+    let mut headlines = Vec::new();
+    // The running text not yet split: its byte range and paragraph.
+    let mut stretch: Option<(Range<usize>, usize)> = None;
+    let flush = |stretch: &mut Option<(Range<usize>, usize)>, sentences: &mut Vec<_>| {
+        split_stretch(text, stretch.take(), sentences);
+    };
+    for segment in &doc.segments {
+        match &segment.kind {
+            SegmentKind::Metadata { .. } => flush(&mut stretch, &mut sentences),
+            SegmentKind::Headline => {
+                flush(&mut stretch, &mut sentences);
+                let span = segment.span.clone();
+                headlines.push((text.get(span).unwrap_or_default(), segment.paragraph));
+            }
+            SegmentKind::ListItem { .. } if !segment.continues => {
+                flush(&mut stretch, &mut sentences);
+                stretch = Some((segment.span.clone(), segment.paragraph));
+            }
+            _ => match &mut stretch {
+                Some((range, paragraph)) if *paragraph == segment.paragraph => {
+                    range.end = segment.span.end;
+                }
+                _ => {
+                    flush(&mut stretch, &mut sentences);
+                    stretch = Some((segment.span.clone(), segment.paragraph));
+                }
+            },
+        }
+    }
+    flush(&mut stretch, &mut sentences);
+    if sentences.is_empty() {
+        headlines
+    } else {
+        sentences
+    }
+}
+
+/// Appends the sentences of running text at `stretch` (a byte range of `text` and its
+/// paragraph).
+fn split_stretch<'t>(
+    text: &'t str,
+    stretch: Option<(Range<usize>, usize)>,
+    sentences: &mut Vec<(&'t str, usize)>,
+) {
+    if let Some((range, paragraph)) = stretch {
+        let body = text.get(range).unwrap_or_default();
+        sentences.extend(split_english(body).into_iter().map(|s| (s.text, paragraph)));
+    }
 }
 
 fn input_error(message: impl Into<String>) -> Error {
@@ -224,6 +292,66 @@ mod tests {
             generated.aligned(&["a", "b", "c"]),
             Err(Error::Input { .. })
         ));
+    }
+
+    const HEADLINED: &str = "City council approves budget for new school\n\
+        The city council approved the budget for a new primary school on Tuesday evening. \
+        The school will open in 2027 and offer places to 400 pupils.\n\n\
+        Councillors debated the plan for more than three hours. Opponents said the costs were \
+        too high.\n\n\
+        Construction starts in the spring\n\
+        The old building will be demolished first.";
+
+    #[test]
+    fn headlines_are_not_summarised() {
+        let got = article_sentences(HEADLINED);
+        assert_eq!(
+            got,
+            [
+                (
+                    "The city council approved the budget for a new primary school on Tuesday evening.",
+                    0
+                ),
+                ("The school will open in 2027 and offer places to 400 pupils.", 0),
+                ("Councillors debated the plan for more than three hours.", 1),
+                ("Opponents said the costs were too high.", 1),
+                ("The old building will be demolished first.", 2),
+            ]
+        );
+        // With a blank line after the headline, and with metadata before it.
+        let spaced = HEADLINED.replacen('\n', "\n\n", 1);
+        assert_eq!(article_sentences(&spaced).len(), 5);
+        let dated = format!("date: 2024-03-14\n{HEADLINED}");
+        assert_eq!(article_sentences(&dated), got);
+        // The lead is the summary, not the headline (which it resembles).
+        let s = ExtractiveSummarizer::new(ExtractiveOptions::default()).unwrap();
+        let summary = summarize_english(&s, HEADLINED).unwrap();
+        assert_eq!(summary.input_sentences, 5);
+        assert!(
+            summary.sentences[0]
+                .text
+                .starts_with("The city council approved"),
+            "{summary:?}"
+        );
+        assert!(summary
+            .sentences
+            .iter()
+            .all(|s| !s.text.contains("approves")));
+        // Headlines alone are all there is to summarise.
+        assert_eq!(
+            article_sentences("Storm hits the coast\n\nTrains stopped"),
+            [("Storm hits the coast", 0), ("Trains stopped", 1)]
+        );
+        // List items are sentences; English abbreviations stay inside theirs.
+        assert_eq!(
+            article_sentences("Mr. Smith said:\n- Prices rise. Wages do not.\n- Rents too."),
+            [
+                ("Mr. Smith said:", 0),
+                ("Prices rise.", 0),
+                ("Wages do not.", 0),
+                ("Rents too.", 0)
+            ]
+        );
     }
 
     #[test]

@@ -686,6 +686,23 @@ fn segment_and_summarize_commands() {
         .run_with_stdin(&["segment", "--segment", "lines"], b"a. b.\nc\n")
         .code(0);
     assert_eq!(lines.stdout, "a. b.\nc\n");
+    // Other languages: the language-independent rules, or English ones.
+    let zh = env
+        .run_with_stdin(
+            &["segment", "--lang", "zh", "-"],
+            "北京下雪了\n今天很冷。我们在家吧！".as_bytes(),
+        )
+        .code(0);
+    assert_eq!(zh.stdout, "北京下雪了\n今天很冷。\n我们在家吧！\n");
+    let en = env
+        .run_with_stdin(
+            &["segment", "--lang", "en"],
+            b"Mr. Smith left. He was late.",
+        )
+        .code(0);
+    assert_eq!(en.stdout, "Mr. Smith left.\nHe was late.\n");
+    let bad = env.run(&["segment", "--lang", "x1", "-"]).code(2);
+    assert!(bad.stderr.contains("not a language code"), "{}", bad.stderr);
 
     let english = "The council approved the budget on Tuesday. Taxes will rise by two percent.\n\n\
                    Councillors argued for hours. The money pays for roads and a new school. \
@@ -711,6 +728,18 @@ fn segment_and_summarize_commands() {
         .json();
     assert_eq!(json["input_sentences"], 5);
     assert_eq!(json["sentences"][0]["index"], 0);
+    // A headline at the top is not a summary sentence, and the lead it resembles stays in.
+    let headlined = env.write(
+        "headlined.txt",
+        format!("Council approves budget and higher taxes\n{english}"),
+    );
+    let run = env
+        .run(&["summarize", "--lang", "en", headlined.to_str().unwrap()])
+        .code(0);
+    assert_eq!(
+        run.stdout,
+        "The council approved the budget on Tuesday.\nTaxes will rise by two percent.\n"
+    );
     let run = env
         .run(&["summarize", "--lang", "nl", en.to_str().unwrap()])
         .code(2);

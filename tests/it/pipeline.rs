@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tolk::config::GenerationConfig;
 use tolk::pipeline::{GenerationOverrides, Pipeline, PipelineBuilder, SummarizerChoice};
 use tolk::record::Output;
-use tolk::segment::{SegmentKind, SegmentMode};
+use tolk::segment::{Language, SegmentKind, SegmentMode, Segmenter};
 use tolk::summarize::{Document, Summarizer, Summary, SummarySentence};
 use tolk::translate::{BatchOptions, LoadOptions, Translator};
 
@@ -351,4 +351,63 @@ fn builder_options_and_refusals() {
         assert_eq!(x.translation, y.translation);
         assert!((x.score.unwrap_or(0.0) - y.score.unwrap_or(0.0)).abs() < 1e-4);
     }
+}
+
+/// A copy of the marian-tiny fixture in a directory called `name`, whose
+/// `tokenizer_config.json` says `source_lang` (or nothing).
+fn fixture_copy(
+    parent: &std::path::Path,
+    name: &str,
+    source_lang: Option<&str>,
+) -> std::path::PathBuf {
+    let dir = parent.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(fixture_dir("marian-tiny")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    let mut config = serde_json::json!({"separate_vocabs": false, "model_max_length": 512});
+    if let Some(lang) = source_lang {
+        config["source_lang"] = serde_json::json!(lang);
+    }
+    std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).unwrap();
+    dir
+}
+
+#[test]
+fn the_segmenter_follows_the_model_source_language_unless_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chinese = "今天天气很好。我们去公园散步吧！";
+    // tokenizer_config.json says zho: the language-independent rules.
+    let zh = fixture_copy(tmp.path(), "model", Some("zho"));
+    let p = fast().model_dir(&zh).build().unwrap();
+    assert_eq!(
+        p.translator().files().source_language.as_deref(),
+        Some("zh")
+    );
+    assert_eq!(p.segmenter().language, Some(Language::new("zh").unwrap()));
+    assert_eq!(p.segment(chinese).translatable().count(), 2);
+    // Nothing in the files but the directory's name.
+    let ja = fixture_copy(tmp.path(), "opus-mt-ja-en", None);
+    let p = fast().model_dir(&ja).build().unwrap();
+    assert_eq!(p.segmenter().effective_language().code(), "ja");
+    // Dutch rules for Dutch (marian-tiny says nl), and for a model that says nothing.
+    let p = fast().build().unwrap();
+    assert!(p.segmenter().effective_language().is_dutch());
+    let plain = fixture_copy(tmp.path(), "plain", None);
+    let p = fast().model_dir(&plain).build().unwrap();
+    assert_eq!(p.translator().files().source_language, None);
+    assert!(p.segmenter().effective_language().is_dutch());
+    // A language the caller chose is kept.
+    let p = fast()
+        .model_dir(&zh)
+        .segmenter(Segmenter::new().with_language(Language::english()))
+        .build()
+        .unwrap();
+    assert_eq!(p.segmenter().language, Some(Language::english()));
+    // The Dutch abbreviations are not English ones: `dhr.` is a Dutch title only.
+    let english = "He spoke to dhr. Jansen. He left.";
+    assert_eq!(p.segment(english).translatable().count(), 3);
+    let dutch = fast().build().unwrap();
+    assert_eq!(dutch.segment(english).translatable().count(), 2);
 }

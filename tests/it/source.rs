@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use tolk::config::Architecture;
 use tolk::source::{
     Catalogue, DownloadProgress, FetchOptions, HashKind, HubSettings, Integrity, ManifestOrigin,
-    ModelSpec, Origin, Resolver, TokenizerFiles, WeightFormat,
+    ModelFiles, ModelSpec, Origin, Resolver, TokenizerFiles, WeightFormat,
 };
 use tolk::Error;
 
@@ -1025,4 +1025,56 @@ fn a_damaged_cached_blob_is_reported_by_info_and_replaced_by_fetch() {
         "{:?}",
         info.problem
     );
+}
+
+#[test]
+fn the_source_language_comes_from_the_manifest_the_tokenizer_config_or_the_name() {
+    let hub = FakeHub::start();
+    // A repository named like an OPUS-MT model whose tokenizer_config.json says nothing.
+    let mut files = fixture_files(&["tokenizer_config.json"]);
+    files.push((
+        "tokenizer_config.json".to_string(),
+        br#"{"separate_vocabs": false}"#.to_vec(),
+    ));
+    hub.add_repo(
+        "test/opus-mt-zh-en",
+        FakeRepo::new().commit(MAIN, files).branch("main", MAIN),
+    );
+    // The fixture's own tokenizer_config.json says nl.
+    hub.add_repo(
+        "test/tiny",
+        FakeRepo::new()
+            .commit(MAIN, fixture_files(&[]))
+            .branch("main", MAIN),
+    );
+    let user = tempfile::tempdir().unwrap();
+    std::fs::write(
+        user.path().join("tiny-ja.toml"),
+        "name = \"tiny-ja\"\nrepo = \"test/opus-mt-zh-en\"\nrevision = \"main\"\n\
+         task = \"translation\"\nsource_language = \"jpn\"\ntarget_language = \"en\"\n\
+         license = \"MIT\"\narchitecture = \"marian\"\n",
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let r = Resolver::new(
+        settings(&hub.endpoint(), cache.path()),
+        Catalogue::load(Some(user.path())).unwrap(),
+    );
+    let language = |spec_text: &str| {
+        r.resolve(&spec(spec_text), &mut ())
+            .unwrap()
+            .source_language
+    };
+    assert_eq!(language("test/opus-mt-zh-en").as_deref(), Some("zh"));
+    assert_eq!(language("test/tiny").as_deref(), Some("nl"));
+    // The manifest says it outright, over the repository's name.
+    assert_eq!(language("tiny-ja").as_deref(), Some("ja"));
+    let fetched = r
+        .fetch(&spec("tiny-ja"), &FetchOptions::default(), &mut ())
+        .unwrap();
+    assert_eq!(fetched.source_language.as_deref(), Some("ja"));
+    // A local directory: its tokenizer_config.json.
+    let dir = fixture_dir("marian-tiny");
+    let files = ModelFiles::from_dir(&dir).unwrap();
+    assert_eq!(files.source_language.as_deref(), Some("nl"));
 }

@@ -6,12 +6,12 @@
 
 use serde_json::Value;
 
-use tolk::input::DecodeOptions;
+use tolk::input::{DecodeOptions, DecodeStats};
 use tolk::output::{render, OutputFormat, RenderOptions, StreamWriter};
 use tolk::pipeline::{DocumentReport, SummaryLimits};
 use tolk::pipeline::{GenerationOverrides, Pipeline, PipelineBuilder};
 use tolk::record::Output;
-use tolk::stream::BlockReader;
+use tolk::stream::{BlockReader, BlockSource, DocumentInput, StreamOptions};
 use tolk::translate::BatchOptions;
 
 use crate::cli::{model_args, with_model, Env};
@@ -504,4 +504,210 @@ fn batch_streams_large_files_with_the_same_outputs() {
     // No temporary or spool files are left.
     let names = crate::cli::names(&output);
     assert_eq!(names, ["groot.md", "klein.md", "tolk-report.json"]);
+}
+
+/// A Dutch text in Windows-1252 (or ISO-8859-1, `latin1` without € and curly quotes), long
+/// enough to be streamed in many blocks.
+fn legacy_document(latin1: bool) -> (String, Vec<u8>) {
+    let paragraph = if latin1 {
+        "Het café in Curaçao is geopend. De reünie van naïeve idealisten was een succes.\r\n\
+         Zij aten crème brûlée en paté; de prijs: 5 ½ gulden.\r\n\r\n"
+    } else {
+        "Het café kost €5. „Naïef”, zei de reünist, ‘maar ideeën zijn gratis’.\r\n\
+         Überhaupt: één ë, één ï en één ü – zo’n mooie taal.\r\n\r\n"
+    };
+    let text = paragraph.repeat(300);
+    let (bytes, _, unmappable) = tolk::input::encoding_rs::WINDOWS_1252.encode(&text);
+    assert!(!unmappable);
+    (text.replace("\r\n", "\n"), bytes.into_owned())
+}
+
+/// Reads a file through the library's input policy and joins its blocks.
+fn read_blocks(
+    path: &std::path::Path,
+    decode: &DecodeOptions,
+    stream: &StreamOptions,
+) -> (String, usize, Option<DecodeStats>) {
+    let mut input = DocumentInput::open(path, decode, stream).unwrap();
+    let mut text = String::new();
+    let mut blocks = 0;
+    while let Some(block) = input.next_block().unwrap() {
+        assert_eq!(block.offset, text.len());
+        text.push_str(&block.text);
+        blocks += 1;
+    }
+    (text, blocks, input.decode_stats())
+}
+
+#[test]
+fn windows_1252_and_iso_8859_1_files_decode_alike_whole_and_streamed() {
+    let env = Env::new();
+    for (latin1, label) in [
+        (false, "windows-1252"),
+        (true, "iso-8859-1"),
+        (false, "auto"),
+    ] {
+        let (text, bytes) = legacy_document(latin1);
+        let path = env.write(&format!("{label}.txt"), &bytes);
+        let decode = DecodeOptions::default().with_encoding(Some(label.parse().unwrap()));
+        let (whole, blocks, stats) = read_blocks(&path, &decode, &StreamOptions::whole());
+        assert_eq!(blocks, 1);
+        assert_eq!(whole, text, "{label}");
+        let stats = stats.unwrap();
+        assert_eq!(stats.encoding.name(), "windows-1252");
+        assert_eq!(stats.detected, label == "auto");
+        let small = StreamOptions::default()
+            .with_threshold(1024)
+            .with_block_bytes(700);
+        let (streamed, blocks, stats) = read_blocks(&path, &decode, &small);
+        assert!(blocks > 20, "{blocks}");
+        assert_eq!(streamed, text, "{label}");
+        assert_eq!(stats.unwrap().encoding.name(), "windows-1252");
+        // From a pipe too: decoded as it comes.
+        let reader = Box::new(std::io::Cursor::new(bytes.clone()));
+        let mut input = DocumentInput::from_reader(reader, "<stdin>", &decode, &small).unwrap();
+        let mut piped = String::new();
+        while let Some(block) = input.next_block().unwrap() {
+            piped.push_str(&block.text);
+        }
+        assert_eq!(piped, text, "{label} piped");
+        // The default refuses the file, with the offset of the first byte that is not UTF-8,
+        // and names the encoding as the way out.
+        for stream in [StreamOptions::whole(), small] {
+            let e = DocumentInput::open(&path, &DecodeOptions::default(), &stream).unwrap_err();
+            assert_eq!(e.remedy(), Some(tolk::error::Remedy::Encoding));
+            let first = bytes.iter().position(|b| !b.is_ascii()).unwrap();
+            assert!(
+                e.to_string()
+                    .contains(&format!("is not valid UTF-8 at byte {first} ")),
+                "{e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_command_line_reads_named_and_detected_encodings() {
+    let env = Env::new();
+    let m = model_args();
+    let (text, bytes) = legacy_document(false);
+    let path = env.write("oud.txt", &bytes);
+    let p = path.to_str().unwrap();
+    // Refused by default; the hint names --encoding (and --lossy).
+    let run = env.run(&with_model(&["translate"], &[p], &m)).code(2);
+    assert!(
+        run.stderr.contains("is not valid UTF-8 at byte 7 "),
+        "{}",
+        run.stderr
+    );
+    let hint = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("hint: "))
+        .unwrap_or_default();
+    assert!(
+        hint.contains("--encoding") && hint.contains("--lossy"),
+        "{}",
+        run.stderr
+    );
+    // Named: the same source as the UTF-8 file, streamed or not.
+    let utf8 = env.write("nieuw.txt", &text);
+    let want = env
+        .run(&with_model(
+            &["translate", "-f", "json", "--no-summary"],
+            &[utf8.to_str().unwrap()],
+            &m,
+        ))
+        .code(0)
+        .json();
+    for extra in [
+        &[][..],
+        &["--stream-threshold", "2K", "--stream-block", "1K"][..],
+    ] {
+        let mut args = vec![
+            "translate",
+            "-f",
+            "json",
+            "--no-summary",
+            "--encoding",
+            "cp1252",
+        ];
+        args.extend_from_slice(extra);
+        let got = env.run(&with_model(&args, &[p], &m)).code(0).json();
+        assert_eq!(got["source"], want["source"], "{extra:?}");
+        assert_eq!(got["translation"], want["translation"], "{extra:?}");
+    }
+    // Detected, and said so.
+    let run = env
+        .run(&with_model(
+            &["translate", "--encoding", "auto", "--no-summary"],
+            &[p],
+            &m,
+        ))
+        .code(0);
+    assert!(
+        run.stderr
+            .contains("oud.txt: encoding detected: windows-1252"),
+        "{}",
+        run.stderr
+    );
+    // segment and summarize take it too; a bad label is a usage error.
+    let seg = env
+        .run(&["segment", "--encoding", "windows-1252", p])
+        .code(0);
+    assert!(
+        seg.stdout
+            .starts_with("Het café kost €5.\n„Naïef”, zei de reünist"),
+        "{}",
+        seg.stdout
+    );
+    let en = env.write(
+        "en.txt",
+        tolk::input::encoding_rs::WINDOWS_1252
+            .encode("The café opened. It was packed with naïve visitors.")
+            .0,
+    );
+    let sum = env
+        .run(&["summarize", "--encoding", "latin1", en.to_str().unwrap()])
+        .code(0);
+    assert!(sum.stdout.contains("café"), "{}", sum.stdout);
+    let bad = env.run(&["segment", "--encoding", "klingon", p]).code(2);
+    assert!(
+        bad.stderr.contains("unknown encoding `klingon`"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[test]
+fn batch_reads_named_encodings_and_notes_detected_ones() {
+    let env = Env::new();
+    let m = model_args();
+    let (_, bytes) = legacy_document(false);
+    env.write("in/oud.txt", &bytes);
+    env.write("in/nieuw.txt", "Het café is open.");
+    let run_batch = |extra: &[&str]| {
+        let mut args = vec!["batch", "--format", "json", "--no-summary", "--overwrite"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["in", "-o", "out"]);
+        env.run(&with_model(&args, &[], &m))
+    };
+    let run = run_batch(&[]).code(1);
+    assert!(
+        run.stderr.contains("oud.txt") && run.stderr.contains("--encoding"),
+        "{}",
+        run.stderr
+    );
+    run_batch(&["--encoding", "auto"]).code(0);
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.path("out/tolk-report.json")).unwrap())
+            .unwrap();
+    let files = report["files"].as_array().unwrap();
+    let old = files.iter().find(|f| f["input"] == "oud.txt").unwrap();
+    assert_eq!(
+        old["reason"], "decoded from windows-1252 (detected)",
+        "{old}"
+    );
+    let new = files.iter().find(|f| f["input"] == "nieuw.txt").unwrap();
+    assert!(new["reason"].is_null(), "{new}");
 }
