@@ -41,15 +41,19 @@ pub enum OutputFormat {
     Json,
     /// One JSON object per sentence, one per line.
     Jsonl,
+    /// The translated HTML page (for HTML input only: the page with its text translated in
+    /// place, see [`crate::formats::Markup`]).
+    Html,
 }
 
 impl OutputFormat {
     /// Every format, in documentation order.
-    pub const ALL: [OutputFormat; 4] = [
+    pub const ALL: [OutputFormat; 5] = [
         OutputFormat::Text,
         OutputFormat::Markdown,
         OutputFormat::Json,
         OutputFormat::Jsonl,
+        OutputFormat::Html,
     ];
 
     /// The file extension (without the dot) of an output in this format.
@@ -59,6 +63,7 @@ impl OutputFormat {
             OutputFormat::Markdown => "md",
             OutputFormat::Json => "json",
             OutputFormat::Jsonl => "jsonl",
+            OutputFormat::Html => "html",
         }
     }
 
@@ -69,6 +74,7 @@ impl OutputFormat {
             OutputFormat::Markdown => "markdown",
             OutputFormat::Json => "json",
             OutputFormat::Jsonl => "jsonl",
+            OutputFormat::Html => "html",
         }
     }
 }
@@ -82,9 +88,10 @@ impl FromStr for OutputFormat {
             "markdown" | "md" => Ok(OutputFormat::Markdown),
             "json" => Ok(OutputFormat::Json),
             "jsonl" | "ndjson" => Ok(OutputFormat::Jsonl),
+            "html" | "htm" => Ok(OutputFormat::Html),
             _ => Err(Error::option(
                 "format",
-                format!("unknown format `{s}`: expected text, markdown, json or jsonl"),
+                format!("unknown format `{s}`: expected text, markdown, json, jsonl or html"),
             )),
         }
     }
@@ -254,6 +261,12 @@ impl<W: Write> StreamWriter<W> {
         options: &RenderOptions,
         spool_dir: Option<&Path>,
     ) -> Result<Self> {
+        if format == OutputFormat::Html {
+            return Err(Error::option(
+                "format",
+                "html output is the translated HTML page: it needs HTML input (give an .html file, or --input-format html); a text is written as text, markdown, json or jsonl",
+            ));
+        }
         let dir = spool_dir.map_or_else(std::env::temp_dir, Path::to_path_buf);
         let json = match format {
             OutputFormat::Json => Some(JsonSpools {
@@ -351,6 +364,7 @@ impl<W: Write> StreamWriter<W> {
             }
             OutputFormat::Json => self.json_block(source, sentences),
             OutputFormat::Markdown => self.markdown_block(sentences),
+            OutputFormat::Html => Ok(()),
         }
     }
 
@@ -378,6 +392,7 @@ impl<W: Write> StreamWriter<W> {
             OutputFormat::Jsonl => {}
             OutputFormat::Json => self.json_finish(summary, model, timings)?,
             OutputFormat::Markdown => self.markdown_finish(summary)?,
+            OutputFormat::Html => {}
         }
         self.out.flush().map_err(|e| Error::io(&self.name, e))
     }
@@ -741,7 +756,7 @@ mod tests {
         );
         assert!("xml".parse::<OutputFormat>().is_err());
         let exts: Vec<&str> = OutputFormat::ALL.iter().map(|f| f.extension()).collect();
-        assert_eq!(exts, ["txt", "md", "json", "jsonl"]);
+        assert_eq!(exts, ["txt", "md", "json", "jsonl", "html"]);
     }
 
     #[test]
@@ -789,6 +804,7 @@ mod tests {
                     source_tokens: index,
                     target_tokens: 2 * index,
                     flag: (index % 7 == 3).then_some("passthrough"),
+                    alignment: None,
                     translation,
                 }
             })
@@ -890,7 +906,11 @@ mod tests {
                     let mut splits: Vec<Vec<usize>> = vec![vec![], (0..n).collect()];
                     splits.extend((1..n).map(|i| vec![i]));
                     splits.push((0..n).step_by(3).collect());
-                    for format in OutputFormat::ALL {
+                    // HTML output is a page translated in place: not written from a text.
+                    for format in OutputFormat::ALL
+                        .into_iter()
+                        .filter(|f| *f != OutputFormat::Html)
+                    {
                         for bilingual in [false, true] {
                             let options = RenderOptions::default().with_bilingual(bilingual);
                             let want = render(&output, format, &options).unwrap();

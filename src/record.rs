@@ -119,6 +119,12 @@ pub struct SentenceOutput {
     /// `repetition` or `length` (runaway output, decoded again with repeated n-grams banned).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flag: Option<&'static str>,
+    /// For every space-separated word of the translation, the word of the (flattened) source it
+    /// is aligned with (the decoder's cross-attention; `null` for a word without one). Present
+    /// when alignments were asked for ([`crate::config::GenerationConfig::output_alignments`]:
+    /// HTML and Markdown documents ask for them) and the segment was translated whole.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alignment: Option<Vec<Option<usize>>>,
 }
 
 /// The summary of an article.

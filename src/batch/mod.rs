@@ -93,6 +93,10 @@ pub struct BatchConfig {
     pub input_format: Option<InputFormat>,
     /// How JSON-lines inputs are read. Default: [`CorpusOptions::default`].
     pub corpus: CorpusOptions,
+    /// HTML and Markdown inputs are written as themselves, translated in place
+    /// ([`crate::formats::Markup`]), whatever [`BatchConfig::format`] says; `false`: in
+    /// `format` too. Default: `true`.
+    pub keep_markup: bool,
 }
 
 impl BatchConfig {
@@ -110,6 +114,22 @@ impl BatchConfig {
             stream: StreamOptions::default(),
             input_format: None,
             corpus: CorpusOptions::default(),
+            keep_markup: true,
+        }
+    }
+
+    /// Sets [`BatchConfig::keep_markup`].
+    #[must_use]
+    pub fn with_keep_markup(mut self, keep: bool) -> Self {
+        self.keep_markup = keep;
+        self
+    }
+
+    /// The output format of an HTML or Markdown input ([`BatchConfig::keep_markup`]).
+    pub fn markup_output(&self, relative: &Path) -> OutputFormat {
+        match self.input_format_of(relative).document_format() {
+            Some(own) if self.keep_markup => own,
+            _ => self.format,
         }
     }
 
@@ -198,6 +218,9 @@ impl BatchConfig {
         match self.input_format_of(relative) {
             InputFormat::Jsonl => relative.with_extension(OutputFormat::Jsonl.extension()),
             InputFormat::Text => relative.with_extension(self.format.extension()),
+            InputFormat::Html | InputFormat::Markdown => {
+                relative.with_extension(self.markup_output(relative).extension())
+            }
         }
     }
 }

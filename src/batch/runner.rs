@@ -10,7 +10,7 @@ use super::{BatchConfig, BatchPlan, BatchProgress, BatchReport, FileReport, File
 use super::{REPORT_VERSION, TEMP_STALE_AFTER};
 use crate::corpus::translate_corpus;
 use crate::error::{Error, Remedy, Result};
-use crate::formats::InputFormat;
+use crate::formats::{InputFormat, Markup};
 use crate::fsutil::{write_atomic, AtomicFile, TempFile};
 use crate::output::StreamWriter;
 use crate::pipeline::Pipeline;
@@ -198,8 +198,12 @@ impl<'p> BatchRunner<'p> {
                 elapsed: t.elapsed(),
             });
         }
-        if cfg.input_format_of(rel) == InputFormat::Jsonl {
-            return self.process_corpus(rel, out_rel, &in_path, &out_path, t);
+        match cfg.input_format_of(rel) {
+            InputFormat::Jsonl => return self.process_corpus(rel, out_rel, &in_path, &out_path, t),
+            f @ (InputFormat::Html | InputFormat::Markdown) => {
+                return self.process_markup(rel, out_rel, &in_path, &out_path, f, t)
+            }
+            InputFormat::Text => {}
         }
         // The library's one input policy: read whole, or checked whole and then read in blocks
         // (a bad byte anywhere fails the file before anything is written).
@@ -262,6 +266,61 @@ impl<'p> BatchRunner<'p> {
 }
 
 impl BatchRunner<'_> {
+    /// An HTML or Markdown document: read whole, translated in place (or rendered in the
+    /// configured format, [`super::BatchConfig::keep_markup`]), written atomically.
+    fn process_markup(
+        &self,
+        rel: &Path,
+        out_rel: &Path,
+        in_path: &Path,
+        out_path: &Path,
+        format: InputFormat,
+        started: Instant,
+    ) -> std::result::Result<FileReport, Step> {
+        let cfg = &self.config;
+        let (markup, decoded) =
+            Markup::read_file(format, in_path, &cfg.decode).map_err(Step::input)?;
+        let out_format = cfg.markup_output(rel);
+        let pipeline = self.pipeline;
+        let result = pipeline
+            .translate_markup_for(&pipeline.document_run(), &markup, out_format, &mut ())
+            .map_err(|e| Step::Input(e.to_string(), e.remedy()))?;
+        let bytes = result
+            .rendered(&markup, out_format, &cfg.render)
+            .map_err(|e| Step::Input(e.to_string(), e.remedy()))?;
+        let parent = out_path.parent().unwrap_or(&cfg.output_dir);
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Step::Output(Error::io(parent, e).to_string()))?;
+        let mut output = AtomicFile::create(out_path).map_err(|e| Step::Output(e.to_string()))?;
+        std::io::Write::write_all(&mut output, bytes.as_bytes())
+            .map_err(|e| Step::Output(Error::io(out_path, e).to_string()))?;
+        output.commit().map_err(|e| Step::Output(e.to_string()))?;
+        let mut notes = Vec::new();
+        if result.output.is_empty() && markup.texts().next().is_none() {
+            notes.push("no text to translate".to_string());
+        }
+        if decoded.detected {
+            notes.push(format!("encoding detected: {}", decoded.encoding.name()));
+        }
+        if decoded.replaced > 0 {
+            notes.push(format!(
+                "{} invalid byte sequences replaced",
+                decoded.replaced
+            ));
+        }
+        Ok(FileReport {
+            input: rel.to_path_buf(),
+            output: Some(out_rel.to_path_buf()),
+            status: FileStatus::Done,
+            reason: (!notes.is_empty()).then(|| notes.join("; ")),
+            remedy: None,
+            sentences: result.output.translated_sentences(),
+            source_tokens: result.output.source_tokens(),
+            target_tokens: result.output.target_tokens(),
+            elapsed: started.elapsed(),
+        })
+    }
+
     /// A JSON-lines corpus: a record per line through the pipeline, into its output's temporary
     /// file, renamed into place when the whole corpus is done.
     fn process_corpus(

@@ -33,6 +33,8 @@ pub enum FormatArg {
     Json,
     /// One JSON object per sentence.
     Jsonl,
+    /// The translated HTML page (HTML input only; the default for it).
+    Html,
 }
 
 impl From<FormatArg> for OutputFormat {
@@ -42,6 +44,7 @@ impl From<FormatArg> for OutputFormat {
             FormatArg::Markdown => OutputFormat::Markdown,
             FormatArg::Json => OutputFormat::Json,
             FormatArg::Jsonl => OutputFormat::Jsonl,
+            FormatArg::Html => OutputFormat::Html,
         }
     }
 }
@@ -55,6 +58,23 @@ pub enum InputFormatArg {
     Text,
     /// JSON lines: one record with an id and a text per line.
     Jsonl,
+    /// An HTML page or fragment: its text translated in place, markup kept.
+    Html,
+    /// A Markdown document: its text translated in place, markup kept.
+    Markdown,
+}
+
+impl InputFormatArg {
+    /// The format it names; `None` for auto.
+    pub fn format(self) -> Option<InputFormat> {
+        match self {
+            InputFormatArg::Auto => None,
+            InputFormatArg::Text => Some(InputFormat::Text),
+            InputFormatArg::Jsonl => Some(InputFormat::Jsonl),
+            InputFormatArg::Html => Some(InputFormat::Html),
+            InputFormatArg::Markdown => Some(InputFormat::Markdown),
+        }
+    }
 }
 
 /// `--segment`.
@@ -304,13 +324,10 @@ pub struct PipelineArgs {
 impl PipelineArgs {
     /// The input format of `file` (`None`: standard input).
     pub fn input_format(&self, file: Option<&std::path::Path>) -> InputFormat {
-        match (self.input_format, file) {
-            (InputFormatArg::Text, _) => InputFormat::Text,
-            (InputFormatArg::Jsonl, _) => InputFormat::Jsonl,
-            (InputFormatArg::Auto, Some(path)) if path != std::path::Path::new("-") => {
-                InputFormat::of_path(path)
-            }
-            (InputFormatArg::Auto, _) => InputFormat::Text,
+        match (self.input_format.format(), file) {
+            (Some(f), _) => f,
+            (None, Some(path)) if path != std::path::Path::new("-") => InputFormat::of_path(path),
+            (None, _) => InputFormat::Text,
         }
     }
 

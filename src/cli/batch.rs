@@ -8,18 +8,18 @@ use anyhow::Context;
 use clap::Args;
 
 use tolk::batch::{BatchConfig, BatchRunner, FileStatus, Glob, Shard};
-use tolk::output::RenderOptions;
+use tolk::output::{OutputFormat, RenderOptions};
 
-use super::args::{FormatArg, InputFormatArg, PipelineArgs};
+use super::args::{FormatArg, PipelineArgs};
 use super::progress::BatchBar;
 use super::Global;
-use tolk::formats::InputFormat;
 
 /// Options of `tolk batch`.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Outputs mirror the input tree, with the extension replaced by the format's (.txt, .md, .json,
-.jsonl), and are written atomically. A re-run skips inputs whose output is up to date, so an
+.jsonl, .html), and are written atomically. HTML (.html, .htm) and Markdown (.md, .markdown)
+inputs are written as themselves, their text translated in place, unless --format is given. A re-run skips inputs whose output is up to date, so an
 interrupted run is resumed by running it again. OUT_DIR/tolk-report.json lists what was done,
 skipped and failed.
 
@@ -29,6 +29,7 @@ the run was aborted because the output directory became unwritable (run it again
 Examples:
   tolk batch artikelen/ -o english/
   tolk batch archief/ -o uit/ --glob '*.txt' --glob '*.nl' --format json
+  tolk batch site/ -o en/ --glob '*.{txt,md,html}'
   tolk batch corpus/ -o uit/ --shard \"$JOB_COMPLETION_INDEX/8\"")]
 pub struct BatchArgs {
     /// Directory searched recursively for articles.
@@ -44,9 +45,10 @@ pub struct BatchArgs {
     #[arg(long, value_name = "PATTERN", default_value = "*.txt")]
     pub glob: Vec<String>,
 
-    /// Output format.
-    #[arg(long, short, value_enum, default_value = "text")]
-    pub format: FormatArg,
+    /// Output format [default: text; HTML and Markdown inputs: their own format, translated in
+    /// place].
+    #[arg(long, short, value_enum)]
+    pub format: Option<FormatArg>,
 
     /// Markdown: add a side-by-side Dutch/English table.
     #[arg(long)]
@@ -87,18 +89,15 @@ pub fn run(args: BatchArgs, global: Global) -> anyhow::Result<ExitCode> {
     );
     let config = BatchConfig::new(&args.input_dir, &args.output)
         .with_globs(globs)
-        .with_format(args.format.into())
+        .with_format(args.format.map_or(OutputFormat::Text, Into::into))
+        .with_keep_markup(args.format.is_none())
         .with_render(RenderOptions::default().with_bilingual(args.bilingual))
         .with_overwrite(args.overwrite)
         .with_shard(shard)
         .with_decode(args.pipeline.decode_options())
         .with_stream(args.pipeline.stream_options())
         .with_input(
-            match args.pipeline.input_format {
-                InputFormatArg::Auto => None,
-                InputFormatArg::Text => Some(InputFormat::Text),
-                InputFormatArg::Jsonl => Some(InputFormat::Jsonl),
-            },
+            args.pipeline.input_format.format(),
             args.pipeline.corpus_options(),
         );
     let report_path = args.output.join(config.report_name());

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use tolk::corpus::translate_corpus;
-use tolk::formats::InputFormat;
+use tolk::formats::{InputFormat, Markup};
 use tolk::fsutil::AtomicFile;
 use tolk::output::{OutputFormat, RenderOptions, StreamWriter};
 use tolk::stream::{BlockSource, LineSource};
@@ -62,8 +62,10 @@ pub struct TranslateArgs {
 
 /// Runs `tolk translate`.
 pub fn run(args: TranslateArgs, global: Global) -> anyhow::Result<ExitCode> {
-    if args.pipeline.input_format(args.file.as_deref()) == InputFormat::Jsonl {
-        return corpus(args, global);
+    match args.pipeline.input_format(args.file.as_deref()) {
+        InputFormat::Jsonl => return corpus(args, global),
+        f @ (InputFormat::Html | InputFormat::Markdown) => return markup(args, global, f),
+        InputFormat::Text => {}
     }
     // Input first: a bad file should not wait for the model to load.
     let stream_options = args.pipeline.stream_options();
@@ -157,6 +159,60 @@ pub fn run(args: TranslateArgs, global: Global) -> anyhow::Result<ExitCode> {
                 std::io::stderr(),
                 "note: {name}: {how}the summary was made from its first {n} sentences"
             );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tolk translate` of an HTML or Markdown document: read whole, translated in place (or
+/// rendered as --format says).
+fn markup(args: TranslateArgs, global: Global, format: InputFormat) -> anyhow::Result<ExitCode> {
+    let decode = args.pipeline.decode_options();
+    let (markup, decoded) = match args.file.as_deref() {
+        Some(p) if p != Path::new("-") => Markup::read_file(format, p, &decode)?,
+        _ => Markup::read(format, std::io::stdin().lock(), "<stdin>", &decode)?,
+    };
+    let name = args
+        .file
+        .as_deref()
+        .filter(|p| *p != Path::new("-"))
+        .map_or_else(|| "<stdin>".to_string(), |p| p.display().to_string());
+    if !global.silent {
+        if decoded.detected {
+            eprintln!(
+                "note: {name}: encoding detected: {}",
+                decoded.encoding.name()
+            );
+        }
+        if decoded.replaced > 0 {
+            eprintln!(
+                "note: {name}: {} invalid byte sequences replaced with U+FFFD",
+                decoded.replaced
+            );
+        }
+    }
+    let out_format: OutputFormat = match args.format {
+        Some(f) => f.into(),
+        None => format.document_format().unwrap_or_default(),
+    };
+    let pipeline = args.pipeline.build(global)?;
+    let options = RenderOptions::default().with_bilingual(args.bilingual);
+    let mut bar = DocumentBar::new(global.quiet, Some(markup.source().len() as u64));
+    let result =
+        pipeline.translate_markup_for(&pipeline.document_run(), &markup, out_format, &mut bar);
+    bar.finish();
+    let bytes = result?.rendered(&markup, out_format, &options)?;
+    match args.output.as_deref() {
+        Some(path) if path.as_os_str() != "-" => {
+            let mut file = AtomicFile::create(path)?;
+            file.write_all(bytes.as_bytes())
+                .map_err(|e| tolk::Error::io(path, e))?;
+            file.commit()?;
+        }
+        _ => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(bytes.as_bytes())?;
+            stdout.flush()?;
         }
     }
     Ok(ExitCode::SUCCESS)

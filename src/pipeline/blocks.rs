@@ -152,6 +152,7 @@ fn sentence_output(
         target_tokens: t.as_ref().map_or(0, |t| t.ids.len()),
         flag: t.as_ref().and_then(|t| t.flag.map(|f| f.as_str())),
         score: t.as_ref().map(|t| t.score),
+        alignment: t.as_ref().and_then(|t| t.alignment.clone()),
         translation: t.map(|t| t.text),
     }
 }

@@ -35,6 +35,8 @@ use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device};
 
+mod markup;
+pub use markup::MarkupOutput;
 pub use progress::{DocumentPosition, DocumentProgress};
 pub use summary::{SummaryLimits, DEFAULT_SUMMARY_BYTES, DEFAULT_SUMMARY_SENTENCES};
 

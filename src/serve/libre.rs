@@ -4,7 +4,8 @@
 //! object for one text and a list for several).
 //!
 //! Differences, on purpose: LibreTranslate's 500 for a `q` or `alternatives` of the wrong type is
-//! a 400 here; `format: "html"` is refused with a 400 until tolk translates HTML; LibreTranslate's
+//! a 400 here; `format: "html"` translates the HTML in place (text of blocks and alt/title attributes,
+//! inline markup moved to the aligned words, as `tolk translate` does for .html files); LibreTranslate's
 //! rewriting of a translation's final punctuation to the source's (`"Hello, world。"`) is not
 //! copied: the model's punctuation stays.
 
@@ -92,15 +93,11 @@ pub(crate) async fn translate(
         return Err(ApiError::bad(format!("{target} is not supported")));
     }
     let format = fields.string("format")?.unwrap_or_else(|| "text".into());
-    match format.as_str() {
-        "text" => {}
-        "html" => {
-            return Err(ApiError::bad(
-                "html format is not supported by this server yet; send text",
-            ))
-        }
+    let html = match format.as_str() {
+        "text" => false,
+        "html" => true,
         other => return Err(ApiError::bad(format!("{other} format is not supported"))),
-    }
+    };
     let mut translated = Vec::with_capacity(texts.len());
     let mut alts: Vec<Vec<String>> = Vec::with_capacity(texts.len());
     if source == target {
@@ -125,7 +122,7 @@ pub(crate) async fn translate(
         // Every text of the list at once: their segments meet in the scheduler's rounds.
         let work = texts
             .iter()
-            .map(|t| translate_text(&state, index, t.clone(), None, alternatives, &ticket));
+            .map(|t| translate_text(&state, index, t.clone(), None, alternatives, html, &ticket));
         let results = tokio::time::timeout(
             state.options.request_timeout,
             futures_util::future::try_join_all(work),

@@ -38,6 +38,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
+use crate::formats::{InputFormat, Markup};
 pub use crate::scheduler::SchedulerOptions;
 
 use crate::config::GenerationConfig;
@@ -388,6 +389,7 @@ pub(crate) async fn translate_text(
     text: String,
     generation: Option<GenerationConfig>,
     alternatives: usize,
+    html: bool,
     ticket: &Ticket,
 ) -> std::result::Result<TextResult, ApiError> {
     let state = Arc::clone(state);
@@ -410,6 +412,17 @@ pub(crate) async fn translate_text(
             generation: &generation,
             summary: false,
         };
+        if html {
+            // The page's text translated in place, inline markup on the aligned words (one
+            // translation: alternatives are for texts).
+            let markup = Markup::parse(InputFormat::Html, text, "<request>")
+                .map_err(|e| ApiError::bad(e.to_string()))?;
+            let out = pipeline.translate_markup_with(&run, &markup, &mut ())?;
+            return Ok(TextResult {
+                translation: out.document,
+                alternatives: Vec::new(),
+            });
+        }
         let mut input = DocumentInput::from_text(text, "<request>");
         let mut sentences: Vec<SentenceOutput> = Vec::new();
         pipeline.run_blocks_with(&run, &mut input, |_, block| {

@@ -205,6 +205,7 @@ pub(crate) async fn translate(
         OutputFormat::Jsonl => "application/x-ndjson",
         OutputFormat::Markdown => "text/markdown; charset=utf-8",
         OutputFormat::Text => "text/plain; charset=utf-8",
+        OutputFormat::Html => "text/html; charset=utf-8",
     };
     Ok((
         [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],

@@ -574,3 +574,34 @@ fn a_client_that_goes_away_is_dropped_and_shutdown_finishes_requests_in_flight()
     assert_eq!(results, vec![200; 4]);
     assert!(TcpStream::connect(a).is_err(), "no longer accepting");
 }
+
+#[test]
+fn libretranslate_html_is_translated_in_place_as_the_library_does() {
+    let server = start();
+    let html =
+        "<p>Het kabinet is <b>gevallen</b>.</p><img alt=\"De premier\" src=\"p.jpg\"><pre>x</pre>";
+    let (s, v) = post_json(
+        server.addr(),
+        "/translate",
+        &json!({"q": [html, "<h1>Kabinet valt</h1>"], "source": "nl", "target": "en", "format": "html"}),
+    );
+    assert_eq!(s, 200, "{v}");
+    let out = v["translatedText"][0].as_str().unwrap();
+    let markup = tolk::formats::Markup::parse(tolk::formats::InputFormat::Html, html, "t").unwrap();
+    let p = pipeline(8);
+    let want = p.translate_markup(&markup).unwrap().document;
+    assert_eq!(out, want);
+    assert!(
+        out.starts_with("<p>") && out.ends_with("<pre>x</pre>"),
+        "{out}"
+    );
+    assert_eq!(out.matches("<b>").count(), 1, "{out}");
+    assert!(v["translatedText"][1].as_str().unwrap().starts_with("<h1>"));
+    let (s, e) = error(
+        server.addr(),
+        "/translate",
+        "application/json",
+        br#"{"q": "x", "source": "nl", "target": "en", "format": "xml"}"#,
+    );
+    assert_eq!((s, e.as_str()), (400, "xml format is not supported"));
+}
