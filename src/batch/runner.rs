@@ -299,9 +299,7 @@ impl BatchRunner<'_> {
         if result.output.is_empty() && markup.texts().next().is_none() {
             notes.push("no text to translate".to_string());
         }
-        if decoded.detected {
-            notes.push(format!("encoding detected: {}", decoded.encoding.name()));
-        }
+        notes.extend(decoded.encoding_note());
         if decoded.replaced > 0 {
             notes.push(format!(
                 "{} invalid byte sequences replaced",

@@ -177,20 +177,7 @@ fn markup(args: TranslateArgs, global: Global, format: InputFormat) -> anyhow::R
         .as_deref()
         .filter(|p| *p != Path::new("-"))
         .map_or_else(|| "<stdin>".to_string(), |p| p.display().to_string());
-    if !global.silent {
-        if decoded.detected {
-            eprintln!(
-                "note: {name}: encoding detected: {}",
-                decoded.encoding.name()
-            );
-        }
-        if decoded.replaced > 0 {
-            eprintln!(
-                "note: {name}: {} invalid byte sequences replaced with U+FFFD",
-                decoded.replaced
-            );
-        }
-    }
+    decode_notes(&decoded, &name, global);
     let out_format: OutputFormat = match args.format {
         Some(f) => f.into(),
         None => format.document_format().unwrap_or_default(),

@@ -154,7 +154,7 @@ impl Markup {
         reader: impl std::io::Read,
         name: &str,
         decode: &crate::input::DecodeOptions,
-    ) -> Result<(Markup, crate::input::Decoded)> {
+    ) -> Result<(Markup, crate::input::DecodeStats)> {
         let mut bytes = Vec::new();
         std::io::Read::take(reader, MAX_MARKUP_BYTES as u64 + 1)
             .read_to_end(&mut bytes)
@@ -170,9 +170,8 @@ impl Markup {
                 remedy: None,
             });
         }
-        let mut decoded = crate::input::decode(&bytes, name, decode)?;
-        let text = std::mem::take(&mut decoded.text);
-        Ok((Markup::parse(format, text, name)?, decoded))
+        let (text, stats) = crate::input::decode_with_stats(&bytes, name, decode)?;
+        Ok((Markup::parse(format, text, name)?, stats))
     }
 
     /// [`Markup::read`] of a file.
@@ -180,7 +179,7 @@ impl Markup {
         format: InputFormat,
         path: &Path,
         decode: &crate::input::DecodeOptions,
-    ) -> Result<(Markup, crate::input::Decoded)> {
+    ) -> Result<(Markup, crate::input::DecodeStats)> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         Markup::read(format, file, &path.display().to_string(), decode)
     }
