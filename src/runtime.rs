@@ -92,8 +92,8 @@ pub struct LoadOptions {
     pub device: Device,
     /// Weight and activation dtype. Default f32 (the exact path; f16/bf16 are faster on GPUs).
     pub dtype: DType,
-    /// Quantise the weights at load time. Default none (exact). [`Quantization::Int8`] is CPU
-    /// only, and its quantised model is cached (see [`crate::cache`]) so the next load is fast.
+    /// Quantise the weights at load time. Default none (exact). [`Quantization::Int8`] and
+    /// [`Quantization::Int8Fast`] are CPU only, and their quantised model is cached (see [`crate::cache`]) so the next load is fast.
     pub quantize: Option<Quantization>,
     /// Keep derived files (the int8-quantised model) in tolk's cache directory
     /// ([`crate::cache::cache_dir`]) to load faster next time. Default true.
@@ -199,7 +199,11 @@ impl Seq2Seq {
             dtype: options.dtype,
             quantize: options.quantize,
             int8_cache: match options.quantize {
-                Some(Quantization::Int8) => options.derived(&files.weights, "quantized", "int8-v1"),
+                // Both kinds share the file: it holds the weights, not how activations are
+                // quantised.
+                Some(Quantization::Int8 | Quantization::Int8Fast) => {
+                    options.derived(&files.weights, "quantized", "int8-v1")
+                }
                 None => None,
             },
             backend: options.backend,
@@ -207,7 +211,7 @@ impl Seq2Seq {
         let model = match options.quantize {
             // The int8 model is read from its cache when it is there: the weights are opened
             // only to quantise them.
-            Some(Quantization::Int8) => {
+            Some(Quantization::Int8 | Quantization::Int8Fast) => {
                 Seq2SeqModel::load(config, || Weights::open(&files.weights), &placement)?
             }
             None => {

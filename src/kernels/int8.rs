@@ -67,6 +67,29 @@ impl Int8Kernel {
     }
 }
 
+/// How activations are quantised at each product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Activations {
+    /// Each row in 8 bits (scale max|x| / 127): one integer product. Fastest; the rounding
+    /// error changes the output of about a third of the sentences on real OPUS-MT weights.
+    Int8,
+    /// Each row in 8 bits, then that rounding error in 8 more bits (about 15 bits in all): two
+    /// integer products over the same weights, summed in f32. As close to float32 as the int8
+    /// weights allow.
+    #[default]
+    Int16,
+}
+
+impl Activations {
+    /// Quantised rows per activation row.
+    fn passes(self) -> usize {
+        match self {
+            Activations::Int8 => 1,
+            Activations::Int16 => 2,
+        }
+    }
+}
+
 /// Packed int8 weights: owned, or a range of a memory-mapped cache file (no copy, and the pages
 /// count once in memory).
 #[derive(Clone)]
@@ -113,6 +136,7 @@ pub struct QMatrix {
     scales: Vec<f32>,
     /// Per column: 128 * sum of its quantised weights (the offset of unsigned activations).
     offsets: Vec<i32>,
+    activations: Activations,
 }
 
 fn round_i8(x: f32) -> i8 {
@@ -154,7 +178,14 @@ impl QMatrix {
             packed: Packed::Owned(packed),
             scales,
             offsets,
+            activations: Activations::default(),
         }
+    }
+
+    /// This matrix with its products quantising activations as `activations` says.
+    pub(crate) fn with_activations(mut self, activations: Activations) -> Self {
+        self.activations = activations;
+        self
     }
 
     /// Rebuilds a matrix from its stored parts (see [`QMatrix::parts`]).
@@ -177,22 +208,21 @@ impl QMatrix {
             packed,
             scales,
             offsets,
+            activations: Activations::default(),
         })
     }
 
     /// The matrices' outputs one after another (one product instead of several on the same
     /// input: the input is quantised once, and the threads meet once). Every output column gives
-    /// the same numbers as in its own matrix. `None` unless all have the same inputs and all but
-    /// the last a multiple of 16 outputs.
+    /// the same numbers as in its own matrix. `None` unless all have the same inputs and
+    /// activations and all but the last a multiple of 16 outputs.
     pub fn concat(parts: &[&QMatrix]) -> Option<QMatrix> {
         let first = parts.first()?;
         let k = first.k;
         let last = parts.len() - 1;
-        if parts
-            .iter()
-            .enumerate()
-            .any(|(i, p)| p.k != k || (i < last && !p.n.is_multiple_of(NB)))
-        {
+        if parts.iter().enumerate().any(|(i, p)| {
+            p.k != k || p.activations != first.activations || (i < last && !p.n.is_multiple_of(NB))
+        }) {
             return None;
         }
         let mut packed = Vec::with_capacity(parts.iter().map(|p| p.packed.len()).sum());
@@ -210,6 +240,7 @@ impl QMatrix {
             packed: Packed::Owned(packed),
             scales,
             offsets,
+            activations: first.activations,
         })
     }
 
@@ -281,7 +312,8 @@ impl QMatrix {
             )));
         }
         let kernel = kernel.available();
-        let (xq, xs) = quantize_rows(x, m, self.k, self.kp, SCRATCH.take());
+        let passes = self.activations.passes();
+        let (xq, xs) = quantize_rows(x, m, self.k, self.kp, passes, SCRATCH.take());
         let panels = self.n.div_ceil(NB * PANEL);
         // Tasks own whole panels (64 columns), as one disjoint slice of every output row. A few
         // tasks per thread balance the work; below ~2M multiply-adds one task does it all (a
@@ -309,7 +341,13 @@ impl QMatrix {
                 let p0 = c0 + done;
                 let nb = PANEL.min((self.n - p0).div_ceil(NB));
                 let width = (nb * NB).min(cols - done);
-                self.panel_rows(kernel, &xq, &xs, p0, nb, done, width, bias, &mut rows);
+                let cols = Cols {
+                    c0: p0,
+                    nb,
+                    at: done,
+                    width,
+                };
+                self.panel_rows(kernel, &xq, &xs, passes, cols, bias, &mut rows);
                 done += width;
             }
         };
@@ -323,24 +361,24 @@ impl QMatrix {
     }
 
     /// One panel (`nb` blocks of 16 columns from column `c0`) for every row: the rows in equal
-    /// chunks of at most [`MR`] (19 rows: 5+5+5+4, not 6+6+6+1), so that every chunk reuses each
-    /// loaded weight vector several times. `rows[i][at..at + width]` is where row `i`'s columns
-    /// `c0..c0 + width` go.
+    /// chunks of at most [`MR`] quantised rows (19 rows: 5+5+5+4, not 6+6+6+1), so that every
+    /// chunk reuses each loaded weight vector several times. Output row `i` is quantised rows
+    /// `passes * i ..`; `rows[i][at..at + width]` is where its columns `c0..c0 + width` go.
     #[allow(clippy::too_many_arguments)]
     fn panel_rows(
         &self,
         kernel: Int8Kernel,
         xq: &[u8],
         xs: &[f32],
-        c0: usize,
-        nb: usize,
-        at: usize,
-        width: usize,
+        passes: usize,
+        cols: Cols,
         bias: Option<&[f32]>,
         rows: &mut [&mut [f32]],
     ) {
+        let Cols { c0, nb, at, width } = cols;
         let m = rows.len();
-        let chunks = m.div_ceil(MR);
+        let per_chunk = MR / passes;
+        let chunks = m.div_ceil(per_chunk);
         let w = &self.packed[c0 * self.kp..(c0 + nb * NB) * self.kp];
         let offsets = &self.offsets[c0..c0 + nb * NB];
         let scales = &self.scales[c0..c0 + width];
@@ -348,8 +386,9 @@ impl QMatrix {
         let mut m0 = 0;
         for c in 0..chunks {
             let mr = m / chunks + usize::from(c < m % chunks);
-            let x = &xq[m0 * self.kp..(m0 + mr) * self.kp];
-            let xs = &xs[m0..m0 + mr];
+            let (q0, qr) = (m0 * passes, mr * passes);
+            let x = &xq[q0 * self.kp..(q0 + qr) * self.kp];
+            let xs = &xs[q0..q0 + qr];
             let mut outs: [&mut [f32]; MR] = Default::default();
             for (o, row) in outs.iter_mut().zip(rows[m0..m0 + mr].iter_mut()) {
                 *o = &mut row[at..at + width];
@@ -359,13 +398,15 @@ impl QMatrix {
             if kernel == Int8Kernel::Avx512Vnni {
                 let f = vnni::Finish {
                     xs,
+                    passes,
                     offsets,
                     scales,
                     bias,
                 };
-                // SAFETY: `kernel` is one the CPU has (`Int8Kernel::available`); `x` holds `mr`
-                // rows of `kp`, `w` `nb` blocks of 16 columns, `offsets` `nb` blocks, `xs` `mr`
-                // scales, `scales`, `bias` and every slice of `outs` `width` <= 16 * nb entries.
+                // SAFETY: `kernel` is one the CPU has (`Int8Kernel::available`); `x` holds
+                // `qr = passes * mr` <= 6 rows of `kp`, `w` `nb` blocks of 16 columns, `offsets`
+                // `nb` blocks, `xs` `qr` scales, `scales`, `bias` and every slice of `outs`
+                // `width` <= 16 * nb entries.
                 unsafe { vnni::panel(x, w, self.kp, nb, &f, outs) };
                 m0 += mr;
                 continue;
@@ -374,19 +415,38 @@ impl QMatrix {
             let mut acc = [[0i32; NB * PANEL]; MR];
             match kernel {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: `kernel` is one the CPU has; `x` holds `mr` <= 6 rows of `kp`, `w` `nb`
+                // SAFETY: `kernel` is one the CPU has; `x` holds `qr` <= 6 rows of `kp`, `w` `nb`
                 // <= 4 blocks.
-                Int8Kernel::Avx2 => unsafe { avx2::panel(x, w, self.kp, mr, nb, &mut acc) },
-                _ => scalar_panel(x, w, self.kp, mr, nb, &mut acc),
+                Int8Kernel::Avx2 => unsafe { avx2::panel(x, w, self.kp, qr, nb, &mut acc) },
+                _ => scalar_panel(x, w, self.kp, qr, nb, &mut acc),
             }
             let zeros = [0f32; NB * PANEL];
             let b = bias.unwrap_or(&zeros[..width]);
-            for ((row, &sx), dst) in acc.iter().zip(xs).zip(outs.iter_mut()) {
-                finish_row(&row[..width], &offsets[..width], scales, sx, b, dst);
+            for ((accs, sx), dst) in acc
+                .chunks(passes)
+                .zip(xs.chunks(passes))
+                .zip(outs.iter_mut())
+            {
+                if passes == 2 {
+                    let acc = [&accs[0][..width], &accs[1][..width]];
+                    finish_pair(acc, &offsets[..width], scales, [sx[0], sx[1]], b, dst);
+                } else {
+                    finish_row(&accs[0][..width], &offsets[..width], scales, sx[0], b, dst);
+                }
             }
             m0 += mr;
         }
     }
+}
+
+/// Columns of one panel: from column `c0`, `nb` blocks, `width` valid; written at `at` in each
+/// output slice.
+#[derive(Clone, Copy)]
+struct Cols {
+    c0: usize,
+    nb: usize,
+    at: usize,
+    width: usize,
 }
 
 multiversion! {
@@ -394,6 +454,17 @@ multiversion! {
 fn finish_row(acc: &[i32], offsets: &[i32], scales: &[f32], sx: f32, bias: &[f32], dst: &mut [f32]) -> () {
     for ((((d, &a), &o), &s), &b) in dst.iter_mut().zip(acc).zip(offsets).zip(scales).zip(bias) {
         *d = (a - o) as f32 * (sx * s) + b;
+    }
+}
+}
+
+multiversion! {
+/// [`finish_row`] for [`Activations::Int16`]: the row's two products (8 bits, then the residual)
+/// summed, `((a0 - offset) * (sx0 * s) + (a1 - offset) * (sx1 * s)) + bias`.
+fn finish_pair(acc: [&[i32]; 2], offsets: &[i32], scales: &[f32], sx: [f32; 2], bias: &[f32], dst: &mut [f32]) -> () {
+    let [a0, a1] = acc;
+    for (((((d, &x0), &x1), &o), &s), &b) in dst.iter_mut().zip(a0).zip(a1).zip(offsets).zip(scales).zip(bias) {
+        *d = ((x0 - o) as f32 * (sx[0] * s) + (x1 - o) as f32 * (sx[1] * s)) + b;
     }
 }
 }
@@ -406,24 +477,45 @@ thread_local! {
 }
 
 /// Per-row symmetric quantisation of activations to `q + 128` bytes, rows padded to `kp`, into
-/// `q` (reused).
-fn quantize_rows(x: &[f32], m: usize, k: usize, kp: usize, mut q: Vec<u8>) -> (Vec<u8>, Vec<f32>) {
+/// `q` (reused); with 2 `passes`, each row is followed by its rounding error, quantised the same
+/// way (see [`Activations::Int16`]). Returns the bytes and one scale per quantised row.
+fn quantize_rows(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    kp: usize,
+    passes: usize,
+    mut q: Vec<u8>,
+) -> (Vec<u8>, Vec<f32>) {
     q.clear();
-    q.resize(m * kp, 128u8);
-    let mut scales = vec![0f32; m];
+    q.resize(m * passes * kp, 128u8);
+    let mut scales = vec![0f32; m * passes];
+    let mut residual = Vec::new();
     for ((row, dst), s) in x
         .chunks_exact(k)
-        .zip(q.chunks_exact_mut(kp))
-        .zip(scales.iter_mut())
+        .zip(q.chunks_exact_mut(passes * kp))
+        .zip(scales.chunks_exact_mut(passes))
     {
-        *s = quantize_row(row, dst);
+        if passes == 1 {
+            s[0] = quantize_row(row, dst);
+        } else {
+            let (first, second) = dst.split_at_mut(kp);
+            residual.resize(k, 0.0);
+            s[0] = quantize_row_with_residual(row, first, &mut residual);
+            s[1] = quantize_row(&residual, second);
+        }
     }
     (q, scales)
 }
 
+/// Adding 1.5 * 2^23 rounds to an integer (ties to even) held in the low mantissa bits, two's
+/// complement; flipping the top bit of the low byte adds 128. Integer operations only, so that
+/// the loops vectorise (a float-to-u8 cast does not).
+const MAGIC: f32 = 12_582_912.0;
+
 multiversion! {
-/// One row to `q + 128` bytes (round to nearest, ties to even); returns its scale.
-fn quantize_row(row: &[f32], dst: &mut [u8]) -> f32 {
+/// The largest |x| of a row (0 for a row with no finite non-zero maximum).
+fn row_amax(row: &[f32]) -> f32 {
     let mut lanes = [0f32; 16];
     let chunks = row.chunks_exact(16);
     let rest = chunks.remainder();
@@ -435,18 +527,41 @@ fn quantize_row(row: &[f32], dst: &mut [u8]) -> f32 {
     let amax = rest
         .iter()
         .fold(lanes.iter().fold(0f32, |a, &v| a.max(v)), |a, &v| a.max(v.abs()));
-    if !(amax > 0.0 && amax.is_finite()) {
+    if amax > 0.0 && amax.is_finite() { amax } else { 0.0 }
+}
+}
+
+multiversion! {
+/// One row to `q + 128` bytes (round to nearest, ties to even); returns its scale.
+fn quantize_row(row: &[f32], dst: &mut [u8]) -> f32 {
+    let amax = row_amax(row);
+    if amax == 0.0 {
         return 0.0;
     }
     let inv = 127.0 / amax;
-    // Adding 1.5 * 2^23 rounds to an integer (ties to even) held in the low
-    // mantissa bits, two's complement; flipping the top bit of the low byte adds 128. Integer
-    // operations only, so that the loop vectorises (a float-to-u8 cast does not).
-    const MAGIC: f32 = 12_582_912.0;
     for (d, &v) in dst.iter_mut().zip(row) {
         *d = ((v * inv + MAGIC).to_bits() as u8) ^ 0x80;
     }
     amax / 127.0
+}
+}
+
+multiversion! {
+/// [`quantize_row`], also writing each value's rounding error (`x - q * scale`) to `residual`.
+fn quantize_row_with_residual(row: &[f32], dst: &mut [u8], residual: &mut [f32]) -> f32 {
+    let amax = row_amax(row);
+    if amax == 0.0 {
+        residual.fill(0.0);
+        return 0.0;
+    }
+    let inv = 127.0 / amax;
+    let scale = amax / 127.0;
+    for ((d, e), &v) in dst.iter_mut().zip(residual.iter_mut()).zip(row) {
+        let r = v * inv + MAGIC;
+        *d = (r.to_bits() as u8) ^ 0x80;
+        *e = v - (r - MAGIC) * scale;
+    }
+    scale
 }
 }
 
@@ -485,8 +600,10 @@ mod vnni {
     /// How a panel's sums become outputs: `(acc - offsets) * (xs[row] * scales) + bias` (the
     /// arithmetic of `finish_row`, in the same order, so that every kernel gives the same bits).
     pub(super) struct Finish<'a> {
-        /// One scale per row of the panel.
+        /// One scale per quantised row of the panel.
         pub xs: &'a [f32],
+        /// Quantised rows per output row (1 or 2, see `Activations`).
+        pub passes: usize,
         /// From the panel's first column, padded to whole blocks.
         pub offsets: &'a [i32],
         /// One per valid column.
@@ -499,10 +616,11 @@ mod vnni {
     /// as long as the panel's valid columns).
     ///
     /// # Safety
-    /// The CPU has avx512f, avx512bw and avx512vnni. `outs` has 1 to 6 slices, all of the same
-    /// length `cols` <= 16 * `nb`; `x` holds `outs.len()` rows of `kp` bytes (`kp` a multiple of
-    /// 4), `w` `nb` blocks of `16 * kp` bytes, `f.xs` `outs.len()` scales, `f.offsets` `16 * nb`
-    /// entries, and `f.scales` and `f.bias` at least `cols` entries.
+    /// The CPU has avx512f, avx512bw and avx512vnni. `outs` has 1 to 6 / `f.passes` slices, all
+    /// of the same length `cols` <= 16 * `nb`; `x` holds `f.passes * outs.len()` rows of `kp`
+    /// bytes (`kp` a multiple of 4), `w` `nb` blocks of `16 * kp` bytes, `f.xs` one scale per row
+    /// of `x`, `f.offsets` `16 * nb` entries, and `f.scales` and `f.bias` at least `cols`
+    /// entries.
     pub(super) unsafe fn panel(
         x: &[u8],
         w: &[i8],
@@ -511,7 +629,7 @@ mod vnni {
         f: &Finish,
         outs: &mut [&mut [f32]],
     ) {
-        match (outs.len(), nb) {
+        match (f.passes * outs.len(), nb) {
             (6, 4) => kernel::<6, 4>(x, w, kp, f, outs),
             (m, 4) => dispatch_rows::<4>(m, x, w, kp, f, outs),
             (m, 3) => dispatch_rows::<3>(m, x, w, kp, f, outs),
@@ -521,7 +639,7 @@ mod vnni {
     }
 
     /// # Safety
-    /// As [`panel`], with `m == outs.len()`.
+    /// As [`panel`], with `m == f.passes * outs.len()`.
     unsafe fn dispatch_rows<const B: usize>(
         m: usize,
         x: &[u8],
@@ -543,8 +661,9 @@ mod vnni {
     /// `R` rows by `B` blocks of 16 columns, sums in registers, finished straight into `outs`.
     ///
     /// # Safety
-    /// As [`panel`], with `R == outs.len()` and `B == nb`.
+    /// As [`panel`], with `R == f.passes * outs.len()` and `B == nb`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[allow(clippy::needless_range_loop)]
     unsafe fn kernel<const R: usize, const B: usize>(
         x: &[u8],
         w: &[i8],
@@ -588,10 +707,17 @@ mod vnni {
                 Some(bias) => _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(lo)),
                 None => _mm512_setzero_ps(),
             };
-            for ((ar, &sx), out) in a.iter().zip(f.xs).zip(outs.iter_mut()) {
-                let scale = _mm512_mul_ps(_mm512_set1_ps(sx), sc);
-                let v = _mm512_cvtepi32_ps(_mm512_sub_epi32(ar[b], off));
-                let r = _mm512_add_ps(_mm512_mul_ps(v, scale), bias);
+            let product = |i: usize| {
+                let scale = _mm512_mul_ps(_mm512_set1_ps(f.xs[i]), sc);
+                let v = _mm512_cvtepi32_ps(_mm512_sub_epi32(a[i][b], off));
+                _mm512_mul_ps(v, scale)
+            };
+            for (o, out) in outs.iter_mut().enumerate() {
+                let mut v = product(o * f.passes);
+                if f.passes == 2 {
+                    v = _mm512_add_ps(v, product(o * 2 + 1));
+                }
+                let r = _mm512_add_ps(v, bias);
                 _mm512_mask_storeu_ps(out.as_mut_ptr().add(lo), mask, r);
             }
         }
@@ -696,36 +822,83 @@ mod tests {
     #[test]
     fn every_kernel_gives_the_same_integers_and_a_close_product() {
         let mut seed = 7;
-        for &(m, n, k) in &[
-            (1, 1, 1),
-            (3, 17, 5),
-            (7, 70, 33),
-            (13, 130, 64),
-            (1, 64, 512),
-        ] {
-            let x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
-            let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();
-            let bias: Vec<f32> = (0..n).map(|_| lcg(&mut seed)).collect();
-            let q = QMatrix::quantize(&w, n, k);
-            let want = reference(&x, &w, m, n, k, &bias);
-            let mut first: Option<Vec<f32>> = None;
-            for kernel in available_kernels() {
-                let mut out = vec![0f32; m * n];
-                q.matmul_with(kernel, &x, m, Some(&bias), &mut out).unwrap();
-                let err = out
-                    .iter()
-                    .zip(&want)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0f32, f32::max);
-                assert!(
-                    err < 0.02 * (k as f32).sqrt(),
-                    "{kernel:?} {m}x{n}x{k}: error {err}"
-                );
-                match &first {
-                    None => first = Some(out),
-                    Some(f) => assert_eq!(f, &out, "{kernel:?} differs from the scalar kernel"),
+        for activations in [Activations::Int8, Activations::Int16] {
+            for &(m, n, k) in &[
+                (1, 1, 1),
+                (3, 17, 5),
+                (7, 70, 33),
+                (13, 130, 64),
+                (1, 64, 512),
+                (4, 200, 512),
+            ] {
+                let x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
+                let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();
+                let bias: Vec<f32> = (0..n).map(|_| lcg(&mut seed)).collect();
+                let q = QMatrix::quantize(&w, n, k).with_activations(activations);
+                let want = reference(&x, &w, m, n, k, &bias);
+                let mut first: Option<Vec<f32>> = None;
+                for kernel in available_kernels() {
+                    let mut out = vec![0f32; m * n];
+                    q.matmul_with(kernel, &x, m, Some(&bias), &mut out).unwrap();
+                    let err = out
+                        .iter()
+                        .zip(&want)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    assert!(
+                        err < 0.02 * (k as f32).sqrt(),
+                        "{kernel:?} {activations:?} {m}x{n}x{k}: error {err}"
+                    );
+                    match &first {
+                        None => first = Some(out),
+                        Some(f) => assert_eq!(
+                            f, &out,
+                            "{kernel:?} {activations:?} differs from the scalar kernel"
+                        ),
+                    }
                 }
             }
+        }
+    }
+
+    /// With weights that int8 holds exactly, the only error left is the activations': 16 bits
+    /// (8 plus the residual's 8) make it over 100 times smaller than 8 bits (about 250: the
+    /// residual's scale is at most 1/254 of the first), in every kernel.
+    #[test]
+    fn sixteen_bit_activations_leave_only_float_rounding() {
+        let mut seed = 17;
+        let (m, n, k) = (5, 48, 512);
+        // Every row's largest |w| is 127 / 127, so each weight is exactly q / 127.
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| {
+                if i % k == 0 {
+                    1.0
+                } else {
+                    (lcg(&mut seed) * 254.0).round() / 127.0
+                }
+            })
+            .collect();
+        // Activations with an outlier per row, as transformer layers have.
+        let x: Vec<f32> = (0..m * k)
+            .map(|i| lcg(&mut seed) * if i % k == 7 { 40.0 } else { 1.0 })
+            .collect();
+        let want = reference(&x, &w, m, n, k, &vec![0.0; n]);
+        for kernel in available_kernels() {
+            let err = |activations| {
+                let q = QMatrix::quantize(&w, n, k).with_activations(activations);
+                let mut out = vec![0f32; m * n];
+                q.matmul_with(kernel, &x, m, None, &mut out).unwrap();
+                out.iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max)
+            };
+            let (e8, e16) = (err(Activations::Int8), err(Activations::Int16));
+            assert!(e8 > 0.05, "{kernel:?}: 8-bit error {e8}");
+            assert!(
+                e16 < e8 / 100.0,
+                "{kernel:?}: 16-bit error {e16}, 8-bit {e8}"
+            );
         }
     }
 

@@ -14,8 +14,8 @@ use candle_nn::VarBuilder;
 use safetensors::tensor::{Dtype, View};
 
 use crate::error::{Error, Result};
-use crate::kernels::int8::Packed;
 use crate::kernels::int8::QMatrix;
+use crate::kernels::int8::{Activations, Packed};
 
 /// A weight matrix: full precision (a candle tensor, `out x in`) or int8.
 #[derive(Debug, Clone)]
@@ -37,15 +37,16 @@ pub(crate) trait Store {
     fn dtype(&self) -> DType;
 }
 
-/// Parameters from a `VarBuilder`; with `quantize`, matrices become int8 as they are read.
+/// Parameters from a `VarBuilder`; with `quantize`, matrices become int8 as they are read, their
+/// products quantising activations as it says.
 pub(crate) struct VbStore<'a> {
     pub vb: VarBuilder<'a>,
-    pub quantize: bool,
+    pub quantize: Option<Activations>,
     pub matrices: RefCell<HashMap<String, Matrix>>,
 }
 
 impl<'a> VbStore<'a> {
-    pub fn new(vb: VarBuilder<'a>, quantize: bool) -> Self {
+    pub fn new(vb: VarBuilder<'a>, quantize: Option<Activations>) -> Self {
         VbStore {
             vb,
             quantize,
@@ -68,9 +69,10 @@ impl Store for VbStore<'_> {
             return Ok(m.clone());
         }
         let t = self.vb.get((rows, cols), name)?;
-        let m = if self.quantize {
+        let m = if let Some(activations) = self.quantize {
             let data = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-            Matrix::Int8(Arc::new(QMatrix::quantize(&data, rows, cols)))
+            let q = QMatrix::quantize(&data, rows, cols).with_activations(activations);
+            Matrix::Int8(Arc::new(q))
         } else {
             Matrix::Float(t)
         };
@@ -245,10 +247,13 @@ pub(crate) struct CacheStore {
     index: HashMap<String, (Dtype, Vec<usize>, std::ops::Range<usize>)>,
     device: Device,
     matrices: RefCell<HashMap<String, Matrix>>,
+    activations: Activations,
 }
 
 impl CacheStore {
-    pub fn open(path: &Path) -> Result<Self> {
+    /// The cache file at `path`, its int8 products quantising activations as `activations` says
+    /// (the file holds weights only).
+    pub fn open(path: &Path, activations: Activations) -> Result<Self> {
         let map = read_to_huge_pages(path)?;
         let st = safetensors::SafeTensors::deserialize(&map)
             .map_err(|e| Error::model_file(path, format!("damaged quantised cache: {e}")))?;
@@ -271,6 +276,7 @@ impl CacheStore {
             map: Arc::new(map),
             device: Device::Cpu,
             matrices: RefCell::new(HashMap::new()),
+            activations,
         })
     }
 
@@ -335,7 +341,7 @@ impl Store for CacheStore {
                     format!("`{name}` does not have shape [{rows}, {cols}]"),
                 )
             })?;
-            Matrix::Int8(Arc::new(q))
+            Matrix::Int8(Arc::new(q.with_activations(self.activations)))
         } else {
             Matrix::Float(self.tensor(name, &[rows, cols])?)
         };

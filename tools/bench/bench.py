@@ -5,7 +5,7 @@ every engine forced to produce the same number of tokens.
 
 usage (from the repository root, after `cargo build --release`):
     python3 tools/bench/bench.py [--peers ../shared/bench] [--model-dir target/bench-model]
-                                 [--new 40] [--repeat 3] [--threads 2] [--engines tolk,tolk-int8,ct2-f32,ct2-int8]
+                                 [--new 40] [--repeat 3] [--threads 2] [--engines tolk,tolk-int8,tolk-int8-fast,ct2-f32,ct2-int8]
 
 The model is built once with PEERS/make_model.py (needs torch, transformers, sentencepiece,
 ctranslate2, sacremoses: see PEERS/README.md); PEERS/bench_peers.py times CTranslate2 (and
@@ -28,7 +28,7 @@ Natural length (`--real-model DIR`): a MarianMT model with real weights (OPUS-MT
     python3 tools/bench/bench.py --real-model DIR --python VENV/bin/python \
         [--ct2-f32 DIR-ct2-f32] [--ct2-int8 DIR/../real-model-work/argos/translate-zh_en-1_9/model] \
         [--sentences tools/bench/zh_sentences.txt] [--limit N] [--batch 32] [--repeat 2] [--threads 2] \
-        [--engines tolk,tolk-int8,ct2-f32,ct2-int8[,hf]] [--article-sentences 20] [--save results.json]
+        [--engines tolk,tolk-int8,tolk-int8-fast,ct2-f32,ct2-int8[,hf]] [--article-sentences 20] [--save results.json]
 
 Engines: tolk float32 and int8 (`tolk bench ... --num-beams B --batch-size N --max-batch-tokens
 1000000 --repeat R`, then `tolk translate --format json` with the same options for the texts),
@@ -109,7 +109,7 @@ def options(model_dir, beams, batch, new, threads, quantize):
     cmd = ["--model", os.path.join(model_dir, "hf"), "--segment", "lines", "--no-summary",
            "--num-beams", str(beams), "--batch-size", str(batch), "--max-batch-tokens", "1000000",
            "--min-new-tokens", str(new), "--max-new-tokens", str(new), "--threads", str(threads), "--quiet"]
-    return cmd + (["--quantize", "int8"] if quantize else [])
+    return cmd + (["--quantize", quantize] if quantize else [])
 
 
 def run_tolk(args, binary, model_dir, sentences_file, beams, batch, new, quantize):
@@ -151,7 +151,7 @@ def main_forced(args):
     for engine in engines:
         if not engine.startswith("tolk"):
             continue
-        q = engine == "tolk-int8"
+        q = QUANTIZE[engine]
         if q:  # the first run quantises and caches; time the steady state
             run_tolk(argparse.Namespace(**{**vars(args), "repeat": 1}), args.tolk, args.model_dir, sentences_file, 1, 1, 2, q)
         r = {}
@@ -194,7 +194,7 @@ def main_forced(args):
     for e, r in rows.items():
         cells = [f"{r[c]:.1f}" if c in r else "-" for c in cols]
         print(f"| {e} | " + " | ".join(cells) + f" | {r.get('rss', 0):.0f} MB | {r.get('load', 0):.2f} s |")
-    for mine, peer in [("tolk", "ct2-f32"), ("tolk-int8", "ct2-int8")]:
+    for mine, peer in [("tolk", "ct2-f32"), ("tolk-int8", "ct2-int8"), ("tolk-int8-fast", "ct2-int8")]:
         if mine in rows and peer in rows:
             ratios = [f"{rows[mine][c] / rows[peer][c]:.2f}x" for c in cols]
             print(f"| {mine} / {peer} | " + " | ".join(ratios)
@@ -210,7 +210,8 @@ def main_forced(args):
 # ---------------------------------------------------------------------------------------------
 # Natural length: real weights, every sentence stops at its own </s>.
 
-LABELS = {"tolk": "tolk float32", "tolk-int8": "tolk int8", "ct2-f32": "CTranslate2 float32",
+QUANTIZE = {"tolk": None, "tolk-int8": "int8", "tolk-int8-fast": "int8-fast"}
+LABELS = {"tolk": "tolk float32", "tolk-int8": "tolk int8", "tolk-int8-fast": "tolk int8-fast", "ct2-f32": "CTranslate2 float32",
           "ct2-int8": "CTranslate2 int8 (Argos package model)", "hf": "transformers float32"}
 
 
@@ -271,7 +272,7 @@ def tolk_natural(args, path, n, beams, batch, quantize):
     """`tolk bench` (timing) then `tolk translate --format json` (texts) with the same options."""
     opts = ["--model", args.real_model, "--segment", "lines", "--no-summary", "--num-beams", str(beams),
             "--batch-size", str(batch), "--max-batch-tokens", "1000000", "--threads", str(args.threads),
-            "--quiet"] + (["--quantize", "int8"] if quantize else [])
+            "--quiet"] + (["--quantize", quantize] if quantize else [])
     out, rss, _ = measured([args.tolk, "bench"] + opts + ["--repeat", str(args.repeat), path])
     data = json.loads(out)
     if data["sentences"] != n:
@@ -317,7 +318,7 @@ def default_setting(args, engine, path):
     """A fresh process translating the article with the model's defaults: (best wall s, RSS MB, texts)."""
     if engine.startswith("tolk"):
         cmd = [args.tolk, "translate", "--model", args.real_model, "--threads", str(args.threads), "--no-summary",
-               "--format", "json", "--quiet"] + (["--quantize", "int8"] if engine == "tolk-int8" else []) + [path]
+               "--format", "json", "--quiet"] + (["--quantize", QUANTIZE[engine]] if QUANTIZE[engine] else []) + [path]
     else:
         cmd = [args.python, os.path.join(HERE, "peers_natural.py"), "cold", "--model", peer_dir(args, engine),
                "--hf-dir", args.real_model, "--threads", str(args.threads), path]
@@ -362,7 +363,7 @@ def main_natural(args):
     try:
         for engine in engines:
             if engine.startswith("tolk"):
-                q = engine == "tolk-int8"
+                q = QUANTIZE[engine]
                 if q:  # the first run quantises and caches; time the steady state
                     one = write_lines(sents[:1])
                     measured([args.tolk, "translate", "--model", args.real_model, "--segment", "lines",
@@ -407,7 +408,8 @@ def main_natural(args):
         cells = [f"{n / r[c]['min_s']:.2f}" if c in r else "-" for c in cols]
         rss = max(v["rss"] for v in r.values())
         print(f"| {LABELS[e]} | " + " | ".join(cells) + f" | {rss:.0f} MB | {r[cols[0]]['load_s']:.2f} s |")
-    for mine, peer, what in [("tolk", "ct2-f32", "float32"), ("tolk-int8", "ct2-int8", "int8")]:
+    for mine, peer, what in [("tolk", "ct2-f32", "float32"), ("tolk-int8", "ct2-int8", "int8"),
+                              ("tolk-int8-fast", "ct2-int8", "int8 fast")]:
         if mine in rows and peer in rows:
             m, p = rows[mine], rows[peer]
             ratios = [f"{p[c]['min_s'] / m[c]['min_s']:.2f}x" for c in cols]
@@ -431,7 +433,8 @@ def main_natural(args):
         print("|---|---|---|---|---|")
         for e, (wall, rss, same) in cold.items():
             print(f"| {LABELS[e]} | {wall:.2f} s | {len(article) / wall:.2f} | {rss:.0f} MB | {same} |")
-        for mine, peer, what in [("tolk", "ct2-f32", "float32"), ("tolk-int8", "ct2-int8", "int8")]:
+        for mine, peer, what in [("tolk", "ct2-f32", "float32"), ("tolk-int8", "ct2-int8", "int8"),
+                              ("tolk-int8-fast", "ct2-int8", "int8 fast")]:
             if mine in cold and peer in cold:
                 print(f"\ntolk / CTranslate2, {what}, default setting: {cold[peer][0] / cold[mine][0]:.2f}x")
     if args.save:
@@ -450,7 +453,7 @@ def main():
     ap.add_argument("--new", type=int, default=40)
     ap.add_argument("--repeat", type=int, default=None, help="timed runs after the warm-up (default 3; natural: 2)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--engines", default="tolk,tolk-int8,ct2-f32,ct2-int8")
+    ap.add_argument("--engines", default="tolk,tolk-int8,tolk-int8-fast,ct2-f32,ct2-int8")
     ap.add_argument("--doc-sentences", type=int, default=1000,
                     help="also time a document of this many sentences (tolk only; 0 to skip)")
     nat = ap.add_argument_group("natural length (real weights)")
