@@ -228,14 +228,20 @@ pub struct DecodeStats {
 }
 
 impl DecodeStats {
-    /// A note on the encoding, for reports, when it was not plain UTF-8: `decoded from
-    /// UTF-16LE`, `decoded from windows-1252`, `decoded from windows-1252 (detected)`.
-    pub fn encoding_note(&self) -> Option<String> {
+    /// The notes for reports (the batch runner's per-file notes), each only where it applies:
+    /// the encoding when it was not plain UTF-8 (`decoded from UTF-16LE`, `decoded from
+    /// windows-1252 (detected)`), then `N invalid byte sequences replaced` (lossy decoding).
+    pub fn notes(&self) -> Vec<String> {
         let detected = if self.detected { " (detected)" } else { "" };
+        let mut notes = Vec::new();
         match self.encoding {
-            Encoding::Utf8 | Encoding::Utf8Bom => None,
-            other => Some(format!("decoded from {}{detected}", other.name())),
+            Encoding::Utf8 | Encoding::Utf8Bom => {}
+            other => notes.push(format!("decoded from {}{detected}", other.name())),
         }
+        if self.replaced > 0 {
+            notes.push(format!("{} invalid byte sequences replaced", self.replaced));
+        }
+        notes
     }
 }
 
@@ -1726,10 +1732,19 @@ mod tests {
             let (text, stats) = chunked(&long, READ_CHUNK, &auto, fail_fast).unwrap();
             assert_eq!(text, whole.text);
             assert!(stats.detected);
+            assert_eq!(stats.notes(), ["decoded from windows-1252 (detected)"]);
+            let lossy = DecodeStats {
+                replaced: 2,
+                ..stats
+            };
             assert_eq!(
-                stats.encoding_note().as_deref(),
-                Some("decoded from windows-1252 (detected)")
+                lossy.notes(),
+                [
+                    "decoded from windows-1252 (detected)",
+                    "2 invalid byte sequences replaced"
+                ]
             );
+            assert!(DecodeStats::default().notes().is_empty());
         }
         // UTF-8 in the first 64 KiB, Windows-1252 after: UTF-8 was detected, so the late byte
         // is an error at its offset.

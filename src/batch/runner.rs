@@ -233,14 +233,7 @@ impl<'p> BatchRunner<'p> {
         if report.segments == 0 {
             notes.push("empty input: nothing to translate".to_string());
         }
-        let stats = report.decode.unwrap_or_default();
-        notes.extend(stats.encoding_note());
-        if stats.replaced > 0 {
-            notes.push(format!(
-                "{} invalid byte sequences replaced",
-                stats.replaced
-            ));
-        }
+        notes.extend(report.decode.unwrap_or_default().notes());
         if let Some(n) = report.summary.as_ref().and_then(|s| s.limited_to) {
             notes.push(if input.is_streamed() {
                 format!(
@@ -299,13 +292,7 @@ impl BatchRunner<'_> {
         if result.output.is_empty() && markup.texts().next().is_none() {
             notes.push("no text to translate".to_string());
         }
-        notes.extend(decoded.encoding_note());
-        if decoded.replaced > 0 {
-            notes.push(format!(
-                "{} invalid byte sequences replaced",
-                decoded.replaced
-            ));
-        }
+        notes.extend(decoded.notes());
         Ok(FileReport {
             input: rel.to_path_buf(),
             output: Some(out_rel.to_path_buf()),
