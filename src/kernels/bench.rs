@@ -13,7 +13,7 @@
 
 use std::time::Instant;
 
-use super::f32::matmul_t;
+use super::f32::PackedF32;
 use super::int8::QMatrix;
 
 fn best<F: FnMut()>(reps: usize, mut f: F) -> f64 {
@@ -67,10 +67,9 @@ fn kernels() {
             (n * k) as f64 / dt / 1e9,
             macs / dt / 1e9
         );
+        let p = PackedF32::pack(&w, n, k).unwrap();
         let mut out = Vec::new();
-        let dt = best(reps, || {
-            matmul_t(&x, m, &w, n, k, &bias, &mut out).unwrap();
-        });
+        let dt = best(reps, || p.matmul(&x, m, &bias, &mut out).unwrap());
         println!(
             "f32  {m:>4} x {n:>5} x {k:>4}: {:>8.3} ms {:>6.1} GB/s {:>7.1} GMAC/s",
             dt * 1e3,

@@ -1,21 +1,47 @@
-//! f32 matrix products `x W^T + b` (W row-major `n x k`, as `nn.Linear.weight`), the float32
-//! path's every product.
+//! f32 matrix products `x W^T + b` (W `n x k`, as `nn.Linear.weight`): the float32 path's every
+//! product, over weights packed once at load ([`PackedF32`]).
 //!
-//! A few rows (decoding one sentence at a time) are memory-bound: every weight is read once per
-//! step, streamed by all cores over disjoint column ranges, with the dot products vectorised over
-//! `k` ([`MAX_ROWS`] rows at most). More rows go to the `gemm` crate's packed kernels.
+//! The weights are laid out in panels of [`NR`] output columns, each panel `k` rows of `NR`
+//! values (input `c`'s weights for those columns side by side), so that a product reads every
+//! weight once, in order, whatever the number of rows: a micro-kernel keeps up to [`MR`] rows x
+//! `NR` columns of sums in registers and runs down the panel, adding one broadcast input times
+//! one panel row per input. The same kernel serves one row (a memory-bound step: the weights
+//! stream by once) and hundreds (the encoder: rows go in blocks of [`ROW_BLOCK`], so that their
+//! inputs stay in cache while the panels pass). Packing at load is what the `gemm` crate
+//! otherwise did at every call (a third of a batched decoding step).
 //!
-//! [`matmul_t`] is the checked entry point: it validates every length before any kernel runs,
-//! so no caller can make a kernel read or write out of bounds.
+//! Each output is one sum over `k` in input order, whichever rows share its call: a sentence's
+//! figures do not depend on the batch it is in, nor on the thread count. The AVX-512 kernel
+//! fuses each multiply-add; the portable one (AVX2 and other CPUs) rounds the product first.
+//!
+//! [`PackedF32::matmul`] is the checked entry point: it validates every length before any
+//! kernel runs, so no caller can make a kernel read or write out of bounds.
 
 use candle_core::{DType, Storage, Tensor};
 use rayon::prelude::*;
 
-use super::simd::multiversion;
 use crate::error::{Error, Result};
 
-/// Most rows handled by the streamed kernel; [`matmul_t`] uses `gemm` above this.
-pub(crate) const MAX_ROWS: usize = 4;
+/// Output columns per panel: two AVX-512 registers.
+pub(crate) const NR: usize = 32;
+/// Most rows of one micro-kernel call (2 x MR accumulator registers).
+const MR: usize = 8;
+/// Rows whose inputs are kept in cache while the panels pass (64 x 2048 inputs: 512 KiB).
+const ROW_BLOCK: usize = 64;
+
+/// One input's weights for one panel's columns (cache-line aligned).
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+struct Lane([f32; NR]);
+
+/// A weight matrix (`n` outputs x `k` inputs) packed for [`PackedF32::matmul`].
+#[derive(Debug)]
+pub(crate) struct PackedF32 {
+    n: usize,
+    k: usize,
+    /// Panel `p`'s input `c` at `p * k + c`; the last panel's missing columns are zeros.
+    lanes: Vec<Lane>,
+}
 
 /// Calls `f` with the values of a contiguous CPU f32 tensor (no copy).
 pub(crate) fn with_host_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
@@ -44,173 +70,295 @@ pub(crate) fn with_host_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Res
     Ok(f(values))
 }
 
-/// `out` (resized to `m x n`) = `x` (`m x k`) times `w` (`n x k`) transposed, plus `bias` (`n`).
-pub(crate) fn matmul_t(
-    x: &[f32],
-    m: usize,
-    w: &[f32],
-    n: usize,
-    k: usize,
-    bias: &[f32],
-    out: &mut Vec<f32>,
-) -> Result<()> {
-    if x.len() != m * k || w.len() != n * k || bias.len() != n {
-        return Err(Error::Internal(format!(
-            "f32 product of {m}x{k} by {n}x{k} given {} inputs, {} weights and {} biases",
-            x.len(),
-            w.len(),
-            bias.len()
-        )));
+impl PackedF32 {
+    /// Packs `w` (`n x k`, row-major).
+    pub(crate) fn pack(w: &[f32], n: usize, k: usize) -> Result<Self> {
+        if w.len() != n * k || k == 0 {
+            return Err(Error::Internal(format!(
+                "packing a {n}x{k} matrix from {} values",
+                w.len()
+            )));
+        }
+        let panels = n.div_ceil(NR);
+        let mut lanes = vec![Lane([0.0; NR]); panels * k];
+        lanes.par_chunks_mut(k).enumerate().for_each(|(p, panel)| {
+            let j0 = p * NR;
+            for (l, j) in (j0..n.min(j0 + NR)).enumerate() {
+                for (lane, &v) in panel.iter_mut().zip(&w[j * k..(j + 1) * k]) {
+                    lane.0[l] = v;
+                }
+            }
+        });
+        Ok(PackedF32 { n, k, lanes })
     }
-    out.clear();
-    if m <= MAX_ROWS {
+
+    /// Packs a CPU f32 tensor of shape `n x k`.
+    pub(crate) fn from_tensor(t: &Tensor) -> Result<Self> {
+        let (n, k) = t.dims2()?;
+        with_host_slice(t, |w| Self::pack(w, n, k))?
+    }
+
+    /// Row `j` of the original matrix (an embedding) into `out` (`k` values).
+    pub(crate) fn row(&self, j: usize, out: &mut [f32]) -> Result<()> {
+        if j >= self.n || out.len() != self.k {
+            return Err(Error::Internal(format!(
+                "row {j} of a {}x{} matrix into {} values",
+                self.n,
+                self.k,
+                out.len()
+            )));
+        }
+        let panel = &self.lanes[j / NR * self.k..(j / NR + 1) * self.k];
+        for (o, lane) in out.iter_mut().zip(panel) {
+            *o = lane.0[j % NR];
+        }
+        Ok(())
+    }
+
+    /// `out` (resized to `m x n`) = `x` (`m x k`) times the matrix transposed, plus `bias` (`n`).
+    pub(crate) fn matmul(
+        &self,
+        x: &[f32],
+        m: usize,
+        bias: &[f32],
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        let (n, k) = (self.n, self.k);
+        if x.len() != m * k || bias.len() != n {
+            return Err(Error::Internal(format!(
+                "f32 product of {m}x{k} by {n}x{k} given {} inputs and {} biases",
+                x.len(),
+                bias.len()
+            )));
+        }
+        out.clear();
         out.resize(m * n, 0.0);
-        streamed(x, m, w, n, k, bias, out);
-        return Ok(());
-    }
-    for _ in 0..m {
-        out.extend_from_slice(bias);
-    }
-    let threads = rayon::current_num_threads();
-    let par = if threads > 1 && m * n * k >= (1 << 20) {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the lengths were checked above: `x` holds m x k values (row stride k), `w` n x k
-    // (read as the k x n right-hand side with column stride k), `out` m x n (row stride n);
-    // `gemm` reads and writes only inside those extents.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            true,
-            x.as_ptr(),
-            1,
-            k as isize,
-            w.as_ptr(),
-            k as isize,
-            1,
-            1.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            par,
-        );
-    }
-    Ok(())
-}
-
-/// Columns per parallel task of the streamed kernel (at least).
-const CHUNK: usize = 512;
-
-/// The streamed kernel (`m <= MAX_ROWS`; lengths checked by the caller): every task owns one
-/// column range, as one disjoint slice of each output row.
-fn streamed(x: &[f32], m: usize, w: &[f32], n: usize, k: usize, bias: &[f32], out: &mut [f32]) {
-    let tasks = n.div_ceil(CHUNK).max(1);
-    let width = n.div_ceil(tasks);
-    // parts[t]: (first column, task t's slice of every row)
-    let mut parts: Vec<(usize, Vec<&mut [f32]>)> = (0..tasks)
-        .map(|t| (t * width, Vec::with_capacity(m)))
-        .collect();
-    for row in out.chunks_mut(n) {
-        for (part, cols) in parts.iter_mut().zip(row.chunks_mut(width)) {
-            part.1.push(cols);
+        if m == 0 {
+            return Ok(());
         }
-    }
-    let run = |(j0, mut rows): (usize, Vec<&mut [f32]>)| match m {
-        1 => cols1(x, w, k, bias, j0, &mut rows),
-        2 => cols2(x, w, k, bias, j0, &mut rows),
-        3 => cols3(x, w, k, bias, j0, &mut rows),
-        _ => cols4(x, w, k, bias, j0, &mut rows),
-    };
-    if n * k >= 1 << 18 && tasks > 1 {
-        parts.into_par_iter().for_each(run);
-    } else {
-        parts.into_iter().for_each(run);
-    }
-}
-
-macro_rules! cols_fn {
-    ($($m:literal => $name:ident),*) => {
-        $(
-        multiversion! {
-            /// Columns `j0..j0 + rows[0].len()` of every row.
-            fn $name(x: &[f32], w: &[f32], k: usize, bias: &[f32], j0: usize, rows: &mut [&mut [f32]]) -> () {
-                dots::<$m>(x, w, k, bias, j0, rows)
+        let panels = n.div_ceil(NR);
+        let work = m * n * k;
+        let tasks = if work < 1 << 18 {
+            1
+        } else {
+            (rayon::current_num_threads() * 4)
+                .min(work >> 16)
+                .min(panels)
+                .max(1)
+        };
+        let per = panels.div_ceil(tasks);
+        let width = per * NR;
+        // parts[t]: (first panel, task t's columns of every row)
+        let mut parts: Vec<(usize, Vec<&mut [f32]>)> = (0..panels.div_ceil(per))
+            .map(|t| (t * per, Vec::with_capacity(m)))
+            .collect();
+        for row in out.chunks_mut(n) {
+            for (part, cols) in parts.iter_mut().zip(row.chunks_mut(width)) {
+                part.1.push(cols);
             }
         }
-        )*
-    };
-}
-cols_fn!(1 => cols1, 2 => cols2, 3 => cols3, 4 => cols4);
+        let kernel = Kernel::detect();
+        let run =
+            |(p0, mut rows): (usize, Vec<&mut [f32]>)| self.columns(kernel, x, bias, p0, &mut rows);
+        if parts.len() > 1 {
+            parts.into_par_iter().for_each(run);
+        } else {
+            parts.into_iter().for_each(run);
+        }
+        Ok(())
+    }
 
-#[inline(always)]
-fn dots<const M: usize>(
-    x: &[f32],
-    w: &[f32],
-    k: usize,
-    bias: &[f32],
-    j0: usize,
-    rows: &mut [&mut [f32]],
-) {
-    const L: usize = 16;
-    // Columns ahead to prefetch when there are several rows of `x`: their longer loop leaves the
-    // hardware prefetcher short of the stream of weight rows on a busy machine. With one row the
-    // hint only costs (measured: 15 % slower greedy decoding).
-    const AHEAD: usize = 4;
-    let cols = rows.first().map_or(0, |r| r.len());
-    let j1 = j0 + cols;
-    let kc = k / L * L;
-    for j in j0..j1 {
-        let wr = &w[j * k..(j + 1) * k];
-        let ahead = w.as_ptr().wrapping_add((j + AHEAD).min(j1 - 1) * k);
-        let mut acc = [[0f32; L]; M];
-        for c in (0..kc).step_by(L) {
-            if M > 1 {
-                prefetch(ahead.wrapping_add(c));
-            }
-            let wc = &wr[c..c + L];
-            for (i, a) in acc.iter_mut().enumerate() {
-                let xc = &x[i * k + c..i * k + c + L];
-                for l in 0..L {
-                    a[l] += xc[l] * wc[l];
+    /// One task: the panels from `p0` on that `rows` (every row's slice of their columns) cover.
+    fn columns(&self, kernel: Kernel, x: &[f32], bias: &[f32], p0: usize, rows: &mut [&mut [f32]]) {
+        let k = self.k;
+        let cols = rows.first().map_or(0, |r| r.len());
+        let mut acc = [[0f32; NR]; MR];
+        for r0 in (0..rows.len()).step_by(ROW_BLOCK) {
+            let r1 = rows.len().min(r0 + ROW_BLOCK);
+            for (i, c0) in (0..cols).step_by(NR).enumerate() {
+                let p = p0 + i;
+                let panel = &self.lanes[p * k..(p + 1) * k];
+                let width = NR.min(cols - c0);
+                let b = &bias[p * NR..p * NR + width];
+                for t0 in (r0..r1).step_by(MR) {
+                    let t1 = r1.min(t0 + MR);
+                    let xs = &x[t0 * k..t1 * k];
+                    kernel.tile(t1 - t0, xs, k, panel, &mut acc);
+                    for (row, a) in rows[t0..t1].iter_mut().zip(&acc) {
+                        for ((o, &s), &bj) in row[c0..c0 + width].iter_mut().zip(a).zip(b) {
+                            *o = s + bj;
+                        }
+                    }
                 }
             }
         }
-        for (i, (a, row)) in acc.iter().zip(rows.iter_mut()).enumerate() {
-            let mut s: f32 = a.iter().sum();
-            for c in kc..k {
-                s += x[i * k + c] * wr[c];
-            }
-            row[j - j0] = s + bias[j];
+    }
+}
+
+/// The micro-kernel the CPU runs (detected, never chosen by a caller).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    Portable,
+}
+
+impl Kernel {
+    fn detect() -> Self {
+        match super::simd::level() {
+            #[cfg(target_arch = "x86_64")]
+            super::simd::Level::Avx512 => Kernel::Avx512,
+            #[cfg(target_arch = "x86_64")]
+            super::simd::Level::Avx2 => Kernel::Avx2,
+            _ => Kernel::Portable,
+        }
+    }
+
+    /// `acc[r][l]` = sum over `c` of `x[r * k + c] * panel[c][l]`, for the `rows` rows of `x`
+    /// (`1..=MR`; `x.len() == rows * k`, `panel.len() == k`, checked).
+    fn tile(self, rows: usize, x: &[f32], k: usize, panel: &[Lane], acc: &mut [[f32; NR]; MR]) {
+        assert!(
+            (1..=MR).contains(&rows) && x.len() == rows * k && panel.len() == k,
+            "f32 tile of {rows} rows: {} inputs, {} panel rows for k = {k}",
+            x.len(),
+            panel.len()
+        );
+        macro_rules! by_rows {
+            ($f:ident) => {
+                match rows {
+                    1 => $f::<1>(x, k, panel, acc),
+                    2 => $f::<2>(x, k, panel, acc),
+                    3 => $f::<3>(x, k, panel, acc),
+                    4 => $f::<4>(x, k, panel, acc),
+                    5 => $f::<5>(x, k, panel, acc),
+                    6 => $f::<6>(x, k, panel, acc),
+                    7 => $f::<7>(x, k, panel, acc),
+                    _ => $f::<8>(x, k, panel, acc),
+                }
+            };
+        }
+        match self {
+            // SAFETY: `detect` chose this kernel because the CPU has AVX-512F; the lengths were
+            // checked above.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => unsafe { by_rows!(tile_avx512) },
+            // SAFETY: the CPU has AVX2 and FMA (`detect`).
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe { by_rows!(tile_avx2) },
+            Kernel::Portable => by_rows!(tile_portable),
         }
     }
 }
 
-/// A hint to bring the cache line at `p` closer; `p` need not be valid.
+/// [`Kernel::tile`] for `R` rows with AVX-512: 2R accumulator registers, one fused
+/// multiply-add per input, row and register.
+///
+/// # Safety
+/// The CPU has AVX-512F; `x.len() >= R * k` and `panel.len() >= k`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_avx512<const R: usize>(
+    x: &[f32],
+    k: usize,
+    panel: &[Lane],
+    acc: &mut [[f32; NR]; MR],
+) {
+    use std::arch::x86_64::*;
+    let mut lo = [_mm512_setzero_ps(); R];
+    let mut hi = [_mm512_setzero_ps(); R];
+    let xp = x.as_ptr();
+    let bp = panel.as_ptr() as *const f32;
+    for c in 0..k {
+        // SAFETY: c < k <= panel.len(): lane c is NR = 32 values, 64-byte aligned.
+        let (b0, b1) = unsafe {
+            (
+                _mm512_load_ps(bp.add(c * NR)),
+                _mm512_load_ps(bp.add(c * NR + 16)),
+            )
+        };
+        for r in 0..R {
+            // SAFETY: r * k + c < R * k <= x.len().
+            let v = _mm512_set1_ps(unsafe { *xp.add(r * k + c) });
+            lo[r] = _mm512_fmadd_ps(v, b0, lo[r]);
+            hi[r] = _mm512_fmadd_ps(v, b1, hi[r]);
+        }
+    }
+    for r in 0..R {
+        // SAFETY: acc[r] holds NR = 32 values.
+        unsafe {
+            _mm512_storeu_ps(acc[r].as_mut_ptr(), lo[r]);
+            _mm512_storeu_ps(acc[r].as_mut_ptr().add(16), hi[r]);
+        }
+    }
+}
+
+/// [`tile_portable`] compiled for AVX2 and FMA.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_avx2<const R: usize>(
+    x: &[f32],
+    k: usize,
+    panel: &[Lane],
+    acc: &mut [[f32; NR]; MR],
+) {
+    tile_portable::<R>(x, k, panel, acc)
+}
+
+/// [`Kernel::tile`] for `R` rows in plain Rust (vectorised by the compiler over the lanes).
 #[inline(always)]
-fn prefetch(p: *const f32) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetching never faults, whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
+fn tile_portable<const R: usize>(x: &[f32], k: usize, panel: &[Lane], acc: &mut [[f32; NR]; MR]) {
+    let mut sums = [[0f32; NR]; R];
+    for (c, lane) in panel.iter().enumerate().take(k) {
+        for (r, s) in sums.iter_mut().enumerate() {
+            let v = x[r * k + c];
+            for (a, &b) in s.iter_mut().zip(&lane.0) {
+                *a += v * b;
+            }
+        }
+    }
+    acc[..R].copy_from_slice(&sums);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn product(x: &[f32], m: usize, w: &[f32], n: usize, k: usize, b: &[f32]) -> Vec<f64> {
+        let mut want = vec![0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                want[i * n + j] = (0..k)
+                    .map(|t| x[i * k + t] as f64 * w[j * k + t] as f64)
+                    .sum::<f64>()
+                    + b[j] as f64;
+            }
+        }
+        want
+    }
+
+    fn values(len: usize, mul: usize, modulus: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * mul) % modulus) as f32 / modulus as f32 - 0.5)
+            .collect()
+    }
+
     #[test]
-    fn matches_a_plain_product_for_few_and_many_rows() {
+    fn matches_a_plain_product_for_few_and_many_rows_on_every_kernel() {
+        let mut kernels = vec![Kernel::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                kernels.push(Kernel::Avx2);
+            }
+            if std::is_x86_feature_detected!("avx512f") {
+                kernels.push(Kernel::Avx512);
+            }
+        }
         for &(m, n, k) in &[
             (1, 1, 1),
             (1, 1000, 37),
@@ -218,36 +366,72 @@ mod tests {
             (3, 70, 100),
             (4, 1500, 512),
             (5, 33, 17),
+            (8, 64, 9),
+            (9, 31, 40),
             (19, 300, 64),
+            (70, 97, 33),
+            (130, 40, 8),
         ] {
-            let x: Vec<f32> = (0..m * k)
-                .map(|i| ((i * 31) % 17) as f32 / 17.0 - 0.5)
-                .collect();
-            let w: Vec<f32> = (0..n * k)
-                .map(|i| ((i * 7) % 23) as f32 / 23.0 - 0.5)
-                .collect();
+            let x = values(m * k, 31, 17);
+            let w = values(n * k, 7, 23);
             let b: Vec<f32> = (0..n).map(|i| i as f32 * 0.01).collect();
+            let want = product(&x, m, &w, n, k, &b);
+            let packed = PackedF32::pack(&w, n, k).unwrap();
             let mut out = Vec::new();
-            matmul_t(&x, m, &w, n, k, &b, &mut out).unwrap();
-            assert_eq!(out.len(), m * n);
-            for i in 0..m {
-                for j in 0..n {
-                    let want: f32 = (0..k).map(|t| x[i * k + t] * w[j * k + t]).sum::<f32>() + b[j];
+            packed.matmul(&x, m, &b, &mut out).unwrap();
+            let mut by_kernel = Vec::new();
+            for &kernel in &kernels {
+                let mut got = vec![0f32; m * n];
+                for (i, row) in got.chunks_mut(n).enumerate() {
+                    let mut rows = vec![row];
+                    packed.columns(kernel, &x[i * k..(i + 1) * k], &b, 0, &mut rows);
+                }
+                by_kernel.push(got);
+            }
+            for (got, name) in std::iter::once(&out)
+                .chain(&by_kernel)
+                .zip(["matmul", "kernel 0", "kernel 1", "kernel 2"])
+            {
+                assert_eq!(got.len(), m * n);
+                for (at, (&g, &w)) in got.iter().zip(&want).enumerate() {
                     assert!(
-                        (out[i * n + j] - want).abs() < 1e-4 * (k as f32),
-                        "{m}x{n}x{k} at {i},{j}"
+                        (g as f64 - w).abs() < 1e-5 * (k as f64),
+                        "{name} {m}x{n}x{k} at {at}: {g} vs {w}"
                     );
                 }
             }
+            // A row's figures do not depend on the rows beside it (the same kernel, one
+            // row at a time or all together).
+            assert_eq!(out, *by_kernel.last().unwrap(), "{m}x{n}x{k}");
         }
+    }
+
+    #[test]
+    fn rows_of_the_packed_matrix_are_the_original_rows() {
+        let (n, k) = (70, 5);
+        let w = values(n * k, 13, 29);
+        let packed = PackedF32::pack(&w, n, k).unwrap();
+        assert_eq!((packed.n, packed.k, packed.lanes.len()), (n, k, 3 * k));
+        let mut row = vec![0f32; k];
+        for j in 0..n {
+            packed.row(j, &mut row).unwrap();
+            assert_eq!(row, w[j * k..(j + 1) * k]);
+        }
+        assert!(packed.row(n, &mut row).is_err());
+        assert!(packed.row(0, &mut row[..k - 1]).is_err());
     }
 
     #[test]
     fn wrong_lengths_are_errors_not_out_of_bounds_accesses() {
         let mut out = Vec::new();
-        assert!(matmul_t(&[0.0; 3], 1, &[0.0; 8], 2, 4, &[0.0; 2], &mut out).is_err());
-        assert!(matmul_t(&[0.0; 4], 1, &[0.0; 7], 2, 4, &[0.0; 2], &mut out).is_err());
-        assert!(matmul_t(&[0.0; 4], 1, &[0.0; 8], 2, 4, &[0.0; 1], &mut out).is_err());
-        assert!(matmul_t(&[0.0; 40], 10, &[0.0; 8], 2, 4, &[0.0; 2], &mut out).is_ok());
+        assert!(PackedF32::pack(&[0.0; 7], 2, 4).is_err());
+        assert!(PackedF32::pack(&[], 2, 0).is_err());
+        let p = PackedF32::pack(&[0.0; 8], 2, 4).unwrap();
+        assert!(p.matmul(&[0.0; 3], 1, &[0.0; 2], &mut out).is_err());
+        assert!(p.matmul(&[0.0; 4], 1, &[0.0; 1], &mut out).is_err());
+        assert!(p.matmul(&[0.0; 40], 10, &[0.0; 2], &mut out).is_ok());
+        assert_eq!(out.len(), 20);
+        assert!(p.matmul(&[], 0, &[0.0; 2], &mut out).is_ok());
+        assert!(out.is_empty());
     }
 }

@@ -444,7 +444,7 @@ impl Seq2SeqModel {
         from_cache: bool,
     ) -> Result<Self> {
         let backend: Box<dyn Backend> = if host {
-            Box::new(host::HostBackend::new(&config, &ckpt)?)
+            Box::new(host::HostBackend::new(&config, ckpt)?)
         } else {
             Box::new(candle::CandleBackend::new(
                 &config,

@@ -4,8 +4,8 @@
 //! allocation once its buffers have grown.
 //!
 //! - Every matrix product writes straight into a workspace: f32 through
-//!   [`crate::kernels::f32`] (a few rows: streamed dot products; more: packed GEMM), int8 through
-//!   [`crate::kernels::int8::QMatrix`]. With int8 weights q, k and v are one product.
+//!   [`crate::kernels::f32::PackedF32`] (the float weights, packed once as the backend is built),
+//!   int8 through [`crate::kernels::int8::QMatrix`]. With int8 weights q, k and v are one product.
 //! - The encoder runs on the sources packed one after another, without padding rows: each
 //!   position attends over its own source only.
 //! - The decoder keeps each row's self-attention keys and values in its own growing buffers
@@ -19,11 +19,18 @@ mod kv;
 use half::f16;
 use rayon::prelude::*;
 
-use super::checkpoint::{Attention, Checkpoint, LayerNorm, Linear, Positions, LAYER_NORM_EPS};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::checkpoint::{
+    Attention, Checkpoint, DecoderLayer, EncoderLayer, LayerNorm, Linear, Positions, Stack,
+    LAYER_NORM_EPS,
+};
 use super::store::Matrix;
 use super::{AlignOut, Backend, Decoding, EncoderOutput, Hidden};
 use crate::config::{Activation, ModelConfig};
 use crate::error::{Error, Result};
+use crate::kernels::f32::PackedF32;
 use crate::kernels::int8::QMatrix;
 use crate::kernels::simd::multiversion;
 use kv::{attend_row, attention_probs, KeysT, KvElem};
@@ -33,7 +40,7 @@ use kv::{attend_row, attention_probs, KeysT, KvElem};
 pub(crate) struct HostBackend {
     encoder: HostStack<HostEncoderLayer>,
     decoder: HostStack<HostDecoderLayer>,
-    lm_head: Matrix,
+    lm_head: Weights,
     final_bias: Vec<f32>,
     activation: Activation,
     embed_scale: f32,
@@ -45,7 +52,7 @@ pub(crate) struct HostBackend {
 /// Token embeddings, the position table and BART's embedding norm, on the host.
 #[derive(Debug)]
 struct HostStack<L> {
-    embed: Matrix,
+    embed: Weights,
     positions: Vec<f32>,
     /// The row of position 0 in `positions`.
     position_offset: usize,
@@ -62,7 +69,7 @@ struct Norm {
 
 #[derive(Debug, Clone)]
 struct Lin {
-    w: Matrix,
+    w: Weights,
     b: Vec<f32>,
 }
 
@@ -129,11 +136,43 @@ fn norm(n: &LayerNorm) -> Result<Norm> {
     })
 }
 
-fn lin(l: &Linear) -> Result<Lin> {
-    Ok(Lin {
-        w: l.weight.clone(),
-        b: host(&l.bias)?,
-    })
+/// A weight matrix on the host.
+#[derive(Debug, Clone)]
+enum Weights {
+    /// Float weights, packed for [`PackedF32::matmul`].
+    F32(Arc<PackedF32>),
+    Int8(Arc<QMatrix>),
+}
+
+/// Turns the checkpoint's matrices into [`Weights`], packing each float tensor once (tied
+/// embeddings and output projection share one packed copy). Each matrix is taken by value, so
+/// that its float copy is freed as soon as it is packed: loading never holds the model twice.
+#[derive(Default)]
+struct Packer {
+    packed: HashMap<candle_core::TensorId, Arc<PackedF32>>,
+}
+
+impl Packer {
+    fn weights(&mut self, m: Matrix) -> Result<Weights> {
+        Ok(match m {
+            Matrix::Int8(q) => Weights::Int8(q),
+            Matrix::Float(t) => {
+                if let Some(p) = self.packed.get(&t.id()) {
+                    return Ok(Weights::F32(p.clone()));
+                }
+                let p = Arc::new(PackedF32::from_tensor(&t)?);
+                self.packed.insert(t.id(), p.clone());
+                Weights::F32(p)
+            }
+        })
+    }
+
+    fn lin(&mut self, l: Linear) -> Result<Lin> {
+        Ok(Lin {
+            b: host(&l.bias)?,
+            w: self.weights(l.weight)?,
+        })
+    }
 }
 
 /// int8 matrices on the same input as one (see [`QMatrix::concat`]); `None` with float weights.
@@ -141,25 +180,25 @@ fn fuse(parts: &[&Lin]) -> Option<Lin> {
     let qs = parts
         .iter()
         .map(|l| match &l.w {
-            Matrix::Int8(q) => Some(&**q),
-            Matrix::Float(_) => None,
+            Weights::Int8(q) => Some(&**q),
+            Weights::F32(_) => None,
         })
         .collect::<Option<Vec<&QMatrix>>>()?;
     Some(Lin {
-        w: Matrix::Int8(std::sync::Arc::new(QMatrix::concat(&qs)?)),
+        w: Weights::Int8(Arc::new(QMatrix::concat(&qs)?)),
         b: parts.iter().flat_map(|l| l.b.iter().copied()).collect(),
     })
 }
 
 impl SelfAttn {
-    fn new(a: &Attention, norm_after: &LayerNorm) -> Result<Self> {
-        let (q, k, v) = (lin(&a.q_proj)?, lin(&a.k_proj)?, lin(&a.v_proj)?);
+    fn new(a: Attention, norm_after: &LayerNorm, pk: &mut Packer) -> Result<Self> {
+        let (q, k, v) = (pk.lin(a.q_proj)?, pk.lin(a.k_proj)?, pk.lin(a.v_proj)?);
         Ok(SelfAttn {
             qkv: fuse(&[&q, &k, &v]),
             q,
             k,
             v,
-            o: lin(&a.out_proj)?,
+            o: pk.lin(a.out_proj)?,
             norm: norm(norm_after)?,
         })
     }
@@ -201,10 +240,10 @@ impl SelfAttn {
 }
 
 impl Ffn {
-    fn new(fc1: &Linear, fc2: &Linear, norm_after: &LayerNorm) -> Result<Self> {
+    fn new(fc1: Linear, fc2: Linear, norm_after: &LayerNorm, pk: &mut Packer) -> Result<Self> {
         Ok(Ffn {
-            fc1: lin(fc1)?,
-            fc2: lin(fc2)?,
+            fc1: pk.lin(fc1)?,
+            fc2: pk.lin(fc2)?,
             norm: norm(norm_after)?,
         })
     }
@@ -229,7 +268,7 @@ impl Ffn {
 
 impl<L> HostStack<L> {
     fn new(
-        embed: &Matrix,
+        embed: Weights,
         positions: &Positions,
         embed_norm: Option<&LayerNorm>,
         heads: usize,
@@ -237,7 +276,7 @@ impl<L> HostStack<L> {
     ) -> Result<Self> {
         let (table, position_offset) = positions.table();
         Ok(HostStack {
-            embed: embed.clone(),
+            embed,
             positions: host(table)?,
             position_offset,
             embed_norm: embed_norm.map(norm).transpose()?,
@@ -255,19 +294,10 @@ impl<L> HostStack<L> {
             Error::Internal(format!("position {pos} is outside the position table"))
         })?;
         match &self.embed {
-            Matrix::Int8(q) => q.dequantize_row(token as usize, row)?,
-            Matrix::Float(t) => crate::kernels::f32::with_host_slice(t, |all| {
-                let at = token as usize * d;
-                match all.get(at..at + d) {
-                    Some(src) => {
-                        row.copy_from_slice(src);
-                        Ok(())
-                    }
-                    None => Err(Error::Internal(format!(
-                        "token {token} is outside the embeddings"
-                    ))),
-                }
-            })??,
+            Weights::Int8(q) => q.dequantize_row(token as usize, row)?,
+            Weights::F32(p) => p
+                .row(token as usize, row)
+                .map_err(|_| Error::Internal(format!("token {token} is outside the embeddings")))?,
         }
         for (v, &p) in row.iter_mut().zip(position) {
             *v = if scale == 1.0 { *v + p } else { *v * scale + p };
@@ -284,54 +314,91 @@ impl<L> HostStack<L> {
 }
 
 impl HostBackend {
-    /// The host backend over a checkpoint whose weights are CPU f32 tensors or int8 matrices.
-    pub(crate) fn new(cfg: &ModelConfig, ckpt: &Checkpoint) -> Result<Self> {
+    /// The host backend over a checkpoint whose weights are CPU f32 tensors or int8 matrices
+    /// (consumed: each float matrix is freed once packed).
+    pub(crate) fn new(cfg: &ModelConfig, ckpt: Checkpoint) -> Result<Self> {
+        let Checkpoint {
+            encoder,
+            decoder,
+            lm_head,
+            final_logits_bias,
+            embed_scale,
+        } = ckpt;
+        let int8 = matches!(lm_head, Matrix::Int8(_));
+        let mut pk = Packer::default();
+        // The embeddings first: usually one matrix, the largest, shared by all three.
+        let lm_head = pk.weights(lm_head)?;
+        let Stack {
+            embed_tokens,
+            embed_positions,
+            layernorm_embedding,
+            layers,
+        } = encoder;
+        let embed = pk.weights(embed_tokens)?;
+        let Stack {
+            embed_tokens: dec_embed_tokens,
+            embed_positions: dec_positions,
+            layernorm_embedding: dec_layernorm,
+            layers: dec_layers,
+        } = decoder;
+        let dec_embed = pk.weights(dec_embed_tokens)?;
+        let mut enc_layers = Vec::with_capacity(layers.len());
+        for l in layers {
+            let EncoderLayer {
+                self_attn,
+                self_attn_layer_norm,
+                fc1,
+                fc2,
+                final_layer_norm,
+            } = l;
+            enc_layers.push(HostEncoderLayer {
+                attn: SelfAttn::new(self_attn, &self_attn_layer_norm, &mut pk)?,
+                ffn: Ffn::new(fc1, fc2, &final_layer_norm, &mut pk)?,
+            });
+        }
         let encoder = HostStack::new(
-            &ckpt.encoder.embed_tokens,
-            &ckpt.encoder.embed_positions,
-            ckpt.encoder.layernorm_embedding.as_ref(),
+            embed,
+            &embed_positions,
+            layernorm_embedding.as_ref(),
             cfg.encoder_attention_heads,
-            ckpt.encoder
-                .layers
-                .iter()
-                .map(|l| {
-                    Ok(HostEncoderLayer {
-                        attn: SelfAttn::new(&l.self_attn, &l.self_attn_layer_norm)?,
-                        ffn: Ffn::new(&l.fc1, &l.fc2, &l.final_layer_norm)?,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?,
+            enc_layers,
         )?;
+        let mut layers = Vec::with_capacity(dec_layers.len());
+        for l in dec_layers {
+            let DecoderLayer {
+                self_attn,
+                self_attn_layer_norm,
+                encoder_attn: c,
+                encoder_attn_layer_norm,
+                fc1,
+                fc2,
+                final_layer_norm,
+            } = l;
+            layers.push(HostDecoderLayer {
+                attn: SelfAttn::new(self_attn, &self_attn_layer_norm, &mut pk)?,
+                cross_q: pk.lin(c.q_proj)?,
+                cross_k: pk.lin(c.k_proj)?,
+                cross_v: pk.lin(c.v_proj)?,
+                cross_o: pk.lin(c.out_proj)?,
+                cross_norm: norm(&encoder_attn_layer_norm)?,
+                ffn: Ffn::new(fc1, fc2, &final_layer_norm, &mut pk)?,
+            });
+        }
         let decoder = HostStack::new(
-            &ckpt.decoder.embed_tokens,
-            &ckpt.decoder.embed_positions,
-            ckpt.decoder.layernorm_embedding.as_ref(),
+            dec_embed,
+            &dec_positions,
+            dec_layernorm.as_ref(),
             cfg.decoder_attention_heads,
-            ckpt.decoder
-                .layers
-                .iter()
-                .map(|l| {
-                    let c = &l.encoder_attn;
-                    Ok(HostDecoderLayer {
-                        attn: SelfAttn::new(&l.self_attn, &l.self_attn_layer_norm)?,
-                        cross_q: lin(&c.q_proj)?,
-                        cross_k: lin(&c.k_proj)?,
-                        cross_v: lin(&c.v_proj)?,
-                        cross_o: lin(&c.out_proj)?,
-                        cross_norm: norm(&l.encoder_attn_layer_norm)?,
-                        ffn: Ffn::new(&l.fc1, &l.fc2, &l.final_layer_norm)?,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?,
+            layers,
         )?;
         Ok(HostBackend {
             encoder,
             decoder,
-            int8: matches!(ckpt.lm_head, Matrix::Int8(_)),
-            lm_head: ckpt.lm_head.clone(),
-            final_bias: host(&ckpt.final_logits_bias)?,
+            int8,
+            lm_head,
+            final_bias: host(&final_logits_bias)?,
             activation: cfg.activation,
-            embed_scale: ckpt.embed_scale as f32,
+            embed_scale: embed_scale as f32,
             d: cfg.d_model,
         })
     }
@@ -700,21 +767,16 @@ fn linear(x: &[f32], m: usize, l: &Lin, out: &mut Vec<f32>) -> Result<()> {
 fn linear_with_bias(
     x: &[f32],
     m: usize,
-    w: &Matrix,
+    w: &Weights,
     bias: &[f32],
     out: &mut Vec<f32>,
 ) -> Result<()> {
     match w {
-        Matrix::Int8(q) => {
+        Weights::Int8(q) => {
             out.resize(m * q.rows(), 0.0);
             q.matmul(x, m, Some(bias), out)
         }
-        Matrix::Float(t) => {
-            let (n, k) = t.dims2()?;
-            crate::kernels::f32::with_host_slice(t, |ws| {
-                crate::kernels::f32::matmul_t(x, m, ws, n, k, bias, out)
-            })?
-        }
+        Weights::F32(p) => p.matmul(x, m, bias, out),
     }
 }
 
