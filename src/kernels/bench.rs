@@ -78,3 +78,64 @@ fn kernels() {
         );
     }
 }
+
+/// `k` fused multiply-adds on 16 independent AVX-512 registers (the f32 FMA limit of one core).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn fma_loop(k: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_set1_ps(1.0); 16];
+    let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+    for _ in 0..k {
+        for v in acc.iter_mut() {
+            *v = _mm512_fmadd_ps(*v, a, b);
+        }
+    }
+    acc.iter().map(|&v| _mm512_reduce_add_ps(v)).sum()
+}
+
+#[test]
+#[ignore = "a benchmark: cargo test --release --lib kernels::bench -- --ignored --nocapture"]
+fn machine_limits() {
+    use rayon::prelude::*;
+    let threads = rayon::current_num_threads();
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        let k = 50_000_000;
+        let dt = best(3, || {
+            // SAFETY: the CPU has AVX-512F (checked above).
+            let s: f32 = (0..threads)
+                .into_par_iter()
+                .map(|_| unsafe { fma_loop(k) })
+                .sum();
+            std::hint::black_box(s);
+        });
+        let fmas = (threads * k * 16 * 16) as f64;
+        println!(
+            "f32 FMA limit, {threads} threads: {:.1} G multiply-adds/s",
+            fmas / dt / 1e9
+        );
+    }
+    // Reading a buffer far larger than the caches, all threads over disjoint halves: the
+    // bandwidth a memory-bound decoding step (every weight read once) can reach.
+    let data = vec![1f32; 256 << 20];
+    let dt = best(5, || {
+        let s: f32 = data
+            .par_chunks(data.len() / threads)
+            .map(|c| {
+                let mut lanes = [0f32; 16];
+                for v in c.chunks_exact(16) {
+                    for (l, &x) in lanes.iter_mut().zip(v) {
+                        *l += x;
+                    }
+                }
+                lanes.iter().sum::<f32>()
+            })
+            .sum();
+        std::hint::black_box(s);
+    });
+    println!(
+        "memory read bandwidth, {threads} threads: {:.1} GB/s",
+        (data.len() * 4) as f64 / dt / 1e9
+    );
+}
