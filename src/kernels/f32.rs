@@ -146,25 +146,11 @@ impl PackedF32 {
                 .min(panels)
                 .max(1)
         };
-        let per = panels.div_ceil(tasks);
-        let width = per * NR;
-        // parts[t]: (first panel, task t's columns of every row)
-        let mut parts: Vec<(usize, Vec<&mut [f32]>)> = (0..panels.div_ceil(per))
-            .map(|t| (t * per, Vec::with_capacity(m)))
-            .collect();
-        for row in out.chunks_mut(n) {
-            for (part, cols) in parts.iter_mut().zip(row.chunks_mut(width)) {
-                part.1.push(cols);
-            }
-        }
+        let width = panels.div_ceil(tasks) * NR;
         let kernel = Kernel::detect();
-        let run =
-            |(p0, mut rows): (usize, Vec<&mut [f32]>)| self.columns(kernel, x, bias, p0, &mut rows);
-        if parts.len() > 1 {
-            parts.into_par_iter().for_each(run);
-        } else {
-            parts.into_iter().for_each(run);
-        }
+        super::for_column_ranges(out, n, width, |c0, rows| {
+            self.columns(kernel, x, bias, c0 / NR, rows)
+        });
         Ok(())
     }
 

@@ -12,7 +12,6 @@
 //! weight bytes. Activations are stored as `q + 128` (unsigned); the `128 * sum(w)` that this adds
 //! is subtracted with precomputed column sums.
 
-use rayon::prelude::*;
 
 use std::cell::Cell;
 
@@ -326,15 +325,7 @@ impl QMatrix {
             1
         };
         let width = panels.div_ceil(tasks) * NB * PANEL;
-        let mut parts: Vec<(usize, Vec<&mut [f32]>)> = (0..tasks)
-            .map(|t| (t * width, Vec::with_capacity(m)))
-            .collect();
-        for row in out.chunks_mut(self.n.max(1)) {
-            for (part, cols) in parts.iter_mut().zip(row.chunks_mut(width)) {
-                part.1.push(cols);
-            }
-        }
-        let run = |(c0, mut rows): (usize, Vec<&mut [f32]>)| {
+        super::for_column_ranges(out, self.n, width, |c0, rows| {
             let cols = rows.first().map_or(0, |r| r.len());
             let mut done = 0;
             while done < cols {
@@ -347,15 +338,10 @@ impl QMatrix {
                     at: done,
                     width,
                 };
-                self.panel_rows(kernel, &xq, &xs, passes, cols, bias, &mut rows);
+                self.panel_rows(kernel, &xq, &xs, passes, cols, bias, rows);
                 done += width;
             }
-        };
-        if parallel {
-            parts.into_par_iter().for_each(run);
-        } else {
-            parts.into_iter().for_each(run);
-        }
+        });
         SCRATCH.set(xq);
         Ok(())
     }

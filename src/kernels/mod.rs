@@ -23,3 +23,32 @@ pub(crate) mod simd;
 
 #[cfg(test)]
 mod bench;
+
+/// Runs `run(c0, rows)` once per range of `width` columns of `out` (rows of `n` values; the last
+/// range may be shorter), `rows` holding that range's disjoint slice of every row: the split of a
+/// matrix product over tasks that own whole column ranges. In parallel when there are several.
+pub(crate) fn for_column_ranges(
+    out: &mut [f32],
+    n: usize,
+    width: usize,
+    run: impl Fn(usize, &mut [&mut [f32]]) + Sync,
+) {
+    use rayon::prelude::*;
+    let (n, width) = (n.max(1), width.max(1));
+    let rows = out.len() / n;
+    // parts[t]: (first column, task t's slice of every row)
+    let mut parts: Vec<(usize, Vec<&mut [f32]>)> = (0..n.div_ceil(width))
+        .map(|t| (t * width, Vec::with_capacity(rows)))
+        .collect();
+    for row in out.chunks_mut(n) {
+        for (part, cols) in parts.iter_mut().zip(row.chunks_mut(width)) {
+            part.1.push(cols);
+        }
+    }
+    let run = |(c0, mut rows): (usize, Vec<&mut [f32]>)| run(c0, &mut rows);
+    if parts.len() > 1 {
+        parts.into_par_iter().for_each(run);
+    } else {
+        parts.into_iter().for_each(run);
+    }
+}
