@@ -12,7 +12,6 @@
 //! weight bytes. Activations are stored as `q + 128` (unsigned); the `128 * sum(w)` that this adds
 //! is subtracted with precomputed column sums.
 
-
 use std::cell::Cell;
 
 use super::simd::multiversion;
