@@ -94,6 +94,29 @@ fn fma_loop(k: usize) -> f32 {
     acc.iter().map(|&v| _mm512_reduce_add_ps(v)).sum()
 }
 
+/// `k` fused multiply-adds on 12 independent AVX2 registers (the f32 FMA limit of a core
+/// without AVX-512).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn fma_loop_avx2(k: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm256_set1_ps(1.0); 12];
+    let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+    for _ in 0..k {
+        for v in acc.iter_mut() {
+            *v = _mm256_fmadd_ps(*v, a, b);
+        }
+    }
+    let mut lanes = [0f32; 8];
+    let mut total = 0.0;
+    for v in acc {
+        // SAFETY: `lanes` holds 8 values.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+        total += lanes.iter().sum::<f32>();
+    }
+    total
+}
+
 #[test]
 #[ignore = "a benchmark: cargo test --release --lib kernels::bench -- --ignored --nocapture"]
 fn machine_limits() {
@@ -112,7 +135,22 @@ fn machine_limits() {
         });
         let fmas = (threads * k * 16 * 16) as f64;
         println!(
-            "f32 FMA limit, {threads} threads: {:.1} G multiply-adds/s",
+            "f32 FMA limit (AVX-512), {threads} threads: {:.1} G multiply-adds/s",
+            fmas / dt / 1e9
+        );
+    } else if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        let k = 50_000_000;
+        let dt = best(3, || {
+            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            let s: f32 = (0..threads)
+                .into_par_iter()
+                .map(|_| unsafe { fma_loop_avx2(k) })
+                .sum();
+            std::hint::black_box(s);
+        });
+        let fmas = (threads * k * 12 * 8) as f64;
+        println!(
+            "f32 FMA limit (AVX2), {threads} threads: {:.1} G multiply-adds/s",
             fmas / dt / 1e9
         );
     }

@@ -714,7 +714,8 @@ mod avx2 {
     use super::{MR, NB, PANEL};
     use std::arch::x86_64::*;
 
-    /// `mr` rows of `x` times `nb` blocks of `w`, summed into `acc`.
+    /// `mr` rows of `x` times `nb` blocks of `w`, summed into `acc`: block by block, in groups
+    /// of at most 3 rows that share each widened weight vector.
     ///
     /// # Safety
     /// The CPU has AVX2; `x` holds `mr` <= 6 rows of `kp` bytes (`kp` a multiple of 4) and `w`
@@ -727,43 +728,74 @@ mod avx2 {
         nb: usize,
         acc: &mut [[i32; NB * PANEL]; MR],
     ) {
-        for i in 0..mr {
-            for b in 0..nb {
-                block(
-                    &x[i * kp..(i + 1) * kp],
-                    &w[b * NB * kp..(b + 1) * NB * kp],
-                    kp,
-                    &mut acc[i][b * NB..(b + 1) * NB],
-                );
+        // Groups: 1..=3 rows alone, 4 as 2 + 2, 5 as 3 + 2, 6 as 3 + 3.
+        let first = if mr <= 3 { mr } else { mr.div_ceil(2) };
+        for b in 0..nb {
+            let wb = &w[b * NB * kp..(b + 1) * NB * kp];
+            let mut r0 = 0;
+            for g in [first, mr - first] {
+                if g == 0 {
+                    continue;
+                }
+                let xs = &x[r0 * kp..(r0 + g) * kp];
+                // SAFETY: the CPU has AVX2; `xs` holds `g` rows of `kp`, `wb` one block.
+                unsafe {
+                    match g {
+                        1 => block::<1>(xs, wb, kp, r0, b, acc),
+                        2 => block::<2>(xs, wb, kp, r0, b, acc),
+                        _ => block::<3>(xs, wb, kp, r0, b, acc),
+                    }
+                }
+                r0 += g;
             }
         }
     }
 
-    /// One row against one block of 16 columns. Each 16-byte quarter of a 64-byte group (4 columns
-    /// x 4 inputs) is widened to i16 and multiplied with the row's 4 activations by `vpmaddwd`,
-    /// giving pair sums that are added up at the end.
+    /// `G` rows against one block of 16 columns, into `acc[r0..r0 + G]` at columns `16 * b..`.
+    /// Each 16-byte quarter of a 64-byte group (4 columns x 4 inputs) is widened to i16 once and
+    /// multiplied with every row's 4 activations by `vpmaddwd`, giving pair sums that are added
+    /// up at the end.
     ///
     /// # Safety
-    /// The CPU has AVX2; `x` holds `kp` bytes (a multiple of 4), `w` `16 * kp` bytes and `out` 16
-    /// sums.
+    /// The CPU has AVX2; `x` holds `G` rows of `kp` bytes (a multiple of 4), `w` `16 * kp` bytes;
+    /// `r0 + G <= MR` and `b < PANEL`.
     #[target_feature(enable = "avx2")]
-    unsafe fn block(x: &[u8], w: &[i8], kp: usize, out: &mut [i32]) {
-        let mut acc = [_mm256_setzero_si256(); 4];
+    unsafe fn block<const G: usize>(
+        x: &[u8],
+        w: &[i8],
+        kp: usize,
+        r0: usize,
+        b: usize,
+        acc: &mut [[i32; NB * PANEL]; MR],
+    ) {
+        let mut sums = [[_mm256_setzero_si256(); 4]; G];
+        let (xp, wp) = (x.as_ptr(), w.as_ptr());
         for k4 in 0..kp / 4 {
-            let a = (x.as_ptr().add(k4 * 4) as *const u32).read_unaligned();
-            // [a0 a1 a2 a3] as i16, repeated four times.
-            let a16 = _mm256_cvtepu8_epi16(_mm_set1_epi32(a as i32));
-            for (q, acc_q) in acc.iter_mut().enumerate() {
-                let wv = _mm_loadu_si128(w.as_ptr().add(k4 * 64 + q * 16) as *const _);
+            // Row g's [a0 a1 a2 a3] as i16, repeated four times.
+            let mut a16 = [_mm256_setzero_si256(); G];
+            for (g, a) in a16.iter_mut().enumerate() {
+                // SAFETY: g * kp + 4 * k4 + 4 <= G * kp <= x.len().
+                let v = unsafe { (xp.add(g * kp + k4 * 4) as *const u32).read_unaligned() };
+                *a = _mm256_cvtepu8_epi16(_mm_set1_epi32(v as i32));
+            }
+            for q in 0..4 {
+                // SAFETY: 64 * k4 + 16 * q + 16 <= 16 * kp = w.len().
+                let wv = unsafe { _mm_loadu_si128(wp.add(k4 * 64 + q * 16) as *const _) };
                 let w16 = _mm256_cvtepi8_epi16(wv);
-                *acc_q = _mm256_add_epi32(*acc_q, _mm256_madd_epi16(a16, w16));
+                for (s, a) in sums.iter_mut().zip(&a16) {
+                    s[q] = _mm256_add_epi32(s[q], _mm256_madd_epi16(*a, w16));
+                }
             }
         }
-        for (q, acc_q) in acc.iter().enumerate() {
-            let mut lanes = [0i32; 8];
-            _mm256_storeu_si256(lanes.as_mut_ptr() as *mut _, *acc_q);
-            for c in 0..4 {
-                out[q * 4 + c] += lanes[2 * c] + lanes[2 * c + 1];
+        for (g, s) in sums.iter().enumerate() {
+            let out = &mut acc[r0 + g][b * NB..(b + 1) * NB];
+            for (q, &v) in s.iter().enumerate() {
+                let mut lanes = [0i32; 8];
+                // SAFETY: `lanes` holds 8 values.
+                unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut _, v) };
+                for c in 0..4 {
+                    out[q * 4 + c] += lanes[2 * c] + lanes[2 * c + 1];
+                }
             }
         }
     }
