@@ -38,7 +38,7 @@ impl CandleBackend {
         let float = |m: &Matrix| matches!(m, Matrix::Float(_));
         if !float(&ckpt.lm_head) || !float(&ckpt.encoder.embed_tokens) {
             return Err(Error::Internal(
-                "the candle backend was given int8 weights".into(),
+                "the candle backend was given int8 or packed weights".into(),
             ));
         }
         Ok(CandleBackend {
@@ -409,8 +409,8 @@ struct CrossKv {
 fn float(m: &Matrix) -> candle_core::Result<&Tensor> {
     match m {
         Matrix::Float(t) => Ok(t),
-        Matrix::Int8(_) => Err(candle_core::Error::Msg(
-            "int8 weights on the candle backend".into(),
+        Matrix::Int8(_) | Matrix::Packed(_) => Err(candle_core::Error::Msg(
+            "int8 or packed weights on the candle backend".into(),
         )),
     }
 }

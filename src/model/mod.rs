@@ -46,7 +46,7 @@ use crate::error::{Error, Result};
 use crate::kernels::int8::Activations;
 use crate::weights::Weights;
 use checkpoint::{Checkpoint, Vb};
-use store::{CacheStore, Recorder, VbStore};
+use store::{CacheStore, Form, Recorder, VbStore};
 
 /// Quantisation applied to the weight matrices at load time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -383,10 +383,13 @@ impl Seq2SeqModel {
             let weights = weights()?;
             check_weights(&config, &weights)?;
             let vb = weights.into_var_builder(placement.dtype, &placement.device);
-            let ckpt = Checkpoint::new(&config, &Vb::root(&VbStore::new(vb, None)))?;
             let host = placement.device.is_cpu()
                 && placement.dtype == DType::F32
                 && placement.backend == BackendChoice::Auto;
+            // The host backend's matrices are packed as they are read (the largest, the
+            // embeddings, first), each float copy freed at once.
+            let form = if host { Form::Packed } else { Form::Tensor };
+            let ckpt = Checkpoint::new(&config, &Vb::root(&VbStore::new(vb, form)))?;
             return Self::build(config, ckpt, placement, host, false);
         };
         if !placement.device.is_cpu()
@@ -415,7 +418,7 @@ impl Seq2SeqModel {
         let weights = weights()?;
         check_weights(&config, &weights)?;
         let vb = weights.into_var_builder(DType::F32, &Device::Cpu);
-        let recorder = Recorder::new(VbStore::new(vb, Some(activations)));
+        let recorder = Recorder::new(VbStore::new(vb, Form::Int8(activations)));
         let ckpt = Checkpoint::new(&config, &Vb::root(&recorder))?;
         tracing::info!(
             "quantised to int8 in {:.2} s",

@@ -14,14 +14,19 @@ use candle_nn::VarBuilder;
 use safetensors::tensor::{Dtype, View};
 
 use crate::error::{Error, Result};
+use crate::kernels::f32::PackedF32;
 use crate::kernels::int8::QMatrix;
 use crate::kernels::int8::{Activations, Packed};
 
-/// A weight matrix: full precision (a candle tensor, `out x in`) or int8.
+/// A weight matrix: full precision (a candle tensor, `out x in`), f32 packed for the host
+/// backend, or int8.
 #[derive(Debug, Clone)]
 pub(crate) enum Matrix {
     /// A candle tensor in the model's dtype.
     Float(Tensor),
+    /// f32 packed for the host backend's kernel as it was read, the float copy freed at once (so
+    /// that loading holds the model once plus one matrix, not the model and its packed copy).
+    Packed(Arc<PackedF32>),
     /// int8, CPU only.
     Int8(Arc<QMatrix>),
 }
@@ -37,19 +42,29 @@ pub(crate) trait Store {
     fn dtype(&self) -> DType;
 }
 
-/// Parameters from a `VarBuilder`; with `quantize`, matrices become int8 as they are read, their
-/// products quantising activations as it says.
+/// What [`VbStore`] makes of each weight matrix as it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Form {
+    /// A candle tensor (the candle backend).
+    Tensor,
+    /// f32 packed for the host backend ([`Matrix::Packed`]).
+    Packed,
+    /// int8, its products quantising activations as this says.
+    Int8(Activations),
+}
+
+/// Parameters from a `VarBuilder`, each matrix made into `form` as it is read.
 pub(crate) struct VbStore<'a> {
     pub vb: VarBuilder<'a>,
-    pub quantize: Option<Activations>,
+    pub form: Form,
     pub matrices: RefCell<HashMap<String, Matrix>>,
 }
 
 impl<'a> VbStore<'a> {
-    pub fn new(vb: VarBuilder<'a>, quantize: Option<Activations>) -> Self {
+    pub fn new(vb: VarBuilder<'a>, form: Form) -> Self {
         VbStore {
             vb,
-            quantize,
+            form,
             matrices: RefCell::new(HashMap::new()),
         }
     }
@@ -69,12 +84,14 @@ impl Store for VbStore<'_> {
             return Ok(m.clone());
         }
         let t = self.vb.get((rows, cols), name)?;
-        let m = if let Some(activations) = self.quantize {
-            let data = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-            let q = QMatrix::quantize(&data, rows, cols).with_activations(activations);
-            Matrix::Int8(Arc::new(q))
-        } else {
-            Matrix::Float(t)
+        let m = match self.form {
+            Form::Int8(activations) => {
+                let data = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                let q = QMatrix::quantize(&data, rows, cols).with_activations(activations);
+                Matrix::Int8(Arc::new(q))
+            }
+            Form::Packed => Matrix::Packed(Arc::new(PackedF32::from_tensor(&t)?)),
+            Form::Tensor => Matrix::Float(t),
         };
         self.matrices
             .borrow_mut()
@@ -189,6 +206,11 @@ impl<S: Store> Store for Recorder<S> {
                 t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?,
                 vec![rows, cols],
             ),
+            Matrix::Packed(_) => {
+                return Err(Error::Internal(
+                    "packed f32 weights given to the int8 cache recorder".into(),
+                ))
+            }
         };
         self.entries.borrow_mut().insert(name.to_string(), entry);
         Ok(m)
@@ -357,5 +379,46 @@ impl Store for CacheStore {
 
     fn dtype(&self) -> DType {
         DType::F32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(form: Form) -> VbStore<'static> {
+        let w: Vec<f32> = (0..70 * 5).map(|i| i as f32 * 0.25 - 3.0).collect();
+        let t = Tensor::from_vec(w, (70, 5), &Device::Cpu).unwrap();
+        let tensors = [("m".to_string(), t)].into_iter().collect();
+        VbStore::new(
+            VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu),
+            form,
+        )
+    }
+
+    #[test]
+    fn each_form_gives_its_kind_of_matrix_with_the_same_values() {
+        let Matrix::Float(t) = store(Form::Tensor).matrix("m", 70, 5).unwrap() else {
+            panic!("Form::Tensor gives a tensor");
+        };
+        let want = t.to_vec2::<f32>().unwrap();
+        let packed_store = store(Form::Packed);
+        let Matrix::Packed(p) = packed_store.matrix("m", 70, 5).unwrap() else {
+            panic!("Form::Packed gives packed weights");
+        };
+        let mut row = vec![0f32; 5];
+        for (j, w) in want.iter().enumerate() {
+            p.row(j, &mut row).unwrap();
+            assert_eq!(&row, w, "row {j}");
+        }
+        // The same name gives the same packed copy (tied embeddings are packed once).
+        let Matrix::Packed(again) = packed_store.matrix("m", 70, 5).unwrap() else {
+            panic!("Form::Packed gives packed weights");
+        };
+        assert!(Arc::ptr_eq(&p, &again));
+        let int8 = store(Form::Int8(Activations::Int16));
+        assert!(matches!(int8.matrix("m", 70, 5).unwrap(), Matrix::Int8(_)));
+        // A wrong shape is an error, not a panic.
+        assert!(store(Form::Packed).matrix("m", 5, 70).is_err());
     }
 }

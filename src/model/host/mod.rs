@@ -144,9 +144,10 @@ enum Weights {
     Int8(Arc<QMatrix>),
 }
 
-/// Turns the checkpoint's matrices into [`Weights`], packing each float tensor once (tied
-/// embeddings and output projection share one packed copy). Each matrix is taken by value, so
-/// that its float copy is freed as soon as it is packed: loading never holds the model twice.
+/// Turns the checkpoint's matrices into [`Weights`]: float weights usually arrive packed
+/// ([`Matrix::Packed`], packed as they were read); a float tensor (an int8 cache's unquantised
+/// matrix) is packed once here (tied matrices share one packed copy), taken by value so that its
+/// float copy is freed as soon as it is packed.
 #[derive(Default)]
 struct Packer {
     packed: HashMap<candle_core::TensorId, Arc<PackedF32>>,
@@ -156,6 +157,7 @@ impl Packer {
     fn weights(&mut self, m: Matrix) -> Result<Weights> {
         Ok(match m {
             Matrix::Int8(q) => Weights::Int8(q),
+            Matrix::Packed(p) => Weights::F32(p),
             Matrix::Float(t) => {
                 if let Some(p) = self.packed.get(&t.id()) {
                     return Ok(Weights::F32(p.clone()));
