@@ -133,7 +133,8 @@ impl PackedF32 {
                 bias.len()
             )));
         }
-        out.clear();
+        // Every output is written below: only new entries are zeroed (a beam step's logits are
+        // tens of MB, cleared for nothing otherwise).
         out.resize(m * n, 0.0);
         if m == 0 {
             return Ok(());
@@ -447,7 +448,8 @@ mod tests {
             let b: Vec<f32> = (0..n).map(|i| i as f32 * 0.01).collect();
             let want = product(&x, m, &w, n, k, &b);
             let packed = PackedF32::pack(&w, n, k).unwrap();
-            let mut out = Vec::new();
+            // A reused buffer's old contents (here NaN, and too long) never reach the output.
+            let mut out = vec![f32::NAN; m * n + 7];
             packed.matmul(&x, m, &b, &mut out).unwrap();
             let mut by_kernel = Vec::new();
             for &kernel in &kernels {
