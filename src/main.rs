@@ -10,7 +10,9 @@ fn main() -> std::process::ExitCode {
 /// glibc gives each thread that allocates a heap of its own (an "arena"), and memory freed into
 /// one is not reused by the others: with the decoding threads' arenas, translating 135 sentences
 /// in batches of 32 with 4 beams on the real-weights model peaked at 599-668 MB, with one arena
-/// at 503 MB, at the same speed. One arena, unless `MALLOC_ARENA_MAX` says otherwise.
+/// at 503 MB. Speed: within run-to-run noise on a 2-core machine (perhaps 6 % slower on batched
+/// beam search; `perf` shows no time in malloc). One arena, unless `MALLOC_ARENA_MAX` says
+/// otherwise.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn one_malloc_arena() {
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {

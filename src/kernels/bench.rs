@@ -117,40 +117,38 @@ fn fma_loop_avx2(k: usize) -> f32 {
     total
 }
 
+/// [`fma_loop`] or [`fma_loop_avx2`]: `k` iterations, returning a sum to keep.
+#[cfg(target_arch = "x86_64")]
+type FmaLoop = unsafe fn(usize) -> f32;
+
 #[test]
 #[ignore = "a benchmark: cargo test --release --lib kernels::bench -- --ignored --nocapture"]
 fn machine_limits() {
     use rayon::prelude::*;
     let threads = rayon::current_num_threads();
+    // The widest FMA loop the CPU has: its name, the loop, multiply-adds per iteration.
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx512f") {
-        let k = 50_000_000;
-        let dt = best(3, || {
-            // SAFETY: the CPU has AVX-512F (checked above).
-            let s: f32 = (0..threads)
-                .into_par_iter()
-                .map(|_| unsafe { fma_loop(k) })
-                .sum();
-            std::hint::black_box(s);
-        });
-        let fmas = (threads * k * 16 * 16) as f64;
-        println!(
-            "f32 FMA limit (AVX-512), {threads} threads: {:.1} G multiply-adds/s",
-            fmas / dt / 1e9
-        );
+    let fma: Option<(&str, FmaLoop, usize)> = if std::is_x86_feature_detected!("avx512f") {
+        Some(("AVX-512", fma_loop, 16 * 16))
     } else if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        Some(("AVX2", fma_loop_avx2, 12 * 8))
+    } else {
+        None
+    };
+    #[cfg(target_arch = "x86_64")]
+    if let Some((name, run, per_iteration)) = fma {
         let k = 50_000_000;
         let dt = best(3, || {
-            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            // SAFETY: the CPU has the features `run` needs (checked above).
             let s: f32 = (0..threads)
                 .into_par_iter()
-                .map(|_| unsafe { fma_loop_avx2(k) })
+                .map(|_| unsafe { run(k) })
                 .sum();
             std::hint::black_box(s);
         });
-        let fmas = (threads * k * 12 * 8) as f64;
+        let fmas = (threads * k * per_iteration) as f64;
         println!(
-            "f32 FMA limit (AVX2), {threads} threads: {:.1} G multiply-adds/s",
+            "f32 FMA limit ({name}), {threads} threads: {:.1} G multiply-adds/s",
             fmas / dt / 1e9
         );
     }
