@@ -262,12 +262,24 @@ impl Translator {
                 "this is not a translation (Marian) model; use it as a summariser",
             ));
         }
-        let tokenizer = MarianTokenizer::from_dir(&files.dir)?;
-        let runtime = Seq2Seq::load(files, options, |config| {
-            check_vocab(config, &tokenizer, &files.dir)?;
-            GenerationConfig::for_model(config, files.generation_config.as_deref())
-        })?;
-        Ok((runtime, tokenizer))
+        // The tokenizer (a few tenths of a second: SentencePiece models and vocab.json) is read
+        // on its own thread while the weights load. Errors come in the order they did when the
+        // two were read one after the other: the tokenizer's, config.json's, a vocabulary that
+        // does not fit the model, then the weights'.
+        let (tokenizer, runtime) = std::thread::scope(|scope| {
+            let tokenizer = scope.spawn(|| MarianTokenizer::from_dir(&files.dir));
+            let runtime = Seq2Seq::load(files, options, |config| {
+                GenerationConfig::for_model(config, files.generation_config.as_deref())
+            });
+            let tokenizer = tokenizer
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (tokenizer, runtime)
+        });
+        let tokenizer = tokenizer?;
+        let config = ModelConfig::from_file(&files.config)?;
+        check_vocab(&config, &tokenizer, &files.dir)?;
+        Ok((runtime?, tokenizer))
     }
 
     /// Sets the batching options.

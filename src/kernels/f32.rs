@@ -42,7 +42,51 @@ pub(crate) struct PackedF32 {
     n: usize,
     k: usize,
     /// Panel `p`'s input `c` at `p * k + c`; the last panel's missing columns are zeros.
-    lanes: Vec<Lane>,
+    lanes: Lanes,
+}
+
+/// Zeroed, page-aligned memory for lanes: fresh pages from the system (no pass to clear them:
+/// that was a sixth of loading a model), asking for 2 MiB pages where the system offers them
+/// (every product streams its whole matrix; with 4 KiB pages each 4 KiB is a TLB miss).
+struct Lanes {
+    map: memmap2::MmapMut,
+    len: usize,
+}
+
+impl Lanes {
+    fn zeroed(len: usize) -> Result<Self> {
+        let bytes = len
+            .checked_mul(std::mem::size_of::<Lane>())
+            .ok_or_else(|| Error::Internal(format!("{len} lanes overflow the address space")))?;
+        let map = memmap2::MmapMut::map_anon(bytes.max(1)).map_err(|e| {
+            Error::Internal(format!("cannot allocate {bytes} bytes of weights: {e}"))
+        })?;
+        #[cfg(target_os = "linux")]
+        let _ = map.advise(memmap2::Advice::HugePage);
+        Ok(Lanes { map, len })
+    }
+}
+
+impl std::ops::Deref for Lanes {
+    type Target = [Lane];
+    fn deref(&self) -> &[Lane] {
+        // SAFETY: the mapping is page-aligned (a `Lane` needs 64 bytes), holds `len` lanes'
+        // bytes, starts zeroed (all-zero bits are 0.0 floats) and lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().cast::<Lane>(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for Lanes {
+    fn deref_mut(&mut self) -> &mut [Lane] {
+        // SAFETY: as in `deref`, and `&mut self` makes this the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().cast::<Lane>(), self.len) }
+    }
+}
+
+impl std::fmt::Debug for Lanes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} lanes", self.len)
+    }
 }
 
 /// Calls `f` with the values of a contiguous CPU f32 tensor (no copy).
@@ -81,13 +125,37 @@ impl PackedF32 {
                 w.len()
             )));
         }
+        Self::pack_from(n, k, |i| w[i])
+    }
+
+    /// Packs a matrix stored as `n x k` little-endian f32 bytes (straight from a weights file:
+    /// one copy, no float tensor in between).
+    pub(crate) fn pack_le_bytes(bytes: &[u8], n: usize, k: usize) -> Result<Self> {
+        if bytes.len() != 4 * n * k || k == 0 {
+            return Err(Error::Internal(format!(
+                "packing a {n}x{k} matrix from {} bytes",
+                bytes.len()
+            )));
+        }
+        Self::pack_from(n, k, |i| {
+            f32::from_le_bytes([
+                bytes[4 * i],
+                bytes[4 * i + 1],
+                bytes[4 * i + 2],
+                bytes[4 * i + 3],
+            ])
+        })
+    }
+
+    /// Packs the matrix whose row-major element `i` (`j * k + c`) is `value(i)`, `k > 0`.
+    fn pack_from(n: usize, k: usize, value: impl Fn(usize) -> f32 + Sync) -> Result<Self> {
         let panels = n.div_ceil(NR);
-        let mut lanes = vec![Lane([0.0; NR]); panels * k];
+        let mut lanes = Lanes::zeroed(panels * k)?;
         lanes.par_chunks_mut(k).enumerate().for_each(|(p, panel)| {
             let j0 = p * NR;
             for (l, j) in (j0..n.min(j0 + NR)).enumerate() {
-                for (lane, &v) in panel.iter_mut().zip(&w[j * k..(j + 1) * k]) {
-                    lane.0[l] = v;
+                for (c, lane) in panel.iter_mut().enumerate() {
+                    lane.0[l] = value(j * k + c);
                 }
             }
         });
@@ -491,6 +559,25 @@ mod tests {
         }
         assert!(packed.row(n, &mut row).is_err());
         assert!(packed.row(0, &mut row[..k - 1]).is_err());
+    }
+
+    #[test]
+    fn packing_little_endian_bytes_equals_packing_the_floats() {
+        let (n, k) = (70, 9);
+        let w = values(n * k, 13, 29);
+        let bytes: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let a = PackedF32::pack(&w, n, k).unwrap();
+        let b = PackedF32::pack_le_bytes(&bytes, n, k).unwrap();
+        assert_eq!(a.lanes.len(), b.lanes.len());
+        for (x, y) in a.lanes.iter().zip(b.lanes.iter()) {
+            assert_eq!(x.0, y.0);
+        }
+        // The last panel's missing columns are zeros (fresh pages, never written).
+        assert!(b.lanes[2 * k..]
+            .iter()
+            .all(|l| l.0[n - 2 * NR..] == [0.0; 3 * NR - 70]));
+        assert!(PackedF32::pack_le_bytes(&bytes[1..], n, k).is_err());
+        assert!(PackedF32::pack_le_bytes(&[], 0, 0).is_err());
     }
 
     #[test]

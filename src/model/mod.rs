@@ -382,14 +382,20 @@ impl Seq2SeqModel {
         let Some(activations) = placement.quantize.map(Quantization::activations) else {
             let weights = weights()?;
             check_weights(&config, &weights)?;
-            let vb = weights.into_var_builder(placement.dtype, &placement.device);
             let host = placement.device.is_cpu()
                 && placement.dtype == DType::F32
                 && placement.backend == BackendChoice::Auto;
             // The host backend's matrices are packed as they are read (the largest, the
-            // embeddings, first), each float copy freed at once.
-            let form = if host { Form::Packed } else { Form::Tensor };
-            let ckpt = Checkpoint::new(&config, &Vb::root(&VbStore::new(vb, form)))?;
+            // embeddings, first), from the file's bytes; the candle backend's are tensors.
+            let store = if host {
+                VbStore::packing(weights)
+            } else {
+                VbStore::new(
+                    weights.into_var_builder(placement.dtype, &placement.device),
+                    Form::Tensor,
+                )
+            };
+            let ckpt = Checkpoint::new(&config, &Vb::root(&store))?;
             return Self::build(config, ckpt, placement, host, false);
         };
         if !placement.device.is_cpu()

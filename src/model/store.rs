@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::kernels::f32::PackedF32;
 use crate::kernels::int8::QMatrix;
 use crate::kernels::int8::{Activations, Packed};
+use crate::weights::Weights;
 
 /// A weight matrix: full precision (a candle tensor, `out x in`), f32 packed for the host
 /// backend, or int8.
@@ -58,6 +59,8 @@ pub(crate) struct VbStore<'a> {
     pub vb: VarBuilder<'a>,
     pub form: Form,
     pub matrices: RefCell<HashMap<String, Matrix>>,
+    /// The weights under `vb`, when packed matrices may be read from their bytes directly.
+    raw: Option<Arc<Weights>>,
 }
 
 impl<'a> VbStore<'a> {
@@ -66,6 +69,20 @@ impl<'a> VbStore<'a> {
             vb,
             form,
             matrices: RefCell::new(HashMap::new()),
+            raw: None,
+        }
+    }
+
+    /// A store over `weights` (f32 on the CPU) whose [`Form::Packed`] matrices are packed
+    /// straight from the file's bytes when they are stored as float32 (no float tensor in
+    /// between: one copy of each matrix, not two), the rest read through a `VarBuilder`.
+    pub fn packing(weights: Weights) -> VbStore<'static> {
+        let weights = Arc::new(weights);
+        VbStore {
+            vb: Weights::shared_var_builder(&weights, DType::F32, &Device::Cpu),
+            form: Form::Packed,
+            matrices: RefCell::new(HashMap::new()),
+            raw: Some(weights),
         }
     }
 }
@@ -82,6 +99,20 @@ impl Store for VbStore<'_> {
     fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
         if let Some(m) = self.matrices.borrow().get(name) {
             return Ok(m.clone());
+        }
+        if let (Form::Packed, Some(w)) = (self.form, &self.raw) {
+            let packed = w
+                .with_f32_bytes(name, &[rows, cols], |b| {
+                    PackedF32::pack_le_bytes(b, rows, cols)
+                })?
+                .transpose()?;
+            if let Some(p) = packed {
+                let m = Matrix::Packed(Arc::new(p));
+                self.matrices
+                    .borrow_mut()
+                    .insert(name.to_string(), m.clone());
+                return Ok(m);
+            }
         }
         let t = self.vb.get((rows, cols), name)?;
         let m = match self.form {
@@ -420,5 +451,46 @@ mod tests {
         assert!(matches!(int8.matrix("m", 70, 5).unwrap(), Matrix::Int8(_)));
         // A wrong shape is an error, not a panic.
         assert!(store(Form::Packed).matrix("m", 5, 70).is_err());
+    }
+
+    #[test]
+    fn packing_from_the_file_gives_the_values_the_tensor_path_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let w: Vec<f32> = (0..70 * 5).map(|i| i as f32 * 0.25 - 3.0).collect();
+        let m = Tensor::from_vec(w, (70, 5), &Device::Cpu).unwrap();
+        // Stored as f16: packed from a converted tensor instead (the bytes are not float32).
+        let h = m.to_dtype(DType::F16).unwrap();
+        let b = Tensor::arange(0f32, 5.0, &Device::Cpu).unwrap();
+        let tensors: HashMap<String, Tensor> = [("m", &m), ("h", &h), ("b", &b)]
+            .into_iter()
+            .map(|(n, t)| (n.to_string(), t.clone()))
+            .collect();
+        candle_core::safetensors::save(&tensors, &path).unwrap();
+        let store = VbStore::packing(Weights::open(&path).unwrap());
+        for (name, want) in [("m", &m), ("h", &h)] {
+            let want = want.to_dtype(DType::F32).unwrap().to_vec2::<f32>().unwrap();
+            let Matrix::Packed(p) = store.matrix(name, 70, 5).unwrap() else {
+                panic!("a packing store gives packed weights");
+            };
+            let mut row = vec![0f32; 5];
+            for (j, w) in want.iter().enumerate() {
+                p.row(j, &mut row).unwrap();
+                assert_eq!(&row, w, "{name} row {j}");
+            }
+            let Matrix::Packed(again) = store.matrix(name, 70, 5).unwrap() else {
+                panic!("a packing store gives packed weights");
+            };
+            assert!(Arc::ptr_eq(&p, &again), "{name} is packed once");
+        }
+        // Vectors still come through the VarBuilder; a wrong shape or name is an error.
+        assert_eq!(
+            store.tensor("b", &[5]).unwrap().to_vec1::<f32>().unwrap(),
+            [0.0, 1.0, 2.0, 3.0, 4.0]
+        );
+        let fresh = VbStore::packing(Weights::open(&path).unwrap());
+        let err = fresh.matrix("m", 5, 70).unwrap_err().to_string();
+        assert!(err.contains("[70, 5]"), "{err}");
+        assert!(fresh.matrix("missing", 70, 5).is_err());
     }
 }

@@ -35,6 +35,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::var_builder::SimpleBackend;
@@ -677,15 +678,98 @@ impl Weights {
     pub fn into_var_builder(self, dtype: DType, device: &Device) -> VarBuilder<'static> {
         VarBuilder::from_backend(Box::new(self), dtype, device.clone())
     }
+
+    /// A candle `VarBuilder` over shared weights (as [`Weights::into_var_builder`]), for a
+    /// reader that also takes some tensors' bytes directly ([`Weights::with_f32_bytes`]).
+    pub(crate) fn shared_var_builder(
+        weights: &Arc<Weights>,
+        dtype: DType,
+        device: &Device,
+    ) -> VarBuilder<'static> {
+        VarBuilder::from_backend(Box::new(Shared(Arc::clone(weights))), dtype, device.clone())
+    }
+
+    /// Calls `f` with the little-endian bytes of the float32 tensor `name` of shape `shape`
+    /// (borrowed from the file when they lie there contiguous and in that order), then hands the
+    /// file's pages of it back as [`Weights::tensor`] does; `None` if it is stored in another
+    /// dtype. Errors: no such tensor, another shape, bytes outside the file.
+    pub(crate) fn with_f32_bytes<R>(
+        &self,
+        name: &str,
+        shape: &[usize],
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>> {
+        self.check_shape(name, shape)?;
+        let entry = self.entry(name)?;
+        if entry.dtype != StoredDtype::F32 {
+            return Ok(None);
+        }
+        let bytes = self.contiguous_le_bytes(name, entry)?;
+        let mapped = match (&self.file, &bytes) {
+            (FileBytes::Mapped(map), Cow::Borrowed(b)) if !b.is_empty() => {
+                Some((b.as_ptr() as usize - map.as_ptr() as usize, b.len()))
+            }
+            _ => None,
+        };
+        let out = f(&bytes);
+        drop(bytes);
+        if let Some((offset, len)) = mapped {
+            self.release(offset, len);
+        }
+        Ok(Some(out))
+    }
+}
+
+/// Weights shared between a `VarBuilder` and a direct reader.
+struct Shared(Arc<Weights>);
+
+impl SimpleBackend for Shared {
+    fn get(
+        &self,
+        shape: candle_core::Shape,
+        name: &str,
+        init: candle_nn::Init,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        self.0.get(shape, name, init, dtype, device)
+    }
+
+    fn get_unchecked(
+        &self,
+        name: &str,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        self.0.get_unchecked(name, dtype, device)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.0.contains(name)
+    }
 }
 
 /// Decodes packed `N`-byte elements with `le` (or `be` for big-endian files).
-fn decode<T, const N: usize>(
+fn decode<T: AnyBits, const N: usize>(
     bytes: &[u8],
     big_endian: bool,
     le: fn([u8; N]) -> T,
     be: fn([u8; N]) -> T,
 ) -> Vec<T> {
+    let n = bytes.len() / N;
+    if big_endian == cfg!(target_endian = "big") && std::mem::size_of::<T>() == N {
+        // The file's byte order is the machine's: the elements are the bytes as they stand
+        // (one copy; element by element this was a quarter of loading a model).
+        let mut out = Vec::<T>::with_capacity(n);
+        // SAFETY: `out` has room for `n` elements of `N` bytes, which the copy fills from
+        // `n * N <= bytes.len()` bytes; every bit pattern is a `T` (`AnyBits`), and the source is
+        // read byte-wise, so its alignment does not matter.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr().cast::<u8>(), n * N);
+            out.set_len(n);
+        }
+        return out;
+    }
     let convert = if big_endian { be } else { le };
     bytes
         .chunks_exact(N)
@@ -696,6 +780,27 @@ fn decode<T, const N: usize>(
         })
         .collect()
 }
+
+/// Numbers whose every bit pattern is a value and that hold no padding: decoded by copying
+/// their bytes.
+///
+/// # Safety
+/// Only for such plain numbers.
+unsafe trait AnyBits: Copy {}
+// SAFETY: IEEE floats and two's-complement integers: every bit pattern is a value, no padding.
+unsafe impl AnyBits for f64 {}
+// SAFETY: as above.
+unsafe impl AnyBits for f32 {}
+// SAFETY: as above.
+unsafe impl AnyBits for half::f16 {}
+// SAFETY: as above.
+unsafe impl AnyBits for half::bf16 {}
+// SAFETY: as above.
+unsafe impl AnyBits for i64 {}
+// SAFETY: as above.
+unsafe impl AnyBits for i32 {}
+// SAFETY: as above.
+unsafe impl AnyBits for i16 {}
 
 /// Copies a strided view into contiguous bytes; `None` if an element lies outside `storage`.
 fn gather(storage: &[u8], es: usize, entry: &Entry) -> Option<Vec<u8>> {
