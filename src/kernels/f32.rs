@@ -168,6 +168,16 @@ impl PackedF32 {
         with_host_slice(t, |w| Self::pack(w, n, k))?
     }
 
+    /// Outputs (rows of the original matrix).
+    pub(crate) fn rows(&self) -> usize {
+        self.n
+    }
+
+    /// Inputs (columns of the original matrix).
+    pub(crate) fn cols(&self) -> usize {
+        self.k
+    }
+
     /// Row `j` of the original matrix (an embedding) into `out` (`k` values).
     pub(crate) fn row(&self, j: usize, out: &mut [f32]) -> Result<()> {
         if j >= self.n || out.len() != self.k {

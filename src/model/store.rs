@@ -32,6 +32,39 @@ pub(crate) enum Matrix {
     Int8(Arc<QMatrix>),
 }
 
+impl Matrix {
+    /// `(outputs, inputs)`.
+    fn dims(&self) -> (usize, usize) {
+        match self {
+            Matrix::Float(t) => match t.dims() {
+                &[rows, cols] => (rows, cols),
+                _ => (0, 0),
+            },
+            Matrix::Packed(p) => (p.rows(), p.cols()),
+            Matrix::Int8(q) => (q.rows(), q.cols()),
+        }
+    }
+}
+
+/// The matrix `name` already read, if it was; an error if it was read with another shape (a
+/// tied weight asked for as two shapes: the same name must give the same matrix).
+fn cached(
+    matrices: &RefCell<HashMap<String, Matrix>>,
+    name: &str,
+    rows: usize,
+    cols: usize,
+) -> Result<Option<Matrix>> {
+    match matrices.borrow().get(name) {
+        Some(m) if m.dims() != (rows, cols) => {
+            let (r, c) = m.dims();
+            Err(Error::Internal(format!(
+                "weight `{name}` was read as {r}x{c} and is asked for as {rows}x{cols}"
+            )))
+        }
+        found => Ok(found.cloned()),
+    }
+}
+
 /// Parameter access while building a model.
 pub(crate) trait Store {
     fn contains(&self, name: &str) -> bool;
@@ -97,8 +130,8 @@ impl Store for VbStore<'_> {
     }
 
     fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
-        if let Some(m) = self.matrices.borrow().get(name) {
-            return Ok(m.clone());
+        if let Some(m) = cached(&self.matrices, name, rows, cols)? {
+            return Ok(m);
         }
         if let (Form::Packed, Some(w)) = (self.form, &self.raw) {
             let packed = w
@@ -373,8 +406,8 @@ impl Store for CacheStore {
     }
 
     fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
-        if let Some(m) = self.matrices.borrow().get(name) {
-            return Ok(m.clone());
+        if let Some(m) = cached(&self.matrices, name, rows, cols)? {
+            return Ok(m);
         }
         let m = if self.view(&format!("{name}.int8")).is_ok() {
             let key = format!("{name}.int8");
@@ -492,5 +525,8 @@ mod tests {
         let err = fresh.matrix("m", 5, 70).unwrap_err().to_string();
         assert!(err.contains("[70, 5]"), "{err}");
         assert!(fresh.matrix("missing", 70, 5).is_err());
+        // A matrix already read, asked for with another shape, is an error too.
+        let err = store.matrix("m", 5, 70).unwrap_err().to_string();
+        assert!(err.contains("70x5") && err.contains("5x70"), "{err}");
     }
 }
