@@ -277,9 +277,21 @@ impl Translator {
             (tokenizer, runtime)
         });
         let tokenizer = tokenizer?;
-        let config = ModelConfig::from_file(&files.config)?;
-        check_vocab(&config, &tokenizer, &files.dir)?;
-        Ok((runtime?, tokenizer))
+        match runtime {
+            Ok(runtime) => {
+                check_vocab(runtime.model.config(), &tokenizer, &files.dir)?;
+                Ok((runtime, tokenizer))
+            }
+            Err(e) => {
+                // config.json's own errors and a vocabulary that does not fit it come first.
+                check_vocab(
+                    &ModelConfig::from_file(&files.config)?,
+                    &tokenizer,
+                    &files.dir,
+                )?;
+                Err(e)
+            }
+        }
     }
 
     /// Sets the batching options.

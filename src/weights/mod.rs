@@ -564,28 +564,27 @@ impl Weights {
     pub fn tensor(&self, name: &str, device: &Device) -> Result<Tensor> {
         let entry = self.entry(name)?;
         let bytes = self.contiguous_bytes(name, entry)?;
-        let mapped = match (&self.file, &bytes) {
-            (FileBytes::Mapped(map), Cow::Borrowed(b)) if !b.is_empty() => {
-                Some((b.as_ptr() as usize - map.as_ptr() as usize, b.len()))
-            }
-            _ => None,
-        };
+        self.releasing(bytes, |bytes| self.decoded(entry, bytes, device))
+    }
+
+    /// `bytes` (one tensor's, in the file's byte order) decoded into a tensor on `device`.
+    fn decoded(&self, entry: &Entry, bytes: &[u8], device: &Device) -> Result<Tensor> {
         let be = self.big_endian;
         let shape = entry.shape.as_slice();
         let tensor = match entry.dtype {
             StoredDtype::F64 => Tensor::from_vec(
-                decode(&bytes, be, f64::from_le_bytes, f64::from_be_bytes),
+                decode(bytes, be, f64::from_le_bytes, f64::from_be_bytes),
                 shape,
                 device,
             ),
             StoredDtype::F32 => Tensor::from_vec(
-                decode(&bytes, be, f32::from_le_bytes, f32::from_be_bytes),
+                decode(bytes, be, f32::from_le_bytes, f32::from_be_bytes),
                 shape,
                 device,
             ),
             StoredDtype::F16 => Tensor::from_vec(
                 decode(
-                    &bytes,
+                    bytes,
                     be,
                     half::f16::from_le_bytes,
                     half::f16::from_be_bytes,
@@ -595,7 +594,7 @@ impl Weights {
             ),
             StoredDtype::BF16 => Tensor::from_vec(
                 decode(
-                    &bytes,
+                    bytes,
                     be,
                     half::bf16::from_le_bytes,
                     half::bf16::from_be_bytes,
@@ -604,17 +603,17 @@ impl Weights {
                 device,
             ),
             StoredDtype::I64 => Tensor::from_vec(
-                decode(&bytes, be, i64::from_le_bytes, i64::from_be_bytes),
+                decode(bytes, be, i64::from_le_bytes, i64::from_be_bytes),
                 shape,
                 device,
             ),
             StoredDtype::I32 => Tensor::from_vec(
-                decode(&bytes, be, i32::from_le_bytes, i32::from_be_bytes),
+                decode(bytes, be, i32::from_le_bytes, i32::from_be_bytes),
                 shape,
                 device,
             ),
             StoredDtype::I16 => Tensor::from_vec(
-                decode(&bytes, be, i16::from_le_bytes, i16::from_be_bytes),
+                decode(bytes, be, i16::from_le_bytes, i16::from_be_bytes),
                 shape,
                 device,
             ),
@@ -625,16 +624,30 @@ impl Weights {
                     .collect();
                 Tensor::from_vec(values, shape, device)
             }
-            StoredDtype::U8 => Tensor::from_vec(bytes.into_owned(), shape, device),
+            StoredDtype::U8 => Tensor::from_vec(bytes.to_vec(), shape, device),
             StoredDtype::Bool => {
                 let values: Vec<u8> = bytes.iter().map(|&b| u8::from(b != 0)).collect();
                 Tensor::from_vec(values, shape, device)
             }
         }?;
+        Ok(tensor)
+    }
+
+    /// Runs `f` on a tensor's `bytes`, then, when they were borrowed from the mapped file, hands
+    /// those pages back ([`Weights::release`]): what `f` made is the tensor's only copy.
+    fn releasing<R>(&self, bytes: Cow<'_, [u8]>, f: impl FnOnce(&[u8]) -> R) -> R {
+        let mapped = match (&self.file, &bytes) {
+            (FileBytes::Mapped(map), Cow::Borrowed(b)) if !b.is_empty() => {
+                Some((b.as_ptr() as usize - map.as_ptr() as usize, b.len()))
+            }
+            _ => None,
+        };
+        let out = f(&bytes);
+        drop(bytes);
         if let Some((offset, len)) = mapped {
             self.release(offset, len);
         }
-        Ok(tensor)
+        out
     }
 
     /// Hands the pages of a mapped range back once its tensor is copied out, so that loading does
@@ -705,18 +718,7 @@ impl Weights {
             return Ok(None);
         }
         let bytes = self.contiguous_le_bytes(name, entry)?;
-        let mapped = match (&self.file, &bytes) {
-            (FileBytes::Mapped(map), Cow::Borrowed(b)) if !b.is_empty() => {
-                Some((b.as_ptr() as usize - map.as_ptr() as usize, b.len()))
-            }
-            _ => None,
-        };
-        let out = f(&bytes);
-        drop(bytes);
-        if let Some((offset, len)) = mapped {
-            self.release(offset, len);
-        }
-        Ok(Some(out))
+        Ok(Some(self.releasing(bytes, f)))
     }
 }
 
