@@ -267,6 +267,20 @@ struct Candidate {
     score: f32,
 }
 
+/// Repeats each of the first `rows` rows (of `width` values) `times` times in place: rows
+/// `[a, b]` become `[a, a, .., b, b, ..]`.
+fn widen_rows(values: &mut Vec<f32>, rows: usize, width: usize, times: usize) {
+    values.resize(rows * width * times, 0.0);
+    for r in (0..rows).rev() {
+        for c in (0..times).rev() {
+            let dst = (r * times + c) * width;
+            if dst != r * width {
+                values.copy_within(r * width..(r + 1) * width, dst);
+            }
+        }
+    }
+}
+
 fn length_denominator(len: usize, length_penalty: f32) -> f32 {
     // transformers computes `int ** float` in Python (f64) and divides an f32 tensor by it.
     (len as f64).powf(length_penalty as f64) as f32
@@ -306,7 +320,11 @@ fn beam(
             open: true,
         })
         .collect();
-    let mut state = model.start_decoding(encoded, k)?;
+    // Every beam of a source starts from the same token with an empty cache, so where rows are
+    // computed independently the first step runs one row per source and its logits (and
+    // alignments) are copied to the source's other beams: the numbers k rows would give.
+    let first = if model.rows_independent() { 1 } else { k };
+    let mut state = model.start_decoding(encoded, first)?;
     let mut active: Vec<usize> = (0..n).collect();
     let mut cur_len = 1usize;
     let mut logits = Vec::new();
@@ -314,12 +332,14 @@ fn beam(
     let mut cands: Vec<Candidate> = Vec::with_capacity(k * keep_k);
     let mut align = Vec::new();
     while !active.is_empty() {
+        let rows_per_source = state.beams();
         let tokens: Vec<u32> = active
             .iter()
             .flat_map(|&s| {
                 items[s]
                     .running
                     .iter()
+                    .take(rows_per_source)
                     .map(|b| *b.tokens.last().unwrap_or(&0))
             })
             .collect();
@@ -329,6 +349,10 @@ fn beam(
             state.step(&tokens, &mut logits)?;
             0
         };
+        if rows_per_source < k {
+            widen_rows(&mut logits, tokens.len(), vocab, k);
+            widen_rows(&mut align, tokens.len(), width, k);
+        }
         let lengths = state.source_lengths().to_vec();
         let mut reorder: Vec<u32> = Vec::with_capacity(active.len() * k);
         // b. log-probabilities, processors, plus the running beam scores; each beam's own top 2k
@@ -453,7 +477,9 @@ fn beam(
             item.slots = new_slots;
             item.running = next_running;
             for p in parents {
-                reorder.push((pos * k + p) as u32);
+                // Before widening, every beam continues its source's one row.
+                let within = if rows_per_source < k { 0 } else { p };
+                reorder.push((pos * rows_per_source + within) as u32);
             }
         }
         state.reorder_rows(&reorder)?;
@@ -678,6 +704,19 @@ mod tests {
         assert_eq!(argmax(&[1.0, 3.0, 3.0, 2.0]), 1);
         assert_eq!(argmax(&[f32::NEG_INFINITY, f32::NEG_INFINITY]), 0);
         assert_eq!(argmax(&[f32::NAN, 1.0]), 1);
+    }
+
+    #[test]
+    fn widen_rows_repeats_each_row_in_place() {
+        // Longer than the rows (a buffer reused from a bigger step): the tail is not a row.
+        let mut v = vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 9.0, 9.0];
+        widen_rows(&mut v, 3, 2, 3);
+        let want = [1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 3.0, 4.0, 3.0, 4.0, 3.0, 4.0];
+        assert_eq!(v[..12], want);
+        assert_eq!(v[12..], [5.0, 6.0, 5.0, 6.0, 5.0, 6.0]);
+        let mut empty = Vec::new();
+        widen_rows(&mut empty, 4, 0, 3);
+        assert!(empty.is_empty());
     }
 
     #[test]

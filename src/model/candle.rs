@@ -292,6 +292,11 @@ impl Backend for CandleBackend {
         "candle"
     }
 
+    fn rows_independent(&self) -> bool {
+        // The `gemm` crate's blocking depends on the number of rows (last-bit differences).
+        false
+    }
+
     #[cfg(test)]
     fn full_logits(&self, encoded: &EncoderOutput, seq: &[u32]) -> Result<Tensor> {
         let mut state = self.start_state(encoded, 1)?;
@@ -341,7 +346,7 @@ impl Decoding for CandleDecoding<'_> {
         Ok(())
     }
 
-    fn reorder(&mut self, parents: &[u32]) -> Result<()> {
+    fn reorder(&mut self, parents: &[u32], beams: usize) -> Result<()> {
         let device = self.state.cross_bias.device().clone();
         let idx = Tensor::from_slice(parents, parents.len(), &device)?;
         for cache in &mut self.state.caches {
@@ -350,6 +355,7 @@ impl Decoding for CandleDecoding<'_> {
                 cache.v = Some(v.index_select(&idx, 0)?);
             }
         }
+        self.state.beams = beams;
         Ok(())
     }
 

@@ -154,6 +154,9 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     fn max_source_positions(&self) -> usize;
     fn max_target_positions(&self) -> usize;
     fn name(&self) -> &'static str;
+    /// Whether a row's figures are the same whatever rows share its step (each output one sum
+    /// in a fixed order): then beam search may run its first step on one row per source.
+    fn rows_independent(&self) -> bool;
     /// The logits of every position of `seq` for source 0 of `encoded`, decoded at once with a
     /// causal mask and no cache: the oracle that cached decoding is tested against (the candle
     /// backend's).
@@ -185,8 +188,9 @@ pub(crate) trait Decoding: Send {
         out: &mut Vec<f32>,
         align: Option<AlignOut<'_>>,
     ) -> Result<()>;
-    /// New row `i` continues old row `parents[i]` (within its source).
-    fn reorder(&mut self, parents: &[u32]) -> Result<()>;
+    /// New row `i` continues old row `parents[i]` (within its source); afterwards each source
+    /// has `beams` rows (`parents.len() / sources`).
+    fn reorder(&mut self, parents: &[u32], beams: usize) -> Result<()>;
     /// Keeps only these sources, in this order, with all their rows.
     fn keep(&mut self, sources: &[usize]) -> Result<()>;
 }
@@ -318,26 +322,35 @@ impl DecoderState<'_> {
 
     /// Reorders rows: new row `i` continues old row `rows[i]`. Every row must stay with its source
     /// (beam search picks among the beams of the same source), so only self-attention caches move.
+    ///
+    /// `rows` may also change the number of beams: with `sources x b` indices the state has `b`
+    /// rows per source afterwards. Beam search uses this to run its first step on one row per
+    /// source (all beams start alike) and then widen to its beams.
     pub fn reorder_rows(&mut self, rows: &[u32]) -> Result<()> {
         let n = self.rows();
-        let beams = self.beams as u32;
+        let old = self.beams;
+        let new = rows.len().checked_div(self.sources).unwrap_or(old);
         let inside = rows
             .iter()
             .enumerate()
-            .all(|(i, &r)| (r as usize) < n && r / beams == i as u32 / beams);
-        if rows.len() != n || !inside {
+            .all(|(i, &r)| (r as usize) < n && r as usize / old == i / new.max(1));
+        if new == 0 || rows.len() != self.sources * new || !inside {
             return Err(Error::option(
                 "rows",
                 format!(
-                    "{} row indices for a state of {n} rows, each within its source",
-                    rows.len()
+                    "{} row indices for a state of {} sources of {old} rows: a multiple of \
+                     the sources, each row within its source",
+                    rows.len(),
+                    self.sources
                 ),
             ));
         }
-        if rows.iter().enumerate().all(|(i, &r)| r as usize == i) {
+        if new == old && rows.iter().enumerate().all(|(i, &r)| r as usize == i) {
             return Ok(());
         }
-        self.run.reorder(rows)
+        self.run.reorder(rows, new)?;
+        self.beams = new;
+        Ok(())
     }
 
     /// Keeps only the given sources (in this order) with all their rows: finished sources leave the
@@ -485,6 +498,12 @@ impl Seq2SeqModel {
     /// The backend that runs the model: `host` or `candle`.
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()
+    }
+
+    /// Whether a row's logits are bit for bit the same whatever other rows share its step (the
+    /// host backend's kernels; candle's matrix products block by the number of rows).
+    pub fn rows_independent(&self) -> bool {
+        self.backend.rows_independent()
     }
 
     /// The model's configuration.

@@ -171,6 +171,60 @@ fn both_backends_give_the_same_states_and_logits_through_beams_and_dropped_sourc
 }
 
 #[test]
+fn widening_one_row_per_source_to_beams_equals_starting_with_the_beams() {
+    for name in MODELS {
+        for backend in [BackendChoice::Auto, BackendChoice::Candle] {
+            let model = load(name, backend);
+            let enc = model.encode(&sources(&model)).unwrap();
+            let n = enc.lengths().len();
+            let (beams, vocab) = (3, model.config().decoder_vocab_size);
+            let start = model.config().decoder_start_token_id;
+            let mut wide = model.start_decoding(&enc, beams).unwrap();
+            let mut narrow = model.start_decoding(&enc, 1).unwrap();
+            let (mut lw, mut ln) = (Vec::new(), Vec::new());
+            wide.step(&vec![start; n * beams], &mut lw).unwrap();
+            narrow.step(&vec![start; n], &mut ln).unwrap();
+            // Bit for bit where the backend says rows are independent, else within rounding.
+            let exact = model.rows_independent();
+            assert_eq!(exact, backend == BackendChoice::Auto);
+            let same = |a: &[f32], b: &[f32]| {
+                if exact {
+                    a == b
+                } else {
+                    a.len() == b.len() && max_diff(a, b) < 1e-4
+                }
+            };
+            for (r, row) in lw.chunks(vocab).enumerate() {
+                let one = &ln[r / beams * vocab..][..vocab];
+                assert!(same(row, one), "{name} ({backend:?}): step 1 row {r}");
+            }
+            // Every beam continues its source's one row; different tokens per beam.
+            let widen: Vec<u32> = (0..n * beams).map(|r| (r / beams) as u32).collect();
+            narrow.reorder_rows(&widen).unwrap();
+            assert_eq!((narrow.beams(), narrow.rows()), (beams, n * beams));
+            let tokens: Vec<u32> = (0..n * beams).map(|r| 4 + r as u32 % 5).collect();
+            wide.step(&tokens, &mut lw).unwrap();
+            narrow.step(&tokens, &mut ln).unwrap();
+            assert!(
+                same(&lw, &ln),
+                "{name} ({backend:?}): step 2 after widening"
+            );
+            // Dropping a source keeps the widened beams together.
+            let keep: Vec<usize> = (1..n).collect();
+            wide.keep_sources(&keep).unwrap();
+            narrow.keep_sources(&keep).unwrap();
+            let tokens = &tokens[beams..];
+            wide.step(tokens, &mut lw).unwrap();
+            narrow.step(tokens, &mut ln).unwrap();
+            assert!(
+                same(&lw, &ln),
+                "{name} ({backend:?}): step 3 after dropping a source"
+            );
+        }
+    }
+}
+
+#[test]
 fn decoding_arguments_are_checked() {
     let model = load("marian-tiny", BackendChoice::Auto);
     let enc = model.encode(&sources(&model)).unwrap();
@@ -185,6 +239,16 @@ fn decoding_arguments_are_checked() {
     assert!(
         state.reorder_rows(&rows).is_err(),
         "rows stay with their source"
+    );
+    let n = state.sources() as u32;
+    assert!(state.reorder_rows(&[0]).is_err(), "rows per source");
+    let three: Vec<u32> = (0..n * 3).map(|i| (i / 3) * 2 + (i % 3) % 2).collect();
+    state.reorder_rows(&three).unwrap();
+    assert_eq!(state.beams(), 3, "three rows per source afterwards");
+    let crossing: Vec<u32> = (0..n).map(|i| (i * 3 + 3) % (n * 3)).collect();
+    assert!(
+        state.reorder_rows(&crossing).is_err(),
+        "narrowed rows stay with their source"
     );
     assert!(state.keep_sources(&[99]).is_err());
     assert!(model.encode(&[]).is_err());

@@ -524,6 +524,11 @@ impl Backend for HostBackend {
     fn name(&self) -> &'static str {
         "host"
     }
+
+    fn rows_independent(&self) -> bool {
+        // Every kernel sums each output in input order, and int8 scales are per row.
+        true
+    }
 }
 
 /// One generation's state on the host backend, with attention caches in `E` (f32 for float
@@ -581,8 +586,9 @@ impl<E: KvElem> Decoding for HostState<'_, E> {
         linear_with_bias(&ws.x, rows, &m.lm_head, &m.final_bias, out)
     }
 
-    fn reorder(&mut self, parents: &[u32]) -> Result<()> {
+    fn reorder(&mut self, parents: &[u32], beams: usize) -> Result<()> {
         self.kv.reorder_rows(parents);
+        self.beams = beams;
         Ok(())
     }
 
