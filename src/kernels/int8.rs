@@ -71,22 +71,17 @@ pub(crate) enum Activations {
     /// Each row in 8 bits (scale max|x| / 127): one integer product. Fastest; the rounding
     /// error changes the output of about a third of the sentences on real OPUS-MT weights.
     Int8,
-    /// Each row in 8 bits, then that rounding error in 8 more bits (about 15 bits in all): two
-    /// integer products over the same weights, summed in f32. As close to float32 as the int8
-    /// weights allow.
+    /// Each row in 16 bits: `254 * q0 + q1`, where `q0` is the 8-bit value above and `q1` its
+    /// rounding error in steps of 1/254 of the 8-bit step (about 15 bits in all, one scale per
+    /// row). One exact integer product per output (in i64); on AVX2 one 16-bit product, with
+    /// VNNI two 8-bit products (the high and low parts) combined before scaling. As close to
+    /// float32 as the int8 weights allow.
     #[default]
     Int16,
 }
 
-impl Activations {
-    /// Quantised rows per activation row.
-    fn passes(self) -> usize {
-        match self {
-            Activations::Int8 => 1,
-            Activations::Int16 => 2,
-        }
-    }
-}
+/// The weight of the high part in [`Activations::Int16`]: `|254 * 127 + 127| < 2^15`.
+const HIGH: i32 = 254;
 
 /// Packed int8 weights: owned, or a range of a memory-mapped cache file (no copy, and the pages
 /// count once in memory).
@@ -310,8 +305,17 @@ impl QMatrix {
             )));
         }
         let kernel = kernel.available();
-        let passes = self.activations.passes();
-        let (xq, xs) = quantize_rows(x, m, self.k, self.kp, passes, SCRATCH.take());
+        let split = kernel == Int8Kernel::Avx512Vnni;
+        let q = QRows::quantize(x, m, self.k, self.kp, self.activations, split);
+        self.product(kernel, &q, bias, out);
+        q.recycle();
+        Ok(())
+    }
+
+    /// `out` = the quantised rows `q` times this matrix transposed (lengths checked by the
+    /// caller; `kernel` one the CPU has).
+    fn product(&self, kernel: Int8Kernel, q: &QRows, bias: Option<&[f32]>, out: &mut [f32]) {
+        let m = q.scales.len();
         let panels = self.n.div_ceil(NB * PANEL);
         // Tasks own whole panels (64 columns), as one disjoint slice of every output row. A few
         // tasks per thread balance the work; below ~2M multiply-adds one task does it all (a
@@ -337,86 +341,115 @@ impl QMatrix {
                     at: done,
                     width,
                 };
-                self.panel_rows(kernel, &xq, &xs, passes, cols, bias, rows);
+                self.panel_rows(kernel, q, cols, bias, rows);
                 done += width;
             }
         });
-        SCRATCH.set(xq);
-        Ok(())
     }
 
     /// One panel (`nb` blocks of 16 columns from column `c0`) for every row: the rows in equal
     /// chunks of at most [`MR`] quantised rows (19 rows: 5+5+5+4, not 6+6+6+1), so that every
-    /// chunk reuses each loaded weight vector several times. Output row `i` is quantised rows
-    /// `passes * i ..`; `rows[i][at..at + width]` is where its columns `c0..c0 + width` go.
-    #[allow(clippy::too_many_arguments)]
+    /// chunk reuses each loaded weight vector several times. `rows[i][at..at + width]` is where
+    /// output row `i`'s columns `c0..c0 + width` go.
     fn panel_rows(
         &self,
         kernel: Int8Kernel,
-        xq: &[u8],
-        xs: &[f32],
-        passes: usize,
+        q: &QRows,
         cols: Cols,
         bias: Option<&[f32]>,
         rows: &mut [&mut [f32]],
     ) {
         let Cols { c0, nb, at, width } = cols;
-        let m = rows.len();
-        let per_chunk = MR / passes;
-        let chunks = m.div_ceil(per_chunk);
-        let w = &self.packed[c0 * self.kp..(c0 + nb * NB) * self.kp];
+        let (m, kp) = (rows.len(), self.kp);
+        let per_row = q.rows_per_input();
+        let chunks = m.div_ceil(MR / per_row);
+        let w = &self.packed[c0 * kp..(c0 + nb * NB) * kp];
         let offsets = &self.offsets[c0..c0 + nb * NB];
         let scales = &self.scales[c0..c0 + width];
-        let bias = bias.map(|b| &b[c0..c0 + width]);
+        let zeros = [0f32; NB * PANEL];
+        let b = bias.map_or(&zeros[..width], |b| &b[c0..c0 + width]);
         let mut m0 = 0;
         for c in 0..chunks {
             let mr = m / chunks + usize::from(c < m % chunks);
-            let (q0, qr) = (m0 * passes, mr * passes);
-            let x = &xq[q0 * self.kp..(q0 + qr) * self.kp];
-            let xs = &xs[q0..q0 + qr];
+            let xs = &q.scales[m0..m0 + mr];
             let mut outs: [&mut [f32]; MR] = Default::default();
             for (o, row) in outs.iter_mut().zip(rows[m0..m0 + mr].iter_mut()) {
                 *o = &mut row[at..at + width];
             }
             let outs = &mut outs[..mr];
-            #[cfg(target_arch = "x86_64")]
-            if kernel == Int8Kernel::Avx512Vnni {
-                let f = vnni::Finish {
-                    xs,
-                    passes,
-                    offsets,
-                    scales,
-                    bias,
-                };
-                // SAFETY: `kernel` is one the CPU has (`Int8Kernel::available`); `x` holds
-                // `qr = passes * mr` <= 6 rows of `kp`, `w` `nb` blocks of 16 columns, `offsets`
-                // `nb` blocks, `xs` `qr` scales, `scales`, `bias` and every slice of `outs`
-                // `width` <= 16 * nb entries.
-                unsafe { vnni::panel(x, w, self.kp, nb, &f, outs) };
-                m0 += mr;
-                continue;
-            }
-            // The portable kernels accumulate into a tile (the VNNI one finishes in registers).
-            let mut acc = [[0i32; NB * PANEL]; MR];
-            match kernel {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `kernel` is one the CPU has; `x` holds `qr` <= 6 rows of `kp`, `w` `nb`
-                // <= 4 blocks.
-                Int8Kernel::Avx2 => unsafe { avx2::panel(x, w, self.kp, qr, nb, &mut acc) },
-                _ => scalar_panel(x, w, self.kp, qr, nb, &mut acc),
-            }
-            let zeros = [0f32; NB * PANEL];
-            let b = bias.unwrap_or(&zeros[..width]);
-            for ((accs, sx), dst) in acc
-                .chunks(passes)
-                .zip(xs.chunks(passes))
-                .zip(outs.iter_mut())
-            {
-                if passes == 2 {
-                    let acc = [&accs[0][..width], &accs[1][..width]];
-                    finish_pair(acc, &offsets[..width], scales, [sx[0], sx[1]], b, dst);
-                } else {
-                    finish_row(&accs[0][..width], &offsets[..width], scales, sx[0], b, dst);
+            // The kernels other than VNNI's accumulate into a tile.
+            let mut acc = [[0i64; NB * PANEL]; MR];
+            match &q.rows {
+                Rows::Bytes(bytes) => {
+                    let x = &bytes[m0 * kp..(m0 + mr) * kp];
+                    #[cfg(target_arch = "x86_64")]
+                    if kernel == Int8Kernel::Avx512Vnni {
+                        let f = vnni::Finish {
+                            xs,
+                            offsets,
+                            scales,
+                            bias,
+                        };
+                        // SAFETY: `kernel` is one the CPU has (`Int8Kernel::available`); `x`
+                        // holds `mr` <= 6 rows of `kp`, `w` `nb` blocks of 16 columns, `offsets`
+                        // `nb` blocks, `xs` `mr` scales, `scales`, `bias` and every slice of
+                        // `outs` `width` <= 16 * nb entries.
+                        unsafe { vnni::panel(x, w, kp, nb, mr, vnni::Target::Outs(&f, outs)) };
+                        m0 += mr;
+                        continue;
+                    }
+                    match kernel {
+                        #[cfg(target_arch = "x86_64")]
+                        // SAFETY: `kernel` is one the CPU has; `x` holds `mr` <= 6 rows of `kp`,
+                        // `w` `nb` <= 4 blocks.
+                        Int8Kernel::Avx2 => unsafe { avx2::panel(x, w, kp, mr, nb, &mut acc) },
+                        _ => scalar_panel(x, w, kp, mr, nb, &mut acc),
+                    }
+                    for ((a, &sx), dst) in acc.iter().zip(xs).zip(outs.iter_mut()) {
+                        finish_row(&a[..width], &offsets[..width], scales, sx, b, dst);
+                    }
+                }
+                Rows::Split(bytes) => {
+                    // Two byte rows per output row: its high and low parts' sums, combined.
+                    let x = &bytes[2 * m0 * kp..2 * (m0 + mr) * kp];
+                    let mut parts = [[0i32; NB * PANEL]; MR];
+                    #[cfg(target_arch = "x86_64")]
+                    if kernel == Int8Kernel::Avx512Vnni {
+                        // SAFETY: as above, with `2 * mr` <= 6 rows of `kp` in `x`.
+                        unsafe {
+                            vnni::panel(x, w, kp, nb, 2 * mr, vnni::Target::Sums(&mut parts))
+                        };
+                    }
+                    if kernel != Int8Kernel::Avx512Vnni {
+                        scalar_panel(x, w, kp, 2 * mr, nb, &mut acc);
+                        for (p, a) in parts.iter_mut().zip(&acc) {
+                            for (pv, &av) in p.iter_mut().zip(a) {
+                                *pv = av as i32;
+                            }
+                        }
+                    }
+                    for (i, a) in acc.iter_mut().enumerate().take(mr) {
+                        let (hi, lo) = (&parts[2 * i], &parts[2 * i + 1]);
+                        for (j, v) in a.iter_mut().enumerate().take(width) {
+                            let o = offsets[j] as i64;
+                            *v = HIGH as i64 * (hi[j] as i64 - o) + (lo[j] as i64 - o);
+                        }
+                    }
+                    for ((a, &sx), dst) in acc.iter().zip(xs).zip(outs.iter_mut()) {
+                        finish_wide(&a[..width], scales, sx, b, dst);
+                    }
+                }
+                Rows::Wide(wide) => {
+                    let x = &wide[m0 * kp..(m0 + mr) * kp];
+                    match kernel {
+                        #[cfg(target_arch = "x86_64")]
+                        // SAFETY: as for `Bytes`.
+                        Int8Kernel::Avx2 => unsafe { avx2::panel(x, w, kp, mr, nb, &mut acc) },
+                        _ => scalar_panel(x, w, kp, mr, nb, &mut acc),
+                    }
+                    for ((a, &sx), dst) in acc.iter().zip(xs).zip(outs.iter_mut()) {
+                        finish_wide(&a[..width], scales, sx, b, dst);
+                    }
                 }
             }
             m0 += mr;
@@ -435,62 +468,131 @@ struct Cols {
 }
 
 multiversion! {
-/// i32 sums back to f32: (acc - offset) * (row scale * column scale) + bias.
-fn finish_row(acc: &[i32], offsets: &[i32], scales: &[f32], sx: f32, bias: &[f32], dst: &mut [f32]) -> () {
+/// Integer sums back to f32: (acc - offset) * (row scale * column scale) + bias.
+fn finish_row(acc: &[i64], offsets: &[i32], scales: &[f32], sx: f32, bias: &[f32], dst: &mut [f32]) -> () {
     for ((((d, &a), &o), &s), &b) in dst.iter_mut().zip(acc).zip(offsets).zip(scales).zip(bias) {
-        *d = (a - o) as f32 * (sx * s) + b;
+        *d = (a - o as i64) as f32 * (sx * s) + b;
     }
 }
 }
 
 multiversion! {
-/// [`finish_row`] for [`Activations::Int16`]: the row's two products (8 bits, then the residual)
-/// summed, `((a0 - offset) * (sx0 * s) + (a1 - offset) * (sx1 * s)) + bias`.
-fn finish_pair(acc: [&[i32]; 2], offsets: &[i32], scales: &[f32], sx: [f32; 2], bias: &[f32], dst: &mut [f32]) -> () {
-    let [a0, a1] = acc;
-    for (((((d, &x0), &x1), &o), &s), &b) in dst.iter_mut().zip(a0).zip(a1).zip(offsets).zip(scales).zip(bias) {
-        *d = ((x0 - o) as f32 * (sx[0] * s) + (x1 - o) as f32 * (sx[1] * s)) + b;
+/// [`finish_row`] for [`Activations::Int16`] (signed activations, no offset): `acc * (row scale
+/// * column scale) + bias`, the exact sum rounded to f32 once.
+fn finish_wide(acc: &[i64], scales: &[f32], sx: f32, bias: &[f32], dst: &mut [f32]) -> () {
+    for (((d, &a), &s), &b) in dst.iter_mut().zip(acc).zip(scales).zip(bias) {
+        *d = a as f32 * (sx * s) + b;
     }
 }
 }
 
 thread_local! {
-    /// The quantised activations' buffer, kept between calls: allocating it anew each time costs
-    /// page faults once it is large (a beam batch's rows). Taken, not borrowed, so that a nested
-    /// call on the same thread (rayon may run another job while waiting) just allocates.
+    /// The quantised activations' buffers, kept between calls: allocating them anew each time
+    /// costs page faults once they are large (a beam batch's rows). Taken, not borrowed, so that
+    /// a nested call on the same thread (rayon may run another job while waiting) just allocates.
     static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    static SCRATCH16: Cell<Vec<i16>> = const { Cell::new(Vec::new()) };
 }
 
-/// Per-row symmetric quantisation of activations to `q + 128` bytes, rows padded to `kp`, into
-/// `q` (reused); with 2 `passes`, each row is followed by its rounding error, quantised the same
-/// way (see [`Activations::Int16`]). Returns the bytes and one scale per quantised row.
-fn quantize_rows(
-    x: &[f32],
-    m: usize,
-    k: usize,
-    kp: usize,
-    passes: usize,
-    mut q: Vec<u8>,
-) -> (Vec<u8>, Vec<f32>) {
-    q.clear();
-    q.resize(m * passes * kp, 128u8);
-    let mut scales = vec![0f32; m * passes];
-    let mut residual = Vec::new();
-    for ((row, dst), s) in x
-        .chunks_exact(k)
-        .zip(q.chunks_exact_mut(passes * kp))
-        .zip(scales.chunks_exact_mut(passes))
-    {
-        if passes == 1 {
-            s[0] = quantize_row(row, dst);
-        } else {
-            let (first, second) = dst.split_at_mut(kp);
-            residual.resize(k, 0.0);
-            s[0] = quantize_row_with_residual(row, first, &mut residual);
-            s[1] = quantize_row(&residual, second);
+/// Activation rows quantised for one product, each padded to `kp` inputs with zeros.
+struct QRows {
+    rows: Rows,
+    /// One per input row: the value of one unit.
+    scales: Vec<f32>,
+}
+
+enum Rows {
+    /// [`Activations::Int8`]: one row of `q + 128` bytes per input row.
+    Bytes(Vec<u8>),
+    /// [`Activations::Int16`] for VNNI: two rows of `q + 128` bytes per input row, the high and
+    /// low parts `h`, `l` of its 16-bit values `HIGH * h + l`.
+    Split(Vec<u8>),
+    /// [`Activations::Int16`]: one row of 16-bit values per input row.
+    Wide(Vec<i16>),
+}
+
+impl QRows {
+    /// `x` (`m` rows of `k`) quantised as `activations` says; 16-bit values `split` into bytes
+    /// for the VNNI kernel.
+    fn quantize(
+        x: &[f32],
+        m: usize,
+        k: usize,
+        kp: usize,
+        activations: Activations,
+        split: bool,
+    ) -> Self {
+        let mut scales = vec![0f32; m];
+        let rows = match activations {
+            Activations::Int8 => {
+                let mut q = SCRATCH.take();
+                q.clear();
+                q.resize(m * kp, 128u8);
+                for ((row, dst), s) in x
+                    .chunks_exact(k)
+                    .zip(q.chunks_exact_mut(kp))
+                    .zip(&mut scales)
+                {
+                    *s = quantize_row(row, dst);
+                }
+                Rows::Bytes(q)
+            }
+            Activations::Int16 => {
+                let mut q = SCRATCH16.take();
+                q.clear();
+                q.resize(m * kp, 0);
+                for ((row, dst), s) in x
+                    .chunks_exact(k)
+                    .zip(q.chunks_exact_mut(kp))
+                    .zip(&mut scales)
+                {
+                    *s = quantize_row16(row, &mut dst[..k]);
+                }
+                if split {
+                    let mut bytes = SCRATCH.take();
+                    bytes.clear();
+                    bytes.resize(2 * m * kp, 128u8);
+                    for (src, dst) in q.chunks_exact(kp).zip(bytes.chunks_exact_mut(2 * kp)) {
+                        let (hi, lo) = dst.split_at_mut(kp);
+                        split_row(src, hi, lo);
+                    }
+                    SCRATCH16.set(q);
+                    Rows::Split(bytes)
+                } else {
+                    Rows::Wide(q)
+                }
+            }
+        };
+        QRows { rows, scales }
+    }
+
+    /// Quantised rows per input row.
+    fn rows_per_input(&self) -> usize {
+        match self.rows {
+            Rows::Split(_) => 2,
+            Rows::Bytes(_) | Rows::Wide(_) => 1,
         }
     }
-    (q, scales)
+
+    /// Hands the buffers back to this thread's scratch.
+    fn recycle(self) {
+        match self.rows {
+            Rows::Bytes(q) | Rows::Split(q) => SCRATCH.set(q),
+            Rows::Wide(q) => SCRATCH16.set(q),
+        }
+    }
+}
+
+/// 16-bit values `a` as high and low parts, `q + 128` bytes each: `a = HIGH * h + l` with
+/// `h = floor((a + 126) / 254)` in -128..=127 and `l` in -126..=127 (any split gives the same
+/// integer sums).
+fn split_row(src: &[i16], hi: &mut [u8], lo: &mut [u8]) {
+    for ((&a, h), l) in src.iter().zip(hi).zip(lo) {
+        let a = a as i32;
+        let high = (a + HIGH / 2 - 1).div_euclid(HIGH);
+        *h = (high + 128) as u8;
+        *l = (a - HIGH * high + 128) as u8;
+    }
 }
 
 /// Adding 1.5 * 2^23 rounds to an integer (ties to even) held in the low mantissa bits, two's
@@ -531,32 +633,41 @@ fn quantize_row(row: &[f32], dst: &mut [u8]) -> f32 {
 }
 }
 
+/// The bits of `MAGIC`: a rounded value's integer is its bits minus these.
+const MAGIC_BITS: i32 = 0x4B40_0000;
+
 multiversion! {
-/// [`quantize_row`], also writing each value's rounding error (`x - q * scale`) to `residual`.
-fn quantize_row_with_residual(row: &[f32], dst: &mut [u8], residual: &mut [f32]) -> f32 {
+/// One row to [`Activations::Int16`] values `254 * q0 + q1`: `q0` the 8-bit value (scale
+/// max|x| / 127), `q1` its rounding error in units of a 254th of that scale (clamped to ±127,
+/// which only float rounding can reach); returns that unit. Round to nearest, ties to even.
+fn quantize_row16(row: &[f32], dst: &mut [i16]) -> f32 {
     let amax = row_amax(row);
     if amax == 0.0 {
-        residual.fill(0.0);
+        dst.fill(0);
         return 0.0;
     }
     let inv = 127.0 / amax;
     let scale = amax / 127.0;
-    for ((d, e), &v) in dst.iter_mut().zip(residual.iter_mut()).zip(row) {
+    let inv_low = inv * HIGH as f32;
+    for (d, &v) in dst.iter_mut().zip(row) {
         let r = v * inv + MAGIC;
-        *d = (r.to_bits() as u8) ^ 0x80;
-        *e = v - (r - MAGIC) * scale;
+        let q0 = r.to_bits() as i32 - MAGIC_BITS;
+        let e = ((v - (r - MAGIC) * scale) * inv_low).clamp(-127.0, 127.0);
+        let q1 = (e + MAGIC).to_bits() as i32 - MAGIC_BITS;
+        *d = (HIGH * q0 + q1) as i16;
     }
-    scale
+    scale / HIGH as f32
 }
 }
 
-fn scalar_panel(
-    x: &[u8],
+/// `mr` rows of `x` (bytes or 16-bit values) times `nb` blocks of `w`, summed into `acc`.
+fn scalar_panel<X: Copy + Into<i64>>(
+    x: &[X],
     w: &[i8],
     kp: usize,
     mr: usize,
     nb: usize,
-    acc: &mut [[i32; NB * PANEL]; MR],
+    acc: &mut [[i64; NB * PANEL]; MR],
 ) {
     for (i, row_acc) in acc.iter_mut().enumerate().take(mr) {
         let xr = &x[i * kp..(i + 1) * kp];
@@ -566,9 +677,9 @@ fn scalar_panel(
                 let xa = &xr[k4 * 4..k4 * 4 + 4];
                 let chunk = &wb[k4 * NB * 4..(k4 + 1) * NB * 4];
                 for j in 0..NB {
-                    let mut s = 0i32;
+                    let mut s = 0i64;
                     for t in 0..4 {
-                        s += xa[t] as i32 * chunk[j * 4 + t] as i32;
+                        s += xa[t].into() * chunk[j * 4 + t] as i64;
                     }
                     row_acc[b * NB + j] += s;
                 }
@@ -585,10 +696,8 @@ mod vnni {
     /// How a panel's sums become outputs: `(acc - offsets) * (xs[row] * scales) + bias` (the
     /// arithmetic of `finish_row`, in the same order, so that every kernel gives the same bits).
     pub(super) struct Finish<'a> {
-        /// One scale per quantised row of the panel.
+        /// One scale per row of the panel.
         pub xs: &'a [f32],
-        /// Quantised rows per output row (1 or 2, see `Activations`).
-        pub passes: usize,
         /// From the panel's first column, padded to whole blocks.
         pub offsets: &'a [i32],
         /// One per valid column.
@@ -597,64 +706,71 @@ mod vnni {
         pub bias: Option<&'a [f32]>,
     }
 
-    /// Rows `x` of the panel times `nb` blocks of weights `w`, into `outs` (one slice per row, each
-    /// as long as the panel's valid columns).
+    /// Where a panel's sums go.
+    pub(super) enum Target<'a, 'o> {
+        /// Finished into the outputs, one slice per row of `x`, each as long as the panel's
+        /// valid columns.
+        Outs(&'a Finish<'a>, &'a mut [&'o mut [f32]]),
+        /// Into a tile, row `i` of `x` at `acc[i]`, column `c` of the panel at `acc[i][c]`.
+        Sums(&'a mut [[i32; NB * super::PANEL]; super::MR]),
+    }
+
+    /// `rows` rows `x` of the panel times `nb` blocks of weights `w`, into `target`.
     ///
     /// # Safety
-    /// The CPU has avx512f, avx512bw and avx512vnni. `outs` has 1 to 6 / `f.passes` slices, all
-    /// of the same length `cols` <= 16 * `nb`; `x` holds `f.passes * outs.len()` rows of `kp`
-    /// bytes (`kp` a multiple of 4), `w` `nb` blocks of `16 * kp` bytes, `f.xs` one scale per row
-    /// of `x`, `f.offsets` `16 * nb` entries, and `f.scales` and `f.bias` at least `cols`
-    /// entries.
+    /// The CPU has avx512f, avx512bw and avx512vnni. `rows` is 1 to 6; `x` holds `rows` rows of
+    /// `kp` bytes (`kp` a multiple of 4), `w` `nb` <= 4 blocks of `16 * kp` bytes. With
+    /// `Target::Outs`, `outs` has `rows` slices, all of the same length `cols` <= 16 * `nb`,
+    /// `f.xs` one scale per row, `f.offsets` `16 * nb` entries, and `f.scales` and `f.bias` at
+    /// least `cols` entries.
     pub(super) unsafe fn panel(
         x: &[u8],
         w: &[i8],
         kp: usize,
         nb: usize,
-        f: &Finish,
-        outs: &mut [&mut [f32]],
+        rows: usize,
+        target: Target,
     ) {
-        match (f.passes * outs.len(), nb) {
-            (6, 4) => kernel::<6, 4>(x, w, kp, f, outs),
-            (m, 4) => dispatch_rows::<4>(m, x, w, kp, f, outs),
-            (m, 3) => dispatch_rows::<3>(m, x, w, kp, f, outs),
-            (m, 2) => dispatch_rows::<2>(m, x, w, kp, f, outs),
-            (m, _) => dispatch_rows::<1>(m, x, w, kp, f, outs),
+        match (rows, nb) {
+            (6, 4) => kernel::<6, 4>(x, w, kp, target),
+            (m, 4) => dispatch_rows::<4>(m, x, w, kp, target),
+            (m, 3) => dispatch_rows::<3>(m, x, w, kp, target),
+            (m, 2) => dispatch_rows::<2>(m, x, w, kp, target),
+            (m, _) => dispatch_rows::<1>(m, x, w, kp, target),
         }
     }
 
     /// # Safety
-    /// As [`panel`], with `m == f.passes * outs.len()`.
+    /// As [`panel`], with `m` rows.
     unsafe fn dispatch_rows<const B: usize>(
         m: usize,
         x: &[u8],
         w: &[i8],
         kp: usize,
-        f: &Finish,
-        outs: &mut [&mut [f32]],
+        target: Target,
     ) {
         match m {
-            1 => kernel::<1, B>(x, w, kp, f, outs),
-            2 => kernel::<2, B>(x, w, kp, f, outs),
-            3 => kernel::<3, B>(x, w, kp, f, outs),
-            4 => kernel::<4, B>(x, w, kp, f, outs),
-            5 => kernel::<5, B>(x, w, kp, f, outs),
-            _ => kernel::<6, B>(x, w, kp, f, outs),
+            1 => kernel::<1, B>(x, w, kp, target),
+            2 => kernel::<2, B>(x, w, kp, target),
+            3 => kernel::<3, B>(x, w, kp, target),
+            4 => kernel::<4, B>(x, w, kp, target),
+            5 => kernel::<5, B>(x, w, kp, target),
+            _ => kernel::<6, B>(x, w, kp, target),
         }
     }
 
-    /// `R` rows by `B` blocks of 16 columns, sums in registers, finished straight into `outs`.
+    /// `R` rows by `B` blocks of 16 columns, sums in registers, finished straight into the
+    /// outputs or stored in the tile.
     ///
     /// # Safety
-    /// As [`panel`], with `R == f.passes * outs.len()` and `B == nb`.
+    /// As [`panel`], with `R == rows` and `B == nb`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[allow(clippy::needless_range_loop)]
     unsafe fn kernel<const R: usize, const B: usize>(
         x: &[u8],
         w: &[i8],
         kp: usize,
-        f: &Finish,
-        outs: &mut [&mut [f32]],
+        target: Target,
     ) {
         let mut a = [[_mm512_setzero_si512(); B]; R];
         let wp = w.as_ptr();
@@ -673,6 +789,18 @@ mod vnni {
                 }
             }
         }
+        let (f, outs) = match target {
+            Target::Outs(f, outs) => (f, outs),
+            Target::Sums(acc) => {
+                for (row, ar) in acc.iter_mut().zip(&a) {
+                    for (b, &v) in ar.iter().enumerate() {
+                        // SAFETY: b < B <= 4: columns 16b..16b + 16 of the 64 in the row.
+                        _mm512_storeu_si512(row.as_mut_ptr().add(b * NB) as *mut _, v);
+                    }
+                }
+                return;
+            }
+        };
         // Straight from the registers to the outputs.
         let cols = outs.first().map_or(0, |o| o.len());
         for b in 0..B {
@@ -698,11 +826,7 @@ mod vnni {
                 _mm512_mul_ps(v, scale)
             };
             for (o, out) in outs.iter_mut().enumerate() {
-                let mut v = product(o * f.passes);
-                if f.passes == 2 {
-                    v = _mm512_add_ps(v, product(o * 2 + 1));
-                }
-                let r = _mm512_add_ps(v, bias);
+                let r = _mm512_add_ps(product(o), bias);
                 _mm512_mask_storeu_ps(out.as_mut_ptr().add(lo), mask, r);
             }
         }
@@ -714,19 +838,52 @@ mod avx2 {
     use super::{MR, NB, PANEL};
     use std::arch::x86_64::*;
 
+    /// An activation element the AVX2 kernel takes: `q + 128` bytes or signed 16-bit values.
+    pub(super) trait Act: Copy {
+        /// The most 4-input steps whose pair sums fit an i32 lane.
+        const STEPS: usize;
+        /// Inputs `4 * k4..4 * k4 + 4` of the row at `p`, as i16, repeated four times.
+        ///
+        /// # Safety
+        /// The CPU has AVX2; `p` points at 4 readable elements.
+        unsafe fn four(p: *const Self) -> __m256i;
+    }
+
+    impl Act for u8 {
+        // (255 * 127 * 2) per step: never near 2^31 for any k.
+        const STEPS: usize = usize::MAX;
+        #[target_feature(enable = "avx2")]
+        unsafe fn four(p: *const u8) -> __m256i {
+            // SAFETY: 4 bytes readable (the caller's contract).
+            let v = unsafe { (p as *const u32).read_unaligned() };
+            _mm256_cvtepu8_epi16(_mm_set1_epi32(v as i32))
+        }
+    }
+
+    impl Act for i16 {
+        // |a| <= 254 * 127 + 127, |w| <= 127: 8_225_790 per step, 261 steps below 2^31.
+        const STEPS: usize = 256;
+        #[target_feature(enable = "avx2")]
+        unsafe fn four(p: *const i16) -> __m256i {
+            // SAFETY: 4 values (8 bytes) readable (the caller's contract).
+            let v = unsafe { (p as *const i64).read_unaligned() };
+            _mm256_set1_epi64x(v)
+        }
+    }
+
     /// `mr` rows of `x` times `nb` blocks of `w`, summed into `acc`: block by block, in groups
     /// of at most 3 rows that share each widened weight vector.
     ///
     /// # Safety
-    /// The CPU has AVX2; `x` holds `mr` <= 6 rows of `kp` bytes (`kp` a multiple of 4) and `w`
-    /// `nb` <= 4 blocks of `16 * kp` bytes.
-    pub(super) unsafe fn panel(
-        x: &[u8],
+    /// The CPU has AVX2; `x` holds `mr` <= 6 rows of `kp` elements (`kp` a multiple of 4) and
+    /// `w` `nb` <= 4 blocks of `16 * kp` bytes.
+    pub(super) unsafe fn panel<A: Act>(
+        x: &[A],
         w: &[i8],
         kp: usize,
         mr: usize,
         nb: usize,
-        acc: &mut [[i32; NB * PANEL]; MR],
+        acc: &mut [[i64; NB * PANEL]; MR],
     ) {
         // Groups: 1..=3 rows alone, 4 as 2 + 2, 5 as 3 + 2, 6 as 3 + 3.
         let first = if mr <= 3 { mr } else { mr.div_ceil(2) };
@@ -741,9 +898,9 @@ mod avx2 {
                 // SAFETY: the CPU has AVX2; `xs` holds `g` rows of `kp`, `wb` one block.
                 unsafe {
                     match g {
-                        1 => block::<1>(xs, wb, kp, r0, b, acc),
-                        2 => block::<2>(xs, wb, kp, r0, b, acc),
-                        _ => block::<3>(xs, wb, kp, r0, b, acc),
+                        1 => block::<A, 1>(xs, wb, kp, r0, b, acc),
+                        2 => block::<A, 2>(xs, wb, kp, r0, b, acc),
+                        _ => block::<A, 3>(xs, wb, kp, r0, b, acc),
                     }
                 }
                 r0 += g;
@@ -754,49 +911,53 @@ mod avx2 {
     /// `G` rows against one block of 16 columns, into `acc[r0..r0 + G]` at columns `16 * b..`.
     /// Each 16-byte quarter of a 64-byte group (4 columns x 4 inputs) is widened to i16 once and
     /// multiplied with every row's 4 activations by `vpmaddwd`, giving pair sums that are added
-    /// up at the end.
+    /// up in i32 lanes for at most `A::STEPS` steps at a time, then into `acc`.
     ///
     /// # Safety
-    /// The CPU has AVX2; `x` holds `G` rows of `kp` bytes (a multiple of 4), `w` `16 * kp` bytes;
-    /// `r0 + G <= MR` and `b < PANEL`.
+    /// The CPU has AVX2; `x` holds `G` rows of `kp` elements (a multiple of 4), `w` `16 * kp`
+    /// bytes; `r0 + G <= MR` and `b < PANEL`.
     #[target_feature(enable = "avx2")]
-    unsafe fn block<const G: usize>(
-        x: &[u8],
+    unsafe fn block<A: Act, const G: usize>(
+        x: &[A],
         w: &[i8],
         kp: usize,
         r0: usize,
         b: usize,
-        acc: &mut [[i32; NB * PANEL]; MR],
+        acc: &mut [[i64; NB * PANEL]; MR],
     ) {
-        let mut sums = [[_mm256_setzero_si256(); 4]; G];
         let (xp, wp) = (x.as_ptr(), w.as_ptr());
-        for k4 in 0..kp / 4 {
-            // Row g's [a0 a1 a2 a3] as i16, repeated four times.
-            let mut a16 = [_mm256_setzero_si256(); G];
-            for (g, a) in a16.iter_mut().enumerate() {
-                // SAFETY: g * kp + 4 * k4 + 4 <= G * kp <= x.len().
-                let v = unsafe { (xp.add(g * kp + k4 * 4) as *const u32).read_unaligned() };
-                *a = _mm256_cvtepu8_epi16(_mm_set1_epi32(v as i32));
-            }
-            for q in 0..4 {
-                // SAFETY: 64 * k4 + 16 * q + 16 <= 16 * kp = w.len().
-                let wv = unsafe { _mm_loadu_si128(wp.add(k4 * 64 + q * 16) as *const _) };
-                let w16 = _mm256_cvtepi8_epi16(wv);
-                for (s, a) in sums.iter_mut().zip(&a16) {
-                    s[q] = _mm256_add_epi32(s[q], _mm256_madd_epi16(*a, w16));
+        let steps = kp / 4;
+        let mut k0 = 0;
+        while k0 < steps {
+            let k1 = steps.min(k0.saturating_add(A::STEPS));
+            let mut sums = [[_mm256_setzero_si256(); 4]; G];
+            for k4 in k0..k1 {
+                let mut a16 = [_mm256_setzero_si256(); G];
+                for (g, a) in a16.iter_mut().enumerate() {
+                    // SAFETY: g * kp + 4 * k4 + 4 <= G * kp <= x.len().
+                    *a = unsafe { A::four(xp.add(g * kp + k4 * 4)) };
+                }
+                for q in 0..4 {
+                    // SAFETY: 64 * k4 + 16 * q + 16 <= 16 * kp = w.len().
+                    let wv = unsafe { _mm_loadu_si128(wp.add(k4 * 64 + q * 16) as *const _) };
+                    let w16 = _mm256_cvtepi8_epi16(wv);
+                    for (s, a) in sums.iter_mut().zip(&a16) {
+                        s[q] = _mm256_add_epi32(s[q], _mm256_madd_epi16(*a, w16));
+                    }
                 }
             }
-        }
-        for (g, s) in sums.iter().enumerate() {
-            let out = &mut acc[r0 + g][b * NB..(b + 1) * NB];
-            for (q, &v) in s.iter().enumerate() {
-                let mut lanes = [0i32; 8];
-                // SAFETY: `lanes` holds 8 values.
-                unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut _, v) };
-                for c in 0..4 {
-                    out[q * 4 + c] += lanes[2 * c] + lanes[2 * c + 1];
+            for (g, s) in sums.iter().enumerate() {
+                let out = &mut acc[r0 + g][b * NB..(b + 1) * NB];
+                for (q, &v) in s.iter().enumerate() {
+                    let mut lanes = [0i32; 8];
+                    // SAFETY: `lanes` holds 8 values.
+                    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut _, v) };
+                    for c in 0..4 {
+                        out[q * 4 + c] += lanes[2 * c] as i64 + lanes[2 * c + 1] as i64;
+                    }
                 }
             }
+            k0 = k1;
         }
     }
 }
@@ -880,7 +1041,7 @@ mod tests {
 
     /// With weights that int8 holds exactly, the only error left is the activations': 16 bits
     /// (8 plus the residual's 8) make it over 100 times smaller than 8 bits (about 250: the
-    /// residual's scale is at most 1/254 of the first), in every kernel.
+    /// residual's unit is 1/254 of the first), in every kernel.
     #[test]
     fn sixteen_bit_activations_leave_only_float_rounding() {
         let mut seed = 17;
@@ -916,6 +1077,57 @@ mod tests {
                 e16 < e8 / 100.0,
                 "{kernel:?}: 16-bit error {e16}, 8-bit {e8}"
             );
+        }
+    }
+
+    /// The VNNI form of 16-bit activations (high and low bytes, two products combined) gives
+    /// the integers of the 16-bit form; run here through the portable kernel.
+    #[test]
+    fn split_sixteen_bit_rows_give_the_same_outputs() {
+        let mut seed = 29;
+        let (m, n, k) = (7, 70, 130);
+        let x: Vec<f32> = (0..m * k)
+            .map(|i| lcg(&mut seed) * if i % 13 == 0 { 30.0 } else { 1.0 })
+            .collect();
+        let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();
+        let bias: Vec<f32> = (0..n).map(|_| lcg(&mut seed)).collect();
+        let q = QMatrix::quantize(&w, n, k).with_activations(Activations::Int16);
+        let mut outs = Vec::new();
+        for split in [false, true] {
+            let rows = QRows::quantize(&x, m, k, q.kp, Activations::Int16, split);
+            assert_eq!(rows.rows_per_input(), 1 + usize::from(split));
+            let mut out = vec![0f32; m * n];
+            q.product(Int8Kernel::Scalar, &rows, Some(&bias), &mut out);
+            outs.push(out);
+        }
+        assert_eq!(outs[0], outs[1]);
+        // Every 16-bit value splits into bytes that give it back.
+        let all: Vec<i16> = (-32385..=32385).collect();
+        let (mut hi, mut lo) = (vec![0u8; all.len()], vec![0u8; all.len()]);
+        split_row(&all, &mut hi, &mut lo);
+        for ((&a, &h), &l) in all.iter().zip(&hi).zip(&lo) {
+            assert_eq!(HIGH * (h as i32 - 128) + (l as i32 - 128), a as i32);
+        }
+    }
+
+    /// Sums far beyond an i32 lane's range (2048 inputs of the largest 16-bit activation by the
+    /// largest weight): every kernel still adds them exactly.
+    #[test]
+    fn long_rows_of_the_largest_values_do_not_overflow() {
+        let (m, n, k) = (3, 32, 2048);
+        let w = vec![1.0f32; n * k];
+        let x = vec![1.0f32; m * k];
+        for activations in [Activations::Int8, Activations::Int16] {
+            let q = QMatrix::quantize(&w, n, k).with_activations(activations);
+            for kernel in available_kernels() {
+                let mut out = vec![0f32; m * n];
+                q.matmul_with(kernel, &x, m, None, &mut out).unwrap();
+                assert!(
+                    out.iter().all(|&v| (v - k as f32).abs() < 1e-2),
+                    "{kernel:?} {activations:?}: {:?}",
+                    &out[..4]
+                );
+            }
         }
     }
 
