@@ -428,15 +428,9 @@ impl QMatrix {
                             }
                         }
                     }
-                    for (i, a) in acc.iter_mut().enumerate().take(mr) {
-                        let (hi, lo) = (&parts[2 * i], &parts[2 * i + 1]);
-                        for (j, v) in a.iter_mut().enumerate().take(width) {
-                            let o = offsets[j] as i64;
-                            *v = HIGH as i64 * (hi[j] as i64 - o) + (lo[j] as i64 - o);
-                        }
-                    }
-                    for ((a, &sx), dst) in acc.iter().zip(xs).zip(outs.iter_mut()) {
-                        finish_wide(&a[..width], scales, sx, b, dst);
+                    for (i, (&sx, dst)) in xs.iter().zip(outs.iter_mut()).enumerate() {
+                        let sums = [&parts[2 * i][..width], &parts[2 * i + 1][..width]];
+                        finish_split(sums, &offsets[..width], scales, sx, b, dst);
                     }
                 }
                 Rows::Wide(wide) => {
@@ -472,6 +466,18 @@ multiversion! {
 fn finish_row(acc: &[i64], offsets: &[i32], scales: &[f32], sx: f32, bias: &[f32], dst: &mut [f32]) -> () {
     for ((((d, &a), &o), &s), &b) in dst.iter_mut().zip(acc).zip(offsets).zip(scales).zip(bias) {
         *d = (a - o as i64) as f32 * (sx * s) + b;
+    }
+}
+}
+
+multiversion! {
+/// [`finish_wide`] for the high and low parts' sums (VNNI): `HIGH * (hi - offset) + (lo - offset)`
+/// is exact in f64 (below 2^53), and rounds to the f32 that the i64 sum would.
+fn finish_split(sums: [&[i32]; 2], offsets: &[i32], scales: &[f32], sx: f32, bias: &[f32], dst: &mut [f32]) -> () {
+    let [hi, lo] = sums;
+    for (((((d, &h), &l), &o), &s), &b) in dst.iter_mut().zip(hi).zip(lo).zip(offsets).zip(scales).zip(bias) {
+        let t = (h - o) as f64 * HIGH as f64 + (l - o) as f64;
+        *d = t as f32 * (sx * s) + b;
     }
 }
 }
