@@ -388,7 +388,7 @@ impl QMatrix {
                             xs,
                             offsets,
                             scales,
-                            bias,
+                            bias: b,
                         };
                         // SAFETY: `kernel` is one the CPU has (`Int8Kernel::available`); `x`
                         // holds `mr` <= 6 rows of `kp`, `w` `nb` blocks of 16 columns, `offsets`
@@ -708,8 +708,8 @@ mod vnni {
         pub offsets: &'a [i32],
         /// One per valid column.
         pub scales: &'a [f32],
-        /// One per valid column.
-        pub bias: Option<&'a [f32]>,
+        /// One per valid column (zeros where the product has no bias).
+        pub bias: &'a [f32],
     }
 
     /// Where a panel's sums go.
@@ -822,10 +822,7 @@ mod vnni {
             };
             let off = _mm512_loadu_si512(f.offsets.as_ptr().add(lo) as *const _);
             let sc = _mm512_maskz_loadu_ps(mask, f.scales.as_ptr().add(lo));
-            let bias = match f.bias {
-                Some(bias) => _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(lo)),
-                None => _mm512_setzero_ps(),
-            };
+            let bias = _mm512_maskz_loadu_ps(mask, f.bias.as_ptr().add(lo));
             let product = |i: usize| {
                 let scale = _mm512_mul_ps(_mm512_set1_ps(f.xs[i]), sc);
                 let v = _mm512_cvtepi32_ps(_mm512_sub_epi32(a[i][b], off));
