@@ -377,8 +377,6 @@ impl QMatrix {
                 *o = &mut row[at..at + width];
             }
             let outs = &mut outs[..mr];
-            // The kernels other than VNNI's accumulate into a tile.
-            let mut acc = [[0i64; NB * PANEL]; MR];
             match &q.rows {
                 Rows::Bytes(bytes) => {
                     let x = &bytes[m0 * kp..(m0 + mr) * kp];
@@ -398,6 +396,7 @@ impl QMatrix {
                         m0 += mr;
                         continue;
                     }
+                    let mut acc = [[0i64; NB * PANEL]; MR];
                     match kernel {
                         #[cfg(target_arch = "x86_64")]
                         // SAFETY: `kernel` is one the CPU has; `x` holds `mr` <= 6 rows of `kp`,
@@ -412,29 +411,30 @@ impl QMatrix {
                 Rows::Split(bytes) => {
                     // Two byte rows per output row: its high and low parts' sums, combined.
                     let x = &bytes[2 * m0 * kp..2 * (m0 + mr) * kp];
-                    let mut parts = [[0i32; NB * PANEL]; MR];
                     #[cfg(target_arch = "x86_64")]
                     if kernel == Int8Kernel::Avx512Vnni {
-                        // SAFETY: as above, with `2 * mr` <= 6 rows of `kp` in `x`.
-                        unsafe {
-                            vnni::panel(x, w, kp, nb, 2 * mr, vnni::Target::Sums(&mut parts))
+                        let f = vnni::Finish {
+                            xs,
+                            offsets,
+                            scales,
+                            bias: b,
                         };
+                        // SAFETY: as for `Bytes`, with `2 * mr` <= 6 rows of `kp` in `x`.
+                        unsafe { vnni::panel(x, w, kp, nb, 2 * mr, vnni::Target::Split(&f, outs)) };
+                        m0 += mr;
+                        continue;
                     }
-                    if kernel != Int8Kernel::Avx512Vnni {
-                        scalar_panel(x, w, kp, 2 * mr, nb, &mut acc);
-                        for (p, a) in parts.iter_mut().zip(&acc) {
-                            for (pv, &av) in p.iter_mut().zip(a) {
-                                *pv = av as i32;
-                            }
-                        }
-                    }
+                    // The portable kernel (the VNNI one's oracle in tests).
+                    let mut acc = [[0i64; NB * PANEL]; MR];
+                    scalar_panel(x, w, kp, 2 * mr, nb, &mut acc);
                     for (i, (&sx, dst)) in xs.iter().zip(outs.iter_mut()).enumerate() {
-                        let sums = [&parts[2 * i][..width], &parts[2 * i + 1][..width]];
+                        let sums = [&acc[2 * i][..width], &acc[2 * i + 1][..width]];
                         finish_split(sums, &offsets[..width], scales, sx, b, dst);
                     }
                 }
                 Rows::Wide(wide) => {
                     let x = &wide[m0 * kp..(m0 + mr) * kp];
+                    let mut acc = [[0i64; NB * PANEL]; MR];
                     match kernel {
                         #[cfg(target_arch = "x86_64")]
                         // SAFETY: as for `Bytes`.
@@ -471,12 +471,13 @@ fn finish_row(acc: &[i64], offsets: &[i32], scales: &[f32], sx: f32, bias: &[f32
 }
 
 multiversion! {
-/// [`finish_wide`] for the high and low parts' sums (VNNI): `HIGH * (hi - offset) + (lo - offset)`
-/// is exact in f64 (below 2^53), and rounds to the f32 that the i64 sum would.
-fn finish_split(sums: [&[i32]; 2], offsets: &[i32], scales: &[f32], sx: f32, bias: &[f32], dst: &mut [f32]) -> () {
+/// [`finish_wide`] for the high and low parts' sums (the portable form of the VNNI kernel's
+/// finish, which combines them in f64): `HIGH * (hi - offset) + (lo - offset)` rounded to f32
+/// once.
+fn finish_split(sums: [&[i64]; 2], offsets: &[i32], scales: &[f32], sx: f32, bias: &[f32], dst: &mut [f32]) -> () {
     let [hi, lo] = sums;
     for (((((d, &h), &l), &o), &s), &b) in dst.iter_mut().zip(hi).zip(lo).zip(offsets).zip(scales).zip(bias) {
-        let t = (h - o) as f64 * HIGH as f64 + (l - o) as f64;
+        let t = (h - o as i64) * HIGH as i64 + (l - o as i64);
         *d = t as f32 * (sx * s) + b;
     }
 }
@@ -717,16 +718,19 @@ mod vnni {
         /// Finished into the outputs, one slice per row of `x`, each as long as the panel's
         /// valid columns.
         Outs(&'a Finish<'a>, &'a mut [&'o mut [f32]]),
-        /// Into a tile, row `i` of `x` at `acc[i]`, column `c` of the panel at `acc[i][c]`.
-        Sums(&'a mut [[i32; NB * super::PANEL]; super::MR]),
+        /// Rows `2i` and `2i + 1` of `x` are the high and low parts of output row `i`
+        /// ([`super::Rows::Split`]): their sums are combined as `finish_split` does, exactly in
+        /// f64, and finished into `outs[i]` (half as many slices as rows of `x`).
+        Split(&'a Finish<'a>, &'a mut [&'o mut [f32]]),
     }
 
     /// `rows` rows `x` of the panel times `nb` blocks of weights `w`, into `target`.
     ///
     /// # Safety
     /// The CPU has avx512f, avx512bw and avx512vnni. `rows` is 1 to 6; `x` holds `rows` rows of
-    /// `kp` bytes (`kp` a multiple of 4), `w` `nb` <= 4 blocks of `16 * kp` bytes. With
-    /// `Target::Outs`, `outs` has `rows` slices, all of the same length `cols` <= 16 * `nb`,
+    /// `kp` bytes (`kp` a multiple of 4), `w` `nb` <= 4 blocks of `16 * kp` bytes. `outs` has
+    /// `rows` slices (`rows / 2` with `Target::Split`, `rows` even), all of the same length
+    /// `cols` <= 16 * `nb`,
     /// `f.xs` one scale per row, `f.offsets` `16 * nb` entries, and `f.scales` and `f.bias` at
     /// least `cols` entries.
     pub(super) unsafe fn panel(
@@ -795,20 +799,23 @@ mod vnni {
                 }
             }
         }
-        let (f, outs) = match target {
-            Target::Outs(f, outs) => (f, outs),
-            Target::Sums(acc) => {
-                for (row, ar) in acc.iter_mut().zip(&a) {
-                    for (b, &v) in ar.iter().enumerate() {
-                        // SAFETY: b < B <= 4: columns 16b..16b + 16 of the 64 in the row.
-                        _mm512_storeu_si512(row.as_mut_ptr().add(b * NB) as *mut _, v);
-                    }
-                }
-                return;
+        // The sums to memory once, for the finish's indexing by row (initialising this array
+        // with zeros instead would cost a 1.5 KB memset per call).
+        let mut sums = [[std::mem::MaybeUninit::<__m512i>::uninit(); B]; R];
+        for (s, ar) in sums.iter_mut().zip(&a) {
+            for (v, &av) in s.iter_mut().zip(ar) {
+                v.write(av);
             }
+        }
+        // SAFETY: every element was written just above.
+        let a = sums.map(|row| row.map(|v| v.assume_init()));
+        let (f, outs, split) = match target {
+            Target::Outs(f, outs) => (f, outs, false),
+            Target::Split(f, outs) => (f, outs, true),
         };
         // Straight from the registers to the outputs.
         let cols = outs.first().map_or(0, |o| o.len());
+        let high = _mm512_set1_pd(super::HIGH as f64);
         for b in 0..B {
             let lo = b * NB;
             if lo >= cols {
@@ -823,13 +830,34 @@ mod vnni {
             let off = _mm512_loadu_si512(f.offsets.as_ptr().add(lo) as *const _);
             let sc = _mm512_maskz_loadu_ps(mask, f.scales.as_ptr().add(lo));
             let bias = _mm512_maskz_loadu_ps(mask, f.bias.as_ptr().add(lo));
-            let product = |i: usize| {
-                let scale = _mm512_mul_ps(_mm512_set1_ps(f.xs[i]), sc);
-                let v = _mm512_cvtepi32_ps(_mm512_sub_epi32(a[i][b], off));
-                _mm512_mul_ps(v, scale)
+            // The high and low parts' sums as HIGH * h + l, in f64 (exact: below 2^53) eight
+            // lanes at a time, rounded to f32 once.
+            let combine = |h: __m512i, l: __m512i| {
+                let (h, l) = (_mm512_sub_epi32(h, off), _mm512_sub_epi32(l, off));
+                let half = |h: __m256i, l: __m256i| {
+                    let t = _mm512_fmadd_pd(_mm512_cvtepi32_pd(h), high, _mm512_cvtepi32_pd(l));
+                    _mm512_cvtpd_ps(t)
+                };
+                let low8 = half(_mm512_castsi512_si256(h), _mm512_castsi512_si256(l));
+                let high8 = half(
+                    _mm512_extracti64x4_epi64::<1>(h),
+                    _mm512_extracti64x4_epi64::<1>(l),
+                );
+                let both = _mm512_insertf64x4::<1>(
+                    _mm512_castpd256_pd512(_mm256_castps_pd(low8)),
+                    _mm256_castps_pd(high8),
+                );
+                _mm512_castpd_ps(both)
             };
-            for (o, out) in outs.iter_mut().enumerate() {
-                let r = _mm512_add_ps(product(o), bias);
+            let per_out = if split { 2 } else { 1 };
+            for (o, out) in outs.iter_mut().enumerate().take(R / per_out) {
+                let v = if split {
+                    combine(a[2 * o][b], a[2 * o + 1][b])
+                } else {
+                    _mm512_cvtepi32_ps(_mm512_sub_epi32(a[o][b], off))
+                };
+                let scale = _mm512_mul_ps(_mm512_set1_ps(f.xs[o]), sc);
+                let r = _mm512_add_ps(_mm512_mul_ps(v, scale), bias);
                 _mm512_mask_storeu_ps(out.as_mut_ptr().add(lo), mask, r);
             }
         }
