@@ -377,17 +377,19 @@ impl QMatrix {
                 *o = &mut row[at..at + width];
             }
             let outs = &mut outs[..mr];
+            // How the VNNI kernel finishes its sums straight into `outs`.
+            #[cfg(target_arch = "x86_64")]
+            let f = vnni::Finish {
+                xs,
+                offsets,
+                scales,
+                bias: b,
+            };
             match &q.rows {
                 Rows::Bytes(bytes) => {
                     let x = &bytes[m0 * kp..(m0 + mr) * kp];
                     #[cfg(target_arch = "x86_64")]
                     if kernel == Int8Kernel::Avx512Vnni {
-                        let f = vnni::Finish {
-                            xs,
-                            offsets,
-                            scales,
-                            bias: b,
-                        };
                         // SAFETY: `kernel` is one the CPU has (`Int8Kernel::available`); `x`
                         // holds `mr` <= 6 rows of `kp`, `w` `nb` blocks of 16 columns, `offsets`
                         // `nb` blocks, `xs` `mr` scales, `scales`, `bias` and every slice of
@@ -413,12 +415,6 @@ impl QMatrix {
                     let x = &bytes[2 * m0 * kp..2 * (m0 + mr) * kp];
                     #[cfg(target_arch = "x86_64")]
                     if kernel == Int8Kernel::Avx512Vnni {
-                        let f = vnni::Finish {
-                            xs,
-                            offsets,
-                            scales,
-                            bias: b,
-                        };
                         // SAFETY: as for `Bytes`, with `2 * mr` <= 6 rows of `kp` in `x`.
                         unsafe { vnni::panel(x, w, kp, nb, 2 * mr, vnni::Target::Split(&f, outs)) };
                         m0 += mr;
@@ -703,7 +699,7 @@ mod vnni {
     /// How a panel's sums become outputs: `(acc - offsets) * (xs[row] * scales) + bias` (the
     /// arithmetic of `finish_row`, in the same order, so that every kernel gives the same bits).
     pub(super) struct Finish<'a> {
-        /// One scale per row of the panel.
+        /// One scale per output row of the panel.
         pub xs: &'a [f32],
         /// From the panel's first column, padded to whole blocks.
         pub offsets: &'a [i32],
@@ -719,8 +715,8 @@ mod vnni {
         /// valid columns.
         Outs(&'a Finish<'a>, &'a mut [&'o mut [f32]]),
         /// Rows `2i` and `2i + 1` of `x` are the high and low parts of output row `i`
-        /// ([`super::Rows::Split`]): their sums are combined as `finish_split` does, exactly in
-        /// f64, and finished into `outs[i]` (half as many slices as rows of `x`).
+        /// ([`super::Rows::Split`]): their sums are combined exactly (in f64) into the f32 that
+        /// `finish_split` gives, and finished into `outs[i]` (half as many slices as rows of `x`).
         Split(&'a Finish<'a>, &'a mut [&'o mut [f32]]),
     }
 
@@ -731,8 +727,8 @@ mod vnni {
     /// `kp` bytes (`kp` a multiple of 4), `w` `nb` <= 4 blocks of `16 * kp` bytes. `outs` has
     /// `rows` slices (`rows / 2` with `Target::Split`, `rows` even), all of the same length
     /// `cols` <= 16 * `nb`,
-    /// `f.xs` one scale per row, `f.offsets` `16 * nb` entries, and `f.scales` and `f.bias` at
-    /// least `cols` entries.
+    /// `f.xs` one scale per slice of `outs`, `f.offsets` `16 * nb` entries, and `f.scales` and
+    /// `f.bias` at least `cols` entries.
     pub(super) unsafe fn panel(
         x: &[u8],
         w: &[i8],
@@ -799,8 +795,9 @@ mod vnni {
                 }
             }
         }
-        // The sums to memory once, for the finish's indexing by row (initialising this array
-        // with zeros instead would cost a 1.5 KB memset per call).
+        // The sums to memory once, for the finish's indexing by row: into an uninitialised
+        // array, so that `a` itself can stay in registers (read by a runtime row index, `a`
+        // was given a stack slot and zeroed there, a 1.5 KB memset per call).
         let mut sums = [[std::mem::MaybeUninit::<__m512i>::uninit(); B]; R];
         for (s, ar) in sums.iter_mut().zip(&a) {
             for (v, &av) in s.iter_mut().zip(ar) {
