@@ -318,10 +318,13 @@ impl QMatrix {
         let m = q.scales.len();
         let panels = self.n.div_ceil(NB * PANEL);
         // Tasks own whole panels (64 columns), as one disjoint slice of every output row. A few
-        // tasks per thread balance the work; below ~2M multiply-adds one task does it all (a
-        // thread hand-off costs more than it saves).
+        // tasks per thread balance the work; below 256K multiply-adds (a 512 x 512 product of one
+        // row: ~10 us) one task does it all, as in the f32 product. With the pool kept awake
+        // through decoding (`pool::hot`) a hand-off costs about a microsecond; at 2M, one row's
+        // layer products all ran on one thread while the other waited (a quarter of int8 greedy
+        // time at batch 1).
         let work = m * self.n * self.k;
-        let parallel = work >= (1 << 21) && panels >= 2;
+        let parallel = work >= (1 << 18) && panels >= 2;
         let tasks = if parallel {
             panels.min(4 * rayon::current_num_threads()).max(1)
         } else {
