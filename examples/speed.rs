@@ -2,9 +2,11 @@
 //! (greedy and beam 4, one sentence at a time and all in one batch), like ../shared/bench.
 //!
 //! usage: cargo run --release --example speed -- MODEL_DIR SENTENCES_FILE [NEW_TOKENS] [REPEAT]
+//! [BEAMSxBATCH|-] [int8|int8-fast]
 
 use std::time::Instant;
 
+use tolk::model::Quantization;
 use tolk::translate::{BatchOptions, LoadOptions, Translator};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -14,11 +16,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let new: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(40);
     let repeat: usize = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(3);
     let only = args.get(5).cloned().filter(|s| s != "-");
-    let opts = if args.iter().any(|a| a == "int8") {
-        LoadOptions::default().with_quantize(Some(tolk::model::Quantization::Int8))
-    } else {
-        LoadOptions::default()
+    let quantize = args.iter().skip(3).find_map(|a| match a.as_str() {
+        "int8" => Some(Quantization::Int8),
+        "int8-fast" => Some(Quantization::Int8Fast),
+        _ => None,
+    });
+    let engine = match quantize {
+        None => "tolk",
+        Some(Quantization::Int8) => "tolk-int8",
+        Some(Quantization::Int8Fast) => "tolk-int8-fast",
     };
+    let opts = LoadOptions::default().with_quantize(quantize);
     let sents: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let t0 = Instant::now();
     let t = Translator::from_dir(dir, &opts)?;
@@ -52,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 assert!(out.iter().all(|o| o.ids.len() == new));
             }
             println!(
-                "{{\"engine\":\"tolk\",\"beams\":{beams},\"batch\":{bs},\"min_s\":{best:.4},\"tokens_per_s\":{:.1}}}",
+                "{{\"engine\":\"{engine}\",\"beams\":{beams},\"batch\":{bs},\"min_s\":{best:.4},\"tokens_per_s\":{:.1}}}",
                 (sents.len() * new) as f64 / best
             );
         }

@@ -117,6 +117,23 @@ fn fma_loop_avx2(k: usize) -> f32 {
     total
 }
 
+/// `k` `vpdpbusd` on 16 independent AVX-512 registers, 64 byte multiply-adds each (the int8
+/// limit of one core: the VNNI kernel's one instruction per 4 inputs, 16 columns and row).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vnni")]
+fn vnni_loop(k: usize) -> i32 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_setzero_si512(); 16];
+    let (a, b) = (_mm512_set1_epi8(3), _mm512_set1_epi8(-2));
+    for _ in 0..k {
+        for v in acc.iter_mut() {
+            *v = _mm512_dpbusd_epi32(*v, a, b);
+        }
+    }
+    acc.iter()
+        .fold(0i32, |s, &v| s.wrapping_add(_mm512_reduce_add_epi32(v)))
+}
+
 /// [`fma_loop`] or [`fma_loop_avx2`]: `k` iterations, returning a sum to keep.
 #[cfg(target_arch = "x86_64")]
 type FmaLoop = unsafe fn(usize) -> f32;
@@ -150,6 +167,24 @@ fn machine_limits() {
         println!(
             "f32 FMA limit ({name}), {threads} threads: {:.1} G multiply-adds/s",
             fmas / dt / 1e9
+        );
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512vnni") {
+        let k = 50_000_000;
+        let dt = best(3, || {
+            // SAFETY: the CPU has AVX-512 VNNI (checked above).
+            let s: i32 = (0..threads)
+                .into_par_iter()
+                .map(|_| unsafe { vnni_loop(k) })
+                .reduce(|| 0, i32::wrapping_add);
+            std::hint::black_box(s);
+        });
+        let macs = (threads * k * 16 * 64) as f64;
+        println!(
+            "int8 VNNI limit, {threads} threads: {:.1} G byte multiply-adds/s (int8's 16-bit \
+             activations take two per multiply-add, int8-fast's 8-bit ones one)",
+            macs / dt / 1e9
         );
     }
     // Reading a buffer far larger than the caches, all threads over disjoint halves: the
