@@ -317,18 +317,19 @@ impl QMatrix {
     fn product(&self, kernel: Int8Kernel, q: &QRows, bias: Option<&[f32]>, out: &mut [f32]) {
         let m = q.scales.len();
         let panels = self.n.div_ceil(NB * PANEL);
-        // Tasks own whole panels (64 columns), as one disjoint slice of every output row. A few
-        // tasks per thread balance the work; below 256K multiply-adds (a 512 x 512 product of one
-        // row: ~10 us) one task does it all, as in the f32 product. With the pool kept awake
-        // through decoding (`pool::hot`) a hand-off costs about a microsecond; at 2M, one row's
-        // layer products all ran on one thread while the other waited (a quarter of int8 greedy
-        // time at batch 1).
+        // Tasks own whole panels (64 columns), as one disjoint slice of every output row. Below
+        // 256K multiply-adds (a 512 x 512 product of one row: ~10 us) one task does it all, as
+        // in the f32 product: with the pool kept awake through decoding (`pool::hot`) a hand-off
+        // costs about a microsecond (at 2M, one row's layer products all ran on one thread while
+        // the other waited: a quarter of int8 greedy time at batch 1). Up to 4M (one row's
+        // layer products, a few rows' small ones) one task per thread, each hand-off being a
+        // tenth of the work; above, a few tasks per thread balance the work.
         let work = m * self.n * self.k;
-        let parallel = work >= (1 << 18) && panels >= 2;
-        let tasks = if parallel {
-            panels.min(4 * rayon::current_num_threads()).max(1)
-        } else {
+        let tasks = if work < 1 << 18 || panels < 2 {
             1
+        } else {
+            let per_thread = if work < 1 << 22 { 1 } else { 4 };
+            panels.min(per_thread * rayon::current_num_threads())
         };
         let width = panels.div_ceil(tasks) * NB * PANEL;
         super::for_column_ranges(out, self.n, width, |c0, rows| {
@@ -1250,17 +1251,39 @@ mod tests {
     /// Many rows and columns, split over threads: every output written once, by one task.
     #[test]
     fn parallel_products_match_a_single_task() {
-        let mut seed = 5;
-        let (m, n, k) = (23, 1000, 96);
-        let x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
-        let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();
-        let bias: Vec<f32> = (0..n).map(|_| lcg(&mut seed)).collect();
-        let q = QMatrix::quantize(&w, n, k);
-        let mut par = vec![f32::NAN; m * n];
-        q.matmul(&x, m, Some(&bias), &mut par).unwrap();
-        let want = reference(&x, &w, m, n, k, &bias);
-        for (a, b) in par.iter().zip(&want) {
-            assert!((a - b).abs() < 0.02 * (k as f32).sqrt(), "{a} vs {b}");
+        // One task (below 256K multiply-adds), one per thread (to 4M), several per thread.
+        for (m, n, k) in [(1, 600, 256), (5, 1000, 96), (23, 1000, 200)] {
+            let mut seed = 5;
+            let x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
+            let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();
+            let bias: Vec<f32> = (0..n).map(|_| lcg(&mut seed)).collect();
+            let q = QMatrix::quantize(&w, n, k);
+            let product = |threads| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut out = vec![f32::NAN; m * n];
+                pool.install(|| q.matmul(&x, m, Some(&bias), &mut out).unwrap());
+                out
+            };
+            let single = product(1);
+            let want = reference(&x, &w, m, n, k, &bias);
+            for (a, b) in single.iter().zip(&want) {
+                assert!(
+                    (a - b).abs() < 0.02 * (k as f32).sqrt(),
+                    "{m}x{n}x{k}: {a} vs {b}"
+                );
+            }
+            for threads in [2, 3] {
+                let par = product(threads);
+                assert!(
+                    par.iter()
+                        .zip(&single)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{m}x{n}x{k} on {threads} threads differs from one thread"
+                );
+            }
         }
     }
 }
