@@ -25,7 +25,8 @@ use crate::error::{Error, Result};
 
 /// Output columns per panel: two AVX-512 registers.
 pub(crate) const NR: usize = 32;
-/// Most rows of one micro-kernel call (2 x MR accumulator registers).
+/// Most rows of one micro-kernel call: with AVX-512, 2 x MR accumulator registers (each row's
+/// 32 columns in two); the AVX2 kernel takes them in pairs, the portable one all together.
 const MR: usize = 8;
 /// Inputs per pass of the AVX2 kernel over a panel: 16 KiB of weights, kept in L1 while every
 /// pair of rows takes them.
