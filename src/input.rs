@@ -230,7 +230,7 @@ pub struct DecodeStats {
 impl DecodeStats {
     /// The notes for reports (the batch runner's per-file notes), each only where it applies:
     /// the encoding when it was not plain UTF-8 (`decoded from UTF-16LE`, `decoded from
-    /// windows-1252 (detected)`), then `N invalid byte sequences replaced` (lossy decoding).
+    /// windows-1252 (detected)`), then `N invalid byte sequences replaced with U+FFFD` (lossy decoding).
     pub fn notes(&self) -> Vec<String> {
         let detected = if self.detected { " (detected)" } else { "" };
         let mut notes = Vec::new();
@@ -238,8 +238,10 @@ impl DecodeStats {
             Encoding::Utf8 | Encoding::Utf8Bom => {}
             other => notes.push(format!("decoded from {}{detected}", other.name())),
         }
-        if self.replaced > 0 {
-            notes.push(format!("{} invalid byte sequences replaced", self.replaced));
+        match self.replaced {
+            0 => {}
+            1 => notes.push("1 invalid byte sequence replaced with U+FFFD".to_string()),
+            n => notes.push(format!("{n} invalid byte sequences replaced with U+FFFD")),
         }
         notes
     }
@@ -1741,8 +1743,18 @@ mod tests {
                 lossy.notes(),
                 [
                     "decoded from windows-1252 (detected)",
-                    "2 invalid byte sequences replaced"
+                    "2 invalid byte sequences replaced with U+FFFD"
                 ]
+            );
+            let one = DecodeStats {
+                encoding: Encoding::Utf8,
+                detected: false,
+                replaced: 1,
+                ..stats
+            };
+            assert_eq!(
+                one.notes(),
+                ["1 invalid byte sequence replaced with U+FFFD"]
             );
             assert!(DecodeStats::default().notes().is_empty());
         }

@@ -235,26 +235,16 @@ pub fn read_input(
     Ok(input.into_text().unwrap_or_default())
 }
 
-/// The notes on decoding: invalid byte sequences replaced (`--lossy`), the encoding detected
-/// (`--encoding auto`).
+/// The notes on decoding ([`DecodeStats::notes`], the words the batch reports use): the
+/// encoding when it was not UTF-8 (`--encoding auto` or a byte-order mark), invalid byte
+/// sequences replaced (`--lossy`).
 pub fn decode_notes(stats: &DecodeStats, name: &str, global: Global) {
     if global.silent {
         return;
     }
     let mut stderr = std::io::stderr();
-    if stats.detected {
-        let _ = writeln!(
-            stderr,
-            "note: {name}: encoding detected: {}",
-            stats.encoding.name()
-        );
-    }
-    if stats.replaced > 0 {
-        let _ = writeln!(
-            stderr,
-            "note: {name}: {} invalid byte sequences replaced with U+FFFD",
-            stats.replaced
-        );
+    for note in stats.notes() {
+        let _ = writeln!(stderr, "note: {name}: {note}");
     }
 }
 

@@ -361,7 +361,8 @@ fn bad_input_is_refused_with_a_clear_error_and_status_2() {
         .code(0);
     assert_eq!(run.json()["source"], "De caf\u{FFFD} is open.");
     assert!(
-        run.stderr.contains("1 invalid byte sequences replaced"),
+        run.stderr
+            .contains(": 1 invalid byte sequence replaced with U+FFFD"),
         "{}",
         run.stderr
     );

@@ -647,7 +647,7 @@ fn the_command_line_reads_named_and_detected_encodings() {
         .code(0);
     assert!(
         run.stderr
-            .contains("oud.txt: encoding detected: windows-1252"),
+            .contains("oud.txt: decoded from windows-1252 (detected)"),
         "{}",
         run.stderr
     );
