@@ -2,9 +2,12 @@
 //! hand, never in CI):
 //!
 //! ```text
-//! cargo test --release --lib kernels::bench -- --ignored --nocapture
+//! cargo test --release --lib kernels::bench -- --ignored --nocapture --test-threads 1
 //! TOLK_KBENCH="1 67028 512 76 2048 512" cargo test --release --lib kernels::bench -- --ignored --nocapture
 //! ```
+//!
+//! (`--test-threads 1`: the kernels and the machine limits are two tests, which otherwise run at
+//! once and disturb each other's figures.)
 //!
 //! `TOLK_KBENCH` holds M N K triples (rows, outputs, inputs); by default the shapes of the
 //! opus-mt-nl-en decoder: 1, 4, 19, 76 and 128 rows against 512 x 512, 2048 x 512, 512 x 2048
@@ -28,7 +31,7 @@ fn best<F: FnMut()>(reps: usize, mut f: F) -> f64 {
 }
 
 #[test]
-#[ignore = "a benchmark: cargo test --release --lib kernels::bench -- --ignored --nocapture"]
+#[ignore = "a benchmark: cargo test --release --lib kernels::bench -- --ignored --nocapture --test-threads 1"]
 fn kernels() {
     let shapes: Vec<(usize, usize, usize)> = match std::env::var("TOLK_KBENCH") {
         Ok(s) => {
@@ -139,7 +142,7 @@ fn vnni_loop(k: usize) -> i32 {
 type FmaLoop = unsafe fn(usize) -> f32;
 
 #[test]
-#[ignore = "a benchmark: cargo test --release --lib kernels::bench -- --ignored --nocapture"]
+#[ignore = "a benchmark: cargo test --release --lib kernels::bench -- --ignored --nocapture --test-threads 1"]
 fn machine_limits() {
     use rayon::prelude::*;
     let threads = rayon::current_num_threads();
