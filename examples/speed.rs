@@ -15,7 +15,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let text = std::fs::read_to_string(&args[2])?;
     let new: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(40);
     let repeat: usize = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(3);
-    let only = args.get(5).cloned().filter(|s| s != "-");
+    let only = args
+        .get(5)
+        .cloned()
+        .filter(|s| !matches!(s.as_str(), "-" | "int8" | "int8-fast"));
     let quantize = args.iter().skip(3).find_map(|a| match a.as_str() {
         "int8" => Some(Quantization::Int8),
         "int8-fast" => Some(Quantization::Int8Fast),

@@ -236,8 +236,8 @@ pub fn read_input(
 }
 
 /// The notes on decoding ([`DecodeStats::notes`], the words the batch reports use): the
-/// encoding when it was not UTF-8 (`--encoding auto` or a byte-order mark), invalid byte
-/// sequences replaced (`--lossy`).
+/// encoding whenever it was not UTF-8 (detected by `--encoding auto`, named by `--encoding
+/// LABEL`, or a UTF-16 byte-order mark), invalid byte sequences replaced (`--lossy`).
 pub fn decode_notes(stats: &DecodeStats, name: &str, global: Global) {
     if global.silent {
         return;

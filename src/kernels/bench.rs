@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo test --release --lib kernels::bench -- --ignored --nocapture --test-threads 1
-//! TOLK_KBENCH="1 67028 512 76 2048 512" cargo test --release --lib kernels::bench -- --ignored --nocapture
+//! TOLK_KBENCH="1 67028 512 76 2048 512" cargo test --release --lib kernels::bench::kernels -- --ignored --nocapture
 //! ```
 //!
 //! (`--test-threads 1`: the kernels and the machine limits are two tests, which otherwise run at
@@ -173,10 +173,10 @@ fn machine_limits() {
         );
     }
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx512vnni") {
+    if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni") {
         let k = 50_000_000;
         let dt = best(3, || {
-            // SAFETY: the CPU has AVX-512 VNNI (checked above).
+            // SAFETY: the CPU has AVX-512F and AVX-512 VNNI (checked above).
             let s: i32 = (0..threads)
                 .into_par_iter()
                 .map(|_| unsafe { vnni_loop(k) })

@@ -317,20 +317,8 @@ impl QMatrix {
     fn product(&self, kernel: Int8Kernel, q: &QRows, bias: Option<&[f32]>, out: &mut [f32]) {
         let m = q.scales.len();
         let panels = self.n.div_ceil(NB * PANEL);
-        // Tasks own whole panels (64 columns), as one disjoint slice of every output row. Below
-        // 256K multiply-adds (a 512 x 512 product of one row: ~10 us) one task does it all, as
-        // in the f32 product: with the pool kept awake through decoding (`pool::hot`) a hand-off
-        // costs about a microsecond (at 2M, one row's layer products all ran on one thread while
-        // the other waited: a quarter of int8 greedy time at batch 1). Up to 4M (one row's
-        // layer products, a few rows' small ones) one task per thread, each hand-off being a
-        // tenth of the work; above, a few tasks per thread balance the work.
-        let work = m * self.n * self.k;
-        let tasks = if work < 1 << 18 || panels < 2 {
-            1
-        } else {
-            let per_thread = if work < 1 << 22 { 1 } else { 4 };
-            panels.min(per_thread * rayon::current_num_threads())
-        };
+        // Tasks own whole panels (64 columns), as one disjoint slice of every output row.
+        let tasks = tasks(m * self.n * self.k, panels, rayon::current_num_threads());
         let width = panels.div_ceil(tasks) * NB * PANEL;
         super::for_column_ranges(out, self.n, width, |c0, rows| {
             let cols = rows.first().map_or(0, |r| r.len());
@@ -491,6 +479,22 @@ fn finish_wide(acc: &[i64], scales: &[f32], sx: f32, bias: &[f32], dst: &mut [f3
         *d = a as f32 * (sx * s) + b;
     }
 }
+}
+
+/// How many tasks share a product of `work` multiply-adds over `panels` panels. The smallest
+/// product split is 256K multiply-adds (one row by 512 x 512, ~12 us on one thread), as in the
+/// f32 product: with the pool kept awake through decoding (`pool::hot`) a hand-off costs about
+/// a microsecond (from 2M, as before, one row's layer products all ran on one thread while the
+/// other waited: a quarter of int8 greedy time at batch 1). Up to 4M (one row's layer products,
+/// a few rows' small ones) one task per thread, each hand-off a tenth of the work or more;
+/// above, a few per thread balance the work.
+fn tasks(work: usize, panels: usize, threads: usize) -> usize {
+    if work < 1 << 18 || panels < 2 {
+        1
+    } else {
+        let per_thread = if work < 1 << 22 { 1 } else { 4 };
+        panels.min(per_thread * threads.max(1))
+    }
 }
 
 thread_local! {
@@ -1250,9 +1254,23 @@ mod tests {
 
     /// Many rows and columns, split over threads: every output written once, by one task.
     #[test]
-    fn parallel_products_match_a_single_task() {
-        // One task (below 256K multiply-adds), one per thread (to 4M), several per thread.
-        for (m, n, k) in [(1, 600, 256), (5, 1000, 96), (23, 1000, 200)] {
+    fn products_split_from_256k_multiply_adds_one_task_per_thread_up_to_4m() {
+        assert_eq!(tasks((1 << 18) - 1, 8, 2), 1);
+        assert_eq!(tasks(1 << 18, 8, 2), 2);
+        assert_eq!(tasks(1 << 18, 1, 2), 1, "one panel cannot be split");
+        assert_eq!(tasks((1 << 22) - 1, 32, 2), 2);
+        assert_eq!(tasks(1 << 22, 32, 2), 8);
+        assert_eq!(tasks(1 << 22, 5, 2), 5, "at most one task per panel");
+        assert_eq!(tasks(1 << 22, 32, 1), 4);
+        assert_eq!(tasks(1 << 22, 32, 0), 4);
+    }
+
+    #[test]
+    fn parallel_products_match_a_single_thread() {
+        // One task (below 256K multiply-adds), one per thread (to 4M), several per thread: the
+        // tasks each shape gets on 3 threads.
+        for (m, n, k, split) in [(1, 600, 256, 1), (5, 1000, 96, 3), (23, 1000, 200, 12)] {
+            assert_eq!(tasks(m * n * k, n.div_ceil(NB * PANEL), 3), split);
             let mut seed = 5;
             let x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
             let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();

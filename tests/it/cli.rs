@@ -387,6 +387,12 @@ fn bad_input_is_refused_with_a_clear_error_and_status_2() {
         .code(0);
     assert_eq!(a.json()["sentences"], b.json()["sentences"]);
     assert_eq!(a.json()["source"], ARTICLE);
+    assert!(
+        a.stderr.contains("utf16.txt: decoded from UTF-16LE"),
+        "{}",
+        a.stderr
+    );
+    assert!(!b.stderr.contains("decoded from"), "{}", b.stderr);
 
     // Empty and white-space-only input: empty output, success.
     for (name, bytes) in [("empty.txt", &b""[..]), ("blank.txt", b" \n\r\n\t")] {
