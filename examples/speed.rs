@@ -15,21 +15,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let text = std::fs::read_to_string(&args[2])?;
     let new: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(40);
     let repeat: usize = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(3);
+    // The quantisation words this takes (after the numbers), and the engine each names.
+    let modes = [
+        ("int8", Quantization::Int8, "tolk-int8"),
+        ("int8-fast", Quantization::Int8Fast, "tolk-int8-fast"),
+    ];
+    let mode = args
+        .iter()
+        .skip(3)
+        .find_map(|a| modes.iter().find(|(word, ..)| word == a));
     let only = args
         .get(5)
-        .cloned()
-        .filter(|s| !matches!(s.as_str(), "-" | "int8" | "int8-fast"));
-    let quantize = args.iter().skip(3).find_map(|a| match a.as_str() {
-        "int8" => Some(Quantization::Int8),
-        "int8-fast" => Some(Quantization::Int8Fast),
-        _ => None,
-    });
-    let engine = match quantize {
-        None => "tolk",
-        Some(Quantization::Int8) => "tolk-int8",
-        Some(Quantization::Int8Fast) => "tolk-int8-fast",
-    };
-    let opts = LoadOptions::default().with_quantize(quantize);
+        .filter(|s| *s != "-" && !modes.iter().any(|(word, ..)| word == s))
+        .cloned();
+    let engine = mode.map_or("tolk", |&(_, _, engine)| engine);
+    let opts = LoadOptions::default().with_quantize(mode.map(|&(_, q, _)| q));
     let sents: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let t0 = Instant::now();
     let t = Translator::from_dir(dir, &opts)?;
