@@ -553,6 +553,20 @@ impl QRows {
                 }
                 Rows::Bytes(q)
             }
+            Activations::Int16 if split => {
+                // Each row as its high and low bytes (`kp` each), straight from the floats.
+                let mut q = SCRATCH.take();
+                q.resize(2 * m * kp, 128u8);
+                for ((row, dst), s) in x
+                    .chunks_exact(k)
+                    .zip(q.chunks_exact_mut(2 * kp))
+                    .zip(&mut scales)
+                {
+                    let (hi, lo) = dst.split_at_mut(kp);
+                    *s = quantize_row16(row, Dst16::Split(&mut hi[..k], &mut lo[..k]));
+                }
+                Rows::Split(q)
+            }
             Activations::Int16 => {
                 let mut q = SCRATCH16.take();
                 q.resize(m * kp, 0);
@@ -561,20 +575,9 @@ impl QRows {
                     .zip(q.chunks_exact_mut(kp))
                     .zip(&mut scales)
                 {
-                    *s = quantize_row16(row, &mut dst[..k]);
+                    *s = quantize_row16(row, Dst16::Wide(&mut dst[..k]));
                 }
-                if split {
-                    let mut bytes = SCRATCH.take();
-                    bytes.resize(2 * m * kp, 128u8);
-                    for (src, dst) in q.chunks_exact(kp).zip(bytes.chunks_exact_mut(2 * kp)) {
-                        let (hi, lo) = dst.split_at_mut(kp);
-                        split_row(src, hi, lo);
-                    }
-                    SCRATCH16.set(q);
-                    Rows::Split(bytes)
-                } else {
-                    Rows::Wide(q)
-                }
+                Rows::Wide(q)
             }
         };
         QRows { rows, scales }
@@ -594,18 +597,6 @@ impl QRows {
             Rows::Bytes(q) | Rows::Split(q) => SCRATCH.set(q),
             Rows::Wide(q) => SCRATCH16.set(q),
         }
-    }
-}
-
-/// 16-bit values `a` as high and low parts, `q + 128` bytes each: `a = HIGH * h + l` with
-/// `h = floor((a + 126) / 254)` in -128..=127 and `l` in -126..=127 (any split gives the same
-/// integer sums).
-fn split_row(src: &[i16], hi: &mut [u8], lo: &mut [u8]) {
-    for ((&a, h), l) in src.iter().zip(hi).zip(lo) {
-        let a = a as i32;
-        let high = (a + HIGH / 2 - 1).div_euclid(HIGH);
-        *h = (high + 128) as u8;
-        *l = (a - HIGH * high + 128) as u8;
     }
 }
 
@@ -650,27 +641,56 @@ fn quantize_row(row: &[f32], dst: &mut [u8]) -> f32 {
 /// The bits of `MAGIC`: a rounded value's integer is its bits minus these.
 const MAGIC_BITS: i32 = 0x4B40_0000;
 
+/// Where [`quantize_row16`] writes a row.
+enum Dst16<'a> {
+    /// The 16-bit values `HIGH * q0 + q1`.
+    Wide(&'a mut [i16]),
+    /// Their high and low parts as `q + 128` bytes, `q0` and `q1` themselves (both in
+    /// -127..=127): the VNNI kernel's two byte rows, combined as `HIGH * h + l`.
+    Split(&'a mut [u8], &'a mut [u8]),
+}
+
+/// One value's 16-bit quantisation (`inv` = 127 / max|x|, `scale` its inverse, `inv_low` =
+/// `inv * HIGH`): `q0` the value in 8 bits, `q1` its rounding error in units of a 254th of that
+/// step (clamped to ±127, which only float rounding can reach). Round to nearest, ties to even.
+#[inline(always)]
+fn quantize16(v: f32, inv: f32, scale: f32, inv_low: f32) -> (i32, i32) {
+    let r = v * inv + MAGIC;
+    let q0 = r.to_bits() as i32 - MAGIC_BITS;
+    let e = ((v - (r - MAGIC) * scale) * inv_low).clamp(-127.0, 127.0);
+    let q1 = (e + MAGIC).to_bits() as i32 - MAGIC_BITS;
+    (q0, q1)
+}
+
 multiversion! {
-/// One row to [`Activations::Int16`] values `254 * q0 + q1`: `q0` the 8-bit value (scale
-/// max|x| / 127), `q1` its rounding error in units of a 254th of that scale (clamped to ±127,
-/// which only float rounding can reach); returns that unit. Round to nearest, ties to even.
-fn quantize_row16(row: &[f32], dst: &mut [i16]) -> f32 {
+/// One row to [`Activations::Int16`] values `HIGH * q0 + q1` ([`quantize16`]), in the form
+/// `dst` asks for; returns the value of one unit (a 254th of the 8-bit step).
+fn quantize_row16(row: &[f32], dst: Dst16<'_>) -> f32 {
     let amax = row_amax(row);
-    if amax == 0.0 {
-        dst.fill(0);
-        return 0.0;
-    }
     let inv = 127.0 / amax;
     let scale = amax / 127.0;
     let inv_low = inv * HIGH as f32;
-    for (d, &v) in dst.iter_mut().zip(row) {
-        let r = v * inv + MAGIC;
-        let q0 = r.to_bits() as i32 - MAGIC_BITS;
-        let e = ((v - (r - MAGIC) * scale) * inv_low).clamp(-127.0, 127.0);
-        let q1 = (e + MAGIC).to_bits() as i32 - MAGIC_BITS;
-        *d = (HIGH * q0 + q1) as i16;
+    match dst {
+        Dst16::Wide(d) if amax == 0.0 => d.fill(0),
+        Dst16::Wide(d) => {
+            for (d, &v) in d.iter_mut().zip(row) {
+                let (q0, q1) = quantize16(v, inv, scale, inv_low);
+                *d = (HIGH * q0 + q1) as i16;
+            }
+        }
+        Dst16::Split(h, l) if amax == 0.0 => {
+            h.fill(128);
+            l.fill(128);
+        }
+        Dst16::Split(h, l) => {
+            for ((h, l), &v) in h.iter_mut().zip(l.iter_mut()).zip(row) {
+                let (q0, q1) = quantize16(v, inv, scale, inv_low);
+                *h = (q0 + 128) as u8;
+                *l = (q1 + 128) as u8;
+            }
+        }
     }
-    scale / HIGH as f32
+    if amax == 0.0 { 0.0 } else { scale / HIGH as f32 }
 }
 }
 
@@ -1142,12 +1162,20 @@ mod tests {
             outs.push(out);
         }
         assert_eq!(outs[0], outs[1]);
-        // Every 16-bit value splits into bytes that give it back.
-        let all: Vec<i16> = (-32385..=32385).collect();
-        let (mut hi, mut lo) = (vec![0u8; all.len()], vec![0u8; all.len()]);
-        split_row(&all, &mut hi, &mut lo);
-        for ((&a, &h), &l) in all.iter().zip(&hi).zip(&lo) {
-            assert_eq!(HIGH * (h as i32 - 128) + (l as i32 - 128), a as i32);
+        // The two forms hold the same values, row by row.
+        let (wide, split) = (
+            QRows::quantize(&x, m, k, q.kp, Activations::Int16, false),
+            QRows::quantize(&x, m, k, q.kp, Activations::Int16, true),
+        );
+        let (Rows::Wide(a), Rows::Split(b)) = (&wide.rows, &split.rows) else {
+            panic!("16-bit rows of the wrong form");
+        };
+        for (a, b) in a.chunks_exact(q.kp).zip(b.chunks_exact(2 * q.kp)) {
+            let (hi, lo) = b.split_at(q.kp);
+            for c in 0..k {
+                let v = HIGH * (hi[c] as i32 - 128) + (lo[c] as i32 - 128);
+                assert_eq!(v, a[c] as i32, "input {c}");
+            }
         }
     }
 
