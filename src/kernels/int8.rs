@@ -541,44 +541,31 @@ impl QRows {
     ) -> Self {
         let mut scales = vec![0f32; m];
         let rows = match activations {
-            Activations::Int8 => {
-                let mut q = SCRATCH.take();
-                q.resize(m * kp, 128u8);
-                for ((row, dst), s) in x
-                    .chunks_exact(k)
-                    .zip(q.chunks_exact_mut(kp))
-                    .zip(&mut scales)
-                {
-                    *s = quantize_row(row, dst);
-                }
-                Rows::Bytes(q)
-            }
-            Activations::Int16 if split => {
-                // Each row as its high and low bytes (`kp` each), straight from the floats.
-                let mut q = SCRATCH.take();
-                q.resize(2 * m * kp, 128u8);
-                for ((row, dst), s) in x
-                    .chunks_exact(k)
-                    .zip(q.chunks_exact_mut(2 * kp))
-                    .zip(&mut scales)
-                {
+            Activations::Int8 => Rows::Bytes(quantize_rows(
+                SCRATCH.take(),
+                128,
+                (x, k, kp),
+                &mut scales,
+                quantize_row,
+            )),
+            // Each row as its high and low bytes (`kp` each), straight from the floats.
+            Activations::Int16 if split => Rows::Split(quantize_rows(
+                SCRATCH.take(),
+                128,
+                (x, k, 2 * kp),
+                &mut scales,
+                |row, dst| {
                     let (hi, lo) = dst.split_at_mut(kp);
-                    *s = quantize_row16(row, Dst16::Split(&mut hi[..k], &mut lo[..k]));
-                }
-                Rows::Split(q)
-            }
-            Activations::Int16 => {
-                let mut q = SCRATCH16.take();
-                q.resize(m * kp, 0);
-                for ((row, dst), s) in x
-                    .chunks_exact(k)
-                    .zip(q.chunks_exact_mut(kp))
-                    .zip(&mut scales)
-                {
-                    *s = quantize_row16(row, Dst16::Wide(&mut dst[..k]));
-                }
-                Rows::Wide(q)
-            }
+                    quantize_row16(row, Dst16::Split(&mut hi[..k], &mut lo[..k]))
+                },
+            )),
+            Activations::Int16 => Rows::Wide(quantize_rows(
+                SCRATCH16.take(),
+                0,
+                (x, k, kp),
+                &mut scales,
+                |row, dst| quantize_row16(row, Dst16::Wide(&mut dst[..k])),
+            )),
         };
         QRows { rows, scales }
     }
@@ -598,6 +585,22 @@ impl QRows {
             Rows::Wide(q) => SCRATCH16.set(q),
         }
     }
+}
+
+/// The rows of `x` (`k` long) quantised by `quantize` into `width` elements each of `q`
+/// (resized, new elements `fill`, the rest left as they were), each row's scale into `scales`.
+fn quantize_rows<T: Copy>(
+    mut q: Vec<T>,
+    fill: T,
+    (x, k, width): (&[f32], usize, usize),
+    scales: &mut [f32],
+    mut quantize: impl FnMut(&[f32], &mut [T]) -> f32,
+) -> Vec<T> {
+    q.resize(scales.len() * width, fill);
+    for ((row, dst), s) in x.chunks_exact(k).zip(q.chunks_exact_mut(width)).zip(scales) {
+        *s = quantize(row, dst);
+    }
+    q
 }
 
 /// Adding 1.5 * 2^23 rounds to an integer (ties to even) held in the low mantissa bits, two's
@@ -667,20 +670,19 @@ multiversion! {
 /// `dst` asks for; returns the value of one unit (a 254th of the 8-bit step).
 fn quantize_row16(row: &[f32], dst: Dst16<'_>) -> f32 {
     let amax = row_amax(row);
+    if amax == 0.0 {
+        // Scale 0: the row's outputs are the bias whatever `dst` holds (as in `quantize_row`).
+        return 0.0;
+    }
     let inv = 127.0 / amax;
     let scale = amax / 127.0;
     let inv_low = inv * HIGH as f32;
     match dst {
-        Dst16::Wide(d) if amax == 0.0 => d.fill(0),
         Dst16::Wide(d) => {
             for (d, &v) in d.iter_mut().zip(row) {
                 let (q0, q1) = quantize16(v, inv, scale, inv_low);
                 *d = (HIGH * q0 + q1) as i16;
             }
-        }
-        Dst16::Split(h, l) if amax == 0.0 => {
-            h.fill(128);
-            l.fill(128);
         }
         Dst16::Split(h, l) => {
             for ((h, l), &v) in h.iter_mut().zip(l.iter_mut()).zip(row) {
@@ -690,7 +692,7 @@ fn quantize_row16(row: &[f32], dst: Dst16<'_>) -> f32 {
             }
         }
     }
-    if amax == 0.0 { 0.0 } else { scale / HIGH as f32 }
+    scale / HIGH as f32
 }
 }
 
