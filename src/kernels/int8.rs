@@ -75,7 +75,8 @@ pub(crate) enum Activations {
     /// rounding error in steps of 1/254 of the 8-bit step (about 15 bits in all, one scale per
     /// row). One exact integer product per output (in i64); on AVX2 one 16-bit product, with
     /// VNNI two 8-bit products (the high and low parts) combined before scaling. As close to
-    /// float32 as the int8 weights allow.
+    /// float32 as the int8 weights allow. (The output projection with VNNI: the high parts'
+    /// product for every logit, both for those near the best, [`QMatrix::matmul_top`].)
     #[default]
     Int16,
 }
@@ -130,6 +131,8 @@ pub struct QMatrix {
     /// Per column: 128 * sum of its quantised weights (the offset of unsigned activations).
     offsets: Vec<i32>,
     activations: Activations,
+    /// What [`QMatrix::matmul_top`] needs besides the weights, computed on its first use.
+    top: std::sync::OnceLock<TopParts>,
 }
 
 fn round_i8(x: f32) -> i8 {
@@ -172,6 +175,7 @@ impl QMatrix {
             scales,
             offsets,
             activations: Activations::default(),
+            top: Default::default(),
         }
     }
 
@@ -202,6 +206,7 @@ impl QMatrix {
             scales,
             offsets,
             activations: Activations::default(),
+            top: Default::default(),
         })
     }
 
@@ -234,6 +239,7 @@ impl QMatrix {
             scales,
             offsets,
             activations: first.activations,
+            top: Default::default(),
         })
     }
 
@@ -292,6 +298,17 @@ impl QMatrix {
         bias: Option<&[f32]>,
         out: &mut [f32],
     ) -> Result<()> {
+        self.check(x, m, bias, out)?;
+        let kernel = kernel.available();
+        let split = kernel == Int8Kernel::Avx512Vnni;
+        let q = QRows::quantize(x, m, self.k, self.kp, self.activations, split);
+        self.product(kernel, &q, bias, out);
+        q.recycle();
+        Ok(())
+    }
+
+    /// The lengths of a product's operands, checked.
+    fn check(&self, x: &[f32], m: usize, bias: Option<&[f32]>, out: &[f32]) -> Result<()> {
         let bias_ok = bias.is_none_or(|b| b.len() == self.n);
         if x.len() != m * self.k || out.len() != m * self.n || !bias_ok {
             return Err(Error::Internal(format!(
@@ -304,12 +321,155 @@ impl QMatrix {
                 bias.map(<[f32]>::len)
             )));
         }
-        let kernel = kernel.available();
-        let split = kernel == Int8Kernel::Avx512Vnni;
-        let q = QRows::quantize(x, m, self.k, self.kp, self.activations, split);
-        self.product(kernel, &q, bias, out);
-        q.recycle();
         Ok(())
+    }
+
+    /// [`QMatrix::matmul`] for products of which each row's largest outputs are the ones that
+    /// matter (a model's logits): every output within `margin` of its row's largest is the
+    /// number `matmul` gives, bit for bit; every other is within a bound of it (below), and the
+    /// outputs of a row do not depend on the other rows.
+    ///
+    /// With VNNI and [`Activations::Int16`] a full product is two 8-bit products, one for each
+    /// part of the 16-bit activations (`HIGH * q0 + q1`). Here the high part's runs for every
+    /// output (half the work). The low part would add `unit * s_j * sum_i q1_i w_ji` to output
+    /// j, at most `unit * |q1| * s_j |w_j|` (Cauchy-Schwarz: the lengths of the row's low parts
+    /// and of the column's weights); its product with the columns' mean, shared by all, is added
+    /// to every output (which keeps the row's log-sum-exp close: the errors of the many small
+    /// outputs share that part). Every output that could be within `margin` of the row's
+    /// largest, given those bounds, then gets both parts' sums (its column gathered), finished
+    /// with `matmul`'s arithmetic. Elsewhere this is `matmul`.
+    pub(crate) fn matmul_top(
+        &self,
+        x: &[f32],
+        m: usize,
+        bias: &[f32],
+        out: &mut [f32],
+        margin: f32,
+    ) -> Result<()> {
+        self.check(x, m, Some(bias), out)?;
+        let kernel = Int8Kernel::detect().available();
+        #[cfg(target_arch = "x86_64")]
+        if kernel == Int8Kernel::Avx512Vnni && self.activations == Activations::Int16 {
+            self.top_vnni(x, m, bias, out, margin);
+            return Ok(());
+        }
+        self.matmul_with(kernel, x, m, Some(bias), out)
+    }
+
+    /// [`QMatrix::matmul_top`] with VNNI (lengths checked, the kernel there).
+    #[cfg(target_arch = "x86_64")]
+    fn top_vnni(&self, x: &[f32], m: usize, bias: &[f32], out: &mut [f32], margin: f32) {
+        use rayon::prelude::*;
+        let (k, kp) = (self.k, self.kp);
+        // The high parts as 8-bit rows (scale: the unit times HIGH), the low parts beside them.
+        let mut low = vec![128u8; m * kp];
+        let mut units = vec![0f32; m];
+        let mut lows = low.chunks_exact_mut(kp);
+        let high = quantize_rows(
+            SCRATCH.take(),
+            128,
+            (x, k, kp),
+            &mut units,
+            |row, dst| match lows.next() {
+                Some(l) => quantize_row16(row, Dst16::Split(&mut dst[..k], &mut l[..k])),
+                None => 0.0,
+            },
+        );
+        let q = QRows {
+            rows: Rows::Bytes(high),
+            scales: units.iter().map(|&u| u * HIGH as f32).collect(),
+        };
+        self.product(Int8Kernel::Avx512Vnni, &q, Some(bias), out);
+        let top = self.top.get_or_init(|| self.top_parts());
+        if let Rows::Bytes(high) = &q.rows {
+            out.par_chunks_mut(self.n.max(1))
+                .zip(high.par_chunks(kp).zip(low.par_chunks(kp)))
+                .zip(&units)
+                .for_each(|((row, (hi, lo)), &unit)| {
+                    self.refine_top(row, [hi, lo], unit, top, bias, margin)
+                });
+        }
+        q.recycle();
+    }
+
+    /// Each column's length, and the columns' mean.
+    fn top_parts(&self) -> TopParts {
+        let blocks = self.n.div_ceil(NB);
+        let mut squares = vec![0i64; blocks * NB];
+        let mut mean = vec![0f64; self.kp];
+        for (b, block) in self.packed.chunks_exact(NB * self.kp).enumerate() {
+            for (i, &w) in block.iter().enumerate() {
+                let j = b * NB + (i % (NB * 4)) / 4;
+                squares[j] += w as i64 * w as i64;
+                if let Some(&s) = self.scales.get(j) {
+                    mean[(i / (NB * 4)) * 4 + i % 4] += w as f64 * s as f64;
+                }
+            }
+        }
+        let norms = squares
+            .iter()
+            .zip(&self.scales)
+            .map(|(&s, &scale)| (s as f64).sqrt() as f32 * scale)
+            .collect();
+        let n = self.n.max(1) as f64;
+        TopParts {
+            norms,
+            mean: mean.iter().map(|&m| (m / n) as f32).collect(),
+        }
+    }
+
+    /// One row of [`QMatrix::matmul_top`]: `row` holds the high parts' outputs; those that could
+    /// be within `margin` of the largest get the full sums of `parts` (the row's high and low
+    /// bytes) with their column.
+    #[cfg(target_arch = "x86_64")]
+    fn refine_top(
+        &self,
+        row: &mut [f32],
+        parts: [&[u8]; 2],
+        unit: f32,
+        top: &TopParts,
+        bias: &[f32],
+        margin: f32,
+    ) {
+        let low = &parts[1][..self.k];
+        let length = low.iter().map(|&l| (l as i64 - 128).pow(2)).sum::<i64>();
+        // The bound's factor for this row, with slack for the f32 rounding of the outputs.
+        let c = (length as f32).sqrt() * unit * (1.0 + 1e-3);
+        // The low parts' product with the columns' mean: the part of the columns' errors that
+        // they share, added to all. Without it the error of each row's log-sum-exp, summed over
+        // the many small outputs, changed beam search's choice on 5 % of real sentences.
+        let shift = low
+            .iter()
+            .zip(&top.mean)
+            .map(|(&l, &m)| (l as i32 - 128) as f32 * m)
+            .sum::<f32>()
+            * unit;
+        // Each output is now within `c * norms[j] + |shift|` of its full product: the largest
+        // full output is at least `lower - |shift|` (`lower` the largest `row[j] - c *
+        // norms[j]`), and output j can be within `margin` of it only if `row[j] + c * norms[j]
+        // + |shift| >= lower - |shift| - margin`.
+        let norms = &top.norms[..];
+        let mut peaks = vec![[0f32; 16]; row.len().div_ceil(GROUP)];
+        let floor = shift_lower_max(row, norms, c, shift, &mut peaks) - 2.0 * shift.abs() - margin;
+        if floor.is_nan() {
+            return;
+        }
+        let mut picked = Vec::new();
+        candidates(row, norms, c, (floor, &peaks), &mut picked);
+        for j in picked {
+            let j = j as usize;
+            let (b, jj) = (j / NB, j % NB);
+            let block = &self.packed[b * NB * self.kp..(b + 1) * NB * self.kp];
+            // SAFETY: VNNI is there (`matmul_top` checked); `block` is one block of `kp` inputs,
+            // both parts `kp` bytes, `jj` < 16.
+            let [h, l] = unsafe { vnni::column_sums(parts, block, jj, self.kp) };
+            row[j] = split_value(
+                [h as i64, l as i64],
+                self.offsets[j],
+                unit * self.scales[j],
+                bias[j],
+            );
+        }
     }
 
     /// `out` = the quantised rows `q` times this matrix transposed (lengths checked by the
@@ -465,10 +625,17 @@ multiversion! {
 fn finish_split(sums: [&[i64]; 2], offsets: &[i32], scales: &[f32], sx: f32, bias: &[f32], dst: &mut [f32]) -> () {
     let [hi, lo] = sums;
     for (((((d, &h), &l), &o), &s), &b) in dst.iter_mut().zip(hi).zip(lo).zip(offsets).zip(scales).zip(bias) {
-        let t = (h - o as i64) * HIGH as i64 + (l - o as i64);
-        *d = t as f32 * (sx * s) + b;
+        *d = split_value([h, l], o, sx * s, b);
     }
 }
+}
+
+/// One output of [`finish_split`] from its high and low sums, column offset, scale (the row's
+/// times the column's) and bias.
+#[inline(always)]
+fn split_value([h, l]: [i64; 2], offset: i32, scale: f32, bias: f32) -> f32 {
+    let t = (h - offset as i64) * HIGH as i64 + (l - offset as i64);
+    t as f32 * scale + bias
 }
 
 multiversion! {
@@ -601,6 +768,67 @@ fn quantize_rows<T: Copy>(
         *s = quantize(row, dst);
     }
     q
+}
+
+/// Outputs per group of [`shift_lower_max`]'s peaks.
+const GROUP: usize = 256;
+
+multiversion! {
+/// Adds `shift` to every `row[j]`; returns the largest `row[j] - c * norms[j]` after, and sets
+/// `peaks[i]` to the largest `row[j] + c * norms[j]` of group `i` ([`GROUP`] outputs; the last
+/// may be shorter) in each of 16 lanes.
+fn shift_lower_max(row: &mut [f32], norms: &[f32], c: f32, shift: f32, peaks: &mut [[f32; 16]]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    for ((r, g), p) in row.chunks_mut(GROUP).zip(norms.chunks(GROUP)).zip(peaks.iter_mut()) {
+        let mut up = [f32::NEG_INFINITY; 16];
+        let (mut rs, mut gs) = (r.chunks_exact_mut(16), g.chunks_exact(16));
+        for (r, g) in (&mut rs).zip(&mut gs) {
+            for (((l, u), v), &g) in lanes.iter_mut().zip(&mut up).zip(r.iter_mut()).zip(g) {
+                *v += shift;
+                *l = l.max(*v - c * g);
+                *u = u.max(*v + c * g);
+            }
+        }
+        for (((l, u), v), &g) in lanes.iter_mut().zip(&mut up).zip(rs.into_remainder()).zip(gs.remainder()) {
+            *v += shift;
+            *l = l.max(*v - c * g);
+            *u = u.max(*v + c * g);
+        }
+        *p = up;
+    }
+    lanes.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v))
+}
+}
+
+/// The indices `j` with `row[j] + c * norms[j] >= floor`, appended to `out`: only in the groups
+/// whose peaks ([`shift_lower_max`]) reach `floor`.
+fn candidates(
+    row: &[f32],
+    norms: &[f32],
+    c: f32,
+    (floor, peaks): (f32, &[[f32; 16]]),
+    out: &mut Vec<u32>,
+) {
+    for (i, p) in peaks.iter().enumerate() {
+        if p.iter().any(|&p| p >= floor) {
+            let j0 = GROUP * i;
+            let end = row.len().min(j0 + GROUP);
+            for (t, (&v, &g)) in row[j0..end].iter().zip(&norms[j0..end]).enumerate() {
+                if v + c * g >= floor {
+                    out.push((j0 + t) as u32);
+                }
+            }
+        }
+    }
+}
+
+/// What [`QMatrix::matmul_top`] keeps per matrix.
+#[derive(Debug, Clone)]
+struct TopParts {
+    /// Per column: the length (2-norm) of its quantised weights times its scale.
+    norms: Vec<f32>,
+    /// Per input (`kp`): the columns' mean, dequantised.
+    mean: Vec<f32>,
 }
 
 /// Adding 1.5 * 2^23 rounds to an integer (ties to even) held in the low mantissa bits, two's
@@ -751,6 +979,57 @@ mod vnni {
         /// ([`super::Rows::Split`]): their sums are combined exactly (in f64) into the f32 that
         /// `finish_split` gives, and finished into `outs[i]` (half as many slices as rows of `x`).
         Split(&'a Finish<'a>, &'a mut [&'o mut [f32]]),
+    }
+
+    /// One column's sums with both parts of a row: `sum_i parts[p][i] * w[i]` for column `jj`
+    /// of `block` (its 4-input groups gathered 16 at a time).
+    ///
+    /// # Safety
+    /// The CPU has avx512f and avx512vnni; `block` holds one block of `kp` inputs (`16 * kp`
+    /// bytes, `kp` a multiple of 4), both parts at least `kp` bytes, `jj` < 16.
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    pub(super) unsafe fn column_sums(
+        parts: [&[u8]; 2],
+        block: &[i8],
+        jj: usize,
+        kp: usize,
+    ) -> [i32; 2] {
+        // Group g of column jj: bytes 64 g + 4 jj of the block.
+        let index = _mm512_add_epi32(
+            _mm512_mullo_epi32(
+                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                _mm512_set1_epi32(64),
+            ),
+            _mm512_set1_epi32(4 * jj as i32),
+        );
+        let (mut h, mut l) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+        let groups = kp / 4;
+        let (hp, lp, wp) = (
+            parts[0].as_ptr(),
+            parts[1].as_ptr(),
+            block.as_ptr() as *const u8,
+        );
+        let mut g = 0;
+        while g < groups {
+            let n = (groups - g).min(16);
+            let mask: __mmask16 = if n == 16 {
+                0xFFFF
+            } else {
+                ((1u32 << n) - 1) as u16
+            };
+            let w = _mm512_mask_i32gather_epi32::<1>(
+                _mm512_setzero_si512(),
+                mask,
+                index,
+                wp.add(64 * g) as *const _,
+            );
+            let xh = _mm512_maskz_loadu_epi32(mask, hp.add(4 * g) as *const i32);
+            let xl = _mm512_maskz_loadu_epi32(mask, lp.add(4 * g) as *const i32);
+            h = _mm512_dpbusd_epi32(h, xh, w);
+            l = _mm512_dpbusd_epi32(l, xl, w);
+            g += n;
+        }
+        [_mm512_reduce_add_epi32(h), _mm512_reduce_add_epi32(l)]
     }
 
     /// `rows` rows `x` of the panel times `nb` blocks of weights `w`, into `target`.
@@ -1288,6 +1567,115 @@ mod tests {
                 assert_eq!(bits(&first), bits(&again), "{kernel:?} {activations:?}");
                 assert_eq!(bits(&first[n..2 * n]), bits(&bias), "{kernel:?}: zero row");
             }
+        }
+    }
+
+    #[test]
+    fn top_outputs_are_the_full_products_bit_for_bit_and_the_rest_within_their_bound() {
+        // k = 100: 25 groups of 4 inputs (one gather of 16 and a partial one); k = 5 padded to
+        // 8; n not a multiple of 16 nor of the peaks' groups. A few peaked columns give each row
+        // a clear top; a zero row has only its bias.
+        let mut seed = 21;
+        for (m, n, k) in [(7, 1005, 100), (3, 40, 5), (13, 300, 512)] {
+            let mut x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
+            x[k..2 * k].fill(0.0);
+            let mut w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();
+            for r in 0..m.min(n) {
+                let j = (r * 37) % n;
+                w[j * k..(j + 1) * k].copy_from_slice(&x[r * k..(r + 1) * k]);
+            }
+            let bias: Vec<f32> = (0..n).map(|_| lcg(&mut seed) * 0.1).collect();
+            let q = QMatrix::quantize(&w, n, k);
+            let mut full = vec![0f32; m * n];
+            q.matmul(&x, m, Some(&bias), &mut full).unwrap();
+            // The 8-bit activations' error (half a step) through each column, and through the
+            // columns' mean (the shift), from the float weights (plus their rounding).
+            let l1: Vec<f32> = (0..n)
+                .map(|j| w[j * k..(j + 1) * k].iter().map(|v| v.abs() + 0.01).sum())
+                .collect();
+            let mean_l1 = l1.iter().sum::<f32>() / n as f32;
+            let vnni = Int8Kernel::detect() == Int8Kernel::Avx512Vnni;
+            for margin in [0.0, 0.3, f32::INFINITY] {
+                let mut top = vec![f32::NAN; m * n];
+                q.matmul_top(&x, m, &bias, &mut top, margin).unwrap();
+                let mut approximate = 0;
+                for r in 0..m {
+                    let (t, f) = (&top[r * n..(r + 1) * n], &full[r * n..(r + 1) * n]);
+                    let best = f.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+                    let amax = x[r * k..(r + 1) * k]
+                        .iter()
+                        .fold(0f32, |a, v| a.max(v.abs()));
+                    for j in 0..n {
+                        if f[j] >= best - margin {
+                            assert_eq!(t[j].to_bits(), f[j].to_bits(), "{m}x{n}x{k} {r},{j}");
+                        }
+                        let bound = (amax / 254.0) * (l1[j] + mean_l1) + 1e-5;
+                        assert!(
+                            (t[j] - f[j]).abs() <= bound,
+                            "{r},{j}: {} vs {}",
+                            t[j],
+                            f[j]
+                        );
+                        approximate += usize::from(t[j].to_bits() != f[j].to_bits());
+                    }
+                    // A row alone gives the same outputs as among the others.
+                    let mut alone = vec![0f32; n];
+                    let xr = &x[r * k..(r + 1) * k];
+                    q.matmul_top(xr, 1, &bias, &mut alone, margin).unwrap();
+                    assert!(alone.iter().zip(t).all(|(a, b)| a.to_bits() == b.to_bits()));
+                }
+                assert!(top[n..2 * n]
+                    .iter()
+                    .zip(&bias)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()));
+                // The 8-bit shortcut is taken (with VNNI) wherever the margin leaves room.
+                assert_eq!(
+                    approximate > 0,
+                    vnni && margin.is_finite(),
+                    "{m}x{n}x{k} {margin}"
+                );
+            }
+        }
+        // Lengths are checked as for `matmul`.
+        let q = QMatrix::quantize(&[0.5; 8], 2, 4);
+        assert!(q
+            .matmul_top(&[0.0; 4], 1, &[0.0], &mut [0.0; 2], 0.0)
+            .is_err());
+        assert!(q
+            .matmul_top(&[0.0; 3], 1, &[0.0; 2], &mut [0.0; 2], 0.0)
+            .is_err());
+    }
+
+    #[test]
+    fn matmul_top_takes_out_the_part_of_the_errors_that_the_columns_share() {
+        // Columns = a shared direction plus a little of their own (as embeddings are): the 8-bit
+        // errors are then mostly one shift per row, which matmul_top removes.
+        let mut seed = 8;
+        let (m, n, k) = (4, 400, 64);
+        let x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
+        let shared: Vec<f32> = (0..k).map(|_| lcg(&mut seed)).collect();
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| shared[i % k] + 0.1 * lcg(&mut seed))
+            .collect();
+        let bias = vec![0f32; n];
+        let q = QMatrix::quantize(&w, n, k);
+        let mut full = vec![0f32; m * n];
+        q.matmul(&x, m, Some(&bias), &mut full).unwrap();
+        let mut top = vec![0f32; m * n];
+        q.matmul_top(&x, m, &bias, &mut top, 0.0).unwrap();
+        let eight = q.clone().with_activations(Activations::Int8);
+        let mut plain = vec![0f32; m * n];
+        eight.matmul(&x, m, Some(&bias), &mut plain).unwrap();
+        let err = |v: &[f32]| v.iter().zip(&full).map(|(a, b)| (a - b).abs()).sum::<f32>();
+        if Int8Kernel::detect() == Int8Kernel::Avx512Vnni {
+            assert!(
+                err(&top) < 0.25 * err(&plain),
+                "{} vs {}",
+                err(&top),
+                err(&plain)
+            );
+        } else {
+            assert_eq!(err(&top), 0.0);
         }
     }
 

@@ -583,7 +583,7 @@ impl<E: KvElem> Decoding for HostState<'_, E> {
                 .forward(&mut ws.x, d, m.activation, &mut ws.f, &mut ws.h)?;
         }
         self.position += 1;
-        linear_with_bias(&ws.x, rows, &m.lm_head, &m.final_bias, out)
+        logits(&ws.x, rows, &m.lm_head, &m.final_bias, out)
     }
 
     fn reorder(&mut self, parents: &[u32], beams: usize) -> Result<()> {
@@ -785,6 +785,24 @@ fn linear_with_bias(
             q.matmul(x, m, Some(bias), out)
         }
         Weights::F32(p) => p.matmul(x, m, bias, out),
+    }
+}
+
+/// How far below a row's best logit the int8 output projection's logits are still the full
+/// 16-bit products (3 nats: a twentieth of the best's probability, beyond any token a beam keeps
+/// in practice); the rest are within their bound of it ([`QMatrix::matmul_top`]).
+const LOGIT_MARGIN: f32 = 3.0;
+
+/// The output projection: `out` (m x vocabulary) = `x` (m x d) times `w` transposed plus `bias`;
+/// with int8 weights only the logits near each row's best as the full product
+/// ([`LOGIT_MARGIN`]).
+fn logits(x: &[f32], m: usize, w: &Weights, bias: &[f32], out: &mut Vec<f32>) -> Result<()> {
+    match w {
+        Weights::Int8(q) => {
+            out.resize(m * q.rows(), 0.0);
+            q.matmul_top(x, m, bias, out, LOGIT_MARGIN)
+        }
+        Weights::F32(_) => linear_with_bias(x, m, w, bias, out),
     }
 }
 
