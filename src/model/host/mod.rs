@@ -5,7 +5,9 @@
 //!
 //! - Every matrix product writes straight into a workspace: f32 through
 //!   [`crate::kernels::f32::PackedF32`] (the float weights, packed once as the backend is built),
-//!   int8 through [`crate::kernels::int8::QMatrix`]. With int8 weights q, k and v are one product.
+//!   int8 through [`crate::kernels::int8::QMatrix`]. With int8 weights q, k and v are one product,
+//!   and the output projection is `QMatrix::matmul_top` (full precision near each row's best
+//!   logit only, [`LOGIT_MARGIN`]).
 //! - The encoder runs on the sources packed one after another, without padding rows: each
 //!   position attends over its own source only.
 //! - The decoder keeps each row's self-attention keys and values in its own growing buffers
