@@ -392,25 +392,43 @@ impl QMatrix {
         q.recycle();
     }
 
-    /// Each column's length, and the columns' mean.
+    /// Each column's length, and the columns' mean: one pass over the packed weights, a block
+    /// of 16 columns and 4 inputs (64 bytes) at a time.
     fn top_parts(&self) -> TopParts {
-        let blocks = self.n.div_ceil(NB);
-        let mut squares = vec![0i64; blocks * NB];
-        let mut mean = vec![0f64; self.kp];
-        for (b, block) in self.packed.chunks_exact(NB * self.kp).enumerate() {
-            for (i, &w) in block.iter().enumerate() {
-                let j = b * NB + (i % (NB * 4)) / 4;
-                squares[j] += w as i64 * w as i64;
-                if let Some(&s) = self.scales.get(j) {
-                    mean[(i / (NB * 4)) * 4 + i % 4] += w as f64 * s as f64;
+        let kp = self.kp;
+        let mut norms = Vec::with_capacity(self.n.div_ceil(NB) * NB);
+        let mut mean = vec![0f64; kp];
+        for (b, block) in self.packed.chunks_exact(NB * kp).enumerate() {
+            // Padding columns (past n) hold zeros: their scale does not matter.
+            let mut scales = [0f32; NB];
+            for (s, &v) in scales
+                .iter_mut()
+                .zip(self.scales.get(b * NB..).unwrap_or(&[]))
+            {
+                *s = v;
+            }
+            let mut squares = [0i64; NB];
+            for (g, group) in block.chunks_exact(NB * 4).enumerate() {
+                // This group's 4 inputs: the 16 columns' weights times their scales, summed.
+                let mut sums = [0f32; 4];
+                for ((column, sq), &s) in group.chunks_exact(4).zip(&mut squares).zip(&scales) {
+                    for (sum, &w) in sums.iter_mut().zip(column) {
+                        *sq += w as i64 * w as i64;
+                        *sum += w as f32 * s;
+                    }
+                }
+                for (m, &sum) in mean[4 * g..4 * g + 4].iter_mut().zip(&sums) {
+                    *m += sum as f64;
                 }
             }
+            norms.extend(
+                squares
+                    .iter()
+                    .zip(&scales)
+                    .map(|(&q, &s)| (q as f64).sqrt() as f32 * s),
+            );
         }
-        let norms = squares
-            .iter()
-            .zip(&self.scales)
-            .map(|(&s, &scale)| (s as f64).sqrt() as f32 * scale)
-            .collect();
+        norms.truncate(self.n);
         let n = self.n.max(1) as f64;
         TopParts {
             norms,
@@ -779,21 +797,21 @@ multiversion! {
 /// may be shorter) in each of 16 lanes.
 fn shift_lower_max(row: &mut [f32], norms: &[f32], c: f32, shift: f32, peaks: &mut [[f32; 16]]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 16];
-    for ((r, g), p) in row.chunks_mut(GROUP).zip(norms.chunks(GROUP)).zip(peaks.iter_mut()) {
-        let mut up = [f32::NEG_INFINITY; 16];
-        let (mut rs, mut gs) = (r.chunks_exact_mut(16), g.chunks_exact(16));
-        for (r, g) in (&mut rs).zip(&mut gs) {
-            for (((l, u), v), &g) in lanes.iter_mut().zip(&mut up).zip(r.iter_mut()).zip(g) {
-                *v += shift;
-                *l = l.max(*v - c * g);
-                *u = u.max(*v + c * g);
-            }
-        }
-        for (((l, u), v), &g) in lanes.iter_mut().zip(&mut up).zip(rs.into_remainder()).zip(gs.remainder()) {
+    // Up to 16 outputs into the lanes' lower bounds `lanes` and upper bounds `up`.
+    let add = |lanes: &mut [f32; 16], up: &mut [f32; 16], r: &mut [f32], g: &[f32]| {
+        for (((l, u), v), &g) in lanes.iter_mut().zip(up.iter_mut()).zip(r.iter_mut()).zip(g) {
             *v += shift;
             *l = l.max(*v - c * g);
             *u = u.max(*v + c * g);
         }
+    };
+    for ((r, g), p) in row.chunks_mut(GROUP).zip(norms.chunks(GROUP)).zip(peaks.iter_mut()) {
+        let mut up = [f32::NEG_INFINITY; 16];
+        let (mut rs, mut gs) = (r.chunks_exact_mut(16), g.chunks_exact(16));
+        for (r, g) in (&mut rs).zip(&mut gs) {
+            add(&mut lanes, &mut up, r, g);
+        }
+        add(&mut lanes, &mut up, rs.into_remainder(), gs.remainder());
         *p = up;
     }
     lanes.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v))
@@ -996,9 +1014,8 @@ mod vnni {
     ) -> [i32; 2] {
         // Group g of column jj: bytes 64 g + 4 jj of the block.
         let index = _mm512_add_epi32(
-            _mm512_mullo_epi32(
-                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                _mm512_set1_epi32(64),
+            _mm512_setr_epi32(
+                0, 64, 128, 192, 256, 320, 384, 448, 512, 576, 640, 704, 768, 832, 896, 960,
             ),
             _mm512_set1_epi32(4 * jj as i32),
         );
