@@ -77,6 +77,7 @@
 
 #![warn(missing_docs)]
 
+pub mod align;
 pub mod batch;
 pub mod cache;
 pub mod config;

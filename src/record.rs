@@ -13,7 +13,7 @@ use crate::source::ModelFiles;
 
 /// Version of the JSON produced from [`Output`] (the `format_version` field); raised when a
 /// field changes meaning or disappears, not when one is added.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Which model produced an output, and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -119,12 +119,14 @@ pub struct SentenceOutput {
     /// `repetition` or `length` (runaway output, decoded again with repeated n-grams banned).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flag: Option<&'static str>,
-    /// For every space-separated word of the translation, the word of the (flattened) source it
-    /// is aligned with (the decoder's cross-attention; `null` for a word without one). Present
-    /// when alignments were asked for ([`crate::config::GenerationConfig::output_alignments`]:
-    /// HTML and Markdown documents ask for them) and the segment was translated whole.
+    /// How the translation lines up with the (flattened) source: both cut into units (words,
+    /// or pieces in scripts written without spaces), as byte ranges, and for every target
+    /// unit the source unit it is aligned with (the decoder's cross-attention; `null` for none).
+    /// Present when alignments were asked for
+    /// ([`crate::config::GenerationConfig::output_alignments`]: HTML and Markdown documents ask
+    /// for them) and the segment was translated whole.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub alignment: Option<Vec<Option<usize>>>,
+    pub alignment: Option<crate::align::Alignment>,
 }
 
 /// The summary of an article.

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use crate::align::Alignment;
 use crate::config::{Architecture, GenerationConfig, ModelConfig};
 use crate::error::{Error, Result};
 use crate::generate::Hypothesis;
@@ -42,11 +43,11 @@ pub struct Translation {
     pub pieces: usize,
     /// Set when a guard intervened (see [`Guards`]).
     pub flag: Option<Flag>,
-    /// With [`GenerationConfig::output_alignments`]: for every whitespace-separated word of
-    /// `text`, the word of the input text it translates (its tokens' attention summed over the
-    /// input word's tokens, the largest taken); `None` for a word without one. Absent when the
-    /// words of the input could not be matched to its tokens, or the text was cut in pieces.
-    pub alignment: Option<Vec<Option<usize>>>,
+    /// With [`GenerationConfig::output_alignments`]: how `text` lines up with the input text,
+    /// unit by unit (words, or pieces in scripts written without spaces: see [`crate::align`]),
+    /// from the decoder's cross-attention. Absent when the input's pieces could not be found
+    /// in it, or the text was cut in pieces.
+    pub alignment: Option<Alignment>,
 }
 
 /// How far a [`SegmentTranslator::translate_segments_with_progress`] call is, after one of its
@@ -550,33 +551,14 @@ impl Translator {
         Ok(())
     }
 
-    /// The word alignment of a hypothesis of `text` (see [`Translation::alignment`]).
-    fn word_alignment(&self, text: &str, h: &Hypothesis) -> Option<Vec<Option<usize>>> {
+    /// The alignment of a hypothesis of `text` (see [`Translation::alignment`]).
+    fn alignment(&self, text: &str, translation: &str, h: &Hypothesis) -> Option<Alignment> {
         let attention = h.alignment.as_ref()?;
-        let source = self.tokenizer.source_words(text)?;
-        let target = self.tokenizer.target_words(&h.ids);
-        let source_count = text.split_whitespace().count();
-        let target_count = target.iter().flatten().max().map_or(0, |w| w + 1);
-        let mut sums = vec![vec![0f32; source_count]; target_count];
-        for (row, word) in attention.iter().zip(&target) {
-            let Some(t) = word else { continue };
-            for (p, s) in row.iter().zip(&source) {
-                if let Some(s) = s {
-                    sums[*t][*s] += p;
-                }
-            }
-        }
-        Some(
-            sums.iter()
-                .map(|row| {
-                    row.iter()
-                        .enumerate()
-                        .filter(|(_, &v)| v > 0.0)
-                        .max_by(|a, b| a.1.total_cmp(b.1))
-                        .map(|(i, _)| i)
-                })
-                .collect(),
-        )
+        let mut source = self.tokenizer.source_pieces(text);
+        source.pop(); // </s>
+        let source: Vec<&str> = source.iter().map(|(_, p)| p.as_str()).collect();
+        let target = self.tokenizer.target_pieces(&h.ids);
+        Alignment::from_attention(text, &source, translation, &target, attention)
     }
 
     fn finish(
@@ -585,7 +567,10 @@ impl Translator {
         text: &str,
         source_tokens: usize,
     ) -> Result<Translation> {
-        let alignment = hyps.first().and_then(|h| self.word_alignment(text, h));
+        let alignment = hyps.first().and_then(|h| {
+            let translation = self.tokenizer.decode(&h.ids).ok()?;
+            self.alignment(text, &translation, h)
+        });
         let hypotheses = hyps
             .into_iter()
             .map(|h| {

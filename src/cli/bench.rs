@@ -23,7 +23,7 @@ Example (the benchmark's workload: every line a sentence, exactly 40 tokens each
   tolk bench --model DIR --segment lines --no-summary --num-beams 4 --batch-size 19 \\
       --min-new-tokens 40 --max-new-tokens 40 --quantize int8 --repeat 3 zinnen.txt
 
-tools/bench/bench.py runs it beside CTranslate2 and prints the table of the README.")]
+tools/bench/bench.py runs it beside CTranslate2 and prints the table of docs/performance.md.")]
 pub struct BenchArgs {
     /// The text to translate (UTF-8, or UTF-16 with a byte-order mark), read whole.
     #[arg(value_name = "FILE")]

@@ -118,9 +118,15 @@ pub fn segment(args: SegmentArgs, global: Global) -> anyhow::Result<ExitCode> {
     }
     let doc = segmenter.segment(&source);
     let text = match args.format {
+        // A list item's line starts with its marker, as written (the model never reads it).
         TextFormat::Text => doc
             .translatable()
-            .map(|s| format!("{}\n", s.flat_text()))
+            .map(|s| match &s.kind {
+                SegmentKind::ListItem { marker } if !s.continues => {
+                    format!("{marker} {}\n", s.flat_text())
+                }
+                _ => format!("{}\n", s.flat_text()),
+            })
             .collect::<String>(),
         TextFormat::Json => {
             let json = SegmentsJson {

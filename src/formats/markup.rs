@@ -12,6 +12,8 @@
 
 use std::ops::Range;
 
+use crate::align::Alignment;
+
 /// What a unit is, for the article that the segmenter and the summary read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
@@ -203,158 +205,480 @@ pub(crate) struct UnitSentence {
     pub source: String,
     /// Its translation.
     pub translation: String,
-    /// For each word of the translation, the word of `source` it is aligned with.
-    pub alignment: Option<Vec<Option<usize>>>,
+    /// How the translation lines up with `source` (none: units at the same relative place).
+    pub alignment: Option<Alignment>,
 }
 
-/// The byte ranges of the space-separated words of `text`.
-fn words(text: &str) -> Vec<Range<usize>> {
-    let mut out = Vec::new();
-    let mut start = None;
-    for (i, c) in text.char_indices() {
-        if c == ' ' {
-            if let Some(s) = start.take() {
-                out.push(s..i);
+/// A unit's translation cut into target units, with what they are aligned with, unit-wide.
+struct Layout<'a> {
+    /// The source units: byte ranges of the unit's text.
+    source: Vec<Range<usize>>,
+    /// The target units' text.
+    target: Vec<&'a str>,
+    /// What is written before each target unit when something was written before it (a space,
+    /// or nothing in a script without spaces).
+    gaps: Vec<String>,
+    /// Text after the last target unit that no unit holds.
+    tail: String,
+    /// For each target unit, its source unit.
+    links: Vec<Option<usize>>,
+    /// Per sentence: its source units and its target units (index ranges).
+    parts: Vec<(Range<usize>, Range<usize>)>,
+}
+
+impl<'a> Layout<'a> {
+    fn new(unit: &Unit, sentences: &'a [UnitSentence]) -> Self {
+        let mut l = Layout {
+            source: Vec::new(),
+            target: Vec::new(),
+            gaps: Vec::new(),
+            tail: String::new(),
+            links: Vec::new(),
+            parts: Vec::new(),
+        };
+        let mut pending = String::new();
+        for s in sentences {
+            let fallback;
+            let a = match &s.alignment {
+                Some(a) if a.fits(&s.source, &s.translation) => a,
+                _ => {
+                    fallback = Alignment::proportional(&s.source, &s.translation);
+                    &fallback
+                }
+            };
+            // The sentence's source units in the unit's text: at its offset when the text
+            // there is the sentence, else found again.
+            let start = s.start.min(unit.text.len());
+            let rest = unit.text.get(start..).unwrap_or("");
+            let here: Vec<Range<usize>> = if rest.starts_with(s.source.as_str()) {
+                a.source.clone()
+            } else {
+                crate::align::locate(rest, a.source.iter().map(|r| &s.source[r.clone()]))
+            };
+            let s_first = l.source.len();
+            let mut index = Vec::with_capacity(here.len());
+            for r in here {
+                if r.is_empty() {
+                    index.push(None);
+                } else {
+                    index.push(Some(l.source.len()));
+                    l.source.push(start + r.start..start + r.end);
+                }
             }
-        } else if start.is_none() {
-            start = Some(i);
+            let t_first = l.target.len();
+            if !l.target.is_empty() && !s.translation.trim().is_empty() {
+                pending.push(' ');
+            }
+            let mut end = 0;
+            for (r, link) in a.target.iter().zip(&a.links) {
+                pending.push_str(&s.translation[end..r.start]);
+                l.gaps.push(collapse(
+                    &std::mem::take(&mut pending),
+                    t_first == 0 && l.target.is_empty(),
+                ));
+                l.target.push(&s.translation[r.clone()]);
+                l.links
+                    .push(link.and_then(|k| index.get(k).copied().flatten()));
+                end = r.end;
+            }
+            pending.push_str(&s.translation[end..]);
+            l.parts
+                .push((s_first..l.source.len(), t_first..l.target.len()));
+        }
+        l.tail = collapse(pending.trim_end(), false);
+        l
+    }
+
+    /// The sentence holding source byte `at` (the last one starting at or before it).
+    fn sentence_at(&self, at: usize) -> usize {
+        let k = self
+            .parts
+            .iter()
+            .rposition(|(src, _)| self.source.get(src.start).is_some_and(|r| r.start <= at));
+        k.unwrap_or(0)
+    }
+
+    /// The sentence of source unit `u`.
+    fn sentence_of(&self, u: usize) -> usize {
+        self.parts
+            .iter()
+            .position(|(src, _)| src.contains(&u))
+            .unwrap_or(0)
+    }
+}
+
+/// White space collapsed to single spaces (dropped at the start of the unit).
+fn collapse(text: &str, first: bool) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if c.is_whitespace() && c != '\u{a0}' {
+            let leading = first && out.is_empty();
+            if !out.ends_with(' ') && !leading {
+                out.push(' ');
+            }
+        } else {
+            out.push(c);
         }
     }
-    if let Some(s) = start {
-        out.push(s..text.len());
-    }
     out
+}
+
+/// Target units that a span over source units `lo..=hi` lands on within sentence `k`: the
+/// densest run of units aligned with them (a run is broken by two units aligned elsewhere), or,
+/// where none is, the same relative place. A span over part of the sentence never gets all of
+/// a translation of two units or more unless every aligned unit of it is aligned with the span.
+fn land(l: &Layout<'_>, k: usize, lo: usize, hi: usize) -> Range<usize> {
+    let (src, tgt) = l.parts[k].clone();
+    if tgt.is_empty() {
+        return tgt.start..tgt.start;
+    }
+    let inside = |t: usize| l.links[t].is_some_and(|a| a >= lo && a <= hi);
+    let foreign = |t: usize| l.links[t].is_some() && !inside(t);
+    let hits: Vec<usize> = tgt.clone().filter(|&t| inside(t)).collect();
+    let part = lo > src.start || hi + 1 < src.end;
+    let mut range = if hits.is_empty() {
+        let (a, n, m) = (src.start, src.len().max(1), tgt.len());
+        let last = src.end.max(src.start + 1) - 1;
+        let (lo, hi) = (lo.clamp(src.start, last) - a, hi.clamp(src.start, last) - a);
+        let from = (tgt.start + lo * m / n).min(tgt.end - 1);
+        let to = (tgt.start + ((hi + 1) * m).div_ceil(n)).clamp(from + 1, tgt.end);
+        let mut r = from..to;
+        if part && r == tgt && r.len() >= 2 {
+            // Leave out the end that the span does not reach.
+            if hi + 1 < src.end {
+                r.end -= 1;
+            } else {
+                r.start += 1;
+            }
+        }
+        r
+    } else {
+        let run = |gap: usize| {
+            let mut best = hits[0]..hits[0] + 1;
+            let mut best_count = 1;
+            let mut run = best.clone();
+            let mut count = 1;
+            for w in hits.windows(2) {
+                if (w[0] + 1..w[1]).filter(|&t| foreign(t)).count() >= gap {
+                    run = w[1]..w[1] + 1;
+                    count = 1;
+                } else {
+                    run.end = w[1] + 1;
+                    count += 1;
+                }
+                if count > best_count {
+                    best = run.clone();
+                    best_count = count;
+                }
+            }
+            best
+        };
+        let r = run(2);
+        if part && r == tgt && r.clone().any(foreign) {
+            run(1)
+        } else {
+            r
+        }
+    };
+    range.start = range.start.max(tgt.start);
+    range.end = range.end.clamp(range.start, tgt.end);
+    range
 }
 
 /// A unit's translation with its markup put back, as text in the unit's syntax (escaped).
 /// `source` is the whole document (the spans' markup is copied from it through `markup`, which
 /// writes a source range, translating what it holds: an attribute inside a link's start tag).
+///
+/// Where each span goes, by its source text:
+/// - over text: on the target units aligned with its source units ([`land`]), all of the
+///   translation of every sentence it covers whole;
+/// - never outside the translation of the sentences it touches, never outside its parent;
+/// - siblings never overlap (they may change order, as words do): each is placed, smallest
+///   first, on what its siblings left, and one over text gets at least one target unit (taken
+///   from a sibling's end if need be) as long as the sentence has as many target units as
+///   such siblings;
+/// - a span over no text (an image) sits after the target unit aligned with the source
+///   before it.
 pub(crate) fn render_unit(
     unit: &Unit,
     sentences: &[UnitSentence],
     markup: &mut dyn FnMut(Range<usize>, &mut String),
 ) -> String {
-    let source_words = words(&unit.text);
-    // Target words, their source word (unit-wide), and which sentence they are in.
-    let mut target: Vec<&str> = Vec::new();
-    let mut aligned: Vec<Option<usize>> = Vec::new();
-    // Per sentence: its source words and its target words, as unit-wide index ranges.
-    let mut parts: Vec<(Range<usize>, Range<usize>)> = Vec::new();
-    for s in sentences {
-        let first = source_words.partition_point(|w| w.start < s.start);
-        let n_source = s.source.split_whitespace().count();
-        let t: Vec<&str> = s.translation.split_whitespace().collect();
-        let t_start = target.len();
-        let alignment = s
-            .alignment
-            .as_ref()
-            .filter(|a| a.len() == t.len() && a.iter().flatten().all(|&w| w < n_source));
-        for (i, _) in t.iter().enumerate() {
-            let w = match alignment {
-                Some(a) => a[i],
-                // No alignment: the same relative place.
-                None if n_source > 0 => Some(i * n_source / t.len().max(1)),
-                None => None,
-            };
-            aligned.push(w.map(|w| w + first));
-        }
-        target.extend(t);
-        parts.push((first..first + n_source, t_start..target.len()));
-    }
-    let n_target = target.len();
-    let n_source = source_words.len();
+    let l = Layout::new(unit, sentences);
+    let n_target = l.target.len();
+    let spans = &unit.spans;
 
-    // Each span's target words, nested as its source is.
-    let mut ranges: Vec<Range<usize>> = Vec::with_capacity(unit.spans.len());
-    // Ancestors: (source text range, target range, target ranges of its children so far).
-    type Ancestor = (Range<usize>, Range<usize>, Vec<Range<usize>>);
-    let mut stack: Vec<Ancestor> = Vec::new();
-    let mut root_placed: Vec<Range<usize>> = Vec::new();
-    for span in &unit.spans {
-        while let Some((text, _, _)) = stack.last() {
-            if span.text.start >= text.start
-                && span.text.end <= text.end
-                && !(span.text.is_empty() && span.text.start == text.end && !text.is_empty())
+    // The source tree: each span's parent (spans inside an opaque one are written with it).
+    let mut parent: Vec<Option<usize>> = vec![None; spans.len()];
+    let mut hidden = vec![false; spans.len()];
+    let mut stack: Vec<usize> = Vec::new();
+    for (i, span) in spans.iter().enumerate() {
+        while let Some(&p) = stack.last() {
+            let t = &spans[p].text;
+            if span.text.start >= t.start
+                && span.text.end <= t.end
+                && !(span.text.is_empty() && span.text.start == t.end && !t.is_empty())
             {
                 break;
             }
             stack.pop();
         }
-        let covered: Vec<usize> = (0..n_source)
-            .filter(|&w| {
-                let r = &source_words[w];
+        parent[i] = stack.last().copied();
+        hidden[i] = parent[i].is_some_and(|p| spans[p].opaque || hidden[p]);
+        stack.push(i);
+    }
+
+    // Where each span would go on its own, and the target units of the sentences it touches.
+    let mut wish: Vec<Range<usize>> = Vec::with_capacity(spans.len());
+    let mut home: Vec<Range<usize>> = Vec::with_capacity(spans.len());
+    let mut over_text: Vec<bool> = Vec::with_capacity(spans.len());
+    for span in spans {
+        let mut covered: Vec<usize> = (0..l.source.len())
+            .filter(|&u| {
+                let r = &l.source[u];
                 r.start < span.text.end && r.end > span.text.start
             })
             .collect();
-        let mut range = if covered.is_empty() {
-            // A mark between words: after the target word aligned with the source word before
-            // it, or at the start.
-            let before = source_words.iter().rposition(|w| w.end <= span.text.start);
+        let text = &unit.text[span.text.clone()];
+        if covered.is_empty() && !text.trim().is_empty() && !l.source.is_empty() {
+            // Text that no unit holds: the unit before it (or the first).
+            let before = l.source.iter().rposition(|r| r.start <= span.text.start);
+            covered.push(before.unwrap_or(0));
+        }
+        if covered.is_empty() {
+            let k = l.sentence_at(span.text.start);
+            let (src, tgt) = l.parts.get(k).cloned().unwrap_or((0..0, 0..0));
+            let before = src
+                .clone()
+                .rev()
+                .find(|&u| l.source[u].end <= span.text.start);
             let at = match before {
-                Some(b) => aligned
-                    .iter()
-                    .rposition(|a| a.is_some_and(|a| a <= b))
-                    .map_or(0, |t| t + 1),
-                None => 0,
+                Some(b) => tgt
+                    .clone()
+                    .rev()
+                    .find(|&t| l.links[t].is_some_and(|a| a >= src.start && a <= b))
+                    .map_or(tgt.start, |t| t + 1),
+                None => tgt.start,
             };
-            at..at
-        } else {
-            let (lo, hi) = (covered[0], covered[covered.len() - 1]);
-            let mut hits: Vec<usize> = (0..n_target)
-                .filter(|&t| aligned[t].is_some_and(|a| a >= lo && a <= hi))
-                .collect();
-            // A sentence it covers whole: all of its translation.
-            for (src, tgt) in &parts {
-                if !src.is_empty() && src.start >= lo && src.end <= hi + 1 {
-                    hits.extend(tgt.clone());
-                }
+            wish.push(at..at);
+            home.push(tgt);
+            over_text.push(false);
+            continue;
+        }
+        let (lo, hi) = (covered[0], covered[covered.len() - 1]);
+        let (k_lo, k_hi) = (l.sentence_of(lo), l.sentence_of(hi));
+        let mut range: Option<Range<usize>> = None;
+        for k in k_lo..=k_hi {
+            let (src, tgt) = l.parts[k].clone();
+            let got = if src.start >= lo && src.end <= hi + 1 {
+                tgt
+            } else {
+                land(&l, k, lo, hi)
+            };
+            if got.is_empty() {
+                continue;
             }
-            match (hits.iter().min(), hits.iter().max()) {
-                (Some(&a), Some(&b)) => a..b + 1,
-                _ => {
-                    let a = lo * n_target / n_source.max(1);
-                    let b = ((hi + 1) * n_target).div_ceil(n_source.max(1));
-                    a.min(n_target)..b.clamp(a + 1, n_target.max(a + 1)).min(n_target)
-                }
-            }
-        };
-        // Inside the parent, and apart from its other children (siblings may change order, as
-        // words do, but never overlap).
-        let (lower, upper) = match stack.last() {
-            Some((_, parent, _)) => (parent.start, parent.end),
-            None => (0, n_target),
-        };
-        range.start = range.start.clamp(lower, upper);
-        range.end = range.end.clamp(range.start, upper);
-        let placed = match stack.last_mut() {
-            Some((_, _, placed)) => placed,
-            None => &mut root_placed,
-        };
-        let range = carve(range, placed);
-        placed.push(range.clone());
-        stack.push((span.text.clone(), range.clone(), Vec::new()));
-        ranges.push(range);
+            range = Some(match range {
+                Some(r) => r.start.min(got.start)..r.end.max(got.end),
+                None => got,
+            });
+        }
+        let h = l.parts[k_lo].1.start..l.parts[k_hi].1.end;
+        wish.push(range.unwrap_or(h.start..h.start));
+        home.push(h);
+        over_text.push(true);
     }
 
+    // Place the spans, parents before children, siblings on disjoint target units.
+    let mut ranges: Vec<Range<usize>> = vec![0..0; spans.len()];
+    let mut kids: Vec<Vec<usize>> = vec![Vec::new(); spans.len()];
+    let mut top: Vec<usize> = Vec::new();
+    for i in 0..spans.len() {
+        if hidden[i] {
+            continue;
+        }
+        match parent[i] {
+            Some(p) => kids[p].push(i),
+            None => top.push(i),
+        }
+    }
+    // How many target units each span needs: one, or one for each span over text inside it.
+    let mut need = vec![0usize; spans.len()];
+    for i in (0..spans.len()).rev() {
+        if over_text[i] && !hidden[i] {
+            let inner: usize = kids[i].iter().map(|&k| need[k]).sum();
+            need[i] = inner.max(1);
+        }
+    }
+    let sites = Sites {
+        wish: &wish,
+        home: &home,
+        need: &need,
+    };
+    let mut queue: Vec<(Range<usize>, Vec<usize>)> = vec![(0..n_target, top.clone())];
+    while let Some((bounds, siblings)) = queue.pop() {
+        sites.place(&siblings, &bounds, &mut ranges);
+        for &c in &siblings {
+            if !spans[c].opaque && !kids[c].is_empty() {
+                queue.push((ranges[c].clone(), kids[c].clone()));
+            }
+        }
+    }
+    let order = |list: &mut Vec<usize>| {
+        list.sort_by_key(|&c| (ranges[c].start, !ranges[c].is_empty(), c));
+    };
+    order(&mut top);
+    for k in &mut kids {
+        order(k);
+    }
+
+    let edges = spans
+        .iter()
+        .map(|span| {
+            let k = l.sentence_at(span.text.start);
+            let starts = l.parts.get(k).is_none_or(|(src, _)| {
+                l.source
+                    .get(src.start)
+                    .is_none_or(|r| span.text.start <= r.start)
+            });
+            let k = l.sentence_at(span.text.end.saturating_sub(1));
+            let ends = l.parts.get(k).is_none_or(|(src, _)| {
+                src.end == 0
+                    || l.source
+                        .get(src.end - 1)
+                        .is_none_or(|r| span.text.end >= r.end)
+            });
+            (starts, ends)
+        })
+        .collect();
     let tree = Tree {
         unit,
-        target: &target,
+        target: &l.target,
         ranges: &ranges,
-        kids: children(&unit.spans, &ranges),
+        kids,
+        edges,
     };
     let mut w = Writer {
         out: String::new(),
         sep: false,
+        gaps: &l.gaps,
+        escape: unit.escape,
         skip_lead: None,
         markup,
     };
-    let mut top: Vec<usize> = (0..unit.spans.len())
-        .filter(|&s| !tree.kids.iter().any(|k| k.contains(&s)))
-        .collect();
-    top.sort_by_key(|&c| (ranges[c].start, !ranges[c].is_empty(), c));
     let tail = tree.write(0, n_target, &top, false, &mut w);
     w.text(&tail, unit.escape);
+    w.text(&l.tail, unit.escape);
     w.out
+}
+
+/// Where spans want to go ([`render_unit`]), by span.
+struct Sites<'a> {
+    /// The target units a span would land on alone (empty: a span over no text, at that place).
+    wish: &'a [Range<usize>],
+    /// The target units of the sentences it touches.
+    home: &'a [Range<usize>],
+    /// How many target units it needs (0: a span over no text).
+    need: &'a [usize],
+}
+
+impl Sites<'_> {
+    /// Places `siblings` inside `bounds`: spans over text first, smallest wish first, each on
+    /// the largest part of its wish (within its home) that the others left, else on the free
+    /// target unit nearest to it, else on a unit taken from the end of the longest sibling in
+    /// reach, then grown over free units to what it needs; then the spans over no text, moved
+    /// out of any sibling they would fall inside.
+    fn place(&self, siblings: &[usize], bounds: &Range<usize>, ranges: &mut [Range<usize>]) {
+        let (wish, home, need) = (self.wish, self.home, self.need);
+        let limits = |c: usize| {
+            let lo = bounds.start.max(home[c].start).min(bounds.end);
+            let hi = bounds.end.min(home[c].end).max(lo);
+            (lo, hi)
+        };
+        let mut texts: Vec<usize> = siblings.iter().copied().filter(|&c| need[c] > 0).collect();
+        texts.sort_by_key(|&c| (wish[c].len(), wish[c].start, c));
+        let mut placed: Vec<usize> = Vec::new();
+        for &c in &texts {
+            let (lo, hi) = limits(c);
+            let want = wish[c].start.clamp(lo, hi)..wish[c].end.clamp(lo, hi);
+            let taken: Vec<Range<usize>> = placed.iter().map(|&p| ranges[p].clone()).collect();
+            let free = |t: usize| !taken.iter().any(|r| r.contains(&t));
+            let mut range = carve(want.clone(), &taken);
+            if range.is_empty() && lo < hi {
+                let centre = want.start;
+                let nearest = (lo..hi)
+                    .filter(|&t| free(t))
+                    .min_by_key(|&t| (t.abs_diff(centre), t));
+                range = match nearest {
+                    Some(t) => t..t + 1,
+                    None => {
+                        // Take a unit from the end of the longest sibling in reach.
+                        let donor = placed
+                            .iter()
+                            .copied()
+                            .filter(|&p| {
+                                let r = &ranges[p];
+                                r.len() >= 2 && r.start < hi && lo < r.end
+                            })
+                            .max_by_key(|&p| (ranges[p].len(), std::cmp::Reverse(p)));
+                        match donor {
+                            Some(p) if ranges[p].end <= hi => {
+                                ranges[p].end -= 1;
+                                ranges[p].end..ranges[p].end + 1
+                            }
+                            Some(p) => {
+                                ranges[p].start += 1;
+                                ranges[p].start - 1..ranges[p].start
+                            }
+                            None => range,
+                        }
+                    }
+                };
+            }
+            // Room for the spans inside it: free units next to it, else units from the near
+            // end of a neighbouring sibling that has more than it needs.
+            while !range.is_empty() && range.len() < need[c] {
+                let next = placed
+                    .iter()
+                    .copied()
+                    .find(|&p| ranges[p].start == range.end);
+                let prev = placed
+                    .iter()
+                    .copied()
+                    .find(|&p| ranges[p].end == range.start);
+                if range.end < hi && free(range.end) {
+                    range.end += 1;
+                } else if range.start > lo && free(range.start - 1) {
+                    range.start -= 1;
+                } else if let Some(p) =
+                    next.filter(|&p| range.end < hi && ranges[p].len() > need[p])
+                {
+                    ranges[p].start += 1;
+                    range.end += 1;
+                } else if let Some(p) =
+                    prev.filter(|&p| range.start > lo && ranges[p].len() > need[p])
+                {
+                    ranges[p].end -= 1;
+                    range.start -= 1;
+                } else {
+                    break;
+                }
+            }
+            ranges[c] = range;
+            placed.push(c);
+        }
+        for &c in siblings.iter().filter(|&&c| need[c] == 0) {
+            let (lo, hi) = limits(c);
+            let mut at = wish[c].start.clamp(lo, hi);
+            if let Some(p) = placed
+                .iter()
+                .find(|&&p| ranges[p].start < at && at < ranges[p].end)
+            {
+                at = ranges[*p].end;
+            }
+            ranges[c] = at..at;
+        }
+    }
 }
 
 /// The largest part of `range` that overlaps none of `placed` (the left one of two equal
@@ -380,48 +704,27 @@ fn carve(mut range: Range<usize>, placed: &[Range<usize>]) -> Range<usize> {
     }
 }
 
-/// Every span's children, from the nesting of their source texts and target ranges.
-fn children(spans: &[Span], ranges: &[Range<usize>]) -> Vec<Vec<usize>> {
-    let mut kids = vec![Vec::new(); spans.len()];
-    let mut stack: Vec<usize> = Vec::new();
-    for s in 0..spans.len() {
-        while let Some(&p) = stack.last() {
-            let (pr, sr) = (&spans[p].text, &spans[s].text);
-            let inside_source = sr.start >= pr.start
-                && sr.end <= pr.end
-                && !(sr.is_empty() && sr.start == pr.end && !pr.is_empty());
-            let inside_target =
-                ranges[s].start >= ranges[p].start && ranges[s].end <= ranges[p].end;
-            if inside_source && inside_target && !spans[p].opaque {
-                break;
-            }
-            stack.pop();
-        }
-        if let Some(&p) = stack.last() {
-            kids[p].push(s);
-        }
-        stack.push(s);
-    }
-    for k in &mut kids {
-        k.sort_by_key(|&c| (ranges[c].start, !ranges[c].is_empty(), c));
-    }
-    kids
-}
-
 /// Writes a unit's translation: words and markup.
 struct Writer<'m> {
     out: String,
-    /// A word was written last: the next word (or element around one) needs a space first.
+    /// A target unit was written last: the next one (or an element around one) needs its gap
+    /// first.
     sep: bool,
+    /// What goes before each target unit after another ([`Layout::gaps`]).
+    gaps: &'m [String],
+    /// How text is escaped.
+    escape: Escape,
     /// A word whose leading punctuation was written before an element's start: (word, bytes).
     skip_lead: Option<(usize, usize)>,
     markup: &'m mut dyn FnMut(Range<usize>, &mut String),
 }
 
 impl Writer<'_> {
-    fn space(&mut self) {
+    /// The gap before target unit `t`, if something was written before it.
+    fn space(&mut self, t: usize) {
         if self.sep {
-            self.out.push(' ');
+            let gap = self.gaps.get(t).map_or(" ", String::as_str);
+            escape_into(gap, self.escape, false, &mut self.out);
             self.sep = false;
         }
     }
@@ -445,6 +748,8 @@ struct Tree<'a> {
     target: &'a [&'a str],
     ranges: &'a [Range<usize>],
     kids: Vec<Vec<usize>>,
+    /// Per span: whether its source starts its sentence, and whether it ends it.
+    edges: Vec<(bool, bool)>,
 }
 
 impl Tree<'_> {
@@ -468,17 +773,23 @@ impl Tree<'_> {
             }
             pos = pos.max(r.end);
             let span = &self.unit.spans[c];
-            // Punctuation next to the element in the source (`"<b>word</b>",`) stays outside it.
+            // Punctuation outside the element in the source stays outside it: written next to it
+            // (`"<b>word</b>",`), or left out of an element that does not reach its sentence's
+            // start or end (the full stop after `<b>明年</b>开始实施。`).
+            let inside = &self.unit.text[span.text.clone()];
             let before = &self.unit.text[..span.text.start];
             let after = &self.unit.text[span.text.end..];
-            let lead_out = before.ends_with(is_opening_punct);
-            let keep_out = after.starts_with(is_closing_punct);
+            let (starts, ends) = self.edges[c];
+            let lead_out = before.ends_with(is_opening_punct)
+                || (!starts && !inside.starts_with(is_opening_punct));
+            let keep_out = after.starts_with(is_closing_punct)
+                || (!ends && !inside.trim_end().ends_with(is_closing_punct));
             if span.opaque {
                 if r.is_empty() {
                     w.markup(span.open.clone());
                     continue;
                 }
-                w.space();
+                w.space(r.start);
                 let lead = leading_punct(self.target[r.start]);
                 if lead_out {
                     w.text(lead, self.unit.escape);
@@ -496,7 +807,7 @@ impl Tree<'_> {
                 continue;
             }
             if !r.is_empty() {
-                w.space();
+                w.space(r.start);
                 let lead = leading_punct(self.target[r.start]);
                 if !lead.is_empty() && lead_out {
                     w.text(lead, self.unit.escape);
@@ -530,7 +841,7 @@ impl Tree<'_> {
                 w.skip_lead = None;
             }
         }
-        w.space();
+        w.space(t);
         let core = word.trim_end_matches(is_closing_punct);
         let (body, tail) = if withhold && !core.is_empty() {
             (core, Some(word[core.len()..].to_string()))
@@ -553,7 +864,29 @@ fn is_opening_punct(c: char) -> bool {
 fn is_closing_punct(c: char) -> bool {
     matches!(
         c,
-        '.' | ',' | ';' | ':' | '!' | '?' | ')' | ']' | '"' | '\'' | '»' | '”' | '’' | '…'
+        '.' | ','
+            | ';'
+            | ':'
+            | '!'
+            | '?'
+            | ')'
+            | ']'
+            | '"'
+            | '\''
+            | '»'
+            | '”'
+            | '’'
+            | '…'
+            | '。'
+            | '，'
+            | '、'
+            | '！'
+            | '？'
+            | '；'
+            | '：'
+            | '」'
+            | '』'
+            | '）'
     )
 }
 
@@ -653,17 +986,22 @@ mod tests {
         render_unit(u, sentences, &mut |r, out| out.push_str(&source[r]))
     }
 
+    /// A sentence whose translation's words are aligned with its words by `links`.
     fn sentence(
         start: usize,
         source: &str,
         translation: &str,
-        alignment: Option<Vec<Option<usize>>>,
+        links: Option<Vec<Option<usize>>>,
     ) -> UnitSentence {
         UnitSentence {
             start,
             source: source.into(),
             translation: translation.into(),
-            alignment,
+            alignment: links.map(|links| Alignment {
+                source: crate::align::units(source),
+                target: crate::align::units(translation),
+                links,
+            }),
         }
     }
 
@@ -727,13 +1065,14 @@ mod tests {
         }
         let pos = |t: &str| out.find(t).unwrap();
         assert!(pos("<b>") < pos("<i>") && pos("<i>") < pos("</i>") && pos("</i>") < pos("</b>"));
-        // Two siblings aligned to the same words do not overlap: the second gets what is left.
+        // Two siblings aligned to the same words do not overlap, and neither is left empty:
+        // the second takes a word from the end of the first.
         let (u, src) = unit(
             "a b",
             &[(0..1, "<b>", "</b>", false), (2..3, "<i>", "</i>", false)],
         );
         let s = sentence(0, "a b", "x y", Some(vec![Some(0), Some(0)]));
-        assert_eq!(render(&u, &src, &[s]), "<b>x y</b><i></i>");
+        assert_eq!(render(&u, &src, &[s]), "<b>x</b> <i>y</i>");
         // Siblings follow their words: <u> moved to the front with "x".
         assert_eq!(out, "<u>x</u> <b><i>y</i> z</b>");
     }

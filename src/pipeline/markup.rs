@@ -4,6 +4,7 @@
 use std::ops::Range;
 
 use super::{DocumentProgress, DocumentRun, Pipeline};
+use crate::align::Alignment;
 use crate::error::{Error, Result};
 use crate::formats::markup::{Role, UnitSentence};
 use crate::formats::InputFormat;
@@ -169,18 +170,15 @@ fn assign(
             _ => (flatten(&s.source).into_owned(), s.span.start - range.start),
         };
         let alignment = match (&s.kind, &s.alignment) {
-            (SegmentKind::ListItem { .. }, Some(a))
+            (SegmentKind::ListItem { marker }, Some(a))
                 if markup.role(*unit) != Role::Item && !s.continues =>
             {
-                Some(
-                    std::iter::once(Some(0))
-                        .chain(a.iter().map(|w| w.map(|w| w + 1)))
-                        .collect(),
-                )
+                // "MARKER " before both texts: one more unit, aligned with itself.
+                Some(a.prefixed(marker.len() + 1, marker.len() + 1))
             }
             (_, a) if s.translation.is_some() => a.clone(),
-            // Kept text: every word with itself.
-            _ => Some((0..source.split_whitespace().count()).map(Some).collect()),
+            // Kept text: every unit with itself.
+            _ => Some(Alignment::identity(&source)),
         };
         per_unit[*unit].push(UnitSentence {
             start,

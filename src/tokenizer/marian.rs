@@ -643,6 +643,22 @@ impl MarianTokenizer {
     ///
     /// It does not fail on any text today; the `Result` leaves room for limits.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids = Vec::with_capacity(text.len() / 3 + 2);
+        self.encode_pieces(text, |id, _| ids.push(id));
+        Ok(ids)
+    }
+
+    /// Every token of `encode(text)` with its piece as SentencePiece writes it (`▁` for a
+    /// space; a language code or an added token as written; `</s>` last): what alignments
+    /// match against `text`.
+    pub fn source_pieces(&self, text: &str) -> Vec<(u32, String)> {
+        let mut out = Vec::new();
+        self.encode_pieces(text, |id, piece| out.push((id, piece.to_string())));
+        out
+    }
+
+    /// The one encoder: emits every id of `encode(text)` with its piece.
+    fn encode_pieces(&self, text: &str, mut emit: impl FnMut(u32, &str)) {
         let normalized;
         let text = match &self.punct {
             Some(p) if !text.is_empty() => {
@@ -651,70 +667,40 @@ impl MarianTokenizer {
             }
             _ => text,
         };
-        let mut ids = Vec::with_capacity(text.len() / 3 + 2);
         if self.split_special_tokens {
-            self.encode_chunk(text, &mut ids);
+            self.encode_chunk(text, &mut emit);
         } else {
             for seg in self.split_on_added(text) {
                 match seg {
-                    Segment::Added(id) => ids.push(id),
-                    Segment::Text(t) => self.encode_chunk(t, &mut ids),
+                    Segment::Added(id) => {
+                        let content = self.added_by_id.get(&id).map_or("", String::as_str);
+                        emit(id, content)
+                    }
+                    Segment::Text(t) => self.encode_chunk(t, &mut emit),
                 }
             }
         }
-        ids.push(self.eos_id);
-        Ok(ids)
+        emit(self.eos_id, "</s>");
     }
 
-    /// For every token of `encode(text)`, the whitespace-separated word of `text` it belongs to
-    /// (a piece starting with `▁` begins a word; `</s>` belongs to none). `None` when the pieces'
-    /// words cannot be matched to the text's (added tokens, a language code, normalisation that
-    /// joined or split words).
-    pub fn source_words(&self, text: &str) -> Option<Vec<Option<usize>>> {
-        if !self.added.is_empty() && self.added.iter().any(|t| text.contains(&t.content)) {
-            return None;
-        }
-        let normalized;
-        let norm = match &self.punct {
-            Some(p) if !text.is_empty() => {
-                normalized = p.normalize(text);
-                normalized.as_str()
-            }
-            _ => text,
+    /// For every generated id, its piece as [`MarianTokenizer::decode`] reads it (`▁` for a
+    /// space); `None` for a special token, which decoding leaves out.
+    pub fn target_pieces(&self, ids: &[u32]) -> Vec<Option<&str>> {
+        let spm = if self.separate_vocabs {
+            &self.target
+        } else {
+            &self.source
         };
-        if norm.starts_with(">>") {
-            return None;
-        }
-        let mut words = Vec::new();
-        let mut word: Option<usize> = None;
-        self.source.encode_with(norm, |piece| {
-            if piece.text.starts_with('\u{2581}') || word.is_none() {
-                word = Some(word.map_or(0, |w| w + 1));
-            }
-            words.push(word);
-        });
-        let count = word.map_or(0, |w| w + 1);
-        if count != text.split_whitespace().count() {
-            return None;
-        }
-        words.push(None);
-        Some(words)
-    }
-
-    /// For every generated id, the whitespace-separated word of `decode(ids)` it belongs to
-    /// (special tokens belong to none).
-    pub fn target_words(&self, ids: &[u32]) -> Vec<Option<usize>> {
-        let mut word: Option<usize> = None;
         ids.iter()
             .map(|id| {
                 if self.special_ids.contains(id) {
                     return None;
                 }
-                let piece = self.decoder.get(id).map(String::as_str).unwrap_or("");
-                if piece.starts_with('\u{2581}') || word.is_none() {
-                    word = Some(word.map_or(0, |w| w + 1));
-                }
-                word
+                self.added_by_id
+                    .get(id)
+                    .or_else(|| self.decoder.get(id))
+                    .map(String::as_str)
+                    .or_else(|| spm.id_to_piece(*id))
             })
             .collect()
     }
@@ -725,12 +711,12 @@ impl MarianTokenizer {
     }
 
     /// `_tokenize` + `convert_tokens_to_ids` for a chunk without added tokens.
-    fn encode_chunk(&self, text: &str, ids: &mut Vec<u32>) {
+    fn encode_chunk(&self, text: &str, emit: &mut impl FnMut(u32, &str)) {
         let mut text = text;
         if text.starts_with(">>") {
             if let Some(end) = text.find("<<") {
                 let (code, rest) = text.split_at(end + 2);
-                ids.push(self.token_id_or_unk(code));
+                emit(self.token_id_or_unk(code), code);
                 text = rest;
             }
         }
@@ -743,7 +729,7 @@ impl MarianTokenizer {
                     .copied()
                     .unwrap_or(self.unk_id)
             };
-            ids.push(id);
+            emit(id, &piece.text);
         });
     }
 

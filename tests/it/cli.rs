@@ -165,7 +165,7 @@ fn translate_every_format() {
         .run(&with_model(&["translate", "--format", "json"], &[file], &m))
         .code(0)
         .json();
-    assert_eq!(json["format_version"], 1);
+    assert_eq!(json["format_version"], 2);
     assert_eq!(json["source"], ARTICLE);
     let sentences = json["sentences"].as_array().unwrap();
     assert_eq!(sentences.len(), 8);
@@ -673,8 +673,19 @@ fn segment_and_summarize_commands() {
          Duizenden fietsers reden er de eerste dag overheen.\n\
          Volgens de gemeente kostte de bouw 40 miljoen euro.\n\
          De oude brug wordt volgend jaar gesloopt.\n\
-         Lengte: 300 meter\n\
-         Bouwtijd: drie jaar\n"
+         - Lengte: 300 meter\n\
+         - Bouwtijd: drie jaar\n"
+    );
+    // List items with their markers as written; a continued item has none.
+    let list = env
+        .run_with_stdin(
+            &["segment", "-"],
+            "Op de lijst:\n\n• melk\n1. brood en kaas\na) appels. Ook peren.\n".as_bytes(),
+        )
+        .code(0);
+    assert_eq!(
+        list.stdout,
+        "Op de lijst:\n• melk\n1. brood en kaas\na) appels.\nOok peren.\n"
     );
     let json = env
         .run_with_stdin(&["segment", "--format", "json", "-"], ARTICLE.as_bytes())

@@ -6,6 +6,7 @@ use pulldown_cmark::{Event, Parser};
 
 use crate::cli::Env;
 use crate::common::fixture_dir;
+use tolk::align::{units, Alignment};
 use tolk::config::GenerationConfig;
 use tolk::formats::{InputFormat, Markup};
 use tolk::output::OutputFormat;
@@ -34,9 +35,14 @@ impl SegmentTranslator for Reverse {
                     hypotheses: Vec::new(),
                     pieces: 1,
                     flag: None,
-                    alignment: generation
-                        .output_alignments
-                        .then(|| (0..n).map(|i| Some(n - 1 - i)).collect()),
+                    alignment: generation.output_alignments.then(|| {
+                        let target = words.join(" ");
+                        Alignment {
+                            source: units(t),
+                            target: units(&target),
+                            links: (0..n).map(|i| Some(n - 1 - i)).collect(),
+                        }
+                    }),
                 }
             })
             .collect())
@@ -265,12 +271,20 @@ proptest! {
         b.sort();
         prop_assert_eq!(a, b, "{}", out.document);
         prop_assert!(well_formed(&out.document), "{}", out.document);
+        // Every word and every punctuation mark (which may move out of an element that does
+        // not reach the end of its sentence: `<b>een vijf</b>.`).
         let words = |s: &str| {
             let mut w: Vec<String> = s
                 .split(['<', '>'])
                 .enumerate()
                 .filter(|(i, _)| i % 2 == 0)
-                .flat_map(|(_, t)| t.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+                .flat_map(|(_, t)| {
+                    t.split(|c: char| c.is_whitespace() || c.is_ascii_punctuation())
+                        .filter(|w| !w.is_empty())
+                        .map(str::to_string)
+                        .chain(t.matches(|c: char| c.is_ascii_punctuation()).map(str::to_string))
+                        .collect::<Vec<_>>()
+                })
                 .collect();
             w.sort();
             w
@@ -349,4 +363,329 @@ fn the_command_line_translates_html_and_markdown_files_and_batches() {
     let md = std::fs::read_to_string(env.path("out/tekst.md")).unwrap();
     assert_eq!(md_tree(&md), md_tree(MARKDOWN));
     assert!(env.path("out/bericht.txt").exists());
+}
+
+/// "Translates" each sentence by writing every source unit (a word, or a character of a script
+/// without spaces) as an English-looking word, in reverse order, with some neighbours merged
+/// into one word; its alignment says so. With `collapse`, the alignment links every word to
+/// the first source unit (as a model's attention can when nothing matches well).
+struct ReorderMerge {
+    collapse: bool,
+}
+
+impl SegmentTranslator for ReorderMerge {
+    fn translate_segments(
+        &self,
+        texts: &[&str],
+        generation: &GenerationConfig,
+    ) -> tolk::Result<Vec<Translation>> {
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let source = units(t);
+                let word = |r: &std::ops::Range<usize>| {
+                    let w = &t[r.clone()];
+                    if w.chars().all(tolk::align::unspaced) {
+                        let c = w.chars().next().map_or(0, |c| c as u32);
+                        ["ka", "mo", "ri", "su", "te", "no", "hi", "ya"][c as usize % 8].to_string()
+                    } else {
+                        w.to_uppercase()
+                    }
+                };
+                let mut words: Vec<(String, usize)> = Vec::new();
+                let mut i = source.len();
+                while i > 0 {
+                    i -= 1;
+                    if i > 0 && (i * 7 + source.len()).is_multiple_of(3) {
+                        words.push((format!("{}-{}", word(&source[i]), word(&source[i - 1])), i));
+                        i -= 1;
+                    } else {
+                        words.push((word(&source[i]), i));
+                    }
+                }
+                let text = words
+                    .iter()
+                    .map(|(w, _)| w.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let alignment = Alignment {
+                    source: source.clone(),
+                    target: units(&text),
+                    links: words
+                        .iter()
+                        .map(|&(_, s)| Some(if self.collapse { 0 } else { s }))
+                        .collect(),
+                };
+                Translation {
+                    text,
+                    ids: Vec::new(),
+                    score: 0.0,
+                    source_tokens: source.len(),
+                    hypotheses: Vec::new(),
+                    pieces: 1,
+                    flag: None,
+                    alignment: generation.output_alignments.then_some(alignment),
+                }
+            })
+            .collect())
+    }
+}
+
+/// An element of a page: its text's place in the page's plain text, and its parent element.
+#[derive(Debug, Clone)]
+struct Element {
+    text: std::ops::Range<usize>,
+    parent: Option<usize>,
+}
+
+/// The plain text of an HTML fragment (character references decoded) and its elements with a
+/// `data-n` attribute, by number.
+fn elements(html: &str) -> (String, std::collections::BTreeMap<usize, Element>) {
+    let mut plain = String::new();
+    let mut found = std::collections::BTreeMap::new();
+    let mut open: Vec<Option<usize>> = Vec::new();
+    let mut rest = html;
+    while !rest.is_empty() {
+        let next = rest.find('<').unwrap_or(rest.len());
+        plain.push_str(
+            &rest[..next]
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&#39;", "'")
+                .replace("&nbsp;", "\u{a0}")
+                .replace("&amp;", "&"),
+        );
+        rest = &rest[next..];
+        if rest.is_empty() {
+            break;
+        }
+        let end = rest.find('>').map_or(rest.len(), |e| e + 1);
+        let tag = &rest[..end];
+        rest = &rest[end..];
+        if tag.starts_with("</") {
+            if let Some(Some(n)) = open.pop() {
+                let e: &mut Element = found.get_mut(&n).unwrap();
+                e.text.end = plain.len();
+            }
+        } else if let Some(at) = tag.find("data-n=\"") {
+            let n: usize = tag[at + 8..].split('"').next().unwrap().parse().unwrap();
+            let parent = open.iter().rev().flatten().next().copied();
+            found.insert(
+                n,
+                Element {
+                    text: plain.len()..plain.len(),
+                    parent,
+                },
+            );
+            open.push(Some(n));
+        } else {
+            open.push(None);
+        }
+    }
+    (plain, found)
+}
+
+/// A paragraph of two or three sentences, Latin or Chinese, with inline elements (nested,
+/// adjacent, at the start, middle and end of sentences), each numbered with `data-n`.
+fn marked_paragraph() -> impl Strategy<Value = String> {
+    let latin = prop::sample::select(vec![
+        "een", "twee", "drie", "vier", "vijf", "zes", "zeven", "acht",
+    ]);
+    let han = prop::sample::select(vec![
+        "政", "府", "今", "天", "宣", "布", "交", "通", "计", "划", "明", "年",
+    ]);
+    let chinese = any::<bool>();
+    (chinese, prop::collection::vec((latin, han), 24..25)).prop_flat_map(|(chinese, pool)| {
+        let pool: Vec<String> = pool
+            .into_iter()
+            .map(|(l, h)| if chinese { h } else { l }.to_string())
+            .collect();
+        let word = prop::sample::select(pool);
+        let sep = if chinese { "" } else { " " };
+        let leaf = prop::collection::vec(word, 1..3).prop_map(move |w| w.join(sep));
+        let inline = leaf.prop_recursive(2, 8, 2, move |inner| {
+            (
+                prop::sample::select(vec!["b", "i", "em", "a", "span"]),
+                prop::collection::vec(inner, 1..3),
+            )
+                .prop_map(move |(tag, kids)| format!("<{tag}>{}</{tag}>", kids.join(sep)))
+        });
+        let part = prop_oneof![
+            2 => inline,
+            1 => prop::sample::select(vec!["vandaag", "morgen"]).prop_map(|w| w.to_string()),
+        ];
+        let sentence = prop::collection::vec(part, 2..5).prop_map(move |p| p.join(sep));
+        prop::collection::vec(sentence, 2..4).prop_map(move |sentences| {
+            let end = if chinese { "。" } else { ". " };
+            let mut doc = String::from("<p>");
+            for s in sentences {
+                // Capitalised (its first letter outside a tag), so that the segmenter sees a
+                // new sentence.
+                let mut in_tag = false;
+                let mut done = false;
+                for c in s.chars() {
+                    match c {
+                        '<' => in_tag = true,
+                        '>' => in_tag = false,
+                        c if !in_tag && !done && c.is_alphabetic() => {
+                            done = true;
+                            doc.extend(c.to_uppercase());
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    doc.push(c);
+                }
+                doc.push_str(end);
+            }
+            let mut doc = doc.trim_end().to_string();
+            doc.push_str("</p>");
+            // Number the elements.
+            let mut out = String::new();
+            let mut n = 0;
+            let mut rest = doc.as_str();
+            while let Some(i) = rest.find('<') {
+                out.push_str(&rest[..i]);
+                let end = rest[i..].find('>').unwrap() + i;
+                let tag = &rest[i..end];
+                if !tag.starts_with("</") && tag != "<p" {
+                    out.push_str(&format!("{tag} data-n=\"{n}\""));
+                    n += 1;
+                } else {
+                    out.push_str(tag);
+                }
+                rest = &rest[end..];
+            }
+            out.push_str(rest);
+            out
+        })
+    })
+}
+
+/// The inline-markup invariants on one translated paragraph.
+fn check_markup_invariants(doc: &str, out: &MarkupOutput) -> Result<(), TestCaseError> {
+    let (source, before) = elements(doc);
+    let (target, after) = elements(&out.document);
+    prop_assert!(well_formed(&out.document), "{}", out.document);
+    // Every sentence's place in the source and in the translation.
+    let mut places = Vec::new();
+    let (mut s_at, mut t_at) = (0, 0);
+    for s in &out.output.sentences {
+        let Some(translation) = &s.translation else {
+            continue;
+        };
+        // The page has the translation with its white space collapsed.
+        let translation = &translation.split_whitespace().collect::<Vec<_>>().join(" ");
+        let a = source[s_at..].find(s.source.as_str()).map(|i| i + s_at);
+        let b = target[t_at..].find(translation.as_str()).map(|i| i + t_at);
+        let (Some(a), Some(b)) = (a, b) else {
+            return Err(TestCaseError::fail(format!(
+                "sentence not found: {:?} / {:?} in {source:?} / {target:?}",
+                s.source, translation
+            )));
+        };
+        s_at = a + s.source.len();
+        t_at = b + translation.len();
+        places.push((a..s_at, b..t_at, s, translation.clone()));
+    }
+    prop_assert_eq!(before.len(), after.len(), "{}", out.document);
+    for (n, e) in &before {
+        let f = &after[n];
+        let text = &source[e.text.clone()];
+        let got = &target[f.text.clone()];
+        // Nesting kept.
+        prop_assert_eq!(e.parent, f.parent, "element {} in {}", n, out.document);
+        let Some((src, tgt, s, translation)) = places
+            .iter()
+            .find(|(src, _, _, _)| src.start <= e.text.start && e.text.end <= src.end)
+        else {
+            continue; // an element over more than one sentence
+        };
+        if text.trim().is_empty() {
+            continue;
+        }
+        // Inside its sentence's translation.
+        prop_assert!(
+            tgt.start <= f.text.start && f.text.end <= tgt.end,
+            "element {n} ({text:?}) left its sentence: {}",
+            out.document
+        );
+        // Not empty, where the sentence has enough words for its elements.
+        let in_sentence = before
+            .values()
+            .filter(|o| {
+                src.start <= o.text.start
+                    && o.text.end <= src.end
+                    && !source[o.text.clone()].trim().is_empty()
+            })
+            .count();
+        if units(translation).len() >= in_sentence {
+            prop_assert!(
+                !got.trim().is_empty(),
+                "element {n} ({text:?}) came out empty: {}",
+                out.document
+            );
+        }
+        // Over part of the sentence: not over all of its translation unless every aligned
+        // word of it is aligned with the element's text.
+        // (Where the translation has no more words than the sentence has elements, some
+        // element may need all of it to be non-empty.)
+        let part = e.text.start > src.start || e.text.end < src.end;
+        let whole = f.text.start <= tgt.start && f.text.end >= tgt.end;
+        if part && whole && units(translation).len() > in_sentence {
+            let a = s.alignment.as_ref().expect("aligned");
+            let (lo, hi) = (e.text.start - src.start, e.text.end - src.start);
+            let inside = a
+                .links
+                .iter()
+                .flatten()
+                .all(|&u| a.source[u].start < hi && a.source[u].end > lo);
+            prop_assert!(
+                inside,
+                "element {n} ({text:?}) took the whole sentence: {}",
+                out.document
+            );
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Inline elements land on the words aligned with theirs, for Latin and Chinese text, with
+    /// a translator that reorders and merges words, and one whose alignment says nothing.
+    #[test]
+    fn inline_markup_keeps_its_invariants_when_words_move(
+        doc in marked_paragraph(),
+        collapse in any::<bool>(),
+    ) {
+        let p = copy_model();
+        let markup = Markup::parse(InputFormat::Html, &doc, "t").unwrap();
+        let generation = p.generation().clone();
+        let translator = ReorderMerge { collapse };
+        let run = DocumentRun {
+            translator: &translator,
+            generation: &generation,
+            summary: false,
+        };
+        let out = p.translate_markup_with(&run, &markup, &mut ()).unwrap();
+        check_markup_invariants(&doc, &out)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// The same invariants with the copy fixture's own alignments (its attention).
+    #[test]
+    fn inline_markup_keeps_its_invariants_on_the_copy_model(doc in marked_paragraph()) {
+        let p = copy_model();
+        let markup = Markup::parse(InputFormat::Html, &doc, "t").unwrap();
+        let mut run = p.document_run();
+        run.summary = false;
+        let out = p.translate_markup_with(&run, &markup, &mut ()).unwrap();
+        check_markup_invariants(&doc, &out)?;
+    }
 }

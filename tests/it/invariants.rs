@@ -281,8 +281,10 @@ fn the_copy_model_aligns_every_word_to_itself() {
                     .alignment
                     .as_ref()
                     .unwrap_or_else(|| panic!("no alignment: {s}"));
-                assert_eq!(al.len(), words, "{s} -> {}", x.text);
-                for (i, w) in al.iter().enumerate() {
+                assert!(al.fits(s, &x.text), "{s} -> {}: {al:?}", x.text);
+                assert_eq!(al.links.len(), words, "{s} -> {}", x.text);
+                assert_eq!(al.source.len(), s.split_whitespace().count(), "{s}");
+                for (i, w) in al.links.iter().enumerate() {
                     total += 1;
                     same += usize::from(*w == Some(i));
                 }

@@ -10,7 +10,7 @@ usage (from the repository root):
 --no-newlines writes the same text as one line (paragraph breaks become spaces): the worst case
 for block cutting.
 
-Measured with (see README.md, "Large inputs", for the figures):
+Measured with (see docs/formats.md, "Large inputs", for the figures):
     nice -n 10 /usr/bin/time -f '%M KB %e s' target/release/tolk translate \\
         --model tests/fixtures/marian-tiny --num-beams 1 --max-new-tokens 8 \\
         --format jsonl OUT_FILE | wc -c
