@@ -144,24 +144,18 @@ impl Alignment {
         })
     }
 
-    /// The same alignment for texts with `prefix_source` and `prefix_target` put in front of
-    /// source and target (a list marker): each prefix is one more unit, linked to the other.
-    pub fn prefixed(&self, prefix_source: usize, prefix_target: usize) -> Alignment {
-        let shift = |r: &Range<usize>, by: usize| r.start + by..r.end + by;
-        let mut source = Vec::with_capacity(self.source.len() + 1);
-        let mut target = Vec::with_capacity(self.target.len() + 1);
-        let mut links = Vec::with_capacity(self.links.len() + 1);
-        let has_source = prefix_source > 0;
-        if has_source {
-            source.push(0..prefix_source);
-        }
-        source.extend(self.source.iter().map(|r| shift(r, prefix_source)));
-        if prefix_target > 0 {
-            target.push(0..prefix_target);
-            links.push(has_source.then_some(0));
-        }
-        target.extend(self.target.iter().map(|r| shift(r, prefix_target)));
-        let bump = usize::from(has_source);
+    /// The same alignment for source and target with the same prefix put in front of both (a
+    /// list marker and a space): every range moved by `shift` bytes, and the prefix's first
+    /// `unit` bytes (the marker) one more unit in each, linked to each other.
+    pub fn prefixed(&self, unit: usize, shift: usize) -> Alignment {
+        let moved = |r: &Range<usize>| r.start + shift..r.end + shift;
+        let has = unit > 0;
+        let mut source: Vec<Range<usize>> = has.then_some(0..unit).into_iter().collect();
+        let mut target = source.clone();
+        let mut links: Vec<Option<usize>> = has.then_some(Some(0)).into_iter().collect();
+        source.extend(self.source.iter().map(moved));
+        target.extend(self.target.iter().map(moved));
+        let bump = usize::from(has);
         links.extend(self.links.iter().map(|l| l.map(|s| s + bump)));
         Alignment {
             source,
@@ -403,8 +397,9 @@ mod tests {
     fn prefixes_add_a_unit_linked_to_the_other() {
         let a = Alignment::identity("a b");
         let p = a.prefixed(2, 3);
-        assert!(p.fits("- a b", "1. a b"));
+        assert!(p.fits("1. a b", "1. a b"));
         assert_eq!(p.links, [Some(0), Some(1), Some(2)]);
+        assert_eq!(p.target[0], 0..2); // "1." without its space
         assert_eq!(p.target[1], 3..4); // "a" of "1. a b"
         assert_eq!(
             Alignment::proportional("a b c d", "x y").links,

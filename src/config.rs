@@ -360,6 +360,37 @@ pub enum EarlyStopping {
     Never,
 }
 
+impl std::str::FromStr for EarlyStopping {
+    type Err = String;
+
+    /// transformers' values as written on a command line: `false`, `true`, `never`.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "false" => Ok(EarlyStopping::Heuristic),
+            "true" => Ok(EarlyStopping::Eager),
+            "never" => Ok(EarlyStopping::Never),
+            _ => Err(format!("`{s}` is not true, false or never")),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EarlyStopping {
+    /// transformers' values: `true`, `false` or `"never"`.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Flag(bool),
+            Word(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Flag(true) => Ok(EarlyStopping::Eager),
+            Raw::Flag(false) => Ok(EarlyStopping::Heuristic),
+            Raw::Word(w) => w.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 /// Everything that controls decoding: the merge of the model's defaults
 /// (`generation_config.json`, else `config.json`) with the caller's overrides.
 ///

@@ -9,17 +9,19 @@
 //! Memory stays bounded by the number of records in flight, whatever the corpus's length.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{mpsc, Arc};
 
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::input::DecodeStats;
 use crate::pipeline::{DocumentRun, Pipeline};
 use crate::record::{assemble, Output, FORMAT_VERSION};
 use crate::scheduler::{Scheduler, SchedulerOptions};
-use crate::stream::DocumentInput;
+use crate::stream::{BlockSource, DocumentInput};
 
 /// How a corpus is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +47,8 @@ impl Default for CorpusOptions {
 /// What translating a corpus did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CorpusReport {
+    /// How its bytes were decoded (known once the corpus is read).
+    pub decode: Option<DecodeStats>,
     /// Records translated.
     pub records: usize,
     /// Segments translated, over all records.
@@ -83,15 +87,22 @@ fn parse_line(line: &str, number: usize, name: &str, options: &CorpusOptions) ->
     Ok((number, id, text))
 }
 
-/// Translates a corpus from `input` (named `name` in errors) to `out`, a line per record, in
-/// input order, each written (and flushed) as soon as the records before it are. A line that is
-/// not a record (not JSON, no text field) stops the corpus with an error naming the line; the
-/// lines before it are written. Empty lines are skipped.
-pub fn translate_corpus(
+/// Translates a corpus from `input` (its decoded text, in blocks: the input policy's, so that
+/// `--encoding`, `--lossy` and byte-order marks apply; named `name` in errors) to `out` (named
+/// `out_name`), a line per record, in input order, each written (and flushed) as soon as the
+/// records before it are. Each record is a text document run as `run` says (its generation
+/// settings and summary; its segments go through a [`Scheduler`] over `run`'s translator). A
+/// line that is not a record (not JSON, no text field) stops the corpus with an error naming
+/// the line; the lines before it are written. Empty lines are skipped.
+///
+/// [`crate::document`] is the entry that opens corpora and calls this.
+pub fn translate_corpus_blocks(
     pipeline: &Pipeline,
-    input: impl BufRead + Send,
+    run: &DocumentRun<'_>,
+    input: Box<dyn BlockSource + Send + '_>,
     name: &str,
     out: &mut dyn Write,
+    out_name: &Path,
     options: &CorpusOptions,
 ) -> Result<CorpusReport> {
     let scheduler = Scheduler::start(
@@ -119,7 +130,7 @@ pub fn translate_corpus(
                 let client = scheduler.client(position as u64, Arc::new(AtomicBool::new(false)));
                 let run = DocumentRun {
                     translator: &client,
-                    ..pipeline.document_run()
+                    ..*run
                 };
                 let result = record_line(pipeline, &run, id, text);
                 let (line, counts) = match result {
@@ -135,21 +146,45 @@ pub fn translate_corpus(
             });
         }
         drop(done_tx);
-        // The reader: lines in, until the end or a bad line.
-        let reader = scope.spawn(move || -> Result<usize> {
-            let mut position = 0;
-            for (i, line) in input.lines().enumerate() {
-                let line = line.map_err(|e| Error::io(name, e))?;
+        // The reader: blocks of decoded text in, cut into lines (a line may run over blocks),
+        // until the end or a bad line.
+        let reader = scope.spawn(move || -> Result<Option<DecodeStats>> {
+            let mut input = input;
+            let (mut position, mut number) = (0, 0);
+            let mut carry = String::new();
+            let mut send = |line: &str, number: usize| -> Result<bool> {
                 if line.trim().is_empty() {
-                    continue;
+                    return Ok(true);
                 }
-                let record = parse_line(&line, i + 1, name, options)?;
+                let record = parse_line(line, number, name, options)?;
                 if todo_tx.send((position, record)).is_err() {
-                    break;
+                    return Ok(false);
                 }
                 position += 1;
+                Ok(true)
+            };
+            while let Some(block) = input.next_block()? {
+                let text = if carry.is_empty() {
+                    block.text
+                } else {
+                    std::mem::take(&mut carry) + &block.text
+                };
+                for line in text.split_inclusive('\n') {
+                    match line.strip_suffix('\n') {
+                        Some(line) => {
+                            number += 1;
+                            if !send(line, number)? {
+                                return Ok(input.decode_stats());
+                            }
+                        }
+                        None => carry.push_str(line),
+                    }
+                }
             }
-            Ok(position)
+            if !carry.is_empty() {
+                send(&carry, number + 1)?;
+            }
+            Ok(input.decode_stats())
         });
         // The writer: results in input order. After a failed record, the ones before it are
         // still written; then the corpus stops (dropping the channel stops the workers).
@@ -178,7 +213,7 @@ pub fn translate_corpus(
                 out.write_all(line.as_bytes())
                     .and_then(|()| out.write_all(b"\n"))
                     .and_then(|()| out.flush())
-                    .map_err(|e| Error::io("<output>", e))?;
+                    .map_err(|e| Error::io(out_name, e))?;
                 report.records += 1;
                 next += 1;
             }
@@ -191,10 +226,10 @@ pub fn translate_corpus(
         if let Some((_, e)) = failure {
             return Err(e);
         }
-        reader
+        report.decode = reader
             .join()
-            .map_err(|_| Error::Internal("the corpus reader panicked".into()))?
-            .map(|_| ())
+            .map_err(|_| Error::Internal("the corpus reader panicked".into()))??;
+        Ok(())
     })?;
     Ok(report)
 }

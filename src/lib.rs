@@ -82,6 +82,7 @@ pub mod batch;
 pub mod cache;
 pub mod config;
 pub mod corpus;
+pub mod document;
 pub mod error;
 pub mod formats;
 pub mod fsutil;

@@ -190,6 +190,8 @@ fn cell(text: &str) -> String {
 ///   temporary spool files, copied out after the summary at the end.
 /// - **markdown**: the article as it comes; the summary at the end, then (with `bilingual`) the
 ///   side-by-side table, spooled meanwhile.
+/// - **html**: the same as a page of its own (the article, then the summary and the table, in
+///   sections); an HTML input is written as itself instead ([`crate::document`]).
 ///
 /// Spooled parts stay in memory up to 4 MiB each; past that they move to a file in the spool
 /// directory (the system's temporary directory unless given), which is removed from the
@@ -239,6 +241,12 @@ struct MarkdownState {
     blocks: usize,
     open: Option<OpenBlock>,
     rows: usize,
+    /// HTML: the page's start is written.
+    started: bool,
+    /// HTML: the open list is numbered (`<ol>`).
+    ordered: bool,
+    /// HTML: metadata fields held until the page starts.
+    metadata: Vec<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -261,12 +269,6 @@ impl<W: Write> StreamWriter<W> {
         options: &RenderOptions,
         spool_dir: Option<&Path>,
     ) -> Result<Self> {
-        if format == OutputFormat::Html {
-            return Err(Error::option(
-                "format",
-                "html output is the translated HTML page: it needs HTML input (give an .html file, or --input-format html); a text is written as text, markdown, json or jsonl",
-            ));
-        }
         let dir = spool_dir.map_or_else(std::env::temp_dir, Path::to_path_buf);
         let json = match format {
             OutputFormat::Json => Some(JsonSpools {
@@ -278,7 +280,9 @@ impl<W: Write> StreamWriter<W> {
             _ => None,
         };
         let table = match format {
-            OutputFormat::Markdown if options.bilingual => Some(Spool::new(dir)),
+            OutputFormat::Markdown | OutputFormat::Html if options.bilingual => {
+                Some(Spool::new(dir))
+            }
             _ => None,
         };
         Ok(StreamWriter {
@@ -363,8 +367,7 @@ impl<W: Write> StreamWriter<W> {
                 self.write(&piece)
             }
             OutputFormat::Json => self.json_block(source, sentences),
-            OutputFormat::Markdown => self.markdown_block(sentences),
-            OutputFormat::Html => Ok(()),
+            OutputFormat::Markdown | OutputFormat::Html => self.markdown_block(sentences),
         }
     }
 
@@ -391,8 +394,7 @@ impl<W: Write> StreamWriter<W> {
             }
             OutputFormat::Jsonl => {}
             OutputFormat::Json => self.json_finish(summary, model, timings)?,
-            OutputFormat::Markdown => self.markdown_finish(summary)?,
-            OutputFormat::Html => {}
+            OutputFormat::Markdown | OutputFormat::Html => self.markdown_finish(summary)?,
         }
         self.out.flush().map_err(|e| Error::io(&self.name, e))
     }
@@ -461,40 +463,117 @@ impl<W: Write> StreamWriter<W> {
         ))
     }
 
-    /// Starts a new Markdown part (parts are separated by a blank line).
+    /// Starts a new Markdown part (parts are separated by a blank line), or an HTML block (on a
+    /// line of its own).
     fn part(&mut self, text: &str) -> Result<()> {
         if self.markdown.parts > 0 {
-            self.write("\n\n")?;
+            self.write(if self.format == OutputFormat::Html {
+                "\n"
+            } else {
+                "\n\n"
+            })?;
         }
         self.markdown.parts += 1;
         self.write(text)
     }
 
+    /// HTML: closes the block left open (its end tag).
+    fn close_open_block(&mut self) -> Result<()> {
+        let open = self.markdown.open.take();
+        if self.format != OutputFormat::Html {
+            return Ok(());
+        }
+        let level = if self.markdown.blocks <= 1 { 1 } else { 2 };
+        match open {
+            Some(OpenBlock::Heading(_)) => self.write(&format!("</h{level}>")),
+            Some(OpenBlock::Paragraph(..)) => self.write("</p>"),
+            Some(OpenBlock::List(_)) => {
+                let end = if self.markdown.ordered {
+                    "</ol>"
+                } else {
+                    "</ul>"
+                };
+                self.write(&format!("</li>\n{end}"))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// HTML: the page's start, once, titled by the article's first segment if it is a headline
+    /// (metadata aside), then the metadata held until then.
+    fn html_start(&mut self, first: Option<&SentenceOutput>) -> Result<()> {
+        if self.format != OutputFormat::Html || self.markdown.started {
+            return Ok(());
+        }
+        self.markdown.started = true;
+        let title = first
+            .filter(|s| s.kind == SegmentKind::Headline)
+            .and_then(|s| s.translation.as_deref())
+            .unwrap_or("Translation");
+        self.write(&format!(
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n</head>\n<body>\n<article>\n",
+            html_escape(title.trim())
+        ))?;
+        let meta = std::mem::take(&mut self.markdown.metadata);
+        if !meta.is_empty() {
+            self.part(&format!("<dl>\n{}\n</dl>", meta.join("\n")))?;
+        }
+        Ok(())
+    }
+
+    /// The article's blocks in Markdown or HTML: headings, paragraphs and lists continuing
+    /// across blocks, metadata first.
     fn markdown_block(&mut self, sentences: &[SentenceOutput]) -> Result<()> {
+        let html = self.format == OutputFormat::Html;
+        let esc = |t: &str| if html { html_escape(t) } else { escape(t) };
         // Metadata fields only open a document, so they all come in its first block, before
         // any article text: the first part, as `render` writes it.
         let meta: Vec<String> = sentences
             .iter()
             .filter_map(|s| match &s.kind {
+                SegmentKind::Metadata { key, value } if html => Some(format!(
+                    "<dt>{}</dt><dd>{}</dd>",
+                    html_escape(key),
+                    html_escape(value)
+                )),
                 SegmentKind::Metadata { key, value } => {
                     Some(format!("**{}:** {}", escape(key), escape(value)))
                 }
                 _ => None,
             })
             .collect();
-        if !meta.is_empty() {
+        if html && !self.markdown.started {
+            // The page starts with the article's first segment, which gives its title.
+            self.markdown.metadata.extend(meta);
+            let first = sentences
+                .iter()
+                .find(|s| !matches!(s.kind, SegmentKind::Metadata { .. }));
+            if first.is_none() {
+                return Ok(());
+            }
+            self.html_start(first)?;
+        } else if !meta.is_empty() {
             self.part(&meta.join("  \n"))?;
         }
         for s in sentences {
             if self.options.bilingual {
                 if let Some(t) = &s.translation {
                     self.markdown.rows += 1;
-                    let row = format!(
-                        "\n| {} | {} | {} |",
-                        self.markdown.rows,
-                        cell(&s.source),
-                        cell(t)
-                    );
+                    let row = if html {
+                        format!(
+                            "\n<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                            self.markdown.rows,
+                            html_escape(&flat(&s.source)),
+                            html_escape(&flat(t))
+                        )
+                    } else {
+                        format!(
+                            "\n| {} | {} | {} |",
+                            self.markdown.rows,
+                            cell(&s.source),
+                            cell(t)
+                        )
+                    };
                     if let Some(table) = self.table.as_mut() {
                         table.write(row.as_bytes())?;
                     }
@@ -502,7 +581,7 @@ impl<W: Write> StreamWriter<W> {
             }
             let text = match (&s.kind, &s.translation) {
                 (SegmentKind::Metadata { .. }, _) => continue,
-                (_, Some(t)) => escape(t.trim()),
+                (_, Some(t)) => esc(t.trim()),
                 (_, None) => continue,
             };
             if s.continues {
@@ -528,25 +607,39 @@ impl<W: Write> StreamWriter<W> {
             }
             match &s.kind {
                 SegmentKind::Headline => {
+                    self.close_open_block()?;
                     let level = if self.markdown.blocks == 0 { 1 } else { 2 };
-                    self.part(&format!("{} {text}", "#".repeat(level)))?;
+                    if html {
+                        self.part(&format!("<h{level}>{text}"))?;
+                    } else {
+                        self.part(&format!("{} {text}", "#".repeat(level)))?;
+                    }
                     self.markdown.blocks += 1;
                     self.markdown.open = Some(OpenBlock::Heading(!text.is_empty()));
                 }
-                SegmentKind::ListItem { marker } => {
-                    let item = format!("{} {text}", list_marker(marker));
-                    match self.markdown.open {
-                        Some(OpenBlock::List(p)) if p == s.paragraph => {
+                SegmentKind::ListItem { marker } => match self.markdown.open {
+                    Some(OpenBlock::List(p)) if p == s.paragraph => {
+                        if html {
+                            self.write(&format!("</li>\n<li>{text}"))?;
+                        } else {
                             self.write("\n")?;
-                            self.write(&item)?;
-                        }
-                        _ => {
-                            self.part(&item)?;
-                            self.markdown.blocks += 1;
-                            self.markdown.open = Some(OpenBlock::List(s.paragraph));
+                            self.write(&format!("{} {text}", list_marker(marker)))?;
                         }
                     }
-                }
+                    _ => {
+                        self.close_open_block()?;
+                        if html {
+                            let ordered = list_marker(marker) == *marker;
+                            self.markdown.ordered = ordered;
+                            let list = if ordered { "ol" } else { "ul" };
+                            self.part(&format!("<{list}>\n<li>{text}"))?;
+                        } else {
+                            self.part(&format!("{} {text}", list_marker(marker)))?;
+                        }
+                        self.markdown.blocks += 1;
+                        self.markdown.open = Some(OpenBlock::List(s.paragraph));
+                    }
+                },
                 _ => match self.markdown.open {
                     Some(OpenBlock::Paragraph(p, filled)) if p == s.paragraph => {
                         self.push_spaced(filled, &text)?;
@@ -554,7 +647,12 @@ impl<W: Write> StreamWriter<W> {
                             Some(OpenBlock::Paragraph(p, filled || !text.is_empty()));
                     }
                     _ => {
-                        self.part(&text)?;
+                        self.close_open_block()?;
+                        if html {
+                            self.part(&format!("<p>{text}"))?;
+                        } else {
+                            self.part(&text)?;
+                        }
                         self.markdown.blocks += 1;
                         self.markdown.open =
                             Some(OpenBlock::Paragraph(s.paragraph, !text.is_empty()));
@@ -574,28 +672,71 @@ impl<W: Write> StreamWriter<W> {
     }
 
     fn markdown_finish(&mut self, summary: Option<&OutputSummary>) -> Result<()> {
-        self.markdown.open = None;
+        let html = self.format == OutputFormat::Html;
+        self.html_start(None)?;
+        self.close_open_block()?;
+        if html {
+            self.part("</article>")?;
+        }
         if let Some(summary) = summary {
-            self.part("## Summary")?;
-            let items: Vec<String> = summary
-                .sentences
-                .iter()
-                .map(|s| format!("- {}", escape(s.text.trim())))
-                .collect();
-            self.part(&items.join("\n"))?;
+            if html {
+                let items: Vec<String> = summary
+                    .sentences
+                    .iter()
+                    .map(|s| format!("<li>{}</li>", html_escape(s.text.trim())))
+                    .collect();
+                self.part(&format!(
+                    "<section class=\"summary\">\n<h2>Summary</h2>\n<ul>\n{}\n</ul>\n</section>",
+                    items.join("\n")
+                ))?;
+            } else {
+                self.part("## Summary")?;
+                let items: Vec<String> = summary
+                    .sentences
+                    .iter()
+                    .map(|s| format!("- {}", escape(s.text.trim())))
+                    .collect();
+                self.part(&items.join("\n"))?;
+            }
         }
         if let Some(mut table) = self.table.take() {
             if self.markdown.rows > 0 {
-                self.part("## Side by side")?;
-                self.part("| # | Nederlands | English |\n|--:|---|---|")?;
-                self.written += table.copy_to(&mut self.out, &self.name)?;
+                if html {
+                    self.part("<section class=\"side-by-side\">\n<h2>Side by side</h2>\n<table>\n<tr><th>#</th><th>Nederlands</th><th>English</th></tr>")?;
+                    self.written += table.copy_to(&mut self.out, &self.name)?;
+                    self.write("\n</table>\n</section>")?;
+                } else {
+                    self.part("## Side by side")?;
+                    self.part("| # | Nederlands | English |\n|--:|---|---|")?;
+                    self.written += table.copy_to(&mut self.out, &self.name)?;
+                }
             }
+        }
+        if html {
+            self.part("</body>\n</html>")?;
         }
         if self.written > 0 {
             self.write("\n")?;
         }
         Ok(())
     }
+}
+
+/// `text` with `&`, `<` and `>` written as character references.
+fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    crate::formats::markup::escape_into(
+        text,
+        crate::formats::markup::Escape::HtmlText,
+        false,
+        &mut out,
+    );
+    out
+}
+
+/// `text` on one line, white space collapsed.
+fn flat(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// `value` as pretty-printed JSON, every line after the first indented by `indent` spaces: how
@@ -906,11 +1047,7 @@ mod tests {
                     let mut splits: Vec<Vec<usize>> = vec![vec![], (0..n).collect()];
                     splits.extend((1..n).map(|i| vec![i]));
                     splits.push((0..n).step_by(3).collect());
-                    // HTML output is a page translated in place: not written from a text.
-                    for format in OutputFormat::ALL
-                        .into_iter()
-                        .filter(|f| *f != OutputFormat::Html)
-                    {
+                    for format in OutputFormat::ALL {
                         for bilingual in [false, true] {
                             let options = RenderOptions::default().with_bilingual(bilingual);
                             let want = render(&output, format, &options).unwrap();

@@ -38,6 +38,7 @@ pub use runner::BatchRunner;
 pub use shard::Shard;
 
 use crate::corpus::CorpusOptions;
+use crate::document::DocumentOptions;
 use crate::error::Remedy;
 use crate::formats::InputFormat;
 use crate::input::DecodeOptions;
@@ -125,11 +126,23 @@ impl BatchConfig {
         self
     }
 
-    /// The output format of an HTML or Markdown input ([`BatchConfig::keep_markup`]).
-    pub fn markup_output(&self, relative: &Path) -> OutputFormat {
-        match self.input_format_of(relative).document_format() {
-            Some(own) if self.keep_markup => own,
-            _ => self.format,
+    /// How the input at `relative` is read and written: the library's one options value
+    /// ([`crate::document`]), its output format this batch's (HTML, Markdown and JSON-lines
+    /// inputs in their own with [`BatchConfig::keep_markup`]; JSON lines always as JSON lines).
+    pub fn document_options(&self, relative: &Path) -> DocumentOptions {
+        let input = self.input_format_of(relative);
+        DocumentOptions {
+            input_format: Some(input),
+            output_format: Some(match input {
+                InputFormat::Jsonl => OutputFormat::Jsonl,
+                _ => self.format,
+            }),
+            own_format_wins: self.keep_markup,
+            decode: self.decode,
+            stream: self.stream.clone(),
+            render: self.render,
+            corpus: self.corpus.clone(),
+            line_by_line: false,
         }
     }
 
@@ -212,16 +225,15 @@ impl BatchConfig {
         }
     }
 
-    /// The output path (relative to the output directory) for an input's relative path (a
-    /// JSON-lines input gives JSON lines).
+    /// The output path (relative to the output directory) for an input's relative path: its
+    /// extension the output format's ([`BatchConfig::document_options`]; a combination that
+    /// cannot be made keeps the batch's format, and the file fails with the reason).
     pub fn output_for(&self, relative: &Path) -> PathBuf {
-        match self.input_format_of(relative) {
-            InputFormat::Jsonl => relative.with_extension(OutputFormat::Jsonl.extension()),
-            InputFormat::Text => relative.with_extension(self.format.extension()),
-            InputFormat::Html | InputFormat::Markdown => {
-                relative.with_extension(self.markup_output(relative).extension())
-            }
-        }
+        let format = self
+            .document_options(relative)
+            .output_for(self.input_format_of(relative))
+            .unwrap_or(self.format);
+        relative.with_extension(format.extension())
     }
 }
 

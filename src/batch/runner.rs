@@ -8,13 +8,10 @@ use std::time::{Duration, Instant, SystemTime};
 use super::lock::Lock;
 use super::{BatchConfig, BatchPlan, BatchProgress, BatchReport, FileReport, FileStatus};
 use super::{REPORT_VERSION, TEMP_STALE_AFTER};
-use crate::corpus::translate_corpus;
+use crate::document::{Document, Source};
 use crate::error::{Error, Remedy, Result};
-use crate::formats::{InputFormat, Markup};
 use crate::fsutil::{write_atomic, AtomicFile, TempFile};
-use crate::output::StreamWriter;
 use crate::pipeline::Pipeline;
-use crate::stream::DocumentInput;
 
 /// Runs a [`BatchConfig`] with one [`Pipeline`].
 ///
@@ -198,44 +195,48 @@ impl<'p> BatchRunner<'p> {
                 elapsed: t.elapsed(),
             });
         }
-        match cfg.input_format_of(rel) {
-            InputFormat::Jsonl => return self.process_corpus(rel, out_rel, &in_path, &out_path, t),
-            f @ (InputFormat::Html | InputFormat::Markdown) => {
-                return self.process_markup(rel, out_rel, &in_path, &out_path, f, t)
-            }
-            InputFormat::Text => {}
-        }
-        // The library's one input policy: read whole, or checked whole and then read in blocks
-        // (a bad byte anywhere fails the file before anything is written).
-        let mut input =
-            DocumentInput::open(&in_path, &cfg.decode, &cfg.stream).map_err(Step::input)?;
+        // The library's one entry: the input read and checked first (a bad byte anywhere
+        // fails the file before anything is written), then translated into the output's
+        // temporary file, renamed into place when done.
         let parent = out_path.parent().unwrap_or(&cfg.output_dir);
+        let mut options = cfg.document_options(rel);
+        options.stream.spool_dir = Some(
+            cfg.stream
+                .spool_dir
+                .clone()
+                .unwrap_or_else(|| parent.to_path_buf()),
+        );
+        let document = Document::open(Source::File(&in_path), &options).map_err(Step::input)?;
         std::fs::create_dir_all(parent)
             .map_err(|e| Step::Output(Error::io(parent, e).to_string()))?;
-        let output = AtomicFile::create(&out_path).map_err(|e| Step::Output(e.to_string()))?;
-        let spool = cfg.stream.spool_dir.as_deref().unwrap_or(parent);
-        let mut writer = StreamWriter::new(output, &out_path, cfg.format, &cfg.render, Some(spool))
-            .map_err(|e| Step::Output(e.to_string()))?;
-        let report = self
-            .pipeline
-            .translate_document(&mut input, &mut writer)
+        let mut output = AtomicFile::create(&out_path).map_err(|e| Step::Output(e.to_string()))?;
+        let pipeline = self.pipeline;
+        let done = pipeline
+            .translate_to(
+                &pipeline.document_run(),
+                document,
+                &mut output,
+                &out_path,
+                &options,
+                &mut (),
+            )
             .map_err(|e| match e {
                 // Reading the input again, or the model: this file's problem.
                 Error::Io { ref path, .. } if path == &in_path => Step::input(e),
                 Error::Io { .. } => Step::Output(e.to_string()),
                 e => Step::Input(e.to_string(), e.remedy()),
             })?;
-        writer
-            .into_inner()
-            .commit()
-            .map_err(|e| Step::Output(e.to_string()))?;
+        output.commit().map_err(|e| Step::Output(e.to_string()))?;
+        let report = &done.report;
         let mut notes = Vec::new();
-        if report.segments == 0 {
+        if let Some(records) = done.records {
+            notes.push(format!("{records} records"));
+        } else if report.segments == 0 {
             notes.push("empty input: nothing to translate".to_string());
         }
         notes.extend(report.decode.unwrap_or_default().notes());
         if let Some(n) = report.summary.as_ref().and_then(|s| s.limited_to) {
-            notes.push(if input.is_streamed() {
+            notes.push(if done.streamed {
                 format!(
                     "streamed in {} blocks; summary from the first {n} sentences",
                     report.blocks
@@ -254,98 +255,6 @@ impl<'p> BatchRunner<'p> {
             source_tokens: report.source_tokens,
             target_tokens: report.target_tokens,
             elapsed: t.elapsed(),
-        })
-    }
-}
-
-impl BatchRunner<'_> {
-    /// An HTML or Markdown document: read whole, translated in place (or rendered in the
-    /// configured format, [`super::BatchConfig::keep_markup`]), written atomically.
-    fn process_markup(
-        &self,
-        rel: &Path,
-        out_rel: &Path,
-        in_path: &Path,
-        out_path: &Path,
-        format: InputFormat,
-        started: Instant,
-    ) -> std::result::Result<FileReport, Step> {
-        let cfg = &self.config;
-        let (markup, decoded) =
-            Markup::read_file(format, in_path, &cfg.decode).map_err(Step::input)?;
-        let out_format = cfg.markup_output(rel);
-        let pipeline = self.pipeline;
-        let result = pipeline
-            .translate_markup_for(&pipeline.document_run(), &markup, out_format, &mut ())
-            .map_err(|e| Step::Input(e.to_string(), e.remedy()))?;
-        let bytes = result
-            .rendered(&markup, out_format, &cfg.render)
-            .map_err(|e| Step::Input(e.to_string(), e.remedy()))?;
-        let parent = out_path.parent().unwrap_or(&cfg.output_dir);
-        std::fs::create_dir_all(parent)
-            .map_err(|e| Step::Output(Error::io(parent, e).to_string()))?;
-        let mut output = AtomicFile::create(out_path).map_err(|e| Step::Output(e.to_string()))?;
-        std::io::Write::write_all(&mut output, bytes.as_bytes())
-            .map_err(|e| Step::Output(Error::io(out_path, e).to_string()))?;
-        output.commit().map_err(|e| Step::Output(e.to_string()))?;
-        let mut notes = Vec::new();
-        if result.output.is_empty() && markup.texts().next().is_none() {
-            notes.push("no text to translate".to_string());
-        }
-        notes.extend(decoded.notes());
-        Ok(FileReport {
-            input: rel.to_path_buf(),
-            output: Some(out_rel.to_path_buf()),
-            status: FileStatus::Done,
-            reason: (!notes.is_empty()).then(|| notes.join("; ")),
-            remedy: None,
-            sentences: result.output.translated_sentences(),
-            source_tokens: result.output.source_tokens(),
-            target_tokens: result.output.target_tokens(),
-            elapsed: started.elapsed(),
-        })
-    }
-
-    /// A JSON-lines corpus: a record per line through the pipeline, into its output's temporary
-    /// file, renamed into place when the whole corpus is done.
-    fn process_corpus(
-        &self,
-        rel: &Path,
-        out_rel: &Path,
-        in_path: &Path,
-        out_path: &Path,
-        started: Instant,
-    ) -> std::result::Result<FileReport, Step> {
-        let cfg = &self.config;
-        let file = std::fs::File::open(in_path).map_err(|e| Step::input(Error::io(in_path, e)))?;
-        let parent = out_path.parent().unwrap_or(&cfg.output_dir);
-        std::fs::create_dir_all(parent)
-            .map_err(|e| Step::Output(Error::io(parent, e).to_string()))?;
-        let mut output = AtomicFile::create(out_path).map_err(|e| Step::Output(e.to_string()))?;
-        let report = translate_corpus(
-            self.pipeline,
-            std::io::BufReader::new(file),
-            &in_path.display().to_string(),
-            &mut output,
-            &cfg.corpus,
-        )
-        .map_err(|e| match e {
-            Error::Io { ref path, .. } if path == Path::new("<output>") => {
-                Step::Output(format!("{}: {e}", out_path.display()))
-            }
-            e => Step::input(e),
-        })?;
-        output.commit().map_err(|e| Step::Output(e.to_string()))?;
-        Ok(FileReport {
-            input: rel.to_path_buf(),
-            output: Some(out_rel.to_path_buf()),
-            status: FileStatus::Done,
-            reason: Some(format!("{} records", report.records)),
-            remedy: None,
-            sentences: report.sentences,
-            source_tokens: report.source_tokens,
-            target_tokens: report.target_tokens,
-            elapsed: started.elapsed(),
         })
     }
 }

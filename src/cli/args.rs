@@ -6,6 +6,7 @@ use clap::{Args, ValueEnum};
 
 use std::sync::Arc;
 use tolk::corpus::CorpusOptions;
+use tolk::document::DocumentOptions;
 use tolk::formats::InputFormat;
 use tolk::input::{DecodeOptions, EncodingChoice};
 use tolk::model::Quantization;
@@ -207,42 +208,8 @@ pub struct PipelineArgs {
     #[arg(long, value_name = "N", help_heading = "Segmentation")]
     pub max_segment_tokens: Option<usize>,
 
-    /// Beam width (1: greedy search). Default: the model's (opus-mt: 6 or 4).
-    #[arg(long, value_name = "N", help_heading = "Generation")]
-    pub num_beams: Option<usize>,
-
-    /// Maximum decoder length, start token included. Default: the model's.
-    #[arg(long, value_name = "N", help_heading = "Generation")]
-    pub max_length: Option<usize>,
-
-    /// Maximum number of generated tokens (takes precedence over --max-length).
-    #[arg(long, value_name = "N", help_heading = "Generation")]
-    pub max_new_tokens: Option<usize>,
-
-    /// Minimum decoder length, start token included.
-    #[arg(long, value_name = "N", help_heading = "Generation")]
-    pub min_length: Option<usize>,
-
-    /// Minimum number of generated tokens (takes precedence over --min-length).
-    #[arg(long, value_name = "N", help_heading = "Generation")]
-    pub min_new_tokens: Option<usize>,
-
-    /// Length penalty exponent for beam scores.
-    #[arg(
-        long,
-        value_name = "X",
-        allow_negative_numbers = true,
-        help_heading = "Generation"
-    )]
-    pub length_penalty: Option<f32>,
-
-    /// Never repeat an n-gram of this size (0: off).
-    #[arg(long, value_name = "N", help_heading = "Generation")]
-    pub no_repeat_ngram_size: Option<usize>,
-
-    /// Penalty for tokens already generated (1: off).
-    #[arg(long, value_name = "X", help_heading = "Generation")]
-    pub repetition_penalty: Option<f32>,
+    #[command(flatten)]
+    pub generation: GenerationOverrides,
 
     /// Most sentences per batch [default: 32].
     #[arg(long, value_name = "N", help_heading = "Batching")]
@@ -335,12 +302,15 @@ pub struct PipelineArgs {
 }
 
 impl PipelineArgs {
-    /// The input format of `file` (`None`: standard input).
-    pub fn input_format(&self, file: Option<&std::path::Path>) -> InputFormat {
-        match (self.input_format.format(), file) {
-            (Some(f), _) => f,
-            (None, Some(path)) if path != std::path::Path::new("-") => InputFormat::of_path(path),
-            (None, _) => InputFormat::Text,
+    /// How documents are read (input format, decoding, streaming, corpus fields): the
+    /// library's one options value; the output side is the command's.
+    pub fn document_options(&self) -> DocumentOptions {
+        DocumentOptions {
+            input_format: self.input_format.format(),
+            decode: self.decode_options(),
+            stream: self.stream_options(),
+            corpus: self.corpus_options(),
+            ..DocumentOptions::default()
         }
     }
 
@@ -406,16 +376,7 @@ impl PipelineArgs {
                 DtypeArg::F16 => DType::F16,
                 DtypeArg::Bf16 => DType::BF16,
             })
-            .overrides(GenerationOverrides {
-                num_beams: self.num_beams,
-                max_length: self.max_length,
-                max_new_tokens: self.max_new_tokens,
-                min_length: self.min_length,
-                min_new_tokens: self.min_new_tokens,
-                length_penalty: self.length_penalty,
-                no_repeat_ngram_size: self.no_repeat_ngram_size,
-                repetition_penalty: self.repetition_penalty,
-            })
+            .overrides(self.generation.clone())
             .segment_mode(self.segment.into())
             .quantize(self.quantize.map(Quantization::from))
             .summarizer(summarizer);
@@ -541,6 +502,31 @@ pub fn parse_encoding(text: &str) -> Result<EncodingChoice, String> {
         tolk::Error::Option { message, .. } => message,
         e => e.to_string(),
     })
+}
+
+/// A size in bytes as options take it ([`parse_size`]) and show it (`2M`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl std::str::FromStr for Size {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_size(s).map(Size)
+    }
+}
+
+impl std::fmt::Display for Size {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0;
+        match [(30, "G"), (20, "M"), (10, "K")]
+            .into_iter()
+            .find(|&(shift, _)| n != 0 && n.is_multiple_of(1u64 << shift))
+        {
+            Some((shift, unit)) => write!(f, "{}{unit}", n >> shift),
+            None => write!(f, "{n}"),
+        }
+    }
 }
 
 /// A size in bytes: a number, optionally followed by K, M or G (powers of 1024; `KiB`, `MB` and

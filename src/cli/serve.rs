@@ -13,8 +13,12 @@ use tolk::pipeline::SummarizerChoice;
 use tolk::serve::{Models, SchedulerOptions, ServeOptions, ServedModel, Server};
 use tolk::source::ModelSpec;
 
-use super::args::{parse_size, PipelineArgs};
+use super::args::{PipelineArgs, Size};
 use super::Global;
+
+/// The server's defaults, which the flags' defaults show: one place ([`ServeOptions::default`]).
+static DEFAULTS: std::sync::LazyLock<ServeOptions> =
+    std::sync::LazyLock::new(ServeOptions::default);
 
 /// Options of `tolk serve`.
 #[derive(Debug, Args)]
@@ -32,11 +36,11 @@ Examples:
        -d '{\"q\": \"Het kabinet is gevallen.\", \"source\": \"nl\", \"target\": \"en\"}'")]
 pub struct ServeArgs {
     /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1", help_heading = "Server")]
+    #[arg(long, default_value_t = DEFAULTS.addr.ip(), help_heading = "Server")]
     pub host: IpAddr,
 
     /// Port to listen on (0: any free port; the chosen one is printed).
-    #[arg(long, default_value_t = 5000, help_heading = "Server")]
+    #[arg(long, default_value_t = DEFAULTS.addr.port(), help_heading = "Server")]
     pub port: u16,
 
     /// The language pair of each --model, in order (SRC-TGT, e.g. nl-en), where neither the
@@ -57,19 +61,19 @@ pub struct ServeArgs {
     pub batch_limit: Option<usize>,
 
     /// Most bytes in a request body (K, M: 1024-based).
-    #[arg(long, value_name = "SIZE", default_value = "2M", value_parser = parse_size,
-          help_heading = "Limits")]
-    pub max_body: u64,
+    #[arg(long, value_name = "SIZE", help_heading = "Limits",
+          default_value_t = Size(DEFAULTS.max_body_bytes as u64))]
+    pub max_body: Size,
 
     /// Most requests answered at once; more get 503 with Retry-After.
-    #[arg(long, value_name = "N", default_value_t = 64, help_heading = "Limits")]
+    #[arg(long, value_name = "N", default_value_t = DEFAULTS.max_in_flight, help_heading = "Limits")]
     pub max_in_flight: usize,
 
     /// Most segments waiting for the model; a request that would pass it gets 503.
     #[arg(
         long,
         value_name = "N",
-        default_value_t = 4096,
+        default_value_t = DEFAULTS.scheduler.max_queued,
         help_heading = "Limits"
     )]
     pub max_queued: usize,
@@ -82,7 +86,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         value_name = "SECONDS",
-        default_value_t = 120,
+        default_value_t = DEFAULTS.request_timeout.as_secs(),
         help_heading = "Limits"
     )]
     pub request_timeout: u64,
@@ -91,7 +95,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         value_name = "MS",
-        default_value_t = 5,
+        default_value_t = DEFAULTS.scheduler.max_wait.as_millis() as u64,
         help_heading = "Batching"
     )]
     pub batch_wait: u64,
@@ -104,7 +108,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         value_name = "SECONDS",
-        default_value_t = 30,
+        default_value_t = DEFAULTS.shutdown_grace.as_secs(),
         help_heading = "Server"
     )]
     pub shutdown_grace: u64,
@@ -184,13 +188,16 @@ pub fn run(args: ServeArgs, global: Global) -> anyhow::Result<ExitCode> {
         args.pair.len(),
         specs.len()
     );
-    let batching = args.pipeline.batch_size.unwrap_or(32);
+    let batching = args
+        .pipeline
+        .batch_size
+        .unwrap_or(DEFAULTS.scheduler.round_segments);
     let options = ServeOptions {
         addr: SocketAddr::new(args.host, args.port),
         api_keys,
         char_limit: args.char_limit,
         batch_limit: args.batch_limit,
-        max_body_bytes: usize::try_from(args.max_body).unwrap_or(usize::MAX),
+        max_body_bytes: usize::try_from(args.max_body.0).unwrap_or(usize::MAX),
         max_in_flight: args.max_in_flight.max(1),
         req_limit: args.req_limit,
         request_timeout: Duration::from_secs(args.request_timeout.max(1)),

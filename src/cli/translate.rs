@@ -6,15 +6,13 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use tolk::corpus::translate_corpus;
-use tolk::formats::{InputFormat, Markup};
+use tolk::document::{Document, Source};
 use tolk::fsutil::AtomicFile;
-use tolk::output::{OutputFormat, RenderOptions, StreamWriter};
-use tolk::stream::{BlockSource, LineSource};
+use tolk::output::RenderOptions;
 
 use super::args::{FormatArg, PipelineArgs, SegmentArg};
 use super::progress::DocumentBar;
-use super::{decode_notes, open_input, Global};
+use super::{decode_notes, Global};
 
 /// Options of `tolk translate`.
 #[derive(Debug, Args)]
@@ -60,98 +58,89 @@ pub struct TranslateArgs {
     pub pipeline: PipelineArgs,
 }
 
-/// Runs `tolk translate`.
+/// Runs `tolk translate`: one document (text, Markdown, HTML or a JSON-lines corpus) through
+/// the library's one entry ([`Document::open`], [`tolk::pipeline::Pipeline::translate_to`]).
 pub fn run(args: TranslateArgs, global: Global) -> anyhow::Result<ExitCode> {
-    match args.pipeline.input_format(args.file.as_deref()) {
-        InputFormat::Jsonl => return corpus(args, global),
-        f @ (InputFormat::Html | InputFormat::Markdown) => return markup(args, global, f),
-        InputFormat::Text => {}
-    }
-    // Input first: a bad file should not wait for the model to load.
-    let stream_options = args.pipeline.stream_options();
+    let mut options = args.pipeline.document_options();
+    options.output_format = args.format.map(Into::into);
+    options.render = RenderOptions::default().with_bilingual(args.bilingual);
     // `--segment lines` on a pipe: a co-process, every line translated and written before the
     // next one is waited for.
     let reads_stdin = args.file.as_deref().is_none_or(|f| f == Path::new("-"));
-    let lines = args.pipeline.segment == SegmentArg::Lines
+    options.line_by_line = args.pipeline.segment == SegmentArg::Lines
         && reads_stdin
         && (args.unbuffered || !stdin_is_file());
-    let decode = args.pipeline.decode_options();
-    let (mut input, name, streamed): (Box<dyn BlockSource>, String, bool) = if lines {
-        let source = LineSource::new(
-            std::io::stdin(),
-            "<stdin>",
-            &decode,
-            stream_options.block_bytes,
-        );
-        (Box::new(source), "<stdin>".to_string(), true)
-    } else {
-        let input = open_input(args.file.as_deref(), &decode, &stream_options)?;
-        let name = input.name().to_string();
-        let streamed = input.is_streamed();
-        (Box::new(input), name, streamed)
+    let to_file = args.output.as_deref().filter(|p| p.as_os_str() != "-");
+    if let Some(path) = to_file {
+        // Spool files next to the output: where there is room for the output itself.
+        options.stream.spool_dir = options
+            .stream
+            .spool_dir
+            .clone()
+            .or_else(|| path.parent().map(Path::to_path_buf))
+            .filter(|p| !p.as_os_str().is_empty());
+    }
+    // Input first: a bad file should not wait for the model to load.
+    let source = match args.file.as_deref() {
+        Some(p) if p != Path::new("-") => Source::File(p),
+        file => {
+            let stdin = std::io::stdin();
+            if file.is_none() && stdin.is_terminal() {
+                anyhow::bail!(
+                    "no input: give a FILE, or pipe text in (`-` reads a terminal until end of input)"
+                );
+            }
+            Source::Stream(Box::new(stdin), "<stdin>".into())
+        }
     };
-    let known = input.decode_stats();
+    let document = Document::open(source, &options)?;
+    let name = document.name().to_string();
+    let known = document.decode_stats();
     if let Some(stats) = &known {
         decode_notes(stats, &name, global);
     }
     let pipeline = args.pipeline.build(global)?;
-    let format: OutputFormat = args.format.unwrap_or(FormatArg::Text).into();
-    let options = RenderOptions::default().with_bilingual(args.bilingual);
-    // The library's measure of the document: its text, when known before the first block.
-    // No bar for a co-process: its lines come as they are typed or sent.
-    let mut bar = DocumentBar::new(global.quiet || lines, known.map(|s| s.text_bytes));
-    let report = match args.output.as_deref() {
-        Some(path) if path.as_os_str() != "-" => {
-            // Spool files next to the output: where there is room for the output itself.
-            let spool = stream_options
-                .spool_dir
-                .clone()
-                .or_else(|| path.parent().map(Path::to_path_buf))
-                .filter(|p| !p.as_os_str().is_empty());
-            let file = AtomicFile::create(path)?;
-            let mut writer = StreamWriter::new(file, path, format, &options, spool.as_deref())?
-                .with_lines_ended(lines);
-            let report = pipeline.translate_document_with_progress(
-                &pipeline.document_run(),
-                &mut *input,
-                &mut writer,
-                &mut bar,
-            )?;
-            writer.into_inner().commit()?;
-            report
+    // No bar for a co-process (its lines come as they are typed or sent) or a corpus.
+    let quiet_bar = global.quiet
+        || options.line_by_line
+        || document.input_format() == tolk::formats::InputFormat::Jsonl;
+    let mut bar = DocumentBar::new(quiet_bar, document.text_bytes());
+    let run = pipeline.document_run();
+    let done = match to_file {
+        Some(path) => {
+            let mut file = AtomicFile::create(path)?;
+            let done = pipeline.translate_to(&run, document, &mut file, path, &options, &mut bar);
+            let done = done?;
+            file.commit()?;
+            done
         }
-        _ => {
+        None => {
             let stdout = std::io::stdout();
             let same_screen = stdout.is_terminal();
-            let stdout = BufWriter::with_capacity(1 << 16, bar.guard(stdout.lock(), same_screen));
-            let mut writer = StreamWriter::new(
-                stdout,
-                "<stdout>",
-                format,
+            let mut stdout =
+                BufWriter::with_capacity(1 << 16, bar.guard(stdout.lock(), same_screen));
+            let done = pipeline.translate_to(
+                &run,
+                document,
+                &mut stdout,
+                Path::new("<stdout>"),
                 &options,
-                stream_options.spool_dir.as_deref(),
-            )?
-            .with_lines_ended(lines);
-            let report = pipeline.translate_document_with_progress(
-                &pipeline.document_run(),
-                &mut *input,
-                &mut writer,
                 &mut bar,
             )?;
-            writer.into_inner().flush()?;
-            report
+            stdout.flush()?;
+            done
         }
     };
     bar.finish();
     if known.is_none() {
-        if let Some(stats) = &report.decode {
+        if let Some(stats) = &done.report.decode {
             decode_notes(stats, &name, global);
         }
     }
-    if let Some(n) = report.summary.as_ref().and_then(|s| s.limited_to) {
+    if let Some(n) = done.report.summary.as_ref().and_then(|s| s.limited_to) {
         if !global.silent {
-            let how = if streamed {
-                format!("streamed in {} blocks; ", report.blocks)
+            let how = if done.streamed {
+                format!("streamed in {} blocks; ", done.report.blocks)
             } else {
                 String::new()
             };
@@ -159,80 +148,6 @@ pub fn run(args: TranslateArgs, global: Global) -> anyhow::Result<ExitCode> {
                 std::io::stderr(),
                 "note: {name}: {how}the summary was made from its first {n} sentences"
             );
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `tolk translate` of an HTML or Markdown document: read whole, translated in place (or
-/// rendered as --format says).
-fn markup(args: TranslateArgs, global: Global, format: InputFormat) -> anyhow::Result<ExitCode> {
-    let decode = args.pipeline.decode_options();
-    let (markup, decoded) = match args.file.as_deref() {
-        Some(p) if p != Path::new("-") => Markup::read_file(format, p, &decode)?,
-        _ => Markup::read(format, std::io::stdin().lock(), "<stdin>", &decode)?,
-    };
-    let name = args
-        .file
-        .as_deref()
-        .filter(|p| *p != Path::new("-"))
-        .map_or_else(|| "<stdin>".to_string(), |p| p.display().to_string());
-    decode_notes(&decoded, &name, global);
-    let out_format: OutputFormat = match args.format {
-        Some(f) => f.into(),
-        None => format.document_format().unwrap_or_default(),
-    };
-    let pipeline = args.pipeline.build(global)?;
-    let options = RenderOptions::default().with_bilingual(args.bilingual);
-    let mut bar = DocumentBar::new(global.quiet, Some(markup.source().len() as u64));
-    let result =
-        pipeline.translate_markup_for(&pipeline.document_run(), &markup, out_format, &mut bar);
-    bar.finish();
-    let bytes = result?.rendered(&markup, out_format, &options)?;
-    match args.output.as_deref() {
-        Some(path) if path.as_os_str() != "-" => {
-            let mut file = AtomicFile::create(path)?;
-            file.write_all(bytes.as_bytes())
-                .map_err(|e| tolk::Error::io(path, e))?;
-            file.commit()?;
-        }
-        _ => {
-            let mut stdout = std::io::stdout().lock();
-            stdout.write_all(bytes.as_bytes())?;
-            stdout.flush()?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `tolk translate` of a JSON-lines corpus: a record per line out, with its id.
-fn corpus(args: TranslateArgs, global: Global) -> anyhow::Result<ExitCode> {
-    if args.format.is_some_and(|f| f != FormatArg::Jsonl) {
-        anyhow::bail!(
-            "JSON-lines input is written as JSON lines: drop --format or use --format jsonl"
-        );
-    }
-    let name = match args.file.as_deref() {
-        Some(p) if p != Path::new("-") => p.display().to_string(),
-        _ => "<stdin>".to_string(),
-    };
-    let input: Box<dyn std::io::BufRead + Send> = match args.file.as_deref() {
-        Some(p) if p != Path::new("-") => Box::new(std::io::BufReader::new(
-            std::fs::File::open(p).map_err(|e| tolk::Error::io(p, e))?,
-        )),
-        _ => Box::new(std::io::BufReader::new(std::io::stdin())),
-    };
-    let pipeline = args.pipeline.build(global)?;
-    let options = args.pipeline.corpus_options();
-    match args.output.as_deref() {
-        Some(path) if path.as_os_str() != "-" => {
-            let mut file = AtomicFile::create(path)?;
-            translate_corpus(&pipeline, input, &name, &mut file, &options)?;
-            file.commit()?;
-        }
-        _ => {
-            let mut stdout = std::io::stdout().lock();
-            translate_corpus(&pipeline, input, &name, &mut stdout, &options)?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -345,7 +345,7 @@ fn land(l: &Layout<'_>, k: usize, lo: usize, hi: usize) -> Range<usize> {
         let mut r = from..to;
         if part && r == tgt && r.len() >= 2 {
             // Leave out the end that the span does not reach.
-            if hi + 1 < src.end {
+            if hi + 1 < n {
                 r.end -= 1;
             } else {
                 r.start += 1;
@@ -408,9 +408,8 @@ pub(crate) fn render_unit(
     let n_target = l.target.len();
     let spans = &unit.spans;
 
-    // The source tree: each span's parent (spans inside an opaque one are written with it).
+    // The source tree: each span's parent.
     let mut parent: Vec<Option<usize>> = vec![None; spans.len()];
-    let mut hidden = vec![false; spans.len()];
     let mut stack: Vec<usize> = Vec::new();
     for (i, span) in spans.iter().enumerate() {
         while let Some(&p) = stack.last() {
@@ -424,8 +423,11 @@ pub(crate) fn render_unit(
             stack.pop();
         }
         parent[i] = stack.last().copied();
-        hidden[i] = parent[i].is_some_and(|p| spans[p].opaque || hidden[p]);
-        stack.push(i);
+        // An opaque span is written whole: nothing is inside it (the builders make nothing
+        // inside one), and a mark after it at the same place is its sibling.
+        if !span.opaque {
+            stack.push(i);
+        }
     }
 
     // Where each span would go on its own, and the target units of the sentences it touches.
@@ -493,19 +495,16 @@ pub(crate) fn render_unit(
     let mut ranges: Vec<Range<usize>> = vec![0..0; spans.len()];
     let mut kids: Vec<Vec<usize>> = vec![Vec::new(); spans.len()];
     let mut top: Vec<usize> = Vec::new();
-    for i in 0..spans.len() {
-        if hidden[i] {
-            continue;
-        }
-        match parent[i] {
-            Some(p) => kids[p].push(i),
+    for (i, p) in parent.iter().enumerate() {
+        match p {
+            Some(p) => kids[*p].push(i),
             None => top.push(i),
         }
     }
     // How many target units each span needs: one, or one for each span over text inside it.
     let mut need = vec![0usize; spans.len()];
     for i in (0..spans.len()).rev() {
-        if over_text[i] && !hidden[i] {
+        if over_text[i] {
             let inner: usize = kids[i].iter().map(|&k| need[k]).sum();
             need[i] = inner.max(1);
         }
@@ -563,6 +562,7 @@ pub(crate) fn render_unit(
         sep: false,
         gaps: &l.gaps,
         escape: unit.escape,
+        started: false,
         skip_lead: None,
         markup,
     };
@@ -714,19 +714,25 @@ struct Writer<'m> {
     gaps: &'m [String],
     /// How text is escaped.
     escape: Escape,
+    /// A target unit's gap was considered: the unit's text has begun.
+    started: bool,
     /// A word whose leading punctuation was written before an element's start: (word, bytes).
     skip_lead: Option<(usize, usize)>,
     markup: &'m mut dyn FnMut(Range<usize>, &mut String),
 }
 
 impl Writer<'_> {
-    /// The gap before target unit `t`, if something was written before it.
+    /// The gap before target unit `t`, if something was written before it; before the first,
+    /// what its gap holds besides white space (a sentence whose translation has no unit).
     fn space(&mut self, t: usize) {
+        let gap = self.gaps.get(t).map_or(" ", String::as_str);
         if self.sep {
-            let gap = self.gaps.get(t).map_or(" ", String::as_str);
             escape_into(gap, self.escape, false, &mut self.out);
             self.sep = false;
+        } else if !self.started {
+            escape_into(gap.trim(), self.escape, self.out.is_empty(), &mut self.out);
         }
+        self.started = true;
     }
 
     fn markup(&mut self, range: Range<usize>) {
@@ -808,7 +814,11 @@ impl Tree<'_> {
             }
             if !r.is_empty() {
                 w.space(r.start);
-                let lead = leading_punct(self.target[r.start]);
+                // Not again when the element around it wrote it already.
+                let lead = match w.skip_lead {
+                    Some((at, _)) if at == r.start => "",
+                    _ => leading_punct(self.target[r.start]),
+                };
                 if !lead.is_empty() && lead_out {
                     w.text(lead, self.unit.escape);
                     w.skip_lead = Some((r.start, lead.len()));
@@ -820,7 +830,7 @@ impl Tree<'_> {
             if withhold && r.end == hi && !r.is_empty() {
                 // The punctuation after this child also stays outside the element around it.
                 tail = inner;
-            } else {
+            } else if !r.is_empty() {
                 w.text(&inner, self.unit.escape);
                 tail.clear();
             }

@@ -5,9 +5,8 @@ use std::ops::Range;
 
 use super::{DocumentProgress, DocumentRun, Pipeline};
 use crate::align::Alignment;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::formats::markup::{Role, UnitSentence};
-use crate::formats::InputFormat;
 use crate::formats::Markup;
 use crate::output::{render, OutputFormat, RenderOptions};
 use crate::record::{assemble, Output, SentenceOutput, FORMAT_VERSION};
@@ -54,16 +53,6 @@ impl Pipeline {
         format: OutputFormat,
         progress: &mut dyn DocumentProgress,
     ) -> Result<MarkupOutput> {
-        if format == OutputFormat::Html && markup.format() != InputFormat::Html {
-            return Err(Error::option(
-                "format",
-                format!(
-                    "html output is the translated HTML page: a {} document is written as {} (the default), text, json or jsonl",
-                    markup.format().name(),
-                    markup.format().name()
-                ),
-            ));
-        }
         let keep = markup.format().document_format() == Some(format);
         let run = DocumentRun {
             summary: run.summary && !keep,
@@ -174,7 +163,7 @@ fn assign(
                 if markup.role(*unit) != Role::Item && !s.continues =>
             {
                 // "MARKER " before both texts: one more unit, aligned with itself.
-                Some(a.prefixed(marker.len() + 1, marker.len() + 1))
+                Some(a.prefixed(marker.len(), marker.len() + 1))
             }
             (_, a) if s.translation.is_some() => a.clone(),
             // Kept text: every unit with itself.

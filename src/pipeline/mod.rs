@@ -40,7 +40,7 @@ pub use markup::MarkupOutput;
 pub use progress::{DocumentPosition, DocumentProgress};
 pub use summary::{SummaryLimits, DEFAULT_SUMMARY_BYTES, DEFAULT_SUMMARY_SENTENCES};
 
-use crate::config::GenerationConfig;
+use crate::config::{EarlyStopping, GenerationConfig};
 use crate::error::{Error, Result};
 use crate::input::DecodeStats;
 use crate::model::Quantization;
@@ -87,27 +87,48 @@ impl fmt::Debug for SummarizerChoice {
 
 /// Changes to the model's generation defaults; `None` keeps the model's value.
 ///
+/// The one declaration of these options: the command line's generation flags (`--num-beams`,
+/// ...: it derives [`clap::Args`]), the native HTTP API's `options` object and a catalogue
+/// manifest's `[generation]` table (it derives [`serde::Deserialize`], unknown fields refused)
+/// are this type.
+///
 /// Setting `max_length` without `max_new_tokens` also clears a `max_new_tokens` the model's
 /// defaults may have (otherwise it would take precedence and the override would do nothing);
 /// `min_length` and `min_new_tokens` work the same way.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, clap::Args, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[command(next_help_heading = "Generation")]
 pub struct GenerationOverrides {
-    /// Beam width (1: greedy). Default: the model's (`generation_config.json`).
+    /// Beam width (1: greedy search). Default: the model's (opus-mt: 6 or 4).
+    #[arg(long, value_name = "N")]
     pub num_beams: Option<usize>,
     /// Maximum decoder length, start token included. Default: the model's.
+    #[arg(long, value_name = "N")]
     pub max_length: Option<usize>,
-    /// Maximum number of generated tokens. Default: the model's.
+    /// Maximum number of generated tokens (takes precedence over max_length). Default: the
+    /// model's.
+    #[arg(long, value_name = "N")]
     pub max_new_tokens: Option<usize>,
     /// Minimum decoder length, start token included. Default: the model's.
+    #[arg(long, value_name = "N")]
     pub min_length: Option<usize>,
-    /// Minimum number of generated tokens. Default: the model's.
+    /// Minimum number of generated tokens (takes precedence over min_length). Default: the
+    /// model's.
+    #[arg(long, value_name = "N")]
     pub min_new_tokens: Option<usize>,
     /// Length penalty exponent of beam scores. Default: the model's.
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub length_penalty: Option<f32>,
-    /// Size of n-grams that may not repeat (0: off). Default: the model's.
+    /// Never repeat an n-gram of this size (0: off). Default: the model's.
+    #[arg(long, value_name = "N")]
     pub no_repeat_ngram_size: Option<usize>,
-    /// Repetition penalty (1: off). Default: the model's.
+    /// Penalty for tokens already generated (1: off). Default: the model's.
+    #[arg(long, value_name = "X")]
     pub repetition_penalty: Option<f32>,
+    /// When beam search stops: `false` (the best running beam cannot beat the finished ones),
+    /// `true` (as soon as num_beams are finished) or `never`. Default: the model's.
+    #[arg(long, value_name = "WHEN")]
+    pub early_stopping: Option<EarlyStopping>,
 }
 
 impl GenerationOverrides {
@@ -143,6 +164,13 @@ impl GenerationOverrides {
     #[must_use]
     pub fn with_min_new_tokens(mut self, n: usize) -> Self {
         self.min_new_tokens = Some(n);
+        self
+    }
+
+    /// Sets [`GenerationOverrides::early_stopping`].
+    #[must_use]
+    pub fn with_early_stopping(mut self, e: EarlyStopping) -> Self {
+        self.early_stopping = Some(e);
         self
     }
 
@@ -202,6 +230,9 @@ impl GenerationOverrides {
         }
         if let Some(x) = self.repetition_penalty {
             base.repetition_penalty = x;
+        }
+        if let Some(e) = self.early_stopping {
+            base.early_stopping = e;
         }
         base
     }

@@ -38,7 +38,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
-use crate::formats::{InputFormat, Markup};
+use crate::document::{Document, DocumentOptions, Source};
+use crate::formats::InputFormat;
 pub use crate::scheduler::SchedulerOptions;
 
 use crate::config::GenerationConfig;
@@ -413,13 +414,20 @@ pub(crate) async fn translate_text(
             summary: false,
         };
         if html {
-            // The page's text translated in place, inline markup on the aligned words (one
-            // translation: alternatives are for texts).
-            let markup = Markup::parse(InputFormat::Html, text, "<request>")
+            // The page's text translated in place, inline markup on the aligned words, through
+            // the one document entry (one translation: alternatives are for texts).
+            let options = DocumentOptions {
+                input_format: Some(InputFormat::Html),
+                ..DocumentOptions::default()
+            };
+            let document = Document::open(Source::Text(text, "<request>".into()), &options)
                 .map_err(|e| ApiError::bad(e.to_string()))?;
-            let out = pipeline.translate_markup_with(&run, &markup, &mut ())?;
+            let mut out = Vec::new();
+            let response = std::path::Path::new("<response>");
+            pipeline.translate_to(&run, document, &mut out, response, &options, &mut ())?;
             return Ok(TextResult {
-                translation: out.document,
+                translation: String::from_utf8(out)
+                    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
                 alternatives: Vec::new(),
             });
         }

@@ -6,12 +6,13 @@
 //!
 //! | field | default | |
 //! |---|---|---|
-//! | `text` | required | the document (an article: headline, paragraphs, lists, metadata lines) |
+//! | `text` | required | the document: an article (headline, paragraphs, lists, metadata lines), an HTML page, a Markdown document or a JSON-lines corpus |
+//! | `input_format` | `text` | `text`, `html`, `markdown` or `jsonl`, as `--input-format` |
 //! | `source`, `target` | the first model's pair | language codes; the pair chooses the model |
-//! | `format` | `json` | `json`, `jsonl`, `text` or `markdown`, as `--format` |
+//! | `format` | `json` | `json`, `jsonl`, `text`, `markdown` or `html`, as `--format` (an HTML page comes back as a page with `html`, a corpus as JSON lines) |
 //! | `bilingual` | `false` | Markdown's side-by-side table |
 //! | `summary` | `true` | the summary (the server's summariser) |
-//! | `options` | the model's | `num_beams`, `max_length`, `max_new_tokens`, `min_length`, `min_new_tokens`, `length_penalty`, `no_repeat_ngram_size`, `repetition_penalty` |
+//! | `options` | the model's | `num_beams`, `max_length`, `max_new_tokens`, `min_length`, `min_new_tokens`, `length_penalty`, `no_repeat_ngram_size`, `repetition_penalty`, `early_stopping` ([`GenerationOverrides`]) |
 //!
 //! `POST /v1/summarize` takes `{"text": ..., "sentences": N}` (English text; `sentences`
 //! optional) and answers `{"summarizer", "input_sentences", "sentences": [{"index", "text",
@@ -31,9 +32,10 @@ use serde_json::json;
 use super::body;
 use super::libre::timed_out;
 use super::{ApiError, AppState};
-use crate::output::{OutputFormat, RenderOptions, StreamWriter};
+use crate::document::{Document, DocumentOptions, Source};
+use crate::formats::InputFormat;
+use crate::output::{OutputFormat, RenderOptions};
 use crate::pipeline::{DocumentRun, GenerationOverrides};
-use crate::stream::DocumentInput;
 
 /// `GET /healthz`: the process answers.
 pub(crate) async fn healthz() -> Response {
@@ -77,25 +79,13 @@ struct TranslateRequest {
     source: Option<String>,
     target: Option<String>,
     format: Option<String>,
+    input_format: Option<String>,
     #[serde(default)]
     bilingual: bool,
     summary: Option<bool>,
     #[serde(default)]
-    options: Options,
+    options: GenerationOverrides,
     api_key: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Options {
-    num_beams: Option<usize>,
-    max_length: Option<usize>,
-    max_new_tokens: Option<usize>,
-    min_length: Option<usize>,
-    min_new_tokens: Option<usize>,
-    length_penalty: Option<f32>,
-    no_repeat_ngram_size: Option<usize>,
-    repetition_penalty: Option<f32>,
 }
 
 async fn json_body<T: serde::de::DeserializeOwned>(
@@ -155,22 +145,24 @@ pub(crate) async fn translate(
         .unwrap_or("json")
         .parse()
         .map_err(|_| {
-            ApiError::bad("Invalid request: format must be json, jsonl, text or markdown")
+            ApiError::bad("Invalid request: format must be json, jsonl, text, markdown or html")
         })?;
-    let o = &req.options;
-    let overrides = GenerationOverrides {
-        num_beams: o.num_beams,
-        max_length: o.max_length,
-        max_new_tokens: o.max_new_tokens,
-        min_length: o.min_length,
-        min_new_tokens: o.min_new_tokens,
-        length_penalty: o.length_penalty,
-        no_repeat_ngram_size: o.no_repeat_ngram_size,
-        repetition_penalty: o.repetition_penalty,
+    let input_format = match req.input_format.as_deref() {
+        None => InputFormat::Text,
+        Some(f) => f
+            .parse::<InputFormat>()
+            .map_err(|e| ApiError::bad(format!("Invalid request: {e}")))?,
     };
+    let options = DocumentOptions {
+        input_format: Some(input_format),
+        output_format: Some(format),
+        render: RenderOptions::default().with_bilingual(req.bilingual),
+        ..DocumentOptions::default()
+    };
+    let document = Document::open(Source::Text(req.text, "<request>".into()), &options)
+        .map_err(|e| ApiError::bad(format!("Invalid request: {e}")))?;
+    let overrides = req.options;
     let summary = req.summary.unwrap_or(true);
-    let render = RenderOptions::default().with_bilingual(req.bilingual);
-    let text = req.text;
     let (id, cancel) = (ticket.id, Arc::clone(&ticket.cancel));
     let worker = Arc::clone(&state);
     let work = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
@@ -190,10 +182,10 @@ pub(crate) async fn translate(
             generation: &generation,
             summary,
         };
-        let mut writer = StreamWriter::new(Vec::new(), "<response>", format, &render, None)?;
-        let mut input = DocumentInput::from_text(text, "<request>");
-        pipeline.translate_document_with(&run, &mut input, &mut writer)?;
-        Ok(writer.into_inner())
+        let mut out = Vec::new();
+        let response = std::path::Path::new("<response>");
+        pipeline.translate_to(&run, document, &mut out, response, &options, &mut ())?;
+        Ok(out)
     });
     let bytes = tokio::time::timeout(state.options.request_timeout, work)
         .await

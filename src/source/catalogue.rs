@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::spec::{check_repo_id, check_revision};
 use crate::config::Architecture;
 use crate::error::{Error, Result};
+use crate::pipeline::GenerationOverrides;
 
 /// The manifests shipped with tolk, compiled in so the binary works from any directory.
 const BUILT_IN: &[(&str, &str)] = &[
@@ -40,25 +41,6 @@ impl Task {
             Task::Summarization => "summarization",
         }
     }
-}
-
-/// Recommended decoding settings of a catalogue model. Absent values leave the model's own
-/// `generation_config.json` / `config.json` in charge; the model's files are authoritative.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GenerationDefaults {
-    /// Beam width (1 = greedy). Default: unset.
-    pub num_beams: Option<usize>,
-    /// Longest output in tokens, counting the decoder start token. Default: unset.
-    pub max_length: Option<usize>,
-    /// Shortest output in tokens. Default: unset.
-    pub min_length: Option<usize>,
-    /// Beam score length exponent. Default: unset.
-    pub length_penalty: Option<f32>,
-    /// Forbid repeating n-grams of this size. Default: unset.
-    pub no_repeat_ngram_size: Option<usize>,
-    /// Stop a beam search when enough hypotheses are done. Default: unset.
-    pub early_stopping: Option<bool>,
 }
 
 /// Where a manifest came from.
@@ -94,7 +76,7 @@ pub struct Manifest {
     /// The files tolk fetches at the pinned revision (informational).
     pub files: Vec<String>,
     /// Recommended decoding settings.
-    pub generation: GenerationDefaults,
+    pub generation: GenerationOverrides,
     /// Built in or from a user file.
     pub origin: ManifestOrigin,
 }
@@ -114,7 +96,7 @@ struct RawManifest {
     #[serde(default)]
     files: Vec<String>,
     #[serde(default)]
-    generation: GenerationDefaults,
+    generation: GenerationOverrides,
 }
 
 impl Manifest {

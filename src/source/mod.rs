@@ -41,7 +41,7 @@ mod spec;
 use std::path::{Path, PathBuf};
 
 pub use cache::is_commit_hash;
-pub use catalogue::{Catalogue, GenerationDefaults, Manifest, ManifestOrigin, Task};
+pub use catalogue::{Catalogue, Manifest, ManifestOrigin, Task};
 pub use files::{ModelFiles, Origin, Provenance, TokenizerFiles, WeightFormat};
 pub use integrity::HashKind;
 pub use settings::{HubSettings, Token, DEFAULT_ENDPOINT};

@@ -1220,3 +1220,123 @@ fn jsonl_records_keep_their_ids_and_order() {
     let written = std::fs::read_to_string(env.path("out/corpus.jsonl")).unwrap();
     assert_eq!(written.lines().count(), 40);
 }
+
+/// A JSON-lines corpus is decoded as every other input: `--encoding`, byte-order marks and the
+/// decoding notes, through the one document path.
+#[test]
+fn jsonl_corpora_are_decoded_as_other_inputs() {
+    let env = Env::new();
+    let m = model_args();
+    // "Café" in windows-1252: not UTF-8.
+    let latin = env.write(
+        "oud.jsonl",
+        b"{\"id\": 1, \"text\": \"Het caf\xe9 is open.\"}\n{\"id\": 2, \"text\": \"Dag.\"}\n",
+    );
+    let latin = latin.to_str().unwrap();
+    let strict = env.run(&with_model(&["translate", "--no-summary"], &[latin], &m));
+    assert_eq!(strict.code, 2, "{strict:#?}");
+    assert!(strict.stderr.contains("oud.jsonl"), "{}", strict.stderr);
+    let named = env
+        .run(&with_model(
+            &["translate", "--no-summary", "--encoding", "windows-1252"],
+            &[latin],
+            &m,
+        ))
+        .code(0);
+    let first: Value = serde_json::from_str(named.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(first["id"], 1);
+    assert_eq!(first["source"], "Het café is open.");
+    assert!(
+        named
+            .stderr
+            .contains("oud.jsonl: decoded from windows-1252"),
+        "{}",
+        named.stderr
+    );
+    // UTF-16 with a byte-order mark and CRLF line ends: the same records.
+    let u16 = env.write(
+        "u16.jsonl",
+        utf16le(
+            "{\"id\": 1, \"text\": \"Het café is open.\"}\r\n{\"id\": 2, \"text\": \"Dag.\"}\r\n",
+        ),
+    );
+    let wide = env
+        .run(&with_model(
+            &["translate", "--no-summary"],
+            &[u16.to_str().unwrap()],
+            &m,
+        ))
+        .code(0);
+    let ids: Vec<Value> = wide
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].clone())
+        .collect();
+    assert_eq!(ids, [json!(1), json!(2)]);
+    let record =
+        |out: &str| -> Value { serde_json::from_str(out.lines().next().unwrap()).unwrap() };
+    let (a, b) = (record(&wide.stdout), record(&named.stdout));
+    assert_eq!(a["sentences"], b["sentences"]);
+    assert_eq!(a["translation"], b["translation"]);
+    // A batch reads its corpora the same way.
+    let out = env.path("out").display().to_string();
+    let dir = env.path("").display().to_string();
+    env.run(&with_model(
+        &[
+            "batch",
+            &dir,
+            "-o",
+            &out,
+            "--glob",
+            "oud.jsonl",
+            "--no-summary",
+            "--encoding",
+            "windows-1252",
+        ],
+        &[],
+        &m,
+    ))
+    .code(0);
+    let written = std::fs::read_to_string(env.path("out/oud.jsonl")).unwrap();
+    assert!(written.contains("Het café is open."), "{written}");
+}
+
+/// Every output format is written for a text: `--format html` makes a page of the article, its
+/// summary in a section of its own.
+#[test]
+fn a_text_is_written_as_an_html_page() {
+    let env = Env::new();
+    let m = model_args();
+    let file = env.write("a.txt", ARTICLE);
+    let run = env
+        .run(&with_model(
+            &["translate", "--format", "html"],
+            &[file.to_str().unwrap()],
+            &m,
+        ))
+        .code(0);
+    let page = &run.stdout;
+    assert!(
+        page.starts_with("<!DOCTYPE html>\n<html lang=\"en\">"),
+        "{page}"
+    );
+    assert!(page.ends_with("</body>\n</html>\n"), "{page}");
+    for part in [
+        "<dl>\n<dt>bron</dt><dd>ANP</dd>\n</dl>",
+        "<h1>",
+        "<p>",
+        "<ul>\n<li>",
+        "<section class=\"summary\">",
+    ] {
+        assert!(page.contains(part), "{part}: {page}");
+    }
+    // Two paragraphs, one list of two items, every element closed.
+    assert_eq!(page.matches("<p>").count(), 2, "{page}");
+    assert_eq!(page.matches("</p>").count(), 2, "{page}");
+    assert!(page.matches("<li>").count() > 2, "{page}"); // two items and the summary
+    assert_eq!(
+        page.matches("<li>").count(),
+        page.matches("</li>").count(),
+        "{page}"
+    );
+}

@@ -13,6 +13,31 @@ use tolk::output::OutputFormat;
 use tolk::pipeline::{DocumentRun, GenerationOverrides, MarkupOutput, Pipeline};
 use tolk::translate::{SegmentTranslator, Translation};
 
+/// A test translator's translation of `source` as `text`, its words linked to the source's
+/// words by `links` when alignments are asked for.
+fn made_up(
+    source: &str,
+    text: String,
+    links: Vec<Option<usize>>,
+    generation: &GenerationConfig,
+) -> Translation {
+    let alignment = generation.output_alignments.then(|| Alignment {
+        source: units(source),
+        target: units(&text),
+        links,
+    });
+    Translation {
+        text,
+        ids: Vec::new(),
+        score: 0.0,
+        source_tokens: units(source).len(),
+        hypotheses: Vec::new(),
+        pieces: 1,
+        flag: None,
+        alignment,
+    }
+}
+
 /// "Translates" by reversing the words, and says so in its alignment.
 struct Reverse;
 
@@ -27,23 +52,8 @@ impl SegmentTranslator for Reverse {
             .map(|t| {
                 let words: Vec<&str> = t.split_whitespace().rev().collect();
                 let n = words.len();
-                Translation {
-                    text: words.join(" "),
-                    ids: Vec::new(),
-                    score: 0.0,
-                    source_tokens: n,
-                    hypotheses: Vec::new(),
-                    pieces: 1,
-                    flag: None,
-                    alignment: generation.output_alignments.then(|| {
-                        let target = words.join(" ");
-                        Alignment {
-                            source: units(t),
-                            target: units(&target),
-                            links: (0..n).map(|i| Some(n - 1 - i)).collect(),
-                        }
-                    }),
-                }
+                let links = (0..n).map(|i| Some(n - 1 - i)).collect();
+                made_up(t, words.join(" "), links, generation)
             })
             .collect())
     }
@@ -167,6 +177,26 @@ fn inline_markup_moves_with_its_words_and_everything_else_stays() {
         "<div class=\"x\"><p>drie. <b>twee</b> Een</p><p><code>x y</code>. acht <a href=\"/a\" title=\"vijf vier\">zeven zes</a></p>\
 <img alt=\"tien negen\" src=\"b.png\"><pre>een twee</pre><p translate=\"no\">een twee</p></div>"
     );
+}
+
+#[test]
+fn marks_side_by_side_and_list_numbers_stay_as_written() {
+    let p = copy_model();
+    // Two images at one place: both kept, in their order.
+    let out = reversed(
+        &p,
+        InputFormat::Html,
+        "<p>Zie <img src=\"a\"><img src=\"b\"> hier.</p>",
+    );
+    assert_eq!(out.document.matches("<img").count(), 2, "{}", out.document);
+    assert!(
+        out.document.find("src=\"a\"") < out.document.find("src=\"b\""),
+        "{}",
+        out.document
+    );
+    // A paragraph that starts with an escaped number stays a paragraph.
+    let out = reversed(&p, InputFormat::Markdown, "1\\. Een twee drie\n");
+    assert_eq!(out.document, "1\\. drie twee Een\n");
 }
 
 #[test]
@@ -340,11 +370,11 @@ fn the_command_line_translates_html_and_markdown_files_and_batches() {
         b"<p>Het regent <b>alweer</b>.</p>",
     );
     assert_eq!(piped.code(0).stdout, "<p>Het regent <b>alweer</b>.</p>");
-    // HTML output needs HTML input.
-    let txt = env.path("in/bericht.txt").display().to_string();
-    let e = run(&[&txt, "--format", "html"]);
-    assert_ne!(e.code, 0);
-    assert!(e.stderr.contains("needs HTML input"), "{}", e.stderr);
+    // HTML output of a text or a Markdown document is a page of its article.
+    let md = env.path("in/tekst.md").display().to_string();
+    let page = run(&[&md, "--format", "html"]).code(0).stdout;
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+    assert!(well_formed(&page), "{page}");
     // A batch over all three keeps each format.
     let out = env.path("out").display().to_string();
     let inp = env.path("in").display().to_string();
@@ -408,24 +438,11 @@ impl SegmentTranslator for ReorderMerge {
                     .map(|(w, _)| w.as_str())
                     .collect::<Vec<_>>()
                     .join(" ");
-                let alignment = Alignment {
-                    source: source.clone(),
-                    target: units(&text),
-                    links: words
-                        .iter()
-                        .map(|&(_, s)| Some(if self.collapse { 0 } else { s }))
-                        .collect(),
-                };
-                Translation {
-                    text,
-                    ids: Vec::new(),
-                    score: 0.0,
-                    source_tokens: source.len(),
-                    hypotheses: Vec::new(),
-                    pieces: 1,
-                    flag: None,
-                    alignment: generation.output_alignments.then_some(alignment),
-                }
+                let links = words
+                    .iter()
+                    .map(|&(_, s)| Some(if self.collapse { 0 } else { s }))
+                    .collect();
+                made_up(t, text, links, generation)
             })
             .collect())
     }

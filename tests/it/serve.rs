@@ -509,6 +509,25 @@ fn concurrent_clients_get_what_one_by_one_requests_get_in_shared_batches() {
     );
     assert_eq!(v["sentences"].as_array().unwrap().len(), 3);
     assert!(v["summary"]["sentences"].is_array());
+    // Any input format through the one document path: a page comes back as a page.
+    let (s, _, page) = http(
+        a,
+        "POST",
+        "/v1/translate",
+        "application/json",
+        json!({"text": "<p>Het kabinet is <b>gevallen</b>.</p>", "input_format": "html", "format": "html"})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(s, 200);
+    let page = String::from_utf8(page).unwrap();
+    assert!(page.starts_with("<p>") && page.contains("<b>"), "{page}");
+    let (s, v) = post_json(
+        a,
+        "/v1/translate",
+        &json!({"text": "x", "input_format": "docx"}),
+    );
+    assert_eq!(s, 400, "{v}");
     let (s, v) = post_json(
         a,
         "/v1/summarize",
