@@ -506,6 +506,7 @@ pub fn parse_encoding(text: &str) -> Result<EncodingChoice, String> {
 
 /// A size in bytes as options take it ([`parse_size`]) and show it (`2M`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "serve"), allow(dead_code))]
 pub struct Size(pub u64);
 
 impl std::str::FromStr for Size {

@@ -27,7 +27,7 @@ pub struct MarkupOutput {
 
 impl MarkupOutput {
     /// The output in `format`: the translated document itself in the document's own format
-    /// ([`InputFormat::document_format`]), else the article's record rendered as
+    /// ([`crate::formats::InputFormat::document_format`]), else the article's record rendered as
     /// [`crate::output::render`] renders a text's.
     pub fn rendered(
         &self,
