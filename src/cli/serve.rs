@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 
 use tolk::pipeline::SummarizerChoice;
-use tolk::serve::{Models, SchedulerOptions, ServeOptions, ServedModel, Server};
+use tolk::serve::{ApiKey, Cidr, Models, SchedulerOptions, ServeOptions, ServedModel, Server};
 use tolk::source::ModelSpec;
 
 use super::args::{PipelineArgs, Size};
@@ -48,9 +48,21 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SRC-TGT", help_heading = "Server")]
     pub pair: Vec<String>,
 
-    /// A file of API keys, one per line (# comments): every request then needs one.
+    /// A file of API keys, one per line, each optionally with its own `req_limit=N` (requests
+    /// per minute) and `char_limit=N` (characters per text); `#` comments. Every request then
+    /// needs a key from it, and a client is its key.
     #[arg(long, value_name = "FILE", help_heading = "Server")]
     pub api_keys: Option<PathBuf>,
+
+    /// A proxy (an address or a network, e.g. 10.0.0.0/8) whose `Forwarded` and
+    /// `X-Forwarded-For` headers name the client; repeatable. From other peers they are ignored.
+    #[arg(long, value_name = "CIDR", help_heading = "Server")]
+    pub trusted_proxy: Vec<Cidr>,
+
+    /// Most clients the rate limiter follows at once (those seen in the last minute); new ones
+    /// beyond get 503.
+    #[arg(long, value_name = "N", default_value_t = DEFAULTS.max_clients, help_heading = "Limits")]
+    pub max_clients: usize,
 
     /// Most characters in one text (LibreTranslate's char limit).
     #[arg(long, value_name = "N", help_heading = "Limits")]
@@ -160,18 +172,7 @@ pub fn run(args: ServeArgs, global: Global) -> anyhow::Result<ExitCode> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read the API keys file {}", path.display()))?;
-            let keys: Vec<String> = text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_string)
-                .collect();
-            anyhow::ensure!(
-                !keys.is_empty(),
-                "the API keys file {} has no keys",
-                path.display()
-            );
-            keys
+            ApiKey::parse_file(&text, path)?
         }
         None => Vec::new(),
     };
@@ -195,6 +196,8 @@ pub fn run(args: ServeArgs, global: Global) -> anyhow::Result<ExitCode> {
     let options = ServeOptions {
         addr: SocketAddr::new(args.host, args.port),
         api_keys,
+        trusted_proxies: args.trusted_proxy.clone(),
+        max_clients: args.max_clients.max(1),
         char_limit: args.char_limit,
         batch_limit: args.batch_limit,
         max_body_bytes: usize::try_from(args.max_body.0).unwrap_or(usize::MAX),

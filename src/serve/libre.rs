@@ -22,14 +22,6 @@ use serde_json::{json, Value};
 use super::body::{self, Texts};
 use super::{lang, translate_text, ApiError, AppState};
 
-/// The client a request counts against: its API key, else its address.
-fn client_of(key: Option<&str>, addr: SocketAddr) -> String {
-    match key {
-        Some(k) => format!("key:{}", crate::fsutil::fnv1a(k.as_bytes())),
-        None => addr.ip().to_string(),
-    }
-}
-
 /// `POST /translate`.
 pub(crate) async fn translate(
     State(state): State<Arc<AppState>>,
@@ -40,8 +32,7 @@ pub(crate) async fn translate(
 ) -> Result<Response, ApiError> {
     let fields = body::read(&uri, &headers, body, state.options.max_body_bytes).await?;
     let key = fields.string("api_key")?;
-    state.check_key(key.as_deref())?;
-    let ticket = state.admit(&client_of(key.as_deref(), addr))?;
+    let ticket = state.admit(key.as_deref(), addr, &headers)?;
     let Some(q) = fields.texts()? else {
         return Err(ApiError::bad("Invalid request: missing q parameter"));
     };
@@ -61,15 +52,8 @@ pub(crate) async fn translate(
             )));
         }
     }
-    if let Some(limit) = state.options.char_limit {
-        for t in &texts {
-            let n = t.chars().count();
-            if n > limit {
-                return Err(ApiError::bad(format!(
-                    "Invalid request: request ({n}) exceeds text limit ({limit})"
-                )));
-            }
-        }
+    for t in &texts {
+        ticket.check_chars(t)?;
     }
     let codes = state.languages()?;
     let target = lang::from_client(&target);
@@ -185,8 +169,7 @@ pub(crate) async fn detect(
 ) -> Result<Response, ApiError> {
     let fields = body::read(&uri, &headers, body, state.options.max_body_bytes).await?;
     let key = fields.string("api_key")?;
-    state.check_key(key.as_deref())?;
-    let ticket = state.admit(&client_of(key.as_deref(), addr))?;
+    let ticket = state.admit(key.as_deref(), addr, &headers)?;
     let Some(q) = fields.texts()? else {
         return Err(ApiError::bad("Invalid request: missing q parameter"));
     };

@@ -20,20 +20,20 @@
 //!   background (`/readyz` says when they are in); SIGTERM or SIGINT stops accepting and lets the
 //!   requests in flight finish within the grace period.
 
+mod access;
 mod body;
 mod lang;
 mod libre;
 mod metrics;
 mod native;
 
-use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -50,6 +50,8 @@ use crate::scheduler::{self, Scheduler};
 use crate::stream::DocumentInput;
 use crate::summarize::Summarizer;
 use crate::translate::{SegmentTranslator, Translation};
+pub use access::{ApiKey, Cidr};
+use access::{Limiter, Refusal};
 use metrics::Metrics;
 
 /// One model the server offers, with its language pair.
@@ -86,8 +88,15 @@ pub struct Models {
 pub struct ServeOptions {
     /// The address to listen on. Default `127.0.0.1:5000` (LibreTranslate's port).
     pub addr: SocketAddr,
-    /// Valid API keys; empty: no key needed. Default: none.
-    pub api_keys: Vec<String>,
+    /// Valid API keys, each with its own limits if it has any; empty: no key needed, and a
+    /// client is its address. Default: none.
+    pub api_keys: Vec<ApiKey>,
+    /// Proxies whose forwarded client addresses are believed (`Forwarded`, `X-Forwarded-For`);
+    /// from any other peer those headers are ignored. Default: none.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Most clients the rate limiter holds at once (those with a request in the last minute);
+    /// more are refused with 503 and a log line. Default 100 000.
+    pub max_clients: usize,
     /// Most characters of one text (LibreTranslate's `--char-limit`). Default: none.
     pub char_limit: Option<usize>,
     /// Most texts in one request's list (`--batch-limit`). Default: none.
@@ -114,6 +123,8 @@ impl Default for ServeOptions {
         ServeOptions {
             addr: SocketAddr::from(([127, 0, 0, 1], 5000)),
             api_keys: Vec::new(),
+            trusted_proxies: Vec::new(),
+            max_clients: 100_000,
             char_limit: None,
             batch_limit: None,
             max_body_bytes: 2 << 20,
@@ -140,7 +151,7 @@ pub(crate) struct AppState {
     metrics: Arc<Metrics>,
     in_flight: AtomicU64,
     next_request: AtomicU64,
-    rates: Mutex<HashMap<String, VecDeque<Instant>>>,
+    limiter: Mutex<Limiter>,
 }
 
 struct LoadedModels {
@@ -214,9 +225,27 @@ pub(crate) struct Ticket {
     pub(crate) id: u64,
     pub(crate) cancel: Arc<AtomicBool>,
     finished: bool,
+    /// Most characters in one text for this client (its key's, else the server's).
+    pub(crate) char_limit: Option<usize>,
 }
 
 impl Ticket {
+    /// Refuses a text over the client's character limit (LibreTranslate's message).
+    pub(crate) fn check_chars(&self, text: &str) -> std::result::Result<(), ApiError> {
+        if let Some(limit) = self.char_limit {
+            let n = text.chars().count();
+            if n > limit {
+                return Err(ApiError::bad(format!(
+                    "Invalid request: request ({n}) exceeds text limit ({limit})"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Ticket {
+    /// The request is answered: dropping the ticket no longer cancels it.
     pub(crate) fn finish(mut self) {
         self.finished = true;
     }
@@ -246,34 +275,44 @@ impl AppState {
         }
     }
 
-    /// Admits a request: below the in-flight limit, within its client's rate.
-    pub(crate) fn admit(self: &Arc<Self>, client: &str) -> std::result::Result<Ticket, ApiError> {
-        if let Some(limit) = self.options.req_limit {
-            let mut rates = self
-                .rates
+    /// Admits a request: its API key checked (when the server has keys), its client found
+    /// (the key, else the address: [`access`]), within its client's rate and below the
+    /// in-flight limit. The ticket carries the client's character limit.
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        key: Option<&str>,
+        peer: SocketAddr,
+        headers: &HeaderMap,
+    ) -> std::result::Result<Ticket, ApiError> {
+        let matched = self.check_key(key)?;
+        let client = match matched {
+            Some(k) => format!("key:{}", crate::fsutil::fnv1a(k.key.as_bytes())),
+            None => {
+                access::client_address(peer, headers, &self.options.trusted_proxies).to_string()
+            }
+        };
+        let req_limit = matched.and_then(|k| k.req_limit).or(self.options.req_limit);
+        if let Some(limit) = req_limit {
+            let mut limiter = self
+                .limiter
                 .lock()
                 .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "poisoned"))?;
-            let now = Instant::now();
-            let window = rates.entry(client.to_string()).or_default();
-            while window
-                .front()
-                .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
-            {
-                window.pop_front();
+            match limiter.check(&client, limit, Instant::now()) {
+                Ok(()) => {}
+                Err(Refusal::Rate { limit, retry_after }) => {
+                    return Err(ApiError {
+                        status: StatusCode::TOO_MANY_REQUESTS,
+                        message: format!("Slowdown: {limit} per 1 minute"),
+                        retry_after: Some(retry_after),
+                    })
+                }
+                Err(Refusal::Full { .. }) => {
+                    return Err(ApiError::busy(
+                        "the server is serving too many clients; try again later",
+                        60,
+                    ))
+                }
             }
-            if window.len() >= limit as usize {
-                let wait = window.front().map_or(60, |t| {
-                    60u64
-                        .saturating_sub(now.duration_since(*t).as_secs())
-                        .max(1)
-                });
-                return Err(ApiError {
-                    status: StatusCode::TOO_MANY_REQUESTS,
-                    message: format!("Slowdown: {limit} per 1 minute"),
-                    retry_after: Some(wait),
-                });
-            }
-            window.push_back(now);
         }
         let n = self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.metrics.in_flight(1);
@@ -282,6 +321,9 @@ impl AppState {
             id: self.next_request.fetch_add(1, Ordering::Relaxed),
             cancel: Arc::new(AtomicBool::new(false)),
             finished: true,
+            char_limit: matched
+                .and_then(|k| k.char_limit)
+                .or(self.options.char_limit),
         };
         if n as usize >= self.options.max_in_flight {
             drop(ticket);
@@ -298,24 +340,26 @@ impl AppState {
         Ok(ticket)
     }
 
-    /// Checks the API key, if the server has keys (in constant time; the key is never logged).
-    pub(crate) fn check_key(&self, key: Option<&str>) -> std::result::Result<(), ApiError> {
+    /// Checks the API key, if the server has keys (in constant time; the key is never logged):
+    /// the key file's entry, or `None` when keys are not checked.
+    fn check_key(&self, key: Option<&str>) -> std::result::Result<Option<&ApiKey>, ApiError> {
         if self.options.api_keys.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let Some(key) = key.filter(|k| !k.is_empty()) else {
             return Err(ApiError::bad(
                 "Please contact the server operator to get an API key",
             ));
         };
-        let mut found = false;
+        let mut found = None;
         for k in &self.options.api_keys {
-            found |= constant_time_eq(k.as_bytes(), key.as_bytes());
+            if constant_time_eq(k.key.as_bytes(), key.as_bytes()) && found.is_none() {
+                found = Some(k);
+            }
         }
-        if found {
-            Ok(())
-        } else {
-            Err(ApiError::new(StatusCode::FORBIDDEN, "Invalid API key"))
+        match found {
+            Some(k) => Ok(Some(k)),
+            None => Err(ApiError::new(StatusCode::FORBIDDEN, "Invalid API key")),
         }
     }
 
@@ -563,13 +607,14 @@ impl Server {
         let addr = listener
             .local_addr()
             .map_err(|e| bind_error(options.addr, e))?;
+        let limiter = Mutex::new(Limiter::new(options.max_clients));
         let state = Arc::new(AppState {
             options,
             models: OnceLock::new(),
             metrics: Arc::new(Metrics::default()),
             in_flight: AtomicU64::new(0),
             next_request: AtomicU64::new(0),
-            rates: Mutex::new(HashMap::new()),
+            limiter,
         });
         {
             let state = Arc::clone(&state);

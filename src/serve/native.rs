@@ -113,16 +113,8 @@ pub(crate) async fn translate(
     body: Body,
 ) -> Result<Response, ApiError> {
     let req: TranslateRequest = json_body(&state, &uri, &headers, body).await?;
-    state.check_key(req.api_key.as_deref())?;
-    let ticket = state.admit(&addr.ip().to_string())?;
-    if let Some(limit) = state.options.char_limit {
-        let n = req.text.chars().count();
-        if n > limit {
-            return Err(ApiError::bad(format!(
-                "Invalid request: request ({n}) exceeds text limit ({limit})"
-            )));
-        }
-    }
+    let ticket = state.admit(req.api_key.as_deref(), addr, &headers)?;
+    ticket.check_chars(&req.text)?;
     let models = &state.ready()?.models;
     let first = models
         .first()
@@ -223,8 +215,7 @@ pub(crate) async fn summarize(
     body: Body,
 ) -> Result<Response, ApiError> {
     let req: SummarizeRequest = json_body(&state, &uri, &headers, body).await?;
-    state.check_key(req.api_key.as_deref())?;
-    let ticket = state.admit(&addr.ip().to_string())?;
+    let ticket = state.admit(req.api_key.as_deref(), addr, &headers)?;
     let worker = Arc::clone(&state);
     let work = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, ApiError> {
         let loaded = worker.ready()?;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tolk::pipeline::{GenerationOverrides, Pipeline, SummarizerChoice};
-use tolk::serve::{Models, SchedulerOptions, ServeOptions, ServedModel, Server};
+use tolk::serve::{ApiKey, Models, SchedulerOptions, ServeOptions, ServedModel, Server};
 
 use crate::common::fixture_dir;
 
@@ -63,10 +63,26 @@ fn http(
     content_type: &str,
     body: &[u8],
 ) -> (u16, String, Vec<u8>) {
+    http_with(addr, method, path, content_type, &[], body)
+}
+
+/// [`http`] with more request headers.
+fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: {content_type}\r\n{extra}Content-Length: {}\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).unwrap();
@@ -333,6 +349,83 @@ fn bad_inputs_are_clear_4xx_and_the_server_keeps_serving() {
     );
     assert_eq!(s, 400, "{v}");
     server.shutdown().unwrap();
+}
+
+/// A client is a key from the key file, else its address, which only trusted proxies may
+/// name; keys may have limits of their own.
+#[test]
+fn clients_are_keys_from_the_key_file_or_addresses_through_trusted_proxies() {
+    let j = "application/json";
+    let ask = |a: SocketAddr, key: Option<&str>, q: &str, headers: &[(&str, &str)]| {
+        let body = json!({"q": q, "source": "nl", "target": "en", "api_key": key}).to_string();
+        http_with(a, "POST", "/translate", j, headers, body.as_bytes()).0
+    };
+    // Without a key file a made-up key is no identity: the address is limited.
+    let open = start_with(
+        ServeOptions {
+            req_limit: Some(5),
+            ..ServeOptions::default()
+        },
+        4,
+    );
+    let a = open.addr();
+    let codes: Vec<u16> = (0..12)
+        .map(|i| ask(a, Some(&format!("made-up-{i}")), "Hallo", &[]))
+        .collect();
+    assert_eq!(codes[..5], [200; 5], "{codes:?}");
+    assert!(codes[5..].iter().all(|&c| c == 429), "{codes:?}");
+    // Nor does a forwarded address from a peer that is no trusted proxy.
+    let forged = [("X-Forwarded-For", "203.0.113.7")];
+    assert_eq!(ask(a, None, "Hallo", &forged), 429);
+    open.shutdown().unwrap();
+
+    // Behind a trusted proxy (here the loopback), each forwarded client has its own limit.
+    let proxied = start_with(
+        ServeOptions {
+            req_limit: Some(2),
+            trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
+            ..ServeOptions::default()
+        },
+        4,
+    );
+    let a = proxied.addr();
+    for client in ["203.0.113.1", "for=\"[2001:db8::5]:443\""] {
+        let header = if client.starts_with("for=") {
+            ("Forwarded", client)
+        } else {
+            ("X-Forwarded-For", client)
+        };
+        let codes: Vec<u16> = (0..3).map(|_| ask(a, None, "Hallo", &[header])).collect();
+        assert_eq!(codes, [200, 200, 429], "{client}");
+    }
+    proxied.shutdown().unwrap();
+
+    // Keys with their own limits beside the server's.
+    let keyed = start_with(
+        ServeOptions {
+            api_keys: vec![
+                ApiKey {
+                    key: "bulk".into(),
+                    req_limit: Some(3),
+                    char_limit: Some(60),
+                },
+                "small".into(),
+            ],
+            req_limit: Some(1),
+            char_limit: Some(10),
+            ..ServeOptions::default()
+        },
+        4,
+    );
+    let a = keyed.addr();
+    let long = "Dit is een zin van meer dan twintig tekens.";
+    let bulk: Vec<u16> = (0..4).map(|_| ask(a, Some("bulk"), long, &[])).collect();
+    assert_eq!(bulk, [200, 200, 200, 429]);
+    assert_eq!(ask(a, Some("small"), long, &[]), 400);
+    assert_eq!(ask(a, Some("small"), "Hallo", &[]), 429);
+    // A made-up key is refused, never counted as a new client.
+    assert_eq!(ask(a, Some("made-up"), "Hallo", &[]), 403);
+    keyed.shutdown().unwrap();
 }
 
 #[test]
