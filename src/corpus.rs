@@ -105,8 +105,9 @@ pub fn translate_corpus_blocks(
     out_name: &Path,
     options: &CorpusOptions,
 ) -> Result<CorpusReport> {
-    let scheduler = Scheduler::start(
-        pipeline.shared_translator(),
+    // The records' segments meet in one scheduler, whose loop runs here with `run`'s
+    // translator; it stops when the corpus is done, or fails.
+    let scheduler = Scheduler::new(
         SchedulerOptions {
             round_segments: pipeline.translator().batching().max_batch_size,
             ..SchedulerOptions::default()
@@ -116,12 +117,23 @@ pub fn translate_corpus_blocks(
     let workers = options.concurrency.max(1);
     let mut report = CorpusReport::default();
     std::thread::scope(|scope| -> Result<()> {
+        /// Closes the scheduler however the corpus ends, so that its loop ends too.
+        struct Closing<'a>(&'a Scheduler);
+        impl Drop for Closing<'_> {
+            fn drop(&mut self) {
+                self.0.close();
+            }
+        }
+        let _closing = Closing(&scheduler);
+        let translator = run.translator;
+        let scheduler = &scheduler;
+        scope.spawn(move || scheduler.serve(translator));
         // Records to the workers, a bounded number ahead; results back, tagged by position.
         let (todo_tx, todo_rx) = mpsc::sync_channel::<(usize, Record)>(workers);
         let todo_rx = Arc::new(std::sync::Mutex::new(todo_rx));
         let (done_tx, done_rx) = mpsc::channel::<(usize, Result<String>, usize, usize, usize)>();
         for _ in 0..workers {
-            let (todo_rx, done_tx, scheduler) = (Arc::clone(&todo_rx), done_tx.clone(), &scheduler);
+            let (todo_rx, done_tx) = (Arc::clone(&todo_rx), done_tx.clone());
             scope.spawn(move || loop {
                 let next = todo_rx.lock().ok().and_then(|rx| rx.recv().ok());
                 let Some((position, (_, id, text))) = next else {

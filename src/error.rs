@@ -117,6 +117,10 @@ pub enum Error {
     #[error("tensor computation failed: {0}")]
     Tensor(#[from] candle_core::Error),
 
+    /// The scheduler that batches documents together refused or lost a request.
+    #[error(transparent)]
+    Scheduler(#[from] crate::scheduler::SchedulerError),
+
     /// A broken internal invariant: a bug in tolk, not a problem with the input, the options or
     /// the model files. Please report it with the message.
     #[error("internal error (a bug in tolk, please report it): {0}")]

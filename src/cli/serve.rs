@@ -233,6 +233,7 @@ pub fn run(args: ServeArgs, global: Global) -> anyhow::Result<ExitCode> {
                 pipeline: Arc::new(pipeline),
                 source,
                 target,
+                translator: None,
             });
         }
         Ok(Models {

@@ -46,7 +46,7 @@ use crate::config::GenerationConfig;
 use crate::error::{Error, Result};
 use crate::pipeline::{DocumentRun, Pipeline};
 use crate::record::{assemble, SentenceOutput};
-use crate::scheduler::{self, Scheduler};
+use crate::scheduler::{self, Scheduler, SchedulerError};
 use crate::stream::DocumentInput;
 use crate::summarize::Summarizer;
 use crate::translate::{SegmentTranslator, Translation};
@@ -63,6 +63,10 @@ pub struct ServedModel {
     pub source: String,
     /// The target language's code (`en`).
     pub target: String,
+    /// What translates the segments that the model's scheduler batches; `None`: the pipeline's
+    /// translator. (Another [`SegmentTranslator`]: one with instrumentation, or a test's fault
+    /// injector.)
+    pub translator: Option<Arc<dyn SegmentTranslator>>,
 }
 
 impl std::fmt::Debug for ServedModel {
@@ -205,13 +209,15 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// An error of the library, as an answer: the queue and cancellation as 503, everything else a
-/// 500 (bad input is refused before it reaches the library).
+/// An error of the library, as an answer: a full queue, a stopped scheduler and cancellation as
+/// 503, everything else (a failed round included) a 500 (bad input is refused before it
+/// reaches the library).
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         match &e {
-            Error::Internal(m) if m == scheduler::QUEUE_FULL => {
-                ApiError::busy("the translation queue is full; try again later", 2)
+            Error::Scheduler(SchedulerError::Busy { .. }) => ApiError::busy(e.to_string(), 2),
+            Error::Scheduler(SchedulerError::Stopped | SchedulerError::Cancelled) => {
+                ApiError::busy(e.to_string(), 5)
             }
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }
@@ -266,6 +272,9 @@ impl AppState {
     /// The loaded models, or 503 while they load (500 if loading failed).
     fn ready(&self) -> std::result::Result<&LoadedModels, ApiError> {
         match self.models.get() {
+            Some(Ok(m)) if m.models.iter().any(|l| !l.scheduler.is_running()) => Err(
+                ApiError::busy("a translation scheduler has stopped; see the log", 30),
+            ),
             Some(Ok(m)) => Ok(m),
             Some(Err(e)) => Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -633,16 +642,23 @@ impl Server {
                             models: models
                                 .models
                                 .into_iter()
-                                .map(|model| Loaded {
-                                    scheduler: Scheduler::start(
-                                        model.pipeline.shared_translator(),
-                                        state.options.scheduler.clone(),
-                                        Arc::clone(&state.metrics)
-                                            as Arc<dyn scheduler::SchedulerObserver>,
-                                    ),
-                                    model,
+                                .map(|model| {
+                                    let translator = match &model.translator {
+                                        Some(t) => Arc::clone(t),
+                                        None => model.pipeline.shared_translator()
+                                            as Arc<dyn SegmentTranslator>,
+                                    };
+                                    Ok(Loaded {
+                                        scheduler: Scheduler::start(
+                                            translator,
+                                            state.options.scheduler.clone(),
+                                            Arc::clone(&state.metrics)
+                                                as Arc<dyn scheduler::SchedulerObserver>,
+                                        )?,
+                                        model,
+                                    })
                                 })
-                                .collect(),
+                                .collect::<Result<Vec<_>>>()?,
                             summarizer,
                         })
                     });

@@ -54,3 +54,50 @@ pub fn ids(v: &Value) -> Vec<u32> {
         .map(|x| x.as_u64().unwrap() as u32)
         .collect()
 }
+
+/// What a [`Faulty`] translator does on one of its calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Panics.
+    Panic,
+    /// Returns an error.
+    Fail,
+}
+
+/// A fault injector: translates with `inner`, except on the calls (rounds, counted from 0)
+/// that `faults` names, where it panics or fails instead.
+pub struct Faulty {
+    pub inner: std::sync::Arc<dyn tolk::translate::SegmentTranslator>,
+    pub faults: Vec<(usize, Fault)>,
+    pub calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Faulty {
+    pub fn new(
+        inner: std::sync::Arc<dyn tolk::translate::SegmentTranslator>,
+        faults: &[(usize, Fault)],
+    ) -> Self {
+        Faulty {
+            inner,
+            faults: faults.to_vec(),
+            calls: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+}
+
+impl tolk::translate::SegmentTranslator for Faulty {
+    fn translate_segments(
+        &self,
+        texts: &[&str],
+        generation: &GenerationConfig,
+    ) -> tolk::Result<Vec<tolk::translate::Translation>> {
+        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        match self.faults.iter().find(|(at, _)| *at == call).map(|f| f.1) {
+            Some(Fault::Panic) => panic!("injected panic on round {call}"),
+            Some(Fault::Fail) => Err(tolk::Error::Internal(format!(
+                "injected failure on round {call}"
+            ))),
+            None => self.inner.translate_segments(texts, generation),
+        }
+    }
+}

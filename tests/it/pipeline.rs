@@ -411,3 +411,59 @@ fn the_segmenter_follows_the_model_source_language_unless_set() {
     let dutch = fast().build().unwrap();
     assert_eq!(dutch.segment(english).translatable().count(), 2);
 }
+
+/// A JSON-lines corpus whose scheduler round panics stops with that error, typed, after the
+/// whole lines before the failed record; it never hangs. Without faults, every record is there.
+#[test]
+fn a_corpus_whose_round_panics_stops_with_the_error_and_never_hangs() {
+    use crate::common::{Fault, Faulty};
+    use tolk::document::{Document, DocumentOptions, Source};
+    use tolk::formats::InputFormat;
+    use tolk::pipeline::DocumentRun;
+    use tolk::scheduler::SchedulerError;
+
+    let p = fast().build().unwrap();
+    let corpus: String = (0..40)
+        .map(|i| {
+            format!("{{\"id\": {i}, \"text\": \"Het kabinet heeft op dag {i} nieuwe plannen.\"}}\n")
+        })
+        .collect();
+    let options = DocumentOptions {
+        input_format: Some(InputFormat::Jsonl),
+        ..DocumentOptions::default()
+    };
+    let generation = p.generation().clone();
+    let translate = |translator: &dyn tolk::translate::SegmentTranslator| {
+        let doc = Document::open(Source::Text(corpus.clone(), "c.jsonl".into()), &options).unwrap();
+        let run = DocumentRun {
+            translator,
+            generation: &generation,
+            summary: false,
+        };
+        let mut out = Vec::new();
+        let result = p.translate_to(&run, doc, &mut out, "<out>".as_ref(), &options, &mut ());
+        (result, String::from_utf8(out).unwrap())
+    };
+    for fault in [Fault::Panic, Fault::Fail] {
+        let faulty = Faulty::new(p.shared_translator(), &[(1, fault)]);
+        let (result, out) = translate(&faulty);
+        let e = result.unwrap_err();
+        match fault {
+            Fault::Panic => assert!(
+                matches!(e, tolk::Error::Scheduler(SchedulerError::Panicked { .. })),
+                "{e}"
+            ),
+            Fault::Fail => assert!(
+                matches!(e, tolk::Error::Scheduler(SchedulerError::Failed { .. })),
+                "{e}"
+            ),
+        }
+        assert!(out.len() < corpus.len() * 10, "{out}");
+        for line in out.lines() {
+            serde_json::from_str::<serde_json::Value>(line).unwrap();
+        }
+    }
+    let (result, out) = translate(&*p.shared_translator());
+    assert_eq!(result.unwrap().records, Some(40));
+    assert_eq!(out.lines().count(), 40);
+}

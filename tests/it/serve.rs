@@ -12,8 +12,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tolk::pipeline::{GenerationOverrides, Pipeline, SummarizerChoice};
 use tolk::serve::{ApiKey, Models, SchedulerOptions, ServeOptions, ServedModel, Server};
+use tolk::translate::SegmentTranslator;
 
 use crate::common::fixture_dir;
+use crate::common::{Fault, Faulty};
 
 fn pipeline(tokens: usize) -> Arc<Pipeline> {
     Arc::new(
@@ -32,6 +34,16 @@ fn pipeline(tokens: usize) -> Arc<Pipeline> {
 
 #[allow(clippy::result_large_err)]
 fn start_with(options: ServeOptions, tokens: usize) -> Server {
+    start_translating(options, tokens, None)
+}
+
+/// [`start_with`], the model's segments translated by `translator` (default: its own).
+#[allow(clippy::result_large_err)] // the loader returns the library's error type
+fn start_translating(
+    options: ServeOptions,
+    tokens: usize,
+    translator: Option<Arc<dyn SegmentTranslator>>,
+) -> Server {
     let options = ServeOptions {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         ..options
@@ -42,6 +54,7 @@ fn start_with(options: ServeOptions, tokens: usize) -> Server {
                 pipeline: pipeline(tokens),
                 source: "nl".into(),
                 target: "en".into(),
+                translator,
             }],
             summarizer: None,
         })
@@ -348,6 +361,43 @@ fn bad_inputs_are_clear_4xx_and_the_server_keeps_serving() {
         &json!({"text": "x", "options": {"num_beams": 0}}),
     );
     assert_eq!(s, 400, "{v}");
+    server.shutdown().unwrap();
+}
+
+/// A round that panics or fails answers its own requests with 500 and the server goes on; the
+/// scheduler never leaves a request waiting.
+#[test]
+fn a_failing_or_panicking_round_fails_only_its_own_requests() {
+    // Rounds 1 and 3 of the scheduler go wrong.
+    let faulty = Faulty::new(
+        pipeline(4).shared_translator(),
+        &[(1, Fault::Panic), (3, Fault::Fail)],
+    );
+    let server = start_translating(
+        ServeOptions::default(),
+        4,
+        Some(Arc::new(faulty) as Arc<dyn SegmentTranslator>),
+    );
+    let a = server.addr();
+    let j = "application/json";
+    let body = json!({"q": "Het regent.", "source": "nl", "target": "en"}).to_string();
+    // One at a time: each request is a round of its own.
+    let answers: Vec<(u16, String)> = (0..5)
+        .map(|_| {
+            let (s, _, b) = http(a, "POST", "/translate", j, body.as_bytes());
+            let v: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
+            (s, v["error"].as_str().unwrap_or("").to_string())
+        })
+        .collect();
+    let codes: Vec<u16> = answers.iter().map(|a| a.0).collect();
+    assert_eq!(codes, [200, 500, 200, 500, 200], "{answers:?}");
+    assert!(answers[1].1.contains("panicked"), "{answers:?}");
+    assert!(
+        answers[3].1.contains("injected failure on round 3"),
+        "{answers:?}"
+    );
+    // Still ready.
+    assert_eq!(http(a, "GET", "/readyz", "", b"").0, 200);
     server.shutdown().unwrap();
 }
 
