@@ -125,8 +125,33 @@ pub struct ServeArgs {
     )]
     pub shutdown_grace: u64,
 
+    /// Do not serve the translation page at / (the API only).
+    #[arg(long, alias = "disable-web-ui", help_heading = "Server")]
+    pub no_web_ui: bool,
+
+    /// Serve everything under this path (e.g. /tolk: the page at /tolk/, the API at
+    /// /tolk/translate), for a proxy that forwards a path.
+    #[arg(long, value_name = "PATH", value_parser = parse_prefix, help_heading = "Server")]
+    pub url_prefix: Option<String>,
+
     #[command(flatten)]
     pub pipeline: PipelineArgs,
+}
+
+/// A URL path prefix: `/` and letters, digits, `-`, `_`, `.`; no trailing slash.
+fn parse_prefix(text: &str) -> Result<String, String> {
+    let p = text.trim_end_matches('/');
+    let ok = text.starts_with('/')
+        && p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.'))
+        && !p.contains("//");
+    if ok {
+        Ok(p.to_string())
+    } else {
+        Err(format!(
+            "`{text}` is not a path prefix (for example /tolk: starts with /, letters, digits, -, _, .)"
+        ))
+    }
 }
 
 /// The language pair of a model: `--pair`, else its catalogue entry, else an `opus-mt-SRC-TGT`
@@ -206,6 +231,8 @@ pub fn run(args: ServeArgs, global: Global) -> anyhow::Result<ExitCode> {
         request_timeout: Duration::from_secs(args.request_timeout.max(1)),
         cors: args.cors.clone(),
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        web_ui: !args.no_web_ui,
+        url_prefix: args.url_prefix.clone().unwrap_or_default(),
         scheduler: SchedulerOptions {
             round_segments: batching.max(1),
             max_wait: Duration::from_millis(args.batch_wait),
@@ -241,13 +268,20 @@ pub fn run(args: ServeArgs, global: Global) -> anyhow::Result<ExitCode> {
             summarizer: native,
         })
     })?;
+    let base = format!(
+        "http://{}{}",
+        server.addr(),
+        args.url_prefix.as_deref().unwrap_or("")
+    );
     if !global.silent {
         eprintln!(
-            "tolk serve: listening on http://{} (loading the models; GET /readyz says when they are in)",
-            server.addr()
+            "tolk serve: listening on {base}/ (loading the models; GET {base}/readyz says when they are in)"
         );
     }
     match server.wait_until_ready() {
+        Some(Ok(())) if !global.silent && !args.no_web_ui => {
+            eprintln!("tolk serve: ready; the translation page is {base}/")
+        }
         Some(Ok(())) if !global.silent => eprintln!("tolk serve: ready"),
         Some(Err(e)) => {
             let _ = server.shutdown();

@@ -26,6 +26,7 @@ mod lang;
 mod libre;
 mod metrics;
 mod native;
+mod web;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -120,6 +121,11 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
     /// How the schedulers form rounds.
     pub scheduler: SchedulerOptions,
+    /// Serve the translation page at `/` (LibreTranslate's web UI). Default `true`.
+    pub web_ui: bool,
+    /// A path every route is under (`/tolk`: the page at `/tolk/`, the API at
+    /// `/tolk/translate`, ...), for a proxy that forwards a path; empty: none. Default: none.
+    pub url_prefix: String,
 }
 
 impl Default for ServeOptions {
@@ -138,6 +144,8 @@ impl Default for ServeOptions {
             cors: None,
             shutdown_grace: Duration::from_secs(30),
             scheduler: SchedulerOptions::default(),
+            web_ui: true,
+            url_prefix: String::new(),
         }
     }
 }
@@ -544,17 +552,36 @@ async fn not_found() -> ApiError {
 
 fn router(state: Arc<AppState>) -> Router {
     use axum::routing::{get, post};
+    let prefix = state.options.url_prefix.trim_end_matches('/').to_string();
+    let at = |path: &str| format!("{prefix}{path}");
     let mut app = Router::new()
-        .route("/translate", post(libre::translate))
-        .route("/detect", post(libre::detect))
-        .route("/languages", get(libre::languages))
-        .route("/frontend/settings", get(libre::frontend_settings))
-        .route("/health", get(native::healthz))
-        .route("/healthz", get(native::healthz))
-        .route("/readyz", get(native::readyz))
-        .route("/metrics", get(native::metrics))
-        .route("/v1/translate", post(native::translate))
-        .route("/v1/summarize", post(native::summarize))
+        .route(&at("/translate"), post(libre::translate))
+        .route(&at("/detect"), post(libre::detect))
+        .route(&at("/languages"), get(libre::languages))
+        .route(&at("/frontend/settings"), get(libre::frontend_settings))
+        .route(&at("/health"), get(native::healthz))
+        .route(&at("/healthz"), get(native::healthz))
+        .route(&at("/readyz"), get(native::readyz))
+        .route(&at("/metrics"), get(native::metrics))
+        .route(&at("/v1/translate"), post(native::translate))
+        .route(&at("/v1/summarize"), post(native::summarize));
+    if state.options.web_ui {
+        for path in web::paths() {
+            app = app.route(
+                &at(path),
+                get(move |headers: HeaderMap| async move { web::answer(path, &headers) }),
+            );
+        }
+        if !prefix.is_empty() {
+            // The page's relative links need the slash.
+            let to = at("/");
+            app = app.route(
+                &prefix,
+                get(move || async move { axum::response::Redirect::permanent(&to) }),
+            );
+        }
+    }
+    let mut app = app
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),

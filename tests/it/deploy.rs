@@ -529,6 +529,7 @@ fn the_server_deployment_probes_its_endpoints_and_its_command_runs() {
         .split("http://")
         .nth(1)
         .and_then(|r| r.split_whitespace().next())
+        .map(|a| a.trim_end_matches('/'))
         .unwrap_or_else(|| panic!("{line}"))
         .to_string();
     let get = |path: &str| -> String {

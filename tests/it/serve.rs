@@ -364,6 +364,102 @@ fn bad_inputs_are_clear_4xx_and_the_server_keeps_serving() {
     server.shutdown().unwrap();
 }
 
+/// The translation page: served at / with its assets, cacheable by ETag, under a restrictive
+/// Content-Security-Policy, everything it loads from this server (relative links, so that a
+/// --url-prefix works); off with --no-web-ui.
+#[test]
+fn the_page_is_served_with_its_assets_under_a_prefix_or_not_at_all() {
+    let server = start();
+    let a = server.addr();
+    let (s, head, body) = http(a, "GET", "/", "", b"");
+    assert_eq!(s, 200);
+    let page = String::from_utf8(body).unwrap();
+    assert!(head.contains("content-type: text/html"), "{head}");
+    assert!(
+        head.contains("content-security-policy: default-src 'self'"),
+        "{head}"
+    );
+    // Every resource of the page is relative: from this server, under any prefix.
+    for link in ["href=\"static/tolk.css\"", "src=\"static/tolk.js\""] {
+        assert!(page.contains(link), "{link}");
+    }
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("<script>") && !page.contains("style="),
+        "inline code: {page}"
+    );
+    // Labelled controls.
+    for id in ["source", "target", "text", "api-key"] {
+        assert!(page.contains(&format!("for=\"{id}\"")), "no label for {id}");
+    }
+    let etag = head
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .expect("an etag")
+        .trim()
+        .to_string();
+    let (s, _, body) = http_with(a, "GET", "/", "", &[("If-None-Match", &etag)], b"");
+    assert_eq!((s, body.len()), (304, 0));
+    for (path, kind) in [
+        ("/static/tolk.js", "text/javascript"),
+        ("/static/tolk.css", "text/css"),
+    ] {
+        let (s, head, body) = http(a, "GET", path, "", b"");
+        assert_eq!(s, 200, "{path}");
+        assert!(head.contains(kind), "{head}");
+        let text = String::from_utf8(body).unwrap();
+        assert!(
+            !text.contains("http://") && !text.contains("https://"),
+            "{path}"
+        );
+    }
+    // The script calls the API with relative paths that the server has.
+    let (_, _, js) = http(a, "GET", "/static/tolk.js", "", b"");
+    let js = String::from_utf8(js).unwrap();
+    for api in [
+        "\"v1/translate\"",
+        "\"detect\"",
+        "\"languages\"",
+        "\"frontend/settings\"",
+    ] {
+        assert!(js.contains(api), "{api}");
+    }
+    server.shutdown().unwrap();
+
+    let prefixed = start_with(
+        ServeOptions {
+            url_prefix: "/tolk".into(),
+            ..ServeOptions::default()
+        },
+        4,
+    );
+    let a = prefixed.addr();
+    assert_eq!(http(a, "GET", "/tolk/", "", b"").0, 200);
+    assert_eq!(http(a, "GET", "/tolk/static/tolk.js", "", b"").0, 200);
+    let (s, head, _) = http(a, "GET", "/tolk", "", b"");
+    assert_eq!(s, 308);
+    assert!(head.contains("location: /tolk/"), "{head}");
+    assert_eq!(http(a, "GET", "/tolk/languages", "", b"").0, 200);
+    assert_eq!(http(a, "GET", "/", "", b"").0, 404);
+    assert_eq!(http(a, "GET", "/languages", "", b"").0, 404);
+    prefixed.shutdown().unwrap();
+
+    let api_only = start_with(
+        ServeOptions {
+            web_ui: false,
+            ..ServeOptions::default()
+        },
+        4,
+    );
+    let a = api_only.addr();
+    assert_eq!(http(a, "GET", "/", "", b"").0, 404);
+    assert_eq!(http(a, "GET", "/static/tolk.js", "", b"").0, 404);
+    api_only.shutdown().unwrap();
+}
+
 /// A round that panics or fails answers its own requests with 500 and the server goes on; the
 /// scheduler never leaves a request waiting.
 #[test]
