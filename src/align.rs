@@ -30,6 +30,10 @@ pub struct Alignment {
     pub target: Vec<Range<usize>>,
     /// For each target unit, the index of its source unit (`None`: aligned with none).
     pub links: Vec<Option<usize>>,
+    /// For each source unit, the target unit that attended to it most (the other direction of
+    /// the attention); empty when not known (an alignment not made from attention).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub anchors: Vec<Option<usize>>,
 }
 
 fn ranges<S: Serializer>(r: &[Range<usize>], s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -74,6 +78,7 @@ impl Alignment {
             source,
             target,
             links,
+            anchors: Vec::new(),
         }
     }
 
@@ -82,6 +87,7 @@ impl Alignment {
         let u = units(text);
         Alignment {
             links: (0..u.len()).map(Some).collect(),
+            anchors: (0..u.len()).map(Some).collect(),
             source: u.clone(),
             target: u,
         }
@@ -137,10 +143,20 @@ impl Alignment {
                     .map(|(i, _)| i)
             })
             .collect();
+        let anchors = (0..s_units.len())
+            .map(|s| {
+                sums.iter()
+                    .enumerate()
+                    .filter(|(_, row)| row[s] > 0.0)
+                    .max_by(|a, b| a.1[s].total_cmp(&b.1[s]))
+                    .map(|(t, _)| t)
+            })
+            .collect();
         Some(Alignment {
             source: s_units,
             target: t_units,
             links,
+            anchors,
         })
     }
 
@@ -157,10 +173,18 @@ impl Alignment {
         target.extend(self.target.iter().map(moved));
         let bump = usize::from(has);
         links.extend(self.links.iter().map(|l| l.map(|s| s + bump)));
+        let anchors = if self.anchors.is_empty() {
+            Vec::new()
+        } else {
+            let mut a = links.iter().take(bump).copied().collect::<Vec<_>>();
+            a.extend(self.anchors.iter().map(|t| t.map(|t| t + bump)));
+            a
+        };
         Alignment {
             source,
             target,
             links,
+            anchors,
         }
     }
 }

@@ -222,6 +222,8 @@ struct Layout<'a> {
     tail: String,
     /// For each target unit, its source unit.
     links: Vec<Option<usize>>,
+    /// For each source unit, the target unit that attended to it most, where known.
+    anchors: Vec<Option<usize>>,
     /// Per sentence: its source units and its target units (index ranges).
     parts: Vec<(Range<usize>, Range<usize>)>,
 }
@@ -234,6 +236,7 @@ impl<'a> Layout<'a> {
             gaps: Vec::new(),
             tail: String::new(),
             links: Vec::new(),
+            anchors: Vec::new(),
             parts: Vec::new(),
         };
         let mut pending = String::new();
@@ -256,16 +259,18 @@ impl<'a> Layout<'a> {
                 crate::align::locate(rest, a.source.iter().map(|r| &s.source[r.clone()]))
             };
             let s_first = l.source.len();
+            let t_first = l.target.len();
             let mut index = Vec::with_capacity(here.len());
-            for r in here {
+            for (k, r) in here.into_iter().enumerate() {
                 if r.is_empty() {
                     index.push(None);
                 } else {
                     index.push(Some(l.source.len()));
                     l.source.push(start + r.start..start + r.end);
+                    l.anchors
+                        .push(a.anchors.get(k).copied().flatten().map(|t| t_first + t));
                 }
             }
-            let t_first = l.target.len();
             if !l.target.is_empty() && !s.translation.trim().is_empty() {
                 pending.push(' ');
             }
@@ -334,7 +339,28 @@ fn land(l: &Layout<'_>, k: usize, lo: usize, hi: usize) -> Range<usize> {
     }
     let inside = |t: usize| l.links[t].is_some_and(|a| a >= lo && a <= hi);
     let foreign = |t: usize| l.links[t].is_some() && !inside(t);
-    let hits: Vec<usize> = tgt.clone().filter(|&t| inside(t)).collect();
+    let mut hits: Vec<usize> = tgt.clone().filter(|&t| inside(t)).collect();
+    // Where both directions of the attention agree (a unit aligned with the span that is also
+    // the unit that attended most to one of the span's source units), the span starts there
+    // and grows over its other aligned units in reading order: a preposition before the words
+    // is left out (`in <b>Beijing</b>`), the noun after its modifier kept (`<b>ten minutes</b>`).
+    let anchored: Vec<usize> = (lo..=hi)
+        .filter_map(|u| l.anchors.get(u).copied().flatten())
+        .collect();
+    let mut both: Vec<usize> = hits
+        .iter()
+        .copied()
+        .filter(|t| anchored.contains(t))
+        .collect();
+    if !both.is_empty() {
+        for &h in &hits {
+            if h > 0 && both.contains(&(h - 1)) && !both.contains(&h) {
+                both.push(h);
+            }
+        }
+        both.sort_unstable();
+        hits = both;
+    }
     let part = lo > src.start || hi + 1 < src.end;
     let mut range = if hits.is_empty() {
         let (a, n, m) = (src.start, src.len().max(1), tgt.len());
@@ -1008,6 +1034,7 @@ mod tests {
             source: source.into(),
             translation: translation.into(),
             alignment: links.map(|links| Alignment {
+                anchors: Vec::new(),
                 source: crate::align::units(source),
                 target: crate::align::units(translation),
                 links,
@@ -1027,6 +1054,40 @@ mod tests {
             Some(vec![Some(0), Some(1), Some(2), Some(3)]),
         );
         assert_eq!(render(&u, &src, &[s]), "The cabinet has <b>fallen</b>.");
+    }
+
+    #[test]
+    fn a_span_starts_where_both_directions_of_the_attention_agree() {
+        // "我住在<b>北京</b>十分钟。" -> "I live in Beijing ten minutes." (a made-up alignment):
+        // "in" and "Beijing" are both linked to 北京, but 北京 attended most to "Beijing".
+        let text = "我 住在 北京 十分钟 。";
+        let (u, src) = unit(
+            text,
+            &[
+                (11..17, "<b>", "</b>", false),
+                (18..27, "<i>", "</i>", false),
+            ],
+        );
+        let translation = "I live in Beijing ten minutes.";
+        let s = UnitSentence {
+            start: 0,
+            source: text.into(),
+            translation: translation.into(),
+            alignment: Some(Alignment {
+                // 我, 住在, 北京, 十分钟, 。 (as a tokenizer's pieces would make them).
+                source: vec![0..3, 4..10, 11..17, 18..27, 28..31],
+                target: crate::align::units(translation),
+                // I live in Beijing ten minutes.
+                links: vec![Some(0), Some(1), Some(2), Some(2), Some(3), Some(3)],
+                // 我 -> I, 住在 -> live, 北京 -> Beijing, 十分钟 -> ten, 。 -> minutes.
+                anchors: vec![Some(0), Some(1), Some(3), Some(4), Some(5)],
+            }),
+        };
+        // The preposition stays out; the noun after "ten" comes in.
+        assert_eq!(
+            render(&u, &src, &[s]),
+            "I live in <b>Beijing</b> <i>ten minutes</i>."
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ fn made_up(
     generation: &GenerationConfig,
 ) -> Translation {
     let alignment = generation.output_alignments.then(|| Alignment {
+        anchors: Vec::new(),
         source: units(source),
         target: units(&text),
         links,
