@@ -26,6 +26,10 @@ p50/p95/p99/max, error counts by kind, and, given --pid, the server's RSS before
 peak of VmRSS sampled during it, VmHWM (the kernel's lifetime peak) at its end, and the server's
 CPU seconds spent during the phase (user+system, all threads, from /proc/PID/stat).
 
+With --mix every article is sent as text, as HTML and as a bad request in turn (see mixed()):
+a soak is --mix over repeated phases, each phase's latency and the server's RSS a point of the
+series, e.g. --clients 32,32,32,32,32 --duration 60 --pid PID.
+
 Examples:
     python3 tools/serve/loadgen.py --url http://127.0.0.1:5001/translate --clients 1,8 \
         --duration 20 --pid 12345 --json /tmp/lt.json
@@ -176,16 +180,42 @@ class Client:
             self.conn = None
 
 
+def mixed(articles):
+    """--mix: every article as text, as HTML (its paragraphs in <p>, the first words in <b>),
+    and a bad request of three kinds in turn (not JSON, no q, an unknown target), which the
+    server must refuse with 400."""
+    out = []
+    for i, a in enumerate(articles):
+        out.append(dict(a, kind="text"))
+        html = "".join("<p><b>%s</b>%s</p>" % (p[:4], p[4:]) for p in a["paragraphs"])
+        out.append(dict(a, kind="html", html=html))
+        out.append(dict(a, kind="bad", bad=i % 3, sentences=0, chars=0))
+    return out
+
+
 def make_body(article, args):
+    kind = article.get("kind", "text")
+    if kind == "bad":
+        if article["bad"] == 0:
+            return b'{"q": "not json'
+        if article["bad"] == 1:
+            return json.dumps({"source": args.source, "target": args.target}).encode("utf-8")
+        return json.dumps({"q": article["text"], "source": args.source, "target": "xx"}).encode("utf-8")
     q = article["paragraphs"] if args.mode == "list" else article["text"]
-    payload = {"q": q, "source": args.source, "target": args.target, "format": args.format}
+    fmt = args.format
+    if kind == "html":
+        q, fmt = article["html"], "html"
+    payload = {"q": q, "source": args.source, "target": args.target, "format": fmt}
     if args.api_key is not None:
         payload["api_key"] = args.api_key
     return json.dumps(payload, ensure_ascii=False).encode("utf-8")
 
 
 def check_answer(status, data, article, args):
-    """Returns None when the answer is a good translation, else an error kind."""
+    """Returns None when the answer is a good translation (or the refusal a bad request must
+    get), else an error kind."""
+    if article.get("kind") == "bad":
+        return None if status == 400 else "bad_request_answered_%d" % status
     if status != 200:
         return "http_%d" % status
     try:
@@ -202,6 +232,8 @@ def check_answer(status, data, article, args):
             return "bad_list"
     elif not isinstance(t, str) or not t.strip():
         return "empty_translation"
+    elif article.get("kind") == "html" and (t.count("<p>") != len(article["paragraphs"]) or "<b>" not in t):
+        return "html_markup_lost"
     return None
 
 
@@ -349,6 +381,8 @@ def main():
     ap.add_argument("--format", default="text", choices=["text", "html"])
     ap.add_argument("--mode", default="string", choices=["string", "list"],
                     help="q as the whole article (string) or as a list of its paragraphs")
+    ap.add_argument("--mix", action="store_true",
+                    help="each article as text, as HTML, and a bad request that must get 400 (a soak)")
     ap.add_argument("--api-key", default=None)
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
     ap.add_argument("--pid", type=int, help="server PID: RSS and CPU are read from /proc/PID")
@@ -368,6 +402,8 @@ def main():
         sys.exit("refusing non-loopback target %r (use --allow-remote)" % host)
 
     articles = load_articles(args.articles)
+    if args.mix:
+        articles = mixed(articles)
     bodies = [make_body(a, args) for a in articles]
     print("%d articles, %d sentences, %d chars in all; target %s"
           % (len(articles), sum(a["sentences"] for a in articles), sum(a["chars"] for a in articles), args.url))
