@@ -102,11 +102,7 @@ impl DocumentOptions {
     /// The format of an input named `name` (a path, or `<stdin>`, `-`): the one given, else the
     /// name's extension, else text.
     pub fn input_for(&self, name: Option<&Path>) -> InputFormat {
-        match (self.input_format, name) {
-            (Some(f), _) => f,
-            (None, Some(path)) if path != Path::new("-") => InputFormat::of_path(path),
-            (None, _) => InputFormat::Text,
-        }
+        InputFormat::choose(self.input_format, name)
     }
 
     /// What an input of `input` format is written as; an error for a corpus asked for another

@@ -177,7 +177,7 @@ fn escape(text: &str) -> String {
 
 /// A table cell: one line, pipes escaped.
 fn cell(text: &str) -> String {
-    escape(&text.split_whitespace().collect::<Vec<_>>().join(" "))
+    escape(&flat(text))
 }
 
 /// Writes a document, given block by block ([`crate::stream`]), in any [`OutputFormat`]; the

@@ -379,19 +379,24 @@ fn run_round(
                     continue;
                 }
                 failed.push(Arc::as_ptr(job));
-                if let Ok(mut j) = job.lock() {
-                    let _ = j.reply.send(Err(e.clone().into()));
-                    // Nothing more of it is taken: it counts as done.
-                    let left = j.texts.len() - j.taken;
-                    j.taken = j.texts.len();
-                    if left > 0 {
-                        if let Ok(mut q) = shared.queue.lock() {
-                            q.queued -= left.min(q.queued);
-                            for g in &mut q.groups {
-                                g.jobs.retain(|other| !Arc::ptr_eq(other, job));
-                            }
-                            q.groups.retain(|g| !g.jobs.is_empty());
+                // Nothing more of it is taken: it counts as done. (The job's lock is let go
+                // before the queue's is taken: the queue's holders lock jobs.)
+                let left = match job.lock() {
+                    Ok(mut j) => {
+                        let _ = j.reply.send(Err(e.clone().into()));
+                        let left = j.texts.len() - j.taken;
+                        j.taken = j.texts.len();
+                        left
+                    }
+                    Err(_) => 0,
+                };
+                if left > 0 {
+                    if let Ok(mut q) = shared.queue.lock() {
+                        q.queued -= left.min(q.queued);
+                        for g in &mut q.groups {
+                            g.jobs.retain(|other| !Arc::ptr_eq(other, job));
                         }
+                        q.groups.retain(|g| !g.jobs.is_empty());
                     }
                 }
             }

@@ -567,20 +567,23 @@ impl Translator {
         text: &str,
         source_tokens: usize,
     ) -> Result<Translation> {
-        let alignment = hyps.first().and_then(|h| {
-            let translation = self.tokenizer.decode(&h.ids).ok()?;
-            self.alignment(text, &translation, h)
-        });
-        let hypotheses = hyps
-            .into_iter()
-            .map(|h| {
-                Ok(TranslationHypothesis {
-                    text: self.tokenizer.decode(&h.ids)?,
-                    ids: h.ids,
-                    score: h.score,
-                })
-            })
+        let texts = hyps
+            .iter()
+            .map(|h| self.tokenizer.decode(&h.ids))
             .collect::<Result<Vec<_>>>()?;
+        let alignment = hyps
+            .first()
+            .zip(texts.first())
+            .and_then(|(h, translation)| self.alignment(text, translation, h));
+        let hypotheses: Vec<TranslationHypothesis> = hyps
+            .into_iter()
+            .zip(texts)
+            .map(|(h, text)| TranslationHypothesis {
+                text,
+                ids: h.ids,
+                score: h.score,
+            })
+            .collect();
         let best = hypotheses
             .first()
             .cloned()

@@ -198,8 +198,7 @@ impl BatchConfig {
 
     /// The input format of the input at `relative`.
     pub fn input_format_of(&self, relative: &Path) -> InputFormat {
-        self.input_format
-            .unwrap_or_else(|| InputFormat::of_path(relative))
+        InputFormat::choose(self.input_format, Some(relative))
     }
 
     /// Sets [`BatchConfig::stream`].

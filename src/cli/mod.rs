@@ -26,6 +26,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use tolk::document::Source;
 use tolk::input::{DecodeOptions, DecodeStats};
 use tolk::stream::{BlockSource, DocumentInput, StreamOptions};
 
@@ -194,16 +195,11 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// Opens a file, or standard input for `-` or no file, by the library's one input policy
-/// ([`DocumentInput`]: read whole up to `stream.threshold`, else in blocks). With no file and a
-/// terminal on standard input, asks for input instead of waiting silently.
-pub fn open_input(
-    file: Option<&Path>,
-    options: &DecodeOptions,
-    stream: &StreamOptions,
-) -> anyhow::Result<DocumentInput> {
+/// Where a command's input comes from: the file, or standard input for `-` or no file. With
+/// no file and a terminal on standard input, asks for input instead of waiting silently.
+pub fn input_source(file: Option<&Path>) -> anyhow::Result<Source<'_>> {
     match file {
-        Some(path) if path != Path::new("-") => Ok(DocumentInput::open(path, options, stream)?),
+        Some(path) if path != Path::new("-") => Ok(Source::File(path)),
         _ => {
             let stdin = std::io::stdin();
             if file.is_none() && stdin.is_terminal() {
@@ -211,14 +207,23 @@ pub fn open_input(
                     "no input: give a FILE, or pipe text in (`-` reads a terminal until end of input)"
                 );
             }
-            Ok(DocumentInput::from_reader(
-                Box::new(stdin),
-                "<stdin>",
-                options,
-                stream,
-            )?)
+            Ok(Source::Stream(Box::new(stdin), "<stdin>".into()))
         }
     }
+}
+
+/// Opens a file or standard input ([`input_source`]) by the library's one input policy
+/// ([`DocumentInput`]: read whole up to `stream.threshold`, else in blocks).
+pub fn open_input(
+    file: Option<&Path>,
+    options: &DecodeOptions,
+    stream: &StreamOptions,
+) -> anyhow::Result<DocumentInput> {
+    Ok(match input_source(file)? {
+        Source::Stream(reader, name) => DocumentInput::from_reader(reader, &name, options, stream)?,
+        Source::File(path) => DocumentInput::open(path, options, stream)?,
+        Source::Text(text, name) => DocumentInput::from_text(text, &name),
+    })
 }
 
 /// The whole text of a file or standard input, for the commands that need all of it at once,

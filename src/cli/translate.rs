@@ -6,13 +6,13 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use tolk::document::{Document, Source};
+use tolk::document::Document;
 use tolk::fsutil::AtomicFile;
 use tolk::output::RenderOptions;
 
 use super::args::{FormatArg, PipelineArgs, SegmentArg};
 use super::progress::DocumentBar;
-use super::{decode_notes, Global};
+use super::{decode_notes, input_source, Global};
 
 /// Options of `tolk translate`.
 #[derive(Debug, Args)]
@@ -81,19 +81,7 @@ pub fn run(args: TranslateArgs, global: Global) -> anyhow::Result<ExitCode> {
             .filter(|p| !p.as_os_str().is_empty());
     }
     // Input first: a bad file should not wait for the model to load.
-    let source = match args.file.as_deref() {
-        Some(p) if p != Path::new("-") => Source::File(p),
-        file => {
-            let stdin = std::io::stdin();
-            if file.is_none() && stdin.is_terminal() {
-                anyhow::bail!(
-                    "no input: give a FILE, or pipe text in (`-` reads a terminal until end of input)"
-                );
-            }
-            Source::Stream(Box::new(stdin), "<stdin>".into())
-        }
-    };
-    let document = Document::open(source, &options)?;
+    let document = Document::open(input_source(args.file.as_deref())?, &options)?;
     let name = document.name().to_string();
     let known = document.decode_stats();
     if let Some(stats) = &known {
@@ -109,8 +97,8 @@ pub fn run(args: TranslateArgs, global: Global) -> anyhow::Result<ExitCode> {
     let done = match to_file {
         Some(path) => {
             let mut file = AtomicFile::create(path)?;
-            let done = pipeline.translate_to(&run, document, &mut file, path, &options, &mut bar);
-            let done = done?;
+            let done =
+                pipeline.translate_to(&run, document, &mut file, path, &options, &mut bar)?;
             file.commit()?;
             done
         }

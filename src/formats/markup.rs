@@ -277,10 +277,8 @@ impl<'a> Layout<'a> {
             let mut end = 0;
             for (r, link) in a.target.iter().zip(&a.links) {
                 pending.push_str(&s.translation[end..r.start]);
-                l.gaps.push(collapse(
-                    &std::mem::take(&mut pending),
-                    t_first == 0 && l.target.is_empty(),
-                ));
+                l.gaps
+                    .push(collapse(&std::mem::take(&mut pending), l.target.is_empty()));
                 l.target.push(&s.translation[r.clone()]);
                 l.links
                     .push(link.and_then(|k| index.get(k).copied().flatten()));

@@ -49,6 +49,16 @@ impl InputFormat {
         }
     }
 
+    /// The format of an input: `given` (`--input-format`, the API field), else the extension
+    /// of `name` ([`InputFormat::of_path`]), else text (standard input, `-`).
+    pub fn choose(given: Option<InputFormat>, name: Option<&Path>) -> InputFormat {
+        match (given, name) {
+            (Some(f), _) => f,
+            (None, Some(path)) if path != Path::new("-") => InputFormat::of_path(path),
+            (None, _) => InputFormat::Text,
+        }
+    }
+
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
         match self {

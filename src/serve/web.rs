@@ -35,21 +35,29 @@ pub(crate) fn paths() -> impl Iterator<Item = &'static str> {
 
 /// The answer for the page's file at `path` (one of [`paths`]).
 pub(crate) fn answer(path: &str, headers: &HeaderMap) -> Response {
-    let Some(&(_, content_type, body)) = ASSETS.iter().find(|a| a.0 == path) else {
+    /// Each asset's ETag, computed once.
+    static TAGS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        ASSETS
+            .iter()
+            .map(|a| format!("\"{:016x}\"", crate::fsutil::fnv1a(a.2.as_bytes())))
+            .collect()
+    });
+    let Some(i) = ASSETS.iter().position(|a| a.0 == path) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let tag = format!("\"{:016x}\"", crate::fsutil::fnv1a(body.as_bytes()));
+    let (_, content_type, body) = ASSETS[i];
+    let tag = &TAGS[i];
     let fresh = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == *tag || t.trim() == "*"));
     let mut response = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         ([(header::CONTENT_TYPE, content_type)], body).into_response()
     };
     let h = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&tag) {
+    if let Ok(v) = HeaderValue::from_str(tag) {
         h.insert(header::ETAG, v);
     }
     // Cached, and checked again each time (cheap: a 304 without a body).
