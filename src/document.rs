@@ -58,6 +58,9 @@ pub enum Source<'a> {
     /// Text already in memory (a request's body), with its name: a file name gives the format
     /// by its extension unless [`DocumentOptions::input_format`] says it.
     Text(String, String),
+    /// Bytes in memory (an uploaded file), with its name, as [`Source::Text`]; decoded as the
+    /// input options say unless the format is a package.
+    Bytes(Vec<u8>, String),
 }
 
 impl std::fmt::Debug for Source<'_> {
@@ -66,6 +69,7 @@ impl std::fmt::Debug for Source<'_> {
             Source::File(p) => f.debug_tuple("File").field(p).finish(),
             Source::Stream(_, name) => f.debug_tuple("Stream").field(name).finish(),
             Source::Text(_, name) => f.debug_tuple("Text").field(name).finish(),
+            Source::Bytes(_, name) => f.debug_tuple("Bytes").field(name).finish(),
         }
     }
 }
@@ -162,20 +166,32 @@ impl Document {
     pub fn open(source: Source<'_>, options: &DocumentOptions) -> Result<Document> {
         let name = match &source {
             Source::File(p) => p.display().to_string(),
-            Source::Stream(_, n) | Source::Text(_, n) => n.clone(),
+            Source::Stream(_, n) | Source::Text(_, n) | Source::Bytes(_, n) => n.clone(),
         };
         let format = match &source {
             Source::File(p) => options.input_for(Some(p)),
             Source::Stream(..) => options.input_for(None),
-            Source::Text(_, n) => options.input_for(Some(Path::new(n))),
+            Source::Text(_, n) | Source::Bytes(_, n) => options.input_for(Some(Path::new(n))),
+        };
+        // Bytes that are not a package are text: decoded here, as a file's are.
+        let source = match source {
+            Source::Bytes(bytes, n) if !format.is_package() => {
+                let text = crate::input::decode_with_stats(&bytes, &n, &options.decode)?.0;
+                Source::Text(text, n)
+            }
+            s => s,
         };
         let output_format = options.output_for(format)?;
         let (decode, stream) = (&options.decode, &options.stream);
         let body = match (format, source) {
-            (InputFormat::Html | InputFormat::Markdown, source) => {
+            (f, source) if f.is_markup() => {
                 let (markup, stats) = match source {
                     Source::File(p) => Markup::read_file(format, p, decode)?,
                     Source::Stream(r, n) => Markup::read(format, r, &n, decode)?,
+                    Source::Bytes(b, n) => Markup::read(format, b.as_slice(), &n, decode)?,
+                    Source::Text(t, n) if format.is_package() => {
+                        Markup::read(format, t.as_bytes(), &n, decode)?
+                    }
                     Source::Text(t, n) => (Markup::parse(format, t, &n)?, DecodeStats::default()),
                 };
                 Body::Markup(Box::new(markup), stats)
@@ -189,7 +205,7 @@ impl Document {
                 Box::new(LineSource::new(r, &n, decode, stream.block_bytes)),
                 true,
             ),
-            (InputFormat::Text, source) => {
+            (_, source) => {
                 let input = text_input(source, options)?;
                 let streamed = input.is_streamed();
                 Body::Text(Box::new(input), streamed)
@@ -247,6 +263,10 @@ fn text_input(source: Source<'_>, options: &DocumentOptions) -> Result<DocumentI
         Source::File(p) => DocumentInput::open(p, &options.decode, &options.stream),
         Source::Stream(r, n) => DocumentInput::from_reader(r, &n, &options.decode, &options.stream),
         Source::Text(t, n) => Ok(DocumentInput::from_text(t, &n)),
+        Source::Bytes(b, n) => {
+            let text = crate::input::decode_with_stats(&b, &n, &options.decode)?.0;
+            Ok(DocumentInput::from_text(text, &n))
+        }
     }
 }
 
@@ -307,7 +327,7 @@ impl Pipeline {
             Body::Markup(markup, stats) => {
                 let done = self.translate_markup_for(run, &markup, output_format, progress)?;
                 let bytes = done.rendered(&markup, output_format, &options.render)?;
-                out.write_all(bytes.as_bytes())
+                out.write_all(&bytes)
                     .and_then(|()| out.flush())
                     .map_err(|e| Error::io(out_name, e))?;
                 let o = &done.output;

@@ -44,6 +44,9 @@ pub enum OutputFormat {
     /// The translated HTML page (for HTML input only: the page with its text translated in
     /// place, see [`crate::formats::Markup`]).
     Html,
+    /// A document in its own format, translated in place: a DOCX as a DOCX, subtitles as
+    /// subtitles (for an input of that format only; see [`crate::formats::Markup`]).
+    Own(crate::formats::InputFormat),
 }
 
 impl OutputFormat {
@@ -64,6 +67,7 @@ impl OutputFormat {
             OutputFormat::Json => "json",
             OutputFormat::Jsonl => "jsonl",
             OutputFormat::Html => "html",
+            OutputFormat::Own(f) => f.extension(),
         }
     }
 
@@ -75,6 +79,7 @@ impl OutputFormat {
             OutputFormat::Json => "json",
             OutputFormat::Jsonl => "jsonl",
             OutputFormat::Html => "html",
+            OutputFormat::Own(f) => f.name(),
         }
     }
 }
@@ -337,7 +342,7 @@ impl<W: Write> StreamWriter<W> {
 
     fn write_block(&mut self, source: &str, sentences: &[SentenceOutput]) -> Result<()> {
         match self.format {
-            OutputFormat::Text => {
+            OutputFormat::Text | OutputFormat::Own(_) => {
                 let mut piece = String::new();
                 for s in sentences {
                     self.assembler.push(s, &mut piece);
@@ -382,7 +387,7 @@ impl<W: Write> StreamWriter<W> {
         let summary =
             summary.filter(|s| !s.sentences.is_empty() || self.format == OutputFormat::Json);
         match self.format {
-            OutputFormat::Text => {
+            OutputFormat::Text | OutputFormat::Own(_) => {
                 let ended = self.line_ended;
                 if let Some(summary) = summary {
                     let gap = if ended { "\n" } else { "\n\n" };

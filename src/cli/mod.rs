@@ -223,6 +223,10 @@ pub fn open_input(
         Source::Stream(reader, name) => DocumentInput::from_reader(reader, &name, options, stream)?,
         Source::File(path) => DocumentInput::open(path, options, stream)?,
         Source::Text(text, name) => DocumentInput::from_text(text, &name),
+        Source::Bytes(bytes, name) => {
+            let text = tolk::input::decode_with_stats(&bytes, &name, options)?.0;
+            DocumentInput::from_text(text, &name)
+        }
     })
 }
 

@@ -8,7 +8,7 @@ use clap::Args;
 
 use tolk::document::Document;
 use tolk::fsutil::AtomicFile;
-use tolk::output::RenderOptions;
+use tolk::output::{OutputFormat, RenderOptions};
 
 use super::args::{FormatArg, PipelineArgs, SegmentArg};
 use super::progress::DocumentBar;
@@ -83,6 +83,16 @@ pub fn run(args: TranslateArgs, global: Global) -> anyhow::Result<ExitCode> {
     // Input first: a bad file should not wait for the model to load.
     let document = Document::open(input_source(args.file.as_deref())?, &options)?;
     let name = document.name().to_string();
+    if document.input_format().is_package()
+        && matches!(document.output_format(), OutputFormat::Own(_))
+        && to_file.is_none()
+        && std::io::stdout().is_terminal()
+    {
+        anyhow::bail!(
+            "{name}: the translated {} is a binary file: give --output FILE, or redirect standard output",
+            document.input_format().name()
+        );
+    }
     let known = document.decode_stats();
     if let Some(stats) = &known {
         decode_notes(stats, &name, global);

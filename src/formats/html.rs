@@ -16,7 +16,7 @@ use std::rc::Rc;
 use lol_html::html_content::TextType;
 use lol_html::{doc_comments, doc_text, doctype, element, end_tag, HtmlRewriter, Settings};
 
-use super::markup::{Escape, Role, Unit, UnitBuilder};
+use super::markup::{is_marker, Escape, Role, Unit, UnitBuilder};
 use crate::error::{Error, Result};
 
 /// Inline elements: inside a unit, they are spans.
@@ -395,6 +395,19 @@ pub(crate) fn parse(source: &str, offset: usize, name: &str) -> Result<HtmlParts
                     b.text(&decode(value), shift(r), value);
                     if let Some(u) = b.finish(Role::Extra, Escape::HtmlAttribute) {
                         parts.units.push(u);
+                    }
+                }
+                if !void && (INLINE.contains(&n) || !is_known(n)) && unit.ends_with_word() {
+                    // A note marker glued to its word (`<a href="#fn1">1</a>`, `<sup>2</sup>`):
+                    // kept as written, not read by the model.
+                    let end = matching_end(&tokens, i, n);
+                    let marker = end == i + 2
+                        && matches!(&tokens[i + 1], Token::Text { range: r, translatable: true }
+                            if is_marker(&decode(&source[r.clone()])));
+                    if marker {
+                        unit.opaque(shift(&(range.start..tokens[end].range().end)), "");
+                        i = end + 1;
+                        continue;
                     }
                 }
                 if MARKS.contains(&n) {

@@ -39,6 +39,10 @@ pub(crate) enum Escape {
     HtmlAttribute,
     /// Markdown inline text: markup characters backslash-escaped.
     Markdown,
+    /// XML character data (office parts): `&`, `<` and `>` as references.
+    Xml,
+    /// Subtitle text as written (SubRip): nothing escaped.
+    Plain,
 }
 
 /// A piece of inline markup over a unit's text.
@@ -72,6 +76,18 @@ pub(crate) struct Unit {
     pub escape: Escape,
 }
 
+/// Whether `text` reads as a note marker or an index (`1`, `*`, `²`, `†`): a few characters,
+/// none a letter, at least one a digit or a note sign, not after a space.
+pub(crate) fn is_marker(text: &str) -> bool {
+    let t = text.trim_end();
+    !t.is_empty()
+        && t.chars().count() <= 4
+        && !t.chars().any(char::is_alphabetic)
+        && t.chars()
+            .any(|c| c.is_numeric() || matches!(c, '*' | '†' | '‡' | '§' | '¶' | '#'))
+        && !text.starts_with(char::is_whitespace)
+}
+
 /// Builds a unit's text and spans while a parser walks its content.
 #[derive(Debug, Default)]
 pub(crate) struct UnitBuilder {
@@ -87,6 +103,11 @@ impl UnitBuilder {
     /// Whether the unit has text yet.
     pub fn has_text(&self) -> bool {
         !self.text.is_empty()
+    }
+
+    /// Whether the unit's text so far ends with a word (no space after it).
+    pub fn ends_with_word(&self) -> bool {
+        self.text.ends_with(|c: char| !c.is_whitespace())
     }
 
     /// Marks `range` of the source as part of the unit.
@@ -953,11 +974,14 @@ pub(crate) fn escape_into(text: &str, escape: Escape, first: bool, out: &mut Str
                     '>' => out.push_str("&gt;"),
                     '"' if escape == Escape::HtmlAttribute => out.push_str("&quot;"),
                     '\'' if escape == Escape::HtmlAttribute => out.push_str("&#39;"),
-                    '\u{a0}' => out.push_str("&nbsp;"),
+                    // As a character reference, which XHTML reads too.
+                    '\u{a0}' => out.push_str("&#160;"),
                     c => out.push(c),
                 }
             }
         }
+        Escape::Xml => crate::formats::xml::escape_text(text, out),
+        Escape::Plain => out.push_str(text),
         Escape::Markdown => {
             let start = out.len();
             for (i, c) in text.chars().enumerate() {

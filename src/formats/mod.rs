@@ -5,6 +5,12 @@
 mod html;
 mod markdown;
 pub(crate) mod markup;
+mod office;
+mod package;
+mod subtitles;
+pub(crate) mod xml;
+
+pub use package::PackageLimits;
 
 use std::ops::Range;
 
@@ -30,11 +36,26 @@ pub enum InputFormat {
     Html,
     /// A Markdown document ([`Markup`]).
     Markdown,
+    /// A Word document (Office Open XML, `.docx`).
+    Docx,
+    /// A PowerPoint presentation (Office Open XML, `.pptx`).
+    Pptx,
+    /// An OpenDocument text (`.odt`).
+    Odt,
+    /// An OpenDocument presentation (`.odp`).
+    Odp,
+    /// An EPUB book.
+    Epub,
+    /// SubRip subtitles (`.srt`).
+    Srt,
+    /// WebVTT subtitles (`.vtt`).
+    Vtt,
 }
 
 impl InputFormat {
     /// The format of a file, by its extension: `.jsonl` and `.ndjson` are JSON lines, `.html`,
-    /// `.htm` and `.xhtml` HTML, `.md`, `.markdown` and `.mdown` Markdown, anything else text.
+    /// `.htm` and `.xhtml` HTML, `.md`, `.markdown` and `.mdown` Markdown, `.docx`, `.pptx`,
+    /// `.odt`, `.odp`, `.epub`, `.srt` and `.vtt` themselves, anything else text.
     pub fn of_path(path: &Path) -> InputFormat {
         match path
             .extension()
@@ -45,6 +66,13 @@ impl InputFormat {
             Some("jsonl" | "ndjson") => InputFormat::Jsonl,
             Some("html" | "htm" | "xhtml") => InputFormat::Html,
             Some("md" | "markdown" | "mdown" | "mkd") => InputFormat::Markdown,
+            Some("docx" | "docm") => InputFormat::Docx,
+            Some("pptx" | "pptm") => InputFormat::Pptx,
+            Some("odt") => InputFormat::Odt,
+            Some("odp") => InputFormat::Odp,
+            Some("epub") => InputFormat::Epub,
+            Some("srt") => InputFormat::Srt,
+            Some("vtt") => InputFormat::Vtt,
             _ => InputFormat::Text,
         }
     }
@@ -66,22 +94,88 @@ impl InputFormat {
             InputFormat::Jsonl => "jsonl",
             InputFormat::Html => "html",
             InputFormat::Markdown => "markdown",
+            InputFormat::Docx => "docx",
+            InputFormat::Pptx => "pptx",
+            InputFormat::Odt => "odt",
+            InputFormat::Odp => "odp",
+            InputFormat::Epub => "epub",
+            InputFormat::Srt => "srt",
+            InputFormat::Vtt => "vtt",
         }
     }
 
+    /// Every format, in documentation order.
+    pub const ALL: [InputFormat; 11] = [
+        InputFormat::Text,
+        InputFormat::Markdown,
+        InputFormat::Html,
+        InputFormat::Jsonl,
+        InputFormat::Docx,
+        InputFormat::Pptx,
+        InputFormat::Odt,
+        InputFormat::Odp,
+        InputFormat::Epub,
+        InputFormat::Srt,
+        InputFormat::Vtt,
+    ];
+
+    /// The file extension of a document in this format.
+    pub fn extension(self) -> &'static str {
+        match self {
+            InputFormat::Text => "txt",
+            InputFormat::Markdown => "md",
+            f => f.name(),
+        }
+    }
+
+    /// The media type of a document in this format.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            InputFormat::Text => "text/plain; charset=utf-8",
+            InputFormat::Jsonl => "application/x-ndjson",
+            InputFormat::Html => "text/html; charset=utf-8",
+            InputFormat::Markdown => "text/markdown; charset=utf-8",
+            InputFormat::Docx => {
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+            }
+            InputFormat::Pptx => {
+                "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+            }
+            InputFormat::Odt => "application/vnd.oasis.opendocument.text",
+            InputFormat::Odp => "application/vnd.oasis.opendocument.presentation",
+            InputFormat::Epub => "application/epub+zip",
+            InputFormat::Srt => "application/x-subrip; charset=utf-8",
+            InputFormat::Vtt => "text/vtt; charset=utf-8",
+        }
+    }
+
+    /// Whether documents of this format are zip packages (read as bytes, not text).
+    pub fn is_package(self) -> bool {
+        matches!(
+            self,
+            InputFormat::Docx
+                | InputFormat::Pptx
+                | InputFormat::Odt
+                | InputFormat::Odp
+                | InputFormat::Epub
+        )
+    }
+
     /// The output format that writes a document of this format as itself, translated in place
-    /// (HTML as HTML, Markdown as Markdown); `None` for text and JSON lines.
+    /// (HTML as HTML, Markdown as Markdown, a DOCX as a DOCX, ...); `None` for text and JSON
+    /// lines.
     pub fn document_format(self) -> Option<crate::output::OutputFormat> {
         match self {
             InputFormat::Html => Some(crate::output::OutputFormat::Html),
             InputFormat::Markdown => Some(crate::output::OutputFormat::Markdown),
-            _ => None,
+            InputFormat::Text | InputFormat::Jsonl => None,
+            f => Some(crate::output::OutputFormat::Own(f)),
         }
     }
 
     /// Whether documents of this format are [`Markup`].
     pub fn is_markup(self) -> bool {
-        matches!(self, InputFormat::Html | InputFormat::Markdown)
+        !matches!(self, InputFormat::Text | InputFormat::Jsonl)
     }
 }
 
@@ -94,10 +188,18 @@ impl FromStr for InputFormat {
             "jsonl" | "ndjson" => Ok(InputFormat::Jsonl),
             "html" | "htm" => Ok(InputFormat::Html),
             "markdown" | "md" => Ok(InputFormat::Markdown),
-            _ => Err(Error::option(
-                "input format",
-                format!("unknown input format `{s}`: expected text, markdown, html or jsonl"),
-            )),
+            other => InputFormat::ALL
+                .into_iter()
+                .find(|f| f.name() == other)
+                .ok_or_else(|| {
+                    Error::option(
+                        "input format",
+                        format!(
+                            "unknown input format `{s}`: expected one of {}",
+                            InputFormat::ALL.map(|f| f.name()).join(", ")
+                        ),
+                    )
+                }),
         }
     }
 }
@@ -117,6 +219,35 @@ pub struct Markup {
     source: String,
     units: Vec<Unit>,
     metadata: Vec<(&'static str, String)>,
+    /// Parts of `source` whose units are written back in a way of their own (office XML,
+    /// subtitles), and for a package the entry each part was read from; empty for HTML and
+    /// Markdown.
+    parts: Vec<Part>,
+    /// The zip that a package's parts were read from.
+    package: Option<package::Package>,
+    /// How the runs of run-dialect parts are rewritten.
+    runs: office::Runs,
+    /// Subtitles read with CRLF line ends, which input decoding made LF: written with CRLF.
+    crlf: bool,
+}
+
+/// A part of a [`Markup`]'s source.
+#[derive(Debug, Clone)]
+struct Part {
+    /// The zip entry (empty for a text document).
+    entry: String,
+    range: Range<usize>,
+    kind: PartKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PartKind {
+    /// XHTML, through the HTML reader.
+    Html,
+    /// Office or package XML.
+    Xml(office::Dialect),
+    /// Subtitle cues.
+    Cues,
 }
 
 impl Markup {
@@ -142,10 +273,29 @@ impl Markup {
                 (parts.units, parts.metadata)
             }
             InputFormat::Markdown => (markdown::parse(&source, name)?, Vec::new()),
+            InputFormat::Srt | InputFormat::Vtt => {
+                let mut runs = office::Runs::default();
+                let units = subtitles::parse(&source, format == InputFormat::Vtt, name, &mut runs)?;
+                let part = Part {
+                    entry: String::new(),
+                    range: 0..source.len(),
+                    kind: PartKind::Cues,
+                };
+                return Ok(Markup {
+                    format,
+                    source,
+                    units,
+                    metadata: Vec::new(),
+                    parts: vec![part],
+                    package: None,
+                    runs,
+                    crlf: false,
+                });
+            }
             other => {
                 return Err(Error::option(
                     "input format",
-                    format!("{} is not a markup format", other.name()),
+                    format!("{} is not a text markup format", other.name()),
                 ))
             }
         };
@@ -154,6 +304,69 @@ impl Markup {
             source,
             units,
             metadata,
+            parts: Vec::new(),
+            package: None,
+            runs: office::Runs::default(),
+            crlf: false,
+        })
+    }
+
+    /// Opens a zip package ([`InputFormat::is_package`]) from its bytes, reading the parts
+    /// that hold its text within `limits`. `name` appears in errors.
+    pub fn open_package(
+        format: InputFormat,
+        bytes: Vec<u8>,
+        name: &str,
+        limits: PackageLimits,
+    ) -> Result<Markup> {
+        let package = package::Package::open(bytes, name, limits)?;
+        let plan = package::plan(&package, format)?;
+        let mut source = String::new();
+        let mut units = Vec::new();
+        let mut parts = Vec::new();
+        let mut runs = office::Runs::default();
+        for (entry, kind) in plan {
+            let text = package.read_text(&entry)?;
+            let part_name = package.part_name(&entry);
+            let offset = source.len();
+            source.push_str(&text);
+            match kind {
+                PartKind::Html => {
+                    units.extend(html::parse(&text, offset, &part_name)?.units);
+                }
+                PartKind::Xml(dialect) => {
+                    units.extend(office::parse(
+                        &text, offset, dialect, &part_name, &mut runs,
+                    )?);
+                }
+                PartKind::Cues => unreachable!("no package holds subtitles"),
+            }
+            parts.push(Part {
+                entry,
+                range: offset..source.len(),
+                kind,
+            });
+        }
+        if source.len() > MAX_MARKUP_BYTES * 4 {
+            return Err(Error::Input {
+                source_name: name.to_string(),
+                message: format!(
+                    "its text parts hold {} MiB, more than the {} MiB that are read whole",
+                    source.len() >> 20,
+                    (MAX_MARKUP_BYTES * 4) >> 20
+                ),
+                remedy: None,
+            });
+        }
+        Ok(Markup {
+            format,
+            source,
+            units,
+            metadata: Vec::new(),
+            parts,
+            package: Some(package),
+            runs,
+            crlf: false,
         })
     }
 
@@ -180,8 +393,20 @@ impl Markup {
                 remedy: None,
             });
         }
+        if format.is_package() {
+            let stats = crate::input::DecodeStats {
+                text_bytes: bytes.len() as u64,
+                ..Default::default()
+            };
+            let markup = Markup::open_package(format, bytes, name, PackageLimits::default())?;
+            return Ok((markup, stats));
+        }
         let (text, stats) = crate::input::decode_with_stats(&bytes, name, decode)?;
-        Ok((Markup::parse(format, text, name)?, stats))
+        let mut markup = Markup::parse(format, text, name)?;
+        markup.crlf = matches!(format, InputFormat::Srt | InputFormat::Vtt)
+            && stats.line_endings_changed > 0
+            && bytes.windows(2).any(|w| w == b"\r\n");
+        Ok((markup, stats))
     }
 
     /// [`Markup::read`] of a file.
@@ -268,8 +493,45 @@ impl Markup {
     }
 
     /// The document with every unit replaced by its translation (`sentences[i]`: unit `i`'s
-    /// sentences; a unit without any keeps its text).
+    /// sentences; a unit without any keeps its text). For a package, the translated parts laid
+    /// end to end: [`Markup::render_file`] writes the package.
     pub(crate) fn render(&self, sentences: &[Vec<UnitSentence>]) -> String {
+        let done = self.render_units(sentences);
+        let mut out = String::with_capacity(self.source.len() + self.source.len() / 4);
+        self.splice(0..self.source.len(), &done, None, &mut out);
+        if self.crlf {
+            out = out.replace('\n', "\r\n");
+        }
+        out
+    }
+
+    /// Whether it is a zip package, written by [`Markup::render_file`].
+    pub fn is_package(&self) -> bool {
+        self.package.is_some()
+    }
+
+    /// The translated package: its translated parts replaced, every other entry as it was.
+    pub(crate) fn render_file(&self, sentences: &[Vec<UnitSentence>]) -> Result<Vec<u8>> {
+        let Some(package) = &self.package else {
+            return Ok(self.render(sentences).into_bytes());
+        };
+        let done = self.render_units(sentences);
+        let mut replaced = std::collections::HashMap::new();
+        for part in &self.parts {
+            let mut out = String::with_capacity(part.range.len() + part.range.len() / 4);
+            self.splice(part.range.clone(), &done, None, &mut out);
+            replaced.insert(part.entry.clone(), out);
+        }
+        package.write(&replaced)
+    }
+
+    /// The part holding source byte `at`.
+    fn part_at(&self, at: usize) -> Option<&Part> {
+        self.parts.iter().find(|p| p.range.contains(&at))
+    }
+
+    /// Each unit's rendering (`None`: kept as written).
+    fn render_units(&self, sentences: &[Vec<UnitSentence>]) -> Vec<Option<String>> {
         // Units inside another unit's markup (an attribute of a link) are written with it.
         let mut done: Vec<Option<String>> = vec![None; self.units.len()];
         let order: Vec<usize> = {
@@ -280,12 +542,54 @@ impl Markup {
         };
         for &i in &order {
             let unit = &self.units[i];
+            let kind = self.part_at(unit.range.start).map(|p| p.kind);
+            // Office runs and subtitle cues are rewritten from markers around the markup.
+            let marked = matches!(kind, Some(PartKind::Xml(d)) if d.is_run())
+                || kind == Some(PartKind::Cues);
             let rendered = {
                 let mut copy = |range: Range<usize>, out: &mut String| {
+                    if marked {
+                        out.push(office::MARK);
+                        out.push_str(&range.start.to_string());
+                        out.push(office::MARK_END);
+                    }
                     self.splice(range, &done, Some(i), out);
+                    if marked {
+                        out.push(office::MARK_CLOSE);
+                    }
                 };
                 match sentences.get(i).filter(|s| !s.is_empty()) {
-                    Some(s) => render_unit(unit, s, &mut copy),
+                    Some(s) => {
+                        let r = render_unit(unit, s, &mut copy);
+                        match kind {
+                            Some(PartKind::Xml(d)) if d.is_run() => office::write_runs(
+                                &r,
+                                d,
+                                &self.runs,
+                                self.runs.base.get(&unit.range.start).copied(),
+                            ),
+                            Some(PartKind::Cues) => {
+                                let r = subtitles::write_cues(&r, unit, &self.source, &self.runs);
+                                match r {
+                                    Some(r) => r,
+                                    None => {
+                                        // A cue left empty: placed again by relative position.
+                                        let plain: Vec<UnitSentence> = s
+                                            .iter()
+                                            .map(|x| UnitSentence {
+                                                alignment: None,
+                                                ..x.clone()
+                                            })
+                                            .collect();
+                                        let r = render_unit(unit, &plain, &mut copy);
+                                        subtitles::write_cues(&r, unit, &self.source, &self.runs)
+                                            .unwrap_or_else(|| subtitles::strip_marks(&r))
+                                    }
+                                }
+                            }
+                            _ => r,
+                        }
+                    }
                     None => {
                         let mut out = String::new();
                         self.splice(unit.range.clone(), &done, Some(i), &mut out);
@@ -295,9 +599,7 @@ impl Markup {
             };
             done[i] = Some(rendered);
         }
-        let mut out = String::with_capacity(self.source.len() + self.source.len() / 4);
-        self.splice(0..self.source.len(), &done, None, &mut out);
-        out
+        done
     }
 
     /// Writes `range` of the source, with the rendered units inside it (other than `except`,

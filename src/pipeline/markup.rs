@@ -17,8 +17,11 @@ use crate::stream::DocumentInput;
 #[derive(Debug, Clone)]
 pub struct MarkupOutput {
     /// The translated document, in its own format: every byte outside the translated texts as
-    /// in the input.
+    /// in the input. For a package (DOCX, PPTX, ODT, ODP, EPUB) its translated text parts laid
+    /// end to end; the file itself is [`MarkupOutput::file`].
     pub document: String,
+    /// A package's translated file; `None` for HTML, Markdown and subtitles.
+    pub file: Option<Vec<u8>>,
     /// The article's record, as [`Pipeline::run`] gives it for a text: its `source` is the
     /// article read from the document (headings, paragraphs, list items, metadata), the spans of
     /// its sentences point into that. Attribute texts are not in it.
@@ -34,11 +37,14 @@ impl MarkupOutput {
         markup: &Markup,
         format: OutputFormat,
         options: &RenderOptions,
-    ) -> Result<String> {
+    ) -> Result<Vec<u8>> {
         if markup.format().document_format() == Some(format) {
-            Ok(self.document.clone())
+            Ok(match &self.file {
+                Some(file) => file.clone(),
+                None => self.document.clone().into_bytes(),
+            })
         } else {
-            render(&self.output, format, options)
+            render(&self.output, format, options).map(String::into_bytes)
         }
     }
 }
@@ -104,10 +110,16 @@ impl Pipeline {
         assign(markup, &places, &sentences, &mut per_unit);
         assign(markup, &extra_places, &extra_sentences, &mut per_unit);
         let document = markup.render(&per_unit);
+        let file = if markup.is_package() {
+            Some(markup.render_file(&per_unit)?)
+        } else {
+            None
+        };
         let mut timings = report.timings;
         timings.total = timings.total.max(report.timings.total);
         Ok(MarkupOutput {
             document,
+            file,
             output: Output {
                 format_version: FORMAT_VERSION,
                 source: article,

@@ -190,6 +190,7 @@ pub(crate) async fn translate(
         OutputFormat::Markdown => "text/markdown; charset=utf-8",
         OutputFormat::Text => "text/plain; charset=utf-8",
         OutputFormat::Html => "text/html; charset=utf-8",
+        OutputFormat::Own(f) => f.media_type(),
     };
     Ok((
         [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],

@@ -15,7 +15,7 @@ use tolk::translate::{SegmentTranslator, Translation};
 
 /// A test translator's translation of `source` as `text`, its words linked to the source's
 /// words by `links` when alignments are asked for.
-fn made_up(
+pub(crate) fn made_up(
     source: &str,
     text: String,
     links: Vec<Option<usize>>,
@@ -40,7 +40,7 @@ fn made_up(
 }
 
 /// "Translates" by reversing the words, and says so in its alignment.
-struct Reverse;
+pub(crate) struct Reverse;
 
 impl SegmentTranslator for Reverse {
     fn translate_segments(
@@ -60,7 +60,7 @@ impl SegmentTranslator for Reverse {
     }
 }
 
-fn copy_model() -> Pipeline {
+pub(crate) fn copy_model() -> Pipeline {
     Pipeline::builder()
         .model_dir(fixture_dir("marian-tiny-trained"))
         .overrides(GenerationOverrides::default().with_num_beams(1))
@@ -472,6 +472,7 @@ fn elements(html: &str) -> (String, std::collections::BTreeMap<usize, Element>) 
                 .replace("&quot;", "\"")
                 .replace("&#39;", "'")
                 .replace("&nbsp;", "\u{a0}")
+                .replace("&#160;", "\u{a0}")
                 .replace("&amp;", "&"),
         );
         rest = &rest[next..];

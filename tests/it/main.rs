@@ -8,6 +8,7 @@ mod common;
 // Runs the deploy scripts with sh and bash.
 #[cfg(unix)]
 mod deploy;
+mod documents;
 mod formats;
 mod invariants;
 mod model_files;
