@@ -248,6 +248,16 @@ impl Document {
         }
     }
 
+    /// The text that will be translated, for an HTML, Markdown, subtitle or package document
+    /// (its units' texts, a line each; for language detection and character limits); `None`
+    /// for text and JSON lines, whose text is read as it is translated.
+    pub fn markup_text(&self) -> Option<String> {
+        match &self.body {
+            Body::Markup(m, _) => Some(m.texts().collect::<Vec<_>>().join("\n")),
+            _ => None,
+        }
+    }
+
     /// Bytes of text to translate, where known before (for a progress bar).
     pub fn text_bytes(&self) -> Option<u64> {
         match &self.body {

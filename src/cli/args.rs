@@ -63,6 +63,20 @@ pub enum InputFormatArg {
     Html,
     /// A Markdown document: its text translated in place, markup kept.
     Markdown,
+    /// A Word document (.docx): translated in place, formatting kept.
+    Docx,
+    /// A PowerPoint presentation (.pptx): slides and notes.
+    Pptx,
+    /// An OpenDocument text (.odt).
+    Odt,
+    /// An OpenDocument presentation (.odp).
+    Odp,
+    /// An EPUB book.
+    Epub,
+    /// SubRip subtitles (.srt): cue text translated, timings kept.
+    Srt,
+    /// WebVTT subtitles (.vtt).
+    Vtt,
 }
 
 impl InputFormatArg {
@@ -74,6 +88,13 @@ impl InputFormatArg {
             InputFormatArg::Jsonl => Some(InputFormat::Jsonl),
             InputFormatArg::Html => Some(InputFormat::Html),
             InputFormatArg::Markdown => Some(InputFormat::Markdown),
+            InputFormatArg::Docx => Some(InputFormat::Docx),
+            InputFormatArg::Pptx => Some(InputFormat::Pptx),
+            InputFormatArg::Odt => Some(InputFormat::Odt),
+            InputFormatArg::Odp => Some(InputFormat::Odp),
+            InputFormatArg::Epub => Some(InputFormat::Epub),
+            InputFormatArg::Srt => Some(InputFormat::Srt),
+            InputFormatArg::Vtt => Some(InputFormat::Vtt),
         }
     }
 }

@@ -129,6 +129,30 @@ pub struct ServeArgs {
     #[arg(long, alias = "disable-web-ui", help_heading = "Server")]
     pub no_web_ui: bool,
 
+    /// Do not translate files (`/translate_file`, `/v1/translate_file`).
+    #[arg(long, alias = "disable-files-translation", help_heading = "Server")]
+    pub no_file_translation: bool,
+
+    /// Most bytes in an uploaded file (K, M: 1024-based).
+    #[arg(long, value_name = "SIZE", help_heading = "Limits",
+          default_value_t = Size(DEFAULTS.max_file_bytes as u64))]
+    pub max_file_size: Size,
+
+    /// Seconds a translated file waits for its download (`/download_file`).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = DEFAULTS.file_ttl.as_secs(),
+        help_heading = "Limits"
+    )]
+    pub file_ttl: u64,
+
+    /// Most bytes of translated files held for download at once, in memory (K, M, G:
+    /// 1024-based); the oldest go first.
+    #[arg(long, value_name = "SIZE", help_heading = "Limits",
+          default_value_t = Size(DEFAULTS.file_spool_bytes as u64))]
+    pub file_spool: Size,
+
     /// Serve everything under this path (e.g. /tolk: the page at /tolk/, the API at
     /// /tolk/translate), for a proxy that forwards a path.
     #[arg(long, value_name = "PATH", value_parser = parse_prefix, help_heading = "Server")]
@@ -233,6 +257,10 @@ pub fn run(args: ServeArgs, global: Global) -> anyhow::Result<ExitCode> {
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
         web_ui: !args.no_web_ui,
         url_prefix: args.url_prefix.clone().unwrap_or_default(),
+        file_translation: !args.no_file_translation,
+        max_file_bytes: usize::try_from(args.max_file_size.0).unwrap_or(usize::MAX),
+        file_ttl: Duration::from_secs(args.file_ttl.max(1)),
+        file_spool_bytes: usize::try_from(args.file_spool.0).unwrap_or(usize::MAX),
         scheduler: SchedulerOptions {
             round_segments: batching.max(1),
             max_wait: Duration::from_millis(args.batch_wait),

@@ -86,6 +86,49 @@ fn cues(source: &str, vtt: bool) -> Vec<(Range<usize>, bool)> {
     out
 }
 
+/// The bytes at the start and at the end of a cue's text that frame it all: a tag opened at
+/// its start and closed at its end or never (`<v Anna>`, `<i>...</i>` around the whole cue).
+/// They stay with the cue, around whatever part of the translation it gets.
+fn frame(text: &str) -> (usize, usize) {
+    let (mut lead, mut trail) = (0, 0);
+    loop {
+        let rest = &text[lead..text.len() - trail];
+        let Some(e) = rest.strip_prefix('<').and_then(|r| r.find('>')) else {
+            break;
+        };
+        let tag = &rest[1..=e];
+        if tag.starts_with('/') || tag.starts_with(|c: char| c.is_ascii_digit()) {
+            break;
+        }
+        let name = tag
+            .split(|c: char| c.is_whitespace() || c == '.')
+            .next()
+            .unwrap_or("");
+        let close = format!("</{name}>");
+        let inner = &rest[e + 2..];
+        let body = inner.trim_end();
+        if let Some(before) = body.strip_suffix(close.as_str()) {
+            if before.contains(close.as_str()) {
+                break;
+            }
+            lead += e + 2;
+            trail += inner.len() - before.len();
+        } else if !inner.contains(close.as_str()) {
+            lead += e + 2;
+        } else {
+            break;
+        }
+        if lead + trail >= text.len() {
+            break;
+        }
+    }
+    if lead + trail >= text.len() {
+        (0, 0)
+    } else {
+        (lead, trail)
+    }
+}
+
 /// Whether a cue's visible text ends a sentence.
 fn ends_sentence(text: &str) -> bool {
     let visible = visible(text);
@@ -145,6 +188,8 @@ pub(crate) fn parse(source: &str, vtt: bool, name: &str, runs: &mut Runs) -> Res
     let mut count = 0;
     let mut prev_end: Option<usize> = None;
     for (text, broken) in cues {
+        let (lead, trail) = frame(&source[text.clone()]);
+        let text = text.start + lead..text.end - trail;
         if broken || count == MAX_CUES {
             if let Some(u) = std::mem::take(&mut b).finish(Role::Block, escape) {
                 units.push(u);
@@ -213,9 +258,10 @@ fn cue_text(source: &str, range: Range<usize>, vtt: bool, b: &mut UnitBuilder) {
                 continue;
             }
         }
-        let next = rest[1..]
+        let first = rest.chars().next().map_or(1, char::len_utf8);
+        let next = rest[first..]
             .find(['<', '{'])
-            .map_or(text.len(), |n| pos + 1 + n);
+            .map_or(text.len(), |n| pos + first + n);
         let raw = &text[pos..next];
         let decoded = if vtt {
             decode_vtt(raw)
@@ -377,6 +423,16 @@ mod tests {
         assert_eq!(balance("short", 2, "\n"), "short");
         let long = "word ".repeat(20);
         assert_eq!(balance(long.trim(), 1, "\n").lines().count(), 2);
+    }
+
+    #[test]
+    fn tags_around_a_whole_cue_frame_it() {
+        assert_eq!(frame("<v Anna>Hoi daar"), (8, 0));
+        assert_eq!(frame("<i>Hoi daar</i>"), (3, 4));
+        assert_eq!(frame("<v Anna><i>Hoi</i>"), (11, 4));
+        assert_eq!(frame("<i>Hoi</i> en <i>daar</i>"), (0, 0));
+        assert_eq!(frame("Hoi <b>daar</b>"), (0, 0));
+        assert_eq!(frame("<i></i>"), (0, 0));
     }
 
     #[test]

@@ -16,6 +16,19 @@ pub(crate) struct Fields {
     values: Map<String, Value>,
     /// Whether the fields came from a form (strings only; line endings normalised).
     pub form: bool,
+    /// Files of a multipart form, in order.
+    pub files: Vec<Upload>,
+}
+
+/// A file of a multipart form.
+#[derive(Debug)]
+pub(crate) struct Upload {
+    /// The form field's name (`file`).
+    pub field: String,
+    /// The file name the client gave (only its last component is ever used, and never as a
+    /// path).
+    pub filename: String,
+    pub bytes: Vec<u8>,
 }
 
 /// `q`: one text or several.
@@ -93,6 +106,18 @@ pub(crate) async fn read(
             .map_err(|e| ApiError::bad(format!("Invalid request: {e}")))?
         {
             let name = field.name().unwrap_or("").to_string();
+            if let Some(filename) = field.file_name().map(str::to_string) {
+                let bytes = field
+                    .bytes()
+                    .await
+                    .map_err(|e| ApiError::bad(format!("Invalid request: {e}")))?;
+                fields.files.push(Upload {
+                    field: name,
+                    filename,
+                    bytes: bytes.to_vec(),
+                });
+                continue;
+            }
             let text = field
                 .text()
                 .await

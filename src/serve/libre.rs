@@ -234,7 +234,7 @@ pub(crate) async fn frontend_settings(
     Ok(Json(json!({
         "apiKeys": keys,
         "charLimit": state.options.char_limit.map_or(-1, |n| n as i64),
-        "filesTranslation": false,
+        "filesTranslation": state.options.file_translation,
         "frontendTimeout": 500,
         "keyRequired": keys,
         "language": {
@@ -242,7 +242,11 @@ pub(crate) async fn frontend_settings(
             "target": { "code": target, "name": lang::name(&target) },
         },
         "suggestions": false,
-        "supportedFilesFormat": [],
+        "supportedFilesFormat": if state.options.file_translation {
+            super::files::supported()
+        } else {
+            Vec::new()
+        },
     }))
     .into_response())
 }

@@ -22,6 +22,7 @@
 
 mod access;
 mod body;
+mod files;
 mod lang;
 mod libre;
 mod metrics;
@@ -126,6 +127,16 @@ pub struct ServeOptions {
     /// A path every route is under (`/tolk`: the page at `/tolk/`, the API at
     /// `/tolk/translate`, ...), for a proxy that forwards a path; empty: none. Default: none.
     pub url_prefix: String,
+    /// Translate files (`/translate_file`, `/v1/translate_file`; LibreTranslate's
+    /// `--disable-files-translation` turns it off). Default `true`.
+    pub file_translation: bool,
+    /// Most bytes of an uploaded file. Default 32 MiB.
+    pub max_file_bytes: usize,
+    /// How long a translated file waits for its download. Default 30 minutes.
+    pub file_ttl: Duration,
+    /// Most bytes of translated files held for download at once (in memory; the oldest go
+    /// first). Default 256 MiB.
+    pub file_spool_bytes: usize,
 }
 
 impl Default for ServeOptions {
@@ -146,6 +157,10 @@ impl Default for ServeOptions {
             scheduler: SchedulerOptions::default(),
             web_ui: true,
             url_prefix: String::new(),
+            file_translation: true,
+            max_file_bytes: 32 << 20,
+            file_ttl: Duration::from_secs(30 * 60),
+            file_spool_bytes: 256 << 20,
         }
     }
 }
@@ -164,6 +179,7 @@ pub(crate) struct AppState {
     in_flight: AtomicU64,
     next_request: AtomicU64,
     limiter: Mutex<Limiter>,
+    spool: files::Spool,
 }
 
 struct LoadedModels {
@@ -564,7 +580,13 @@ fn router(state: Arc<AppState>) -> Router {
         .route(&at("/readyz"), get(native::readyz))
         .route(&at("/metrics"), get(native::metrics))
         .route(&at("/v1/translate"), post(native::translate))
-        .route(&at("/v1/summarize"), post(native::summarize));
+        .route(&at("/v1/summarize"), post(native::summarize))
+        .route(&at("/translate_file"), post(files::translate_file))
+        .route(&at("/download_file/{name}"), get(files::download_file))
+        .route(
+            &at("/v1/translate_file"),
+            post(files::translate_file_native),
+        );
     if state.options.web_ui {
         for path in web::paths() {
             app = app.route(
@@ -651,6 +673,7 @@ impl Server {
             in_flight: AtomicU64::new(0),
             next_request: AtomicU64::new(0),
             limiter,
+            spool: files::Spool::default(),
         });
         {
             let state = Arc::clone(&state);

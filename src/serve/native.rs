@@ -7,7 +7,7 @@
 //! | field | default | |
 //! |---|---|---|
 //! | `text` | required | the document: an article (headline, paragraphs, lists, metadata lines), an HTML page, a Markdown document or a JSON-lines corpus |
-//! | `input_format` | `text` | `text`, `html`, `markdown` or `jsonl`, as `--input-format` |
+//! | `input_format` | `text` | `text`, `html`, `markdown`, `jsonl`, `srt` or `vtt`, as `--input-format` (office files and EPUB: `POST /v1/translate_file`) |
 //! | `source`, `target` | the first model's pair | language codes; the pair chooses the model |
 //! | `format` | `json` | `json`, `jsonl`, `text`, `markdown` or `html`, as `--format` (an HTML page comes back as a page with `html`, a corpus as JSON lines) |
 //! | `bilingual` | `false` | Markdown's side-by-side table |

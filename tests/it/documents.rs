@@ -52,7 +52,7 @@ use tolk::pipeline::{DocumentRun, MarkupOutput, Pipeline};
 const W: &str = r#"xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships""#;
 
 /// A zip of `(name, bytes, stored)` entries.
-fn zip_of(entries: &[(&str, &[u8], bool)]) -> Vec<u8> {
+pub(crate) fn zip_of(entries: &[(&str, &[u8], bool)]) -> Vec<u8> {
     let mut z = ZipWriter::new(Cursor::new(Vec::new()));
     for (name, bytes, stored) in entries {
         let method = if *stored {
@@ -83,7 +83,7 @@ fn entries(zip: &[u8]) -> Vec<(String, CompressionMethod, Vec<u8>)> {
         .collect()
 }
 
-fn part(zip: &[u8], name: &str) -> String {
+pub(crate) fn part(zip: &[u8], name: &str) -> String {
     let e = entries(zip);
     let (_, _, b) = e.iter().find(|(n, _, _)| n == name).unwrap();
     String::from_utf8(b.clone()).unwrap()
@@ -117,7 +117,7 @@ fn well_formed(xml: &str) -> bool {
 }
 
 /// The text of the elements named `text` (`w:t`, `a:t`), joined.
-fn texts(xml: &str, text: &str) -> String {
+pub(crate) fn texts(xml: &str, text: &str) -> String {
     let open = format!("<{text}");
     let close = format!("</{text}>");
     let mut out = String::new();
@@ -164,7 +164,7 @@ const DOCUMENT: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?
 const FOOTNOTES: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 <w:footnotes W><w:footnote w:type="separator" w:id="-1"><w:p><w:r><w:separator/></w:r></w:p></w:footnote><w:footnote w:id="1"><w:p><w:r><w:footnoteRef/></w:r><w:r><w:t xml:space="preserve"> Het regent weer.</w:t></w:r></w:p></w:footnote></w:footnotes>"#;
 
-fn docx() -> Vec<u8> {
+pub(crate) fn docx() -> Vec<u8> {
     let document = DOCUMENT.replace(" W>", &format!(" {W}>"));
     let footnotes = FOOTNOTES.replace(" W>", &format!(" {W}>"));
     zip_of(&[
@@ -643,4 +643,30 @@ fn cli_translates_a_docx_to_a_docx_and_refuses_a_terminal() {
         run.stderr
     );
     assert!(!env.path("d.docx").exists());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Whatever a stranger sends as subtitles or as a Word document's text, it is read and
+    /// written without a panic: an error, or a document.
+    #[test]
+    fn strange_subtitles_and_office_xml_never_panic(
+        body in "[a-z我é<>{}/\\\\\\- \n:0-9.,&;#!?iv]{0,160}",
+        vtt in proptest::bool::ANY,
+    ) {
+        let pipeline = copy_model();
+        let text = if vtt { format!("WEBVTT\n\n00:01.000 --> 00:02.000\n{body}") } else { format!("1\n00:00:01,000 --> 00:00:02,000\n{body}\n\n2\n00:00:03,000 --> 00:00:04,000\n{body}") };
+        let format = if vtt { InputFormat::Vtt } else { InputFormat::Srt };
+        if let Ok(m) = Markup::parse(format, text, "p") {
+            let out = with(&Swap, &pipeline, &m);
+            proptest::prop_assert!(out.document.contains("-->"));
+        }
+        let xml = format!("<w:document><w:body><w:p><w:r><w:t>{body}</w:t></w:r><w:r><w:rPr><w:b/></w:rPr><w:t>{body}</w:t></w:r></w:p></w:body></w:document>");
+        let docx = zip_of(&[("word/document.xml", xml.as_bytes(), false)]);
+        if let Ok(m) = Markup::open_package(InputFormat::Docx, docx, "p.docx", PackageLimits::default()) {
+            let out = with(&Reverse, &pipeline, &m);
+            proptest::prop_assert!(out.file.is_some());
+        }
+    }
 }

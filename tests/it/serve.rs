@@ -863,3 +863,173 @@ fn libretranslate_html_is_translated_in_place_as_the_library_does() {
     );
     assert_eq!((s, e.as_str()), (400, "xml format is not supported"));
 }
+
+/// A multipart body: text fields, then a file field; (content type, body).
+fn multipart(fields: &[(&str, &str)], file: Option<(&str, &[u8])>) -> (String, Vec<u8>) {
+    let boundary = "tolk-test-boundary-7d3";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
+        );
+    }
+    if let Some((filename, bytes)) = file {
+        body.extend(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend(bytes);
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[test]
+fn files_are_translated_in_their_own_format_and_downloaded_once_ready() {
+    let reverse: Arc<dyn SegmentTranslator> = Arc::new(crate::formats::Reverse);
+    let server = start_translating(
+        ServeOptions {
+            max_file_bytes: 64 << 10,
+            ..ServeOptions::default()
+        },
+        8,
+        Some(Arc::clone(&reverse)),
+    );
+    let addr = server.addr();
+    let nl_en = [("source", "nl"), ("target", "en")];
+    // LibreTranslate's two steps: a link, then the file.
+    let (ct, body) = multipart(&nl_en, Some(("Weer/../a.docx", &crate::documents::docx())));
+    let (status, _, b) = http(addr, "POST", "/translate_file", &ct, &body);
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(status, 200, "{v}");
+    let url = v["translatedFileUrl"].as_str().unwrap();
+    let path = url.strip_prefix("http://test").expect(url);
+    assert!(
+        path.starts_with("/download_file/") && path.ends_with("-a.en.docx"),
+        "{path}"
+    );
+    let (status, head, file) = http(addr, "GET", path, "text/plain", b"");
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.contains("application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+        "{head}"
+    );
+    assert!(
+        head.contains("attachment; filename=\"a.en.docx\""),
+        "{head}"
+    );
+    let doc = crate::documents::part(&file, "word/document.xml");
+    assert!(
+        crate::documents::texts(&doc, "w:t").contains("alweer regent Het"),
+        "{doc}"
+    );
+    // Names that were never given, or that try to be paths, are 404.
+    for bad in [
+        "/download_file/00000000000000000000000000000000-a.docx",
+        "/download_file/..%2F..%2Fetc%2Fpasswd",
+        "/download_file/x",
+    ] {
+        assert_eq!(http(addr, "GET", bad, "text/plain", b"").0, 404, "{bad}");
+    }
+    // tolk's own endpoint answers with the file; subtitles keep their timing lines.
+    let srt = "1\n00:00:01,000 --> 00:00:02,500\nHet regent\nalweer.\n";
+    let (ct, body) = multipart(
+        &[("source", "auto"), ("target", "en")],
+        Some(("s.srt", srt.as_bytes())),
+    );
+    let (status, head, out) = http(addr, "POST", "/v1/translate_file", &ct, &body);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&out));
+    assert!(
+        head.contains("application/x-subrip") && head.contains("s.en.srt"),
+        "{head}"
+    );
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "1\n00:00:01,000 --> 00:00:02,500\nalweer.\nregent Het\n"
+    );
+    // Refusals, each with its reason.
+    /// Fields, the file, the status wanted and what its message says.
+    type Case<'a> = (
+        Vec<(&'a str, &'a str)>,
+        Option<(&'a str, Vec<u8>)>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        (nl_en.to_vec(), None, 400, "missing file"),
+        (
+            vec![("target", "en")],
+            Some(("a.txt", b"Hoi.".to_vec())),
+            400,
+            "missing source",
+        ),
+        (
+            nl_en.to_vec(),
+            Some(("a.exe", b"MZ".to_vec())),
+            400,
+            ".exe files are not supported",
+        ),
+        (
+            nl_en.to_vec(),
+            Some(("a.docx", b"Hoi".to_vec())),
+            400,
+            "not a readable zip",
+        ),
+        (
+            nl_en.to_vec(),
+            Some(("a.txt", vec![b'a'; 70 << 10])),
+            413,
+            "larger than",
+        ),
+        (
+            vec![("source", "nl"), ("target", "de")],
+            Some(("a.txt", b"Hoi.".to_vec())),
+            400,
+            "not available",
+        ),
+    ];
+    for (fields, file, want, says) in cases {
+        let (ct, body) = multipart(&fields, file.as_ref().map(|(n, b)| (*n, b.as_slice())));
+        let (status, message) = error(addr, "/translate_file", &ct, &body);
+        assert_eq!(status, want, "{message}");
+        assert!(message.contains(says), "{says}: {message}");
+    }
+    let (_, settings) = {
+        let (s, _, b) = http(addr, "GET", "/frontend/settings", "text/plain", b"");
+        (s, serde_json::from_slice::<Value>(&b).unwrap())
+    };
+    assert_eq!(settings["filesTranslation"], true);
+    assert!(settings["supportedFilesFormat"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(".docx")));
+    server.shutdown().unwrap();
+
+    // Turned off: refused, and the page is told.
+    let server = start_translating(
+        ServeOptions {
+            file_translation: false,
+            ..ServeOptions::default()
+        },
+        8,
+        Some(reverse),
+    );
+    let (ct, body) = multipart(&nl_en, Some(("a.txt", b"Hoi.")));
+    assert_eq!(error(server.addr(), "/translate_file", &ct, &body).0, 403);
+    let (_, _, b) = http(
+        server.addr(),
+        "GET",
+        "/frontend/settings",
+        "text/plain",
+        b"",
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&b).unwrap()["supportedFilesFormat"],
+        json!([])
+    );
+    server.shutdown().unwrap();
+}

@@ -1,6 +1,7 @@
 // Drives tolk's translation page in a real browser (Debian's Chromium through playwright-core):
 // it loads, translates a text, links each translated sentence to its source, is usable with the
-// keyboard and on a phone-sized screen, shows API errors as messages; with --screenshot PATH it
+// keyboard and on a phone-sized screen, shows API errors as messages, translates a file picked in
+// its Files section into a download and shows a refused file's reason; with --screenshot PATH it
 // writes a PNG of the page after a translation.
 //
 //   npm install playwright-core          # in a scratch folder; the browser is Debian's chromium
@@ -9,6 +10,7 @@
 //
 // Prints one line per check and `N passed, M failed`; exits 1 if any failed.
 import { createRequire } from "node:module";
+import { readFileSync } from "node:fs";
 
 const require = createRequire(process.cwd() + "/");
 const { chromium } = require("playwright-core");
@@ -79,6 +81,20 @@ try {
   await page.waitForSelector("#status.error", { timeout: 10000 });
   check("a 429 is shown with its wait", /try again in 7 s/i.test(await page.textContent("#status")));
   await page.unroute("**/v1/translate");
+  // Files: a subtitle file picked comes back as a download in its own format.
+  check("the Files section is shown", !(await page.isHidden("#files")));
+  const srt = "1\n00:00:01,000 --> 00:00:03,000\n" + text.split("\n\n")[1].split(". ")[0] + ".\n";
+  await page.setInputFiles("#file", { name: "weer.srt", mimeType: "application/x-subrip", buffer: Buffer.from(srt) });
+  await page.waitForSelector("#download:not([hidden])", { timeout: 60000 });
+  check("a translated file is offered for download", /weer\.\w+\.srt/.test(await page.textContent("#download")), await page.textContent("#download"));
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download")]);
+  const got = readFileSync(await download.path(), "utf8");
+  check("the download is the translated file, its timing kept", got.startsWith("1\n00:00:01,000 --> 00:00:03,000\n") && got.trim().split("\n").length >= 3, JSON.stringify(got));
+  await page.setInputFiles("#file", { name: "kapot.docx", mimeType: "application/octet-stream", buffer: Buffer.from("geen zip") });
+  await page.waitForFunction(() => /zip/.test(document.querySelector("#file-status").textContent), null, { timeout: 20000 });
+  check("a refused file shows the server's reason", await page.isVisible("#file-status.error"));
+  await page.setInputFiles("#file", { name: "prog.exe", mimeType: "application/octet-stream", buffer: Buffer.from("MZ") });
+  check("a format the server does not take is refused before sending", /translates .*\.docx/.test(await page.textContent("#file-status")));
   // Phone-sized: no sideways scrolling, panes stacked.
   await page.setViewportSize({ width: 375, height: 740 });
   const wide = await page.evaluate(() => document.documentElement.scrollWidth);

@@ -1,5 +1,5 @@
 // tolk's translation page: plain JavaScript against the server's own API (/languages,
-// /frontend/settings, /detect, /v1/translate). Relative URLs, so the page works under any
+// /frontend/settings, /detect, /v1/translate, and LibreTranslate's /translate_file for files). Relative URLs, so the page works under any
 // --url-prefix. Nothing is loaded from another host.
 "use strict";
 
@@ -11,6 +11,7 @@ const state = {
   record: null,       // the last --format json record
   pending: null,      // AbortController of the request in flight
   timer: null,
+  fileFormats: [],    // [".docx", ...] when the server translates files
 };
 
 function apiKey() {
@@ -27,15 +28,18 @@ function status(message, isError) {
 async function failure(response) {
   let detail = "";
   try { detail = (await response.json()).error || ""; } catch (e) { /* not JSON */ }
-  const retry = response.headers.get("Retry-After");
+  return explain(response.status, detail, response.headers.get("Retry-After"));
+}
+
+function explain(code, detail, retry) {
   const later = retry ? ` Try again in ${retry} s.` : "";
-  switch (response.status) {
+  switch (code) {
     case 400: return detail || "The server could not read this request.";
-    case 403: return "The API key was not accepted.";
-    case 413: return "This text is larger than the server takes.";
+    case 403: return detail && !/API key/i.test(detail) ? detail : "The API key was not accepted.";
+    case 413: return detail || "This is larger than the server takes.";
     case 429: return `Too many requests from you.${later}`;
     case 503: return `${detail || "The server is busy."}${later}`;
-    default: return `The server answered ${response.status}${detail ? ": " + detail : ""}.`;
+    default: return `The server answered ${code}${detail ? ": " + detail : ""}.`;
   }
 }
 
@@ -245,11 +249,64 @@ async function copy() {
   }
 }
 
+function fileStatus(message, isError) {
+  const s = $("file-status");
+  s.textContent = message || "";
+  s.classList.toggle("error", Boolean(isError));
+}
+
+// A file through /translate_file: upload (with its progress), translation, then the link to the
+// translated file, which the browser downloads.
+function translateFile(file) {
+  const dot = file.name.lastIndexOf(".");
+  const ext = dot >= 0 ? file.name.slice(dot).toLowerCase() : "";
+  const link = $("download");
+  link.hidden = true;
+  if (!state.fileFormats.includes(ext)) {
+    fileStatus(`${file.name}: this server translates ${state.fileFormats.join(", ")} files.`, true);
+    return;
+  }
+  const form = new FormData();
+  form.append("file", file, file.name);
+  form.append("source", $("source").value);
+  form.append("target", $("target").value);
+  if (apiKey() !== undefined) form.append("api_key", apiKey());
+  const bar = $("file-progress");
+  bar.hidden = false;
+  bar.value = 0;
+  fileStatus(`Sending ${file.name}…`);
+  const xhr = new XMLHttpRequest();
+  xhr.open("POST", "translate_file");
+  xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = (100 * e.loaded) / e.total; };
+  xhr.upload.onload = () => { bar.removeAttribute("value"); fileStatus(`Translating ${file.name}…`); };
+  xhr.onerror = () => { bar.hidden = true; fileStatus("Cannot reach the server. Is it still running?", true); };
+  xhr.onload = () => {
+    bar.hidden = true;
+    let body = {};
+    try { body = JSON.parse(xhr.responseText); } catch (e) { /* not JSON */ }
+    if (xhr.status !== 200 || !body.translatedFileUrl) {
+      fileStatus(explain(xhr.status, body.error || "", xhr.getResponseHeader("Retry-After")), true);
+      return;
+    }
+    // The server's link, made relative to this page (it may sit behind a proxy).
+    const url = new URL(body.translatedFileUrl, location.href);
+    const name = decodeURIComponent(url.pathname.split("/").pop().replace(/^[0-9a-f]{32}-/, ""));
+    link.href = `download_file/${url.pathname.split("/").pop()}`;
+    link.download = name;
+    link.textContent = `Download ${name}`;
+    link.hidden = false;
+    fileStatus(`${file.name} is translated.`);
+    link.focus();
+  };
+  xhr.send(form);
+}
+
 async function start() {
   try {
     const settings = await call("frontend/settings");
     state.charLimit = settings.charLimit;
     state.keyRequired = Boolean(settings.keyRequired);
+    state.fileFormats = settings.filesTranslation ? settings.supportedFilesFormat || [] : [];
     state.languages = await call("languages");
   } catch (e) {
     status(e.message || "Cannot reach the server.", true);
@@ -258,6 +315,9 @@ async function start() {
     return;
   }
   $("key-field").hidden = !state.keyRequired;
+  $("files").hidden = state.fileFormats.length === 0;
+  $("file").accept = state.fileFormats.join(",");
+  $("formats").textContent = `Formats: ${state.fileFormats.join(" ")}`;
   $("api-key").value = localStorage.getItem("tolk-api-key") || "";
   fillLanguages();
   count();
@@ -298,5 +358,14 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const kind of ["mouseout", "focusout"]) {
     document.addEventListener(kind, (e) => { const s = e.target.closest && e.target.closest(".s"); if (s) highlight(s.dataset.i, false); });
   }
+  $("file").addEventListener("change", (e) => { if (e.target.files[0]) translateFile(e.target.files[0]); e.target.value = ""; });
+  const drop = $("drop");
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over-drop"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over-drop"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over-drop");
+    if (e.dataTransfer.files[0]) translateFile(e.dataTransfer.files[0]);
+  });
   start();
 });
