@@ -505,7 +505,8 @@ impl Markup {
         out
     }
 
-    /// Whether it is a zip package, written by [`Markup::render_file`].
+    /// Whether it is a zip package (DOCX, PPTX, ODT, ODP, EPUB), written back as a file
+    /// ([`crate::pipeline::MarkupOutput::file`]).
     pub fn is_package(&self) -> bool {
         self.package.is_some()
     }
