@@ -512,7 +512,13 @@ impl Markup {
     }
 
     /// The translated package: its translated parts replaced, every other entry as it was.
-    pub(crate) fn render_file(&self, sentences: &[Vec<UnitSentence>]) -> Result<Vec<u8>> {
+    /// With `languages` (source, target), the language tags of the source language in the
+    /// translated parts (and in a Word document's styles and settings) become the target's.
+    pub(crate) fn render_file(
+        &self,
+        sentences: &[Vec<UnitSentence>],
+        languages: Option<(&str, &str)>,
+    ) -> Result<Vec<u8>> {
         let Some(package) = &self.package else {
             return Ok(self.render(sentences).into_bytes());
         };
@@ -521,7 +527,18 @@ impl Markup {
         for part in &self.parts {
             let mut out = String::with_capacity(part.range.len() + part.range.len() / 4);
             self.splice(part.range.clone(), &done, None, &mut out);
+            if let Some((source, target)) = languages {
+                out = office::retag(&out, source, target);
+            }
             replaced.insert(part.entry.clone(), out);
+        }
+        if let (Some((source, target)), InputFormat::Docx) = (languages, self.format) {
+            for entry in ["word/styles.xml", "word/settings.xml"] {
+                if package.has(entry) {
+                    let text = package.read_text(entry)?;
+                    replaced.insert(entry.to_string(), office::retag(&text, source, target));
+                }
+            }
         }
         package.write(&replaced)
     }

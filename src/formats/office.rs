@@ -923,6 +923,131 @@ pub(crate) fn write_runs(
     out
 }
 
+/// A language tag for `code` in the form office files use (`en-US`), keeping the form of the
+/// tag it replaces: a bare code for a bare code.
+fn tag_for(code: &str, replaced: &str) -> String {
+    if !replaced.contains('-') {
+        return code.to_string();
+    }
+    let region = match code {
+        "en" => "US",
+        "nl" => "NL",
+        "de" => "DE",
+        "fr" => "FR",
+        "es" => "ES",
+        "it" => "IT",
+        "pt" => "PT",
+        "zh" => "CN",
+        "ja" => "JP",
+        "ko" => "KR",
+        "ru" => "RU",
+        "pl" => "PL",
+        "sv" => "SE",
+        "da" => "DK",
+        "fi" => "FI",
+        "uk" => "UA",
+        "tr" => "TR",
+        "ar" => "SA",
+        _ => return code.to_string(),
+    };
+    format!("{code}-{region}")
+}
+
+/// The part with its language tags for `source` (primary subtag) made `target`'s: Word's
+/// `w:lang` and `w:themeFontLang` values, DrawingML's `lang` and `altLang`, OpenDocument's
+/// `fo:language` with its `fo:country`, an XHTML root's `lang` and `xml:lang`, an EPUB's
+/// `dc:language`; tags for other languages (a quotation in French) are left as they are.
+pub(crate) fn retag(part: &str, source: &str, target: &str) -> String {
+    let Ok(tokens) = xml::tokens(part, "") else {
+        return part.to_string();
+    };
+    let primary = |v: &str| {
+        v.split(['-', '_'])
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    let source = primary(source);
+    if source.is_empty() || source == primary(target) {
+        return part.to_string();
+    }
+    let mut out = String::with_capacity(part.len());
+    let mut in_dc_language = false;
+    for t in &tokens {
+        let text = &part[t.range().clone()];
+        match t {
+            Token::Start { name, .. } => {
+                let names: &[&str] = match name.as_str() {
+                    "w:lang" | "w:themeFontLang" => &["w:val", "w:eastAsia", "w:bidi"],
+                    "html" => &["lang", "xml:lang"],
+                    n if n.starts_with("a:") => &["lang", "altLang"],
+                    _ if text.contains("fo:language=") => &["fo:language"],
+                    _ => &[],
+                };
+                in_dc_language = name == "dc:language";
+                if names.is_empty() {
+                    out.push_str(text);
+                    continue;
+                }
+                let body = text.trim_end_matches('>');
+                let (body, close) = match body.strip_suffix('/') {
+                    Some(b) => (b, "/>"),
+                    None => (body, ">"),
+                };
+                let mut country = false;
+                let mut tag = String::new();
+                for (k, a) in split_attributes(body).into_iter().enumerate() {
+                    let (an, value) = match a.split_once('=') {
+                        Some((n, v)) if k > 0 => (n.trim(), v.trim().trim_matches(['"', '\''])),
+                        _ => {
+                            tag.push_str(a);
+                            continue;
+                        }
+                    };
+                    let lead = &a[..a.len() - a.trim_start().len()];
+                    if names.contains(&an) && primary(value) == source {
+                        tag.push_str(&format!("{lead}{an}=\"{}\"", tag_for(target, value)));
+                        country = an == "fo:language";
+                    } else {
+                        tag.push_str(a);
+                    }
+                }
+                if country {
+                    // The country of the old language goes with it.
+                    let region = tag_for(target, "x-x");
+                    let region = region.split('-').nth(1).unwrap_or("");
+                    tag = replace_attribute(&tag, "fo:country", region);
+                }
+                out.push_str(&tag);
+                out.push_str(close);
+            }
+            Token::Text { .. } if in_dc_language && primary(text.trim()) == source => {
+                out.push_str(&tag_for(target, text.trim()));
+            }
+            _ => {
+                in_dc_language &= matches!(t, Token::Text { .. });
+                out.push_str(text);
+            }
+        }
+    }
+    out
+}
+
+/// `tag` with attribute `name`'s value made `value` (when it has one).
+fn replace_attribute(tag: &str, name: &str, value: &str) -> String {
+    let mut out = String::new();
+    for (k, a) in split_attributes(tag).into_iter().enumerate() {
+        match a.split_once('=') {
+            Some((n, _)) if k > 0 && n.trim() == name && !value.is_empty() => {
+                let lead = &a[..a.len() - a.trim_start().len()];
+                out.push_str(&format!("{lead}{name}=\"{value}\""));
+            }
+            _ => out.push_str(a),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -948,6 +1073,32 @@ mod tests {
         assert_eq!(marks.len(), 1);
         assert!(xml[marks[0].open.clone()].contains(">1</w:t>"));
         assert_eq!(runs.styles.len(), 4);
+    }
+
+    #[test]
+    fn language_tags_follow_the_translation() {
+        let w =
+            r#"<w:rPr><w:lang w:val="nl-NL" w:eastAsia="zh-CN"/></w:rPr><w:lang w:val="fr-FR"/>"#;
+        assert_eq!(
+            retag(w, "nl", "en"),
+            r#"<w:rPr><w:lang w:val="en-US" w:eastAsia="zh-CN"/></w:rPr><w:lang w:val="fr-FR"/>"#
+        );
+        let a = r#"<a:rPr lang="nl-NL" altLang="en-US" dirty="0"/>"#;
+        assert_eq!(
+            retag(a, "nl", "en"),
+            r#"<a:rPr lang="en-US" altLang="en-US" dirty="0"/>"#
+        );
+        let o = r#"<style:text-properties fo:language="nl" fo:country="NL" style:language-asian="zh"/>"#;
+        assert_eq!(
+            retag(o, "nl", "en"),
+            r#"<style:text-properties fo:language="en" fo:country="US" style:language-asian="zh"/>"#
+        );
+        let e = r#"<html xmlns="x" xml:lang="nl" lang="nl"><dc:language>nl</dc:language>"#;
+        assert_eq!(
+            retag(e, "nl", "en"),
+            r#"<html xmlns="x" xml:lang="en" lang="en"><dc:language>en</dc:language>"#
+        );
+        assert_eq!(retag(w, "en", "en"), w);
     }
 
     #[test]

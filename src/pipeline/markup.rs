@@ -111,7 +111,12 @@ impl Pipeline {
         assign(markup, &extra_places, &extra_sentences, &mut per_unit);
         let document = markup.render(&per_unit);
         let file = if markup.is_package() {
-            Some(markup.render_file(&per_unit)?)
+            let files = self.translator.files();
+            let languages = files
+                .source_language
+                .as_deref()
+                .zip(files.target_language.as_deref());
+            Some(markup.render_file(&per_unit, languages)?)
         } else {
             None
         };

@@ -142,6 +142,26 @@ impl Language {
         Self::parse(source)
     }
 
+    /// The target language of an OPUS-MT model by its name (`opus-mt-zh-en`: English), as
+    /// [`Language::from_model_name`] reads the source.
+    pub fn target_from_model_name(name: &str) -> Option<Self> {
+        let base = name
+            .trim_end_matches(['/', '\\'])
+            .rsplit(['/', '\\'])
+            .next()?;
+        let lower = base.to_lowercase();
+        let (_, pair) = lower.split_once("opus-mt-")?;
+        let parts: Vec<&str> = pair.split('-').collect();
+        if parts.len() < 2 {
+            return None;
+        }
+        let target = parts.last()?;
+        if target.len() > 3 || *target == "mul" {
+            return None;
+        }
+        Self::parse(target)
+    }
+
     /// The code, as normalised (`nl`, `zh-hant`).
     pub fn code(&self) -> &str {
         &self.0

@@ -118,6 +118,10 @@ pub struct ModelFiles {
     /// repository's name (`opus-mt-zh-en`), else the directory's name. A pipeline segments its
     /// input by the rules of this language ([`crate::segment::Segmenter::language`]).
     pub source_language: Option<String>,
+    /// The language the model writes, if known, found as [`ModelFiles::source_language`] is
+    /// (`target_lang`, the OPUS-MT name's second code, the catalogue's `target_language`).
+    /// Translated office files and books are tagged with it.
+    pub target_language: Option<String>,
 }
 
 pub(crate) const CONFIG: &str = "config.json";
@@ -416,6 +420,7 @@ pub(crate) fn scan(dir: &Path, provenance: Provenance, fix: &Fix) -> Result<Mode
         WeightFormat::PyTorch
     };
     let source_language = source_language(tokenizer_config_value.as_ref(), &provenance, dir);
+    let target_language = target_language(tokenizer_config_value.as_ref(), &provenance, dir);
     Ok(ModelFiles {
         dir: dir.to_path_buf(),
         architecture,
@@ -427,6 +432,7 @@ pub(crate) fn scan(dir: &Path, provenance: Provenance, fix: &Fix) -> Result<Mode
         weight_format,
         provenance,
         source_language,
+        target_language,
     })
 }
 
@@ -448,6 +454,31 @@ fn source_language(
         |s: &str| crate::segment::Language::from_model_name(s).map(|l| l.code().to_string());
     tokenizer_config
         .and_then(|v| v.get("source_lang"))
+        .and_then(Value::as_str)
+        .and_then(code)
+        .or_else(|| provenance.repo.as_deref().and_then(named))
+        .or_else(|| {
+            (provenance.origin == Origin::Directory)
+                .then(|| named(&dir.to_string_lossy()))
+                .flatten()
+        })
+}
+
+/// The model's target language, as [`source_language`] finds the source.
+fn target_language(
+    tokenizer_config: Option<&Value>,
+    provenance: &Provenance,
+    dir: &Path,
+) -> Option<String> {
+    let code = |s: &str| {
+        crate::segment::Language::new(s)
+            .ok()
+            .map(|l| l.code().to_string())
+    };
+    let named =
+        |s: &str| crate::segment::Language::target_from_model_name(s).map(|l| l.code().to_string());
+    tokenizer_config
+        .and_then(|v| v.get("target_lang"))
         .and_then(Value::as_str)
         .and_then(code)
         .or_else(|| provenance.repo.as_deref().and_then(named))

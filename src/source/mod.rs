@@ -262,6 +262,11 @@ impl Resolver {
             {
                 files.source_language = Some(language.code().to_string());
             }
+            if let Some(language) =
+                manifest.and_then(|m| crate::segment::Language::new(&m.target_language).ok())
+            {
+                files.target_language = Some(language.code().to_string());
+            }
         }
         files
     }

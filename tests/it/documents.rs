@@ -224,7 +224,7 @@ fn docx_runs_are_joined_and_formatting_lands_on_the_moved_words() {
         "{doc}"
     );
     // (The full stop outside the link in the source stays outside it.)
-    assert!(doc.contains(r#"<w:hyperlink r:id="rId5"><w:r><w:rPr><w:rStyle w:val="Hyperlink"/></w:rPr><w:t xml:space="preserve">terras</w:t></w:r></w:hyperlink><w:r><w:rPr><w:lang w:val="nl-NL"/></w:rPr><w:t xml:space="preserve">. het op"#), "{doc}");
+    assert!(doc.contains(r#"<w:hyperlink r:id="rId5"><w:r><w:rPr><w:rStyle w:val="Hyperlink"/></w:rPr><w:t xml:space="preserve">terras</w:t></w:r></w:hyperlink><w:r><w:rPr><w:lang w:val="en-US"/></w:rPr><w:t xml:space="preserve">. het op"#), "{doc}");
     assert!(!doc.contains("proofErr"), "{doc}");
     for kept in [
         r#"<w:bookmarkStart w:id="0" w:name="b"/>"#,
@@ -236,6 +236,11 @@ fn docx_runs_are_joined_and_formatting_lands_on_the_moved_words() {
     ] {
         assert!(doc.contains(kept), "{kept} in {doc}");
     }
+    // The runs' language is the translation's now (the fixture translates nl to en).
+    assert!(
+        !doc.contains("nl-NL") && doc.contains(r#"<w:lang w:val="en-US"/>"#),
+        "{doc}"
+    );
     // A tab is the space between its words, wrapped in a run of its own; `&` written as a
     // reference again.
     assert!(doc.contains("<w:r><w:tab/></w:r>"), "{doc}");
@@ -288,7 +293,7 @@ fn pptx_slides_and_notes() {
     let file = out.file.unwrap();
     let slide = part(&file, "ppt/slides/slide2.xml");
     assert!(well_formed(&slide), "{slide}");
-    assert!(slide.contains(r#"<a:r><a:rPr lang="nl-NL" i="1"/><a:t>strand</a:t></a:r><a:r><a:rPr lang="nl-NL" dirty="0"/><a:t>. het naar gaan We</a:t></a:r>"#), "{slide}");
+    assert!(slide.contains(r#"<a:r><a:rPr lang="en-US" i="1"/><a:t>strand</a:t></a:r><a:r><a:rPr lang="en-US" dirty="0"/><a:t>. het naar gaan We</a:t></a:r>"#), "{slide}");
     // The note number, the line break and the end-of-paragraph properties kept, in place.
     assert!(
         slide.contains(r#"<a:r><a:rPr baseline="30000"/><a:t>1</a:t></a:r>"#),
@@ -297,7 +302,7 @@ fn pptx_slides_and_notes() {
     assert!(slide.contains(r#"<a:br><a:rPr/></a:br>"#), "{slide}");
     assert!(
         slide.ends_with(
-            r#"<a:endParaRPr lang="nl-NL"/></a:p></p:txBody></p:sp></p:spTree></p:cSld></p:sld>"#
+            r#"<a:endParaRPr lang="en-US"/></a:p></p:txBody></p:sp></p:spTree></p:cSld></p:sld>"#
         ),
         "{slide}"
     );
@@ -419,7 +424,7 @@ fn epub_chapters_navigation_and_title() {
         "{opf_out}"
     );
     assert!(
-        opf_out.contains("<dc:language>nl</dc:language>"),
+        opf_out.contains("<dc:language>en</dc:language>"),
         "{opf_out}"
     );
     assert!(part(&file, "OEBPS/toc.ncx").contains("<text>alweer regent Het</text>"));

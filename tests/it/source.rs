@@ -1067,6 +1067,14 @@ fn the_source_language_comes_from_the_manifest_the_tokenizer_config_or_the_name(
     };
     assert_eq!(language("test/opus-mt-zh-en").as_deref(), Some("zh"));
     assert_eq!(language("test/tiny").as_deref(), Some("nl"));
+    // The target language, found the same ways.
+    let target = |spec_text: &str| {
+        r.resolve(&spec(spec_text), &mut ())
+            .unwrap()
+            .target_language
+    };
+    assert_eq!(target("test/opus-mt-zh-en").as_deref(), Some("en"));
+    assert_eq!(target("test/tiny").as_deref(), Some("en"));
     // The manifest says it outright, over the repository's name.
     assert_eq!(language("tiny-ja").as_deref(), Some("ja"));
     let fetched = r
@@ -1077,4 +1085,5 @@ fn the_source_language_comes_from_the_manifest_the_tokenizer_config_or_the_name(
     let dir = fixture_dir("marian-tiny");
     let files = ModelFiles::from_dir(&dir).unwrap();
     assert_eq!(files.source_language.as_deref(), Some("nl"));
+    assert_eq!(files.target_language.as_deref(), Some("en"));
 }
