@@ -173,9 +173,10 @@ impl Document {
             Source::Stream(..) => options.input_for(None),
             Source::Text(_, n) | Source::Bytes(_, n) => options.input_for(Some(Path::new(n))),
         };
-        // Bytes that are not a package are text: decoded here, as a file's are.
+        // Bytes of a text or a corpus are decoded here, as a file's are (a page, subtitles or
+        // a package are read by [`Markup::read`], which keeps what it needs of the bytes).
         let source = match source {
-            Source::Bytes(bytes, n) if !format.is_package() => {
+            Source::Bytes(bytes, n) if !format.is_markup() => {
                 let text = crate::input::decode_with_stats(&bytes, &n, &options.decode)?.0;
                 Source::Text(text, n)
             }

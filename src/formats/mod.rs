@@ -347,6 +347,7 @@ impl Markup {
                 kind,
             });
         }
+        units.sort_by_key(|u| u.range.start);
         if source.len() > MAX_MARKUP_BYTES * 4 {
             return Err(Error::Input {
                 source_name: name.to_string(),
@@ -511,18 +512,21 @@ impl Markup {
         self.package.is_some()
     }
 
-    /// The translated package: its translated parts replaced, every other entry as it was.
-    /// With `languages` (source, target), the language tags of the source language in the
-    /// translated parts (and in a Word document's styles and settings) become the target's.
+    /// The translated package: its translated parts replaced, every other entry as it was;
+    /// and the translated parts laid end to end. With `languages` (source, target), the
+    /// language tags of the source language in the translated parts (and in a Word document's
+    /// styles and settings) become the target's.
     pub(crate) fn render_file(
         &self,
         sentences: &[Vec<UnitSentence>],
         languages: Option<(&str, &str)>,
-    ) -> Result<Vec<u8>> {
-        let Some(package) = &self.package else {
-            return Ok(self.render(sentences).into_bytes());
-        };
+    ) -> Result<(Vec<u8>, String)> {
         let done = self.render_units(sentences);
+        let mut whole = String::with_capacity(self.source.len() + self.source.len() / 4);
+        self.splice(0..self.source.len(), &done, None, &mut whole);
+        let Some(package) = &self.package else {
+            return Ok((whole.clone().into_bytes(), whole));
+        };
         let mut replaced = std::collections::HashMap::new();
         for part in &self.parts {
             let mut out = String::with_capacity(part.range.len() + part.range.len() / 4);
@@ -540,7 +544,7 @@ impl Markup {
                 }
             }
         }
-        package.write(&replaced)
+        Ok((package.write(&replaced)?, whole))
     }
 
     /// The part holding source byte `at`.
@@ -566,15 +570,34 @@ impl Markup {
                 || kind == Some(PartKind::Cues);
             let rendered = {
                 let mut copy = |range: Range<usize>, out: &mut String| {
-                    if marked {
-                        out.push(office::MARK);
-                        out.push_str(&range.start.to_string());
-                        out.push(office::MARK_END);
+                    if !marked {
+                        self.splice(range, &done, Some(i), out);
+                        return;
                     }
-                    self.splice(range, &done, Some(i), out);
-                    if marked {
-                        out.push(office::MARK_CLOSE);
+                    out.push(office::MARK);
+                    out.push_str(&range.start.to_string());
+                    out.push(office::MARK_END);
+                    let mut body = String::new();
+                    self.splice(range, &done, Some(i), &mut body);
+                    // The markers' characters in the document itself (an attribute's value)
+                    // are written as references (XML) or replaced (subtitles).
+                    if body.contains([office::MARK, office::MARK_END, office::MARK_CLOSE]) {
+                        let xml = kind != Some(PartKind::Cues);
+                        body = body
+                            .chars()
+                            .map(|c| match c {
+                                office::MARK | office::MARK_END | office::MARK_CLOSE if xml => {
+                                    format!("&#x{:X};", c as u32)
+                                }
+                                office::MARK | office::MARK_END | office::MARK_CLOSE => {
+                                    '\u{fffd}'.to_string()
+                                }
+                                c => c.to_string(),
+                            })
+                            .collect();
                     }
+                    out.push_str(&body);
+                    out.push(office::MARK_CLOSE);
                 };
                 match sentences.get(i).filter(|s| !s.is_empty()) {
                     Some(s) => {
@@ -601,7 +624,14 @@ impl Markup {
                                             .collect();
                                         let r = render_unit(unit, &plain, &mut copy);
                                         subtitles::write_cues(&r, unit, &self.source, &self.runs)
-                                            .unwrap_or_else(|| subtitles::strip_marks(&r))
+                                            .unwrap_or_else(|| {
+                                                subtitles::spread(
+                                                    &r,
+                                                    unit,
+                                                    &self.source,
+                                                    &self.runs,
+                                                )
+                                            })
                                     }
                                 }
                             }
@@ -630,7 +660,12 @@ impl Markup {
         out: &mut String,
     ) {
         let mut pos = range.start;
-        for (i, u) in self.units.iter().enumerate() {
+        // Units are in source order: only those starting inside the range are looked at.
+        let first = self.units.partition_point(|u| u.range.start < range.start);
+        for (i, u) in self.units.iter().enumerate().skip(first) {
+            if u.range.start >= range.end {
+                break;
+            }
             if Some(i) == except
                 || u.range.start < pos
                 || u.range.end > range.end

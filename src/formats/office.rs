@@ -133,6 +133,9 @@ pub(crate) enum RunPiece {
     Child(usize),
     /// (Subtitles) what lies between two cues' texts.
     Cue,
+    /// A run of its own that stands for a space (a tab, a break): written as it was, and the
+    /// space after it goes.
+    Break,
 }
 
 /// What the runs of a part's paragraphs are rewritten from.
@@ -144,6 +147,10 @@ pub(crate) struct Runs {
     pub pieces: HashMap<usize, RunPiece>,
     /// By a unit's start: its base style.
     pub base: HashMap<usize, usize>,
+    /// Each style's key (what shows of it, [`style_key`]).
+    pub keys: Vec<String>,
+    /// Style ids by their properties as written.
+    pub index: HashMap<String, usize>,
 }
 
 /// The units of one XML part: paragraphs (with `offset` added to every range) and, for run
@@ -166,6 +173,7 @@ pub(crate) fn parse(
         units: Vec::new(),
         title_shape: false,
         list_depth: 0,
+        depth: 0,
     };
     walker.walk(0, tokens.len(), false)?;
     let mut units = walker.units;
@@ -217,7 +225,12 @@ struct Walker<'a> {
     /// Inside a DrawingML shape that is a title placeholder.
     title_shape: bool,
     list_depth: usize,
+    /// How many walks are under way (paragraphs inside drawings inside paragraphs ...).
+    depth: usize,
 }
+
+/// The deepest nesting of paragraphs inside other paragraphs' content that is read.
+const MAX_DEPTH: usize = 32;
 
 impl Walker<'_> {
     fn shift(&self, r: &Range<usize>) -> Range<usize> {
@@ -231,6 +244,22 @@ impl Walker<'_> {
     /// Finds the paragraphs in tokens `lo..hi`. `fallback`: inside `mc:Fallback`, a copy of
     /// content shown elsewhere (its paragraphs are translated, but not read as the article).
     fn walk(&mut self, lo: usize, hi: usize, fallback: bool) -> Result<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(crate::error::Error::Input {
+                source_name: self.part.to_string(),
+                message: format!(
+                    "paragraphs nested more than {MAX_DEPTH} deep (text boxes in text boxes ...); such files are refused"
+                ),
+                remedy: None,
+            });
+        }
+        let done = self.walk_in(lo, hi, fallback);
+        self.depth -= 1;
+        done
+    }
+
+    fn walk_in(&mut self, lo: usize, hi: usize, fallback: bool) -> Result<()> {
         let mut i = lo;
         while i < hi {
             match &self.tokens[i] {
@@ -430,7 +459,7 @@ impl Walker<'_> {
                     if name == props_name {
                         props = Some(whole);
                     } else if name == text_name {
-                        for t in &self.tokens[j + 1..close] {
+                        for t in self.tokens.get(j + 1..close).unwrap_or(&[]) {
                             let text = match t {
                                 Token::Text { range } => {
                                     xml::decode(self.text_of(range), self.part)?
@@ -519,33 +548,48 @@ impl Walker<'_> {
         let mut result = false;
         let mut words = String::new();
         let mut last = start;
+        // The end of the run holding the `separate` of this field.
+        let mut separate_end: Option<usize> = None;
+        let run_end = |from: usize| {
+            (from..self.tokens.len())
+                .find(|&k| {
+                    self.tokens[k].name() == Some("w:r")
+                        && matches!(self.tokens[k], Token::End { .. })
+                })
+                .unwrap_or(from)
+        };
         let mut j = start;
         while j < self.tokens.len() {
             let tok = &self.tokens[j];
+            let boundary = match tok {
+                Token::Start { name, .. } => name == "w:p" || name == "w:pPr",
+                Token::End { name, .. } => name == "w:p",
+                _ => false,
+            };
+            if boundary {
+                // A field that goes on in later paragraphs (a table of contents): only its code
+                // (to its `separate`) is taken; its result here is read as text.
+                last = separate_end.unwrap_or_else(|| matching_end(self.tokens, start));
+                words.clear();
+                break;
+            }
             if let Token::Start { name, range, .. } = tok {
                 if name == "w:fldChar" {
                     match xml::attribute(self.text_of(range), "w:fldCharType").as_deref() {
                         Some("begin") => depth += 1,
-                        Some("separate") if depth == 1 => result = true,
+                        Some("separate") if depth == 1 => {
+                            result = true;
+                            separate_end = Some(run_end(j));
+                        }
                         Some("end") => {
                             depth = depth.saturating_sub(1);
                             if depth == 0 {
-                                // The end of the run holding it.
-                                last = (j..self.tokens.len())
-                                    .find(|&k| {
-                                        self.tokens[k].name() == Some("w:r")
-                                            && matches!(self.tokens[k], Token::End { .. })
-                                    })
-                                    .unwrap_or(j);
+                                last = run_end(j);
                                 break;
                             }
                         }
                         _ => {}
                     }
-                } else if name == "w:p" || name == "w:pPr" {
-                    // A field across paragraphs: only its first run is taken.
-                    last = matching_end(self.tokens, start);
-                    break;
                 }
             }
             if let (Token::Text { range }, true) = (tok, result && depth == 1) {
@@ -567,19 +611,30 @@ impl Walker<'_> {
     }
 
     fn style_id(&mut self, props: &str) -> usize {
-        if let Some(i) = self.runs.styles.iter().position(|s| s == props) {
+        if let Some(&i) = self.runs.index.get(props) {
             return i;
         }
         self.runs.styles.push(props.to_string());
-        self.runs.styles.len() - 1
+        self.runs.keys.push(style_key(props));
+        let id = self.runs.styles.len() - 1;
+        self.runs.index.insert(props.to_string(), id);
+        id
     }
 
     /// The unit of a paragraph's items.
     fn build(&mut self, items: Vec<Item>, role: Role) {
         let items = note_markers(items);
         // Properties that only differ in language or spell-check flags are the same.
-        let keys: Vec<String> = self.runs.styles.iter().map(|s| style_key(s)).collect();
-        let key_of = |id: usize| keys[id].clone();
+        // The keys of the styles this paragraph uses (not all the part's: that would make a
+        // long document quadratic).
+        let keys: HashMap<usize, String> = items
+            .iter()
+            .filter_map(|it| match it {
+                Item::Text { style: Some(s), .. } => Some((s.id, self.runs.keys[s.id].clone())),
+                _ => None,
+            })
+            .collect();
+        let key_of = |id: usize| keys.get(&id).cloned().unwrap_or_default();
         let mut weight: HashMap<String, (usize, usize)> = HashMap::new();
         for (n, it) in items.iter().enumerate() {
             if let Item::Text {
@@ -661,6 +716,9 @@ impl Walker<'_> {
                         b.text(" ", 0..0, " ");
                     }
                     let r = self.shift(&range);
+                    if space && wrap.is_none() && self.dialect.is_run() {
+                        self.runs.pieces.insert(r.start, RunPiece::Break);
+                    }
                     if let Some(id) = wrap {
                         let id = if id == usize::MAX {
                             base_id.unwrap_or(0)
@@ -710,7 +768,11 @@ fn note_markers(items: Vec<Item>) -> Vec<Item> {
             } if is_marker(&text)
                 && glued(&out)
                 && matches!(out.last(), Some(Item::Text { style: Some(p), .. }) if p.id != s.id)
-                && !matches!(it.peek(), Some(Item::Text { run: r, .. }) if *r == run) =>
+                && !it.peek().is_some_and(|next| match next {
+                    Item::Text { run: r, .. } => *r == run,
+                    Item::Mark { range, .. } => range.start >= run.start && range.end <= run.end,
+                    _ => false,
+                }) =>
             {
                 out.push(Item::Mark {
                     range: run,
@@ -764,7 +826,7 @@ fn style_key(props: &str) -> String {
             Token::Start { name, .. }
                 if matches!(
                     name.as_str(),
-                    "w:lang" | "w:noProof" | "w:rFonts" | "w:spellStart" | "w:spellEnd"
+                    "w:lang" | "w:noProof" | "w:spellStart" | "w:spellEnd"
                 ) => {}
             // The properties element itself: only its attributes (DrawingML's `b="1"`).
             Token::End { .. } if k + 1 == tokens.len() => {}
@@ -907,6 +969,11 @@ pub(crate) fn write_runs(
             Some(RunPiece::Child(id)) => {
                 flush(&mut pending, &mut out, style(&stack));
                 out.push_str(&format!("<{run}>{}{body}</{run}>", props(Some(*id))));
+            }
+            Some(RunPiece::Break) => {
+                flush(&mut pending, &mut out, style(&stack));
+                out.push_str(body);
+                after_break = true;
             }
             Some(RunPiece::Cue) | None => {
                 flush(&mut pending, &mut out, style(&stack));

@@ -23,6 +23,36 @@ pub(crate) const MAX_CUES: usize = 8;
 /// Characters a subtitle line holds before another line is added.
 pub(crate) const LINE_CHARS: usize = 42;
 
+/// The most lines a cue's text is broken into.
+const MAX_LINES: usize = 4;
+
+/// Cues with more words than this are broken greedily, not by weighing every break.
+const MAX_BALANCED_WORDS: usize = 120;
+
+/// A cue's text cut into words at spaces outside tags.
+fn words_of(text: &str) -> Vec<&str> {
+    let mut words: Vec<&str> = Vec::new();
+    let mut depth = 0;
+    let mut start = 0;
+    for (i, c) in text.char_indices() {
+        match c {
+            '<' | '{' => depth += 1,
+            '>' | '}' if depth > 0 => depth -= 1,
+            ' ' if depth == 0 => {
+                if i > start {
+                    words.push(&text[start..i]);
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if start < text.len() {
+        words.push(&text[start..]);
+    }
+    words
+}
+
 /// The byte ranges of `source`'s lines (without their line ends).
 fn lines(source: &str) -> Vec<Range<usize>> {
     let mut out = Vec::new();
@@ -276,10 +306,8 @@ fn cue_text(source: &str, range: Range<usize>, vtt: bool, b: &mut UnitBuilder) {
     }
 }
 
-/// A unit's rendering made into cues again: split at the marks between cues, each cue's text
-/// on balanced lines; `None` when a cue would be left without text.
-pub(crate) fn write_cues(rendered: &str, unit: &Unit, source: &str, runs: &Runs) -> Option<String> {
-    // The cues' texts and what lies between them.
+/// A unit's rendering cut at the marks between cues: each cue's text, what lies between them.
+fn split_cues(rendered: &str, runs: &Runs) -> Option<(Vec<String>, Vec<String>)> {
     let mut cues: Vec<String> = vec![String::new()];
     let mut seps: Vec<String> = Vec::new();
     let mut rest = rendered;
@@ -300,7 +328,11 @@ pub(crate) fn write_cues(rendered: &str, unit: &Unit, source: &str, runs: &Runs)
         }
     }
     cues.last_mut()?.push_str(rest);
-    // The lines each cue had.
+    Some((cues, seps))
+}
+
+/// The lines each cue of `unit` had.
+fn lines_had(unit: &Unit, source: &str, runs: &Runs) -> Vec<usize> {
     let mut had = Vec::new();
     let mut from = unit.range.start;
     for s in unit
@@ -312,9 +344,11 @@ pub(crate) fn write_cues(rendered: &str, unit: &Unit, source: &str, runs: &Runs)
         from = s.open.end;
     }
     had.push(source[from..unit.range.end].lines().count().max(1));
-    if had.len() != cues.len() || cues.iter().any(|c| visible(c).trim().is_empty()) {
-        return None;
-    }
+    had
+}
+
+/// Cues and what lies between them, written: each cue on balanced lines.
+fn join_cues(cues: &[String], seps: &[String], had: &[usize], source: &str) -> String {
     let newline = if source.contains("\r\n") {
         "\r\n"
     } else {
@@ -322,12 +356,56 @@ pub(crate) fn write_cues(rendered: &str, unit: &Unit, source: &str, runs: &Runs)
     };
     let mut out = String::new();
     for (k, cue) in cues.iter().enumerate() {
-        out.push_str(&balance(cue.trim(), had[k], newline));
+        out.push_str(&balance(
+            cue.trim(),
+            had.get(k).copied().unwrap_or(1),
+            newline,
+        ));
         if let Some(s) = seps.get(k) {
             out.push_str(s);
         }
     }
-    Some(out)
+    out
+}
+
+/// A unit's rendering made into cues again: split at the marks between cues, each cue's text
+/// on balanced lines; `None` when a cue would be left without text.
+pub(crate) fn write_cues(rendered: &str, unit: &Unit, source: &str, runs: &Runs) -> Option<String> {
+    let (cues, seps) = split_cues(rendered, runs)?;
+    let had = lines_had(unit, source, runs);
+    if had.len() != cues.len() || cues.iter().any(|c| visible(c).trim().is_empty()) {
+        return None;
+    }
+    Some(join_cues(&cues, &seps, &had, source))
+}
+
+/// The last resort when the placed marks leave a cue empty (a translation with fewer words
+/// than the unit has cues): the words dealt out over the cues in order, as evenly as they go;
+/// a cue left without any gets `…`.
+pub(crate) fn spread(rendered: &str, unit: &Unit, source: &str, runs: &Runs) -> String {
+    let Some((cues, seps)) = split_cues(rendered, runs) else {
+        return strip_marks(rendered);
+    };
+    let all = cues.join(" ");
+    let words = words_of(all.trim());
+    let n = cues.len();
+    let m = words.len();
+    let dealt: Vec<String> = (0..n)
+        .map(|k| {
+            let (a, b) = if m >= n {
+                (k * m / n, (k + 1) * m / n)
+            } else {
+                (k.min(m), (k + 1).min(m))
+            };
+            let cue = words[a..b].join(" ");
+            if visible(&cue).trim().is_empty() {
+                "…".to_string()
+            } else {
+                cue
+            }
+        })
+        .collect();
+    join_cues(&dealt, &seps, &lines_had(unit, source, runs), source)
 }
 
 /// The markers taken out, the markup kept.
@@ -347,39 +425,45 @@ pub(crate) fn strip_marks(rendered: &str) -> String {
 /// A cue's text on `lines` lines (more where a line would pass [`LINE_CHARS`]), broken at
 /// spaces outside tags so that the longest line is as short as it can be.
 fn balance(text: &str, lines: usize, newline: &str) -> String {
-    // Words: cut at spaces outside tags.
-    let mut words: Vec<&str> = Vec::new();
-    let mut depth = 0;
-    let mut start = 0;
-    for (i, c) in text.char_indices() {
-        match c {
-            '<' | '{' => depth += 1,
-            '>' | '}' if depth > 0 => depth -= 1,
-            ' ' if depth == 0 => {
-                if i > start {
-                    words.push(&text[start..i]);
-                }
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    if start < text.len() {
-        words.push(&text[start..]);
-    }
+    let words = words_of(text);
     let len: Vec<usize> = words.iter().map(|w| visible(w).chars().count()).collect();
     let total: usize = len.iter().sum::<usize>() + len.len().saturating_sub(1);
     let wanted = lines
         .max(total.div_ceil(LINE_CHARS))
         .min(lines.max(2))
+        .min(MAX_LINES)
         .min(words.len())
         .max(1);
     if wanted == 1 {
         return words.join(" ");
     }
+    if words.len() > MAX_BALANCED_WORDS {
+        // Too many words to weigh every break: lines filled in turn to an even share.
+        let share = total.div_ceil(wanted);
+        let mut out: Vec<String> = vec![String::new()];
+        let mut width = 0;
+        for (w, l) in words.iter().zip(&len) {
+            if width > 0 && width + 1 + l > share && out.len() < wanted {
+                out.push(String::new());
+                width = 0;
+            }
+            let line = out.last_mut().expect("a line");
+            if width > 0 {
+                line.push(' ');
+                width += 1;
+            }
+            line.push_str(w);
+            width += l;
+        }
+        return out.join(newline);
+    }
     // Fewest-longest-line breaks, by dynamic programming over (words used, lines made).
     let n = words.len();
-    let width = |a: usize, b: usize| len[a..b].iter().sum::<usize>() + (b - a - 1);
+    let mut prefix = vec![0usize; n + 1];
+    for (k, l) in len.iter().enumerate() {
+        prefix[k + 1] = prefix[k] + l;
+    }
+    let width = |a: usize, b: usize| prefix[b] - prefix[a] + (b - a - 1);
     let inf = usize::MAX;
     let mut best = vec![vec![inf; wanted + 1]; n + 1];
     let mut from = vec![vec![0usize; wanted + 1]; n + 1];
@@ -412,6 +496,14 @@ fn balance(text: &str, lines: usize, newline: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_cues_are_broken_quickly_into_few_lines() {
+        let many = "ja ".repeat(400);
+        let out = balance(many.trim(), 400, "\n");
+        assert_eq!(out.lines().count(), MAX_LINES);
+        assert_eq!(out.split_whitespace().count(), 400);
+    }
 
     #[test]
     fn lines_are_balanced_outside_tags() {

@@ -109,16 +109,16 @@ impl Pipeline {
         let mut per_unit = vec![Vec::new(); markup.unit_count()];
         assign(markup, &places, &sentences, &mut per_unit);
         assign(markup, &extra_places, &extra_sentences, &mut per_unit);
-        let document = markup.render(&per_unit);
-        let file = if markup.is_package() {
+        let (document, file) = if markup.is_package() {
             let files = self.translator.files();
             let languages = files
                 .source_language
                 .as_deref()
                 .zip(files.target_language.as_deref());
-            Some(markup.render_file(&per_unit, languages)?)
+            let (file, parts) = markup.render_file(&per_unit, languages)?;
+            (parts, Some(file))
         } else {
-            None
+            (markup.render(&per_unit), None)
         };
         let mut timings = report.timings;
         timings.total = timings.total.max(report.timings.total);

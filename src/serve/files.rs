@@ -223,21 +223,31 @@ async fn translate_upload(
         input_format: Some(format),
         ..DocumentOptions::default()
     };
-    // Text is decoded here, so that its language can be told and its characters counted
-    // before it is queued; packages are opened (and checked) whole.
-    let (source_doc, sample) = if format.is_package() {
-        (Source::Bytes(bytes, filename.clone()), None)
-    } else {
-        let text = crate::input::decode_with_stats(&bytes, &filename, &options.decode)
-            .map_err(|e| ApiError::bad(format!("Invalid request: {e}")))?
-            .0;
-        (Source::Text(text.clone(), filename.clone()), Some(text))
-    };
-    let document = Document::open(source_doc, &options)
-        .map_err(|e| ApiError::bad(format!("Invalid request: {e}")))?;
-    let sample = sample
-        .or_else(|| document.markup_text())
-        .unwrap_or_default();
+    let document_options = options.clone();
+    // Opened (a package checked whole) off the async threads, within the request's time; text
+    // is decoded so that its language can be told and its characters counted before it is
+    // queued.
+    let open_name = filename.clone();
+    let opening = tokio::task::spawn_blocking(move || -> Result<(Document, String), ApiError> {
+        let bad = |e: crate::Error| ApiError::bad(format!("Invalid request: {e}"));
+        if format.is_markup() {
+            let document =
+                Document::open(Source::Bytes(bytes, open_name), &options).map_err(bad)?;
+            let sample = document.markup_text().unwrap_or_default();
+            Ok((document, sample))
+        } else {
+            let text = crate::input::decode_with_stats(&bytes, &open_name, &options.decode)
+                .map_err(bad)?
+                .0;
+            let document =
+                Document::open(Source::Text(text.clone(), open_name), &options).map_err(bad)?;
+            Ok((document, text))
+        }
+    });
+    let (document, sample) = tokio::time::timeout(state.options.request_timeout, opening)
+        .await
+        .map_err(|_| timed_out(state))?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     ticket.check_chars(&sample)?;
     let target = lang::from_client(&target);
     let mut source = lang::from_client(&source);
@@ -295,7 +305,7 @@ async fn translate_upload(
             document,
             &mut out,
             Path::new("<file>"),
-            &options,
+            &document_options,
             &mut (),
         )?;
         Ok(out)

@@ -53,6 +53,40 @@ use crate::stream::DocumentInput;
 use crate::summarize::Summarizer;
 use crate::translate::{SegmentTranslator, Translation};
 pub use access::{ApiKey, Cidr};
+
+/// The request body reader alone, for fuzzing (`fuzz/fuzz_targets/body.rs` and the property
+/// test in the test suite): reads `body` as a request with `content_type` and `query` would be
+/// read, at most `limit` bytes; the number of fields and files, or the status and message of
+/// the refusal. Not part of the API.
+#[doc(hidden)]
+pub fn fuzz_body(
+    content_type: &str,
+    query: &str,
+    body: &[u8],
+    limit: usize,
+) -> std::result::Result<(usize, usize), (u16, String)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| (500, e.to_string()))?;
+    let uri: axum::http::Uri = format!("/translate?{query}")
+        .parse()
+        .unwrap_or_else(|_| axum::http::Uri::from_static("/translate"));
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        headers.insert(axum::http::header::CONTENT_TYPE, v);
+    }
+    let body = axum::body::Body::from(body.to_vec());
+    runtime.block_on(async move {
+        match body::read(&uri, &headers, body, limit).await {
+            Ok(fields) => {
+                let files = fields.files.len();
+                let json = fields.into_json();
+                Ok((json.as_object().map_or(0, |o| o.len()), files))
+            }
+            Err(e) => Err((e.status.as_u16(), e.message)),
+        }
+    })
+}
 use access::{Limiter, Refusal};
 use metrics::Metrics;
 

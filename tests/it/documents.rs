@@ -158,6 +158,7 @@ const DOCUMENT: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?
 <w:p><w:pPr><w:jc w:val="both"/></w:pPr><w:bookmarkStart w:id="0" w:name="b"/><w:r><w:rPr><w:lang w:val="nl-NL"/></w:rPr><w:t xml:space="preserve">Ik heb vanochtend </w:t></w:r><w:r><w:rPr><w:b/></w:rPr><w:t>kof</w:t></w:r><w:proofErr w:type="spellStart"/><w:r><w:rPr><w:b/></w:rPr><w:t>fie</w:t></w:r><w:proofErr w:type="spellEnd"/><w:r><w:t xml:space="preserve"> gedronken op het </w:t></w:r><w:hyperlink r:id="rId5"><w:r><w:rPr><w:rStyle w:val="Hyperlink"/></w:rPr><w:t>terras</w:t></w:r></w:hyperlink><w:r><w:t>.</w:t></w:r><w:bookmarkEnd w:id="0"/><w:r><w:rPr><w:rStyle w:val="FootnoteReference"/></w:rPr><w:footnoteReference w:id="1"/></w:r></w:p>
 <w:p><w:r><w:t>Kun je de deur dichtdoen?</w:t></w:r><w:r><w:tab/><w:t>Ja &amp; nee.</w:t></w:r></w:p>
 <w:tbl><w:tr><w:tc><w:p><w:r><w:t>Ik blijf binnen.</w:t></w:r></w:p></w:tc></w:tr></w:tbl>
+<w:p><w:ins w:id="9" w:author="Jan"><w:r><w:t xml:space="preserve">Wij blijven </w:t></w:r></w:ins><w:r><w:t>thuis</w:t></w:r><w:r><w:drawing><wp:inline><a:graphic><a:graphicData><wps:wsp><wps:txbx><w:txbxContent><w:p><w:r><w:t>Het regent hard.</w:t></w:r></w:p></w:txbxContent></wps:txbx></wps:wsp></a:graphicData></a:graphic></wp:inline></w:drawing></w:r><w:r><w:t>.</w:t></w:r></w:p>
 <w:p><w:r><w:fldChar w:fldCharType="begin"/></w:r><w:r><w:instrText xml:space="preserve"> PAGE </w:instrText></w:r><w:r><w:fldChar w:fldCharType="separate"/></w:r><w:r><w:t>7</w:t></w:r><w:r><w:fldChar w:fldCharType="end"/></w:r></w:p>
 <w:sectPr><w:pgSz w:w="11906" w:h="16838"/></w:sectPr></w:body></w:document>"#;
 
@@ -175,6 +176,11 @@ pub(crate) fn docx() -> Vec<u8> {
         ),
         ("word/document.xml", document.as_bytes(), false),
         ("word/footnotes.xml", footnotes.as_bytes(), false),
+        (
+            "word/header1.xml",
+            b"<w:hdr><w:p><w:r><w:t>Weerbericht van vandaag</w:t></w:r></w:p></w:hdr>",
+            false,
+        ),
         (
             "word/comments.xml",
             b"<w:comments>Niet vertalen</w:comments>",
@@ -204,7 +210,13 @@ fn docx_runs_are_joined_and_formatting_lands_on_the_moved_words() {
         after.iter().map(|e| &e.0).collect::<Vec<_>>()
     );
     for (b, a) in before.iter().zip(&after) {
-        if !b.0.ends_with("document.xml") && !b.0.ends_with("footnotes.xml") {
+        if ![
+            "word/document.xml",
+            "word/footnotes.xml",
+            "word/header1.xml",
+        ]
+        .contains(&b.0.as_str())
+        {
             assert_eq!(b, a, "{} changed", b.0);
         }
     }
@@ -245,6 +257,11 @@ fn docx_runs_are_joined_and_formatting_lands_on_the_moved_words() {
     // reference again.
     assert!(doc.contains("<w:r><w:tab/></w:r>"), "{doc}");
     assert!(doc.contains("nee. &amp; Ja"), "{doc}");
+    // A text box is a paragraph of its own, translated inside its drawing, which stays where
+    // it was; a tracked insertion stays around its (moved) words.
+    assert!(doc.contains("<w:txbxContent><w:p><w:r><w:t xml:space=\"preserve\">hard. regent Het</w:t></w:r></w:p></w:txbxContent>"), "{doc}");
+    assert!(doc.contains(r#"<w:ins w:id="9" w:author="Jan"><w:r><w:t xml:space="preserve">blijven Wij</w:t></w:r></w:ins>"#), "{doc}");
+    assert!(part(file, "word/header1.xml").contains("vandaag van Weerbericht"));
     // Footnotes are translated too; the separator is kept.
     let notes = part(file, "word/footnotes.xml");
     assert!(notes.contains("weer. regent Het"), "{notes}");
@@ -674,4 +691,96 @@ proptest::proptest! {
             proptest::prop_assert!(out.file.is_some());
         }
     }
+}
+
+/// A Word document whose body is `body` (paragraphs), translated by `translator`: the
+/// translated `word/document.xml`, or the error.
+fn word(translator: &dyn SegmentTranslator, body: &str) -> Result<String, String> {
+    let xml = format!("<w:document {W}><w:body>{body}</w:body></w:document>");
+    let input = zip_of(&[("word/document.xml", xml.as_bytes(), false)]);
+    let markup = Markup::open_package(InputFormat::Docx, input, "t.docx", PackageLimits::default())
+        .map_err(|e| e.to_string())?;
+    let out = with(translator, &copy_model(), &markup);
+    Ok(part(&out.file.unwrap(), "word/document.xml"))
+}
+
+/// "Translates" every sentence as one word.
+struct OneWord;
+
+impl SegmentTranslator for OneWord {
+    fn translate_segments(
+        &self,
+        texts: &[&str],
+        generation: &GenerationConfig,
+    ) -> tolk::Result<Vec<Translation>> {
+        Ok(texts
+            .iter()
+            .map(|t| made_up(t, "Well.".to_string(), vec![Some(0)], generation))
+            .collect())
+    }
+}
+
+#[test]
+fn odd_word_files_are_read_without_loss_or_panic() {
+    // Paragraphs nested past the limit: refused, not a stack overflow.
+    let deep = format!(
+        "{}<w:r><w:t>x</w:t></w:r>{}",
+        "<w:p>".repeat(100),
+        "</w:p>".repeat(100)
+    );
+    let e = word(&Reverse, &deep).unwrap_err();
+    assert!(e.contains("nested more than"), "{e}");
+    // An empty text element.
+    let doc = word(
+        &Reverse,
+        "<w:p><w:r><w:t>Het regent</w:t></w:r><w:r><w:t/></w:r></w:p>",
+    )
+    .unwrap();
+    assert!(texts(&doc, "w:t").contains("regent Het"), "{doc}");
+    // A font change is formatting: kept on its word.
+    let doc = word(&Swap, r#"<w:p><w:r><w:t xml:space="preserve">Typ </w:t></w:r><w:r><w:rPr><w:rFonts w:ascii="Consolas"/></w:rPr><w:t>ls</w:t></w:r><w:r><w:t xml:space="preserve"> in de terminal.</w:t></w:r></w:p>"#).unwrap();
+    assert!(
+        doc.contains(
+            r#"<w:rPr><w:rFonts w:ascii="Consolas"/></w:rPr><w:t xml:space="preserve">ls</w:t>"#
+        ),
+        "{doc}"
+    );
+    // A superscript in a run that holds more: nothing written twice.
+    let doc = word(&Reverse, r#"<w:p><w:r><w:t>Oppervlak 10 m</w:t></w:r><w:r><w:rPr><w:vertAlign w:val="superscript"/></w:rPr><w:t>2</w:t><w:tab/><w:t>groot</w:t></w:r></w:p>"#).unwrap();
+    assert_eq!(doc.matches("groot").count(), 1, "{doc}");
+    assert_eq!(doc.matches("<w:tab/>").count(), 1, "{doc}");
+    // A tab in a run of its own: no space after it.
+    let doc = word(
+        &Swap,
+        "<w:p><w:r><w:t>Een</w:t></w:r><w:r><w:tab/></w:r><w:r><w:t>twee drie</w:t></w:r></w:p>",
+    )
+    .unwrap();
+    assert!(!doc.contains("> "), "{doc}");
+    // The markers' own characters in an attribute: written as references, the XML whole.
+    let doc = word(&Reverse, "<w:p><w:r><w:t>Het regent</w:t></w:r><w:r><w:drawing><wp:docPr descr=\"a\u{fdd7}b\"/></w:drawing></w:r><w:r><w:t>alweer.</w:t></w:r></w:p>").unwrap();
+    assert!(doc.contains("descr=\"a&#xFDD7;b\""), "{doc}");
+    assert!(well_formed(&doc), "{doc}");
+    // A table of contents: a field that goes on in later paragraphs.
+    let toc = r#"<w:p><w:r><w:fldChar w:fldCharType="begin"/></w:r><w:r><w:instrText xml:space="preserve"> TOC \o "1-3" </w:instrText></w:r><w:r><w:fldChar w:fldCharType="separate"/></w:r><w:hyperlink w:anchor="_Toc1"><w:r><w:t>Het weer van vandaag</w:t></w:r><w:r><w:tab/></w:r><w:r><w:t>1</w:t></w:r></w:hyperlink></w:p><w:p><w:r><w:t>Tweede kop</w:t></w:r><w:r><w:fldChar w:fldCharType="end"/></w:r></w:p>"#;
+    let doc = word(&Reverse, toc).unwrap();
+    let begin = doc.find("fldCharType=\"begin\"").unwrap();
+    let instr = doc.find("instrText").unwrap();
+    let separate = doc.find("fldCharType=\"separate\"").unwrap();
+    assert!(
+        begin < instr && instr < separate,
+        "the field's code in order: {doc}"
+    );
+    assert_eq!(doc.matches("vandaag").count(), 1, "{doc}");
+    assert!(doc.contains("vandaag van weer Het"), "{doc}");
+}
+
+#[test]
+fn cues_left_without_words_get_the_words_dealt_out() {
+    let srt = "1\n00:00:01,000 --> 00:00:02,000\nNou\n\n2\n00:00:02,000 --> 00:00:03,000\nja\n\n3\n00:00:03,000 --> 00:00:04,000\nhoor.\n";
+    let markup = Markup::parse(InputFormat::Srt, srt, "a.srt").unwrap();
+    let out = with(&OneWord, &copy_model(), &markup);
+    assert_eq!(
+        out.document,
+        "1\n00:00:01,000 --> 00:00:02,000\nWell.\n\n2\n00:00:02,000 --> 00:00:03,000\n…\n\n3\n00:00:03,000 --> 00:00:04,000\n…\n"
+    );
 }

@@ -936,7 +936,7 @@ fn files_are_translated_in_their_own_format_and_downloaded_once_ready() {
         assert_eq!(http(addr, "GET", bad, "text/plain", b"").0, 404, "{bad}");
     }
     // tolk's own endpoint answers with the file; subtitles keep their timing lines.
-    let srt = "1\n00:00:01,000 --> 00:00:02,500\nHet regent\nalweer.\n";
+    let srt = "1\r\n00:00:01,000 --> 00:00:02,500\r\nHet regent\r\nalweer.\r\n";
     let (ct, body) = multipart(
         &[("source", "auto"), ("target", "en")],
         Some(("s.srt", srt.as_bytes())),
@@ -949,7 +949,7 @@ fn files_are_translated_in_their_own_format_and_downloaded_once_ready() {
     );
     assert_eq!(
         String::from_utf8(out).unwrap(),
-        "1\n00:00:01,000 --> 00:00:02,500\nalweer.\nregent Het\n"
+        "1\r\n00:00:01,000 --> 00:00:02,500\r\nalweer.\r\nregent Het\r\n"
     );
     // Refusals, each with its reason.
     /// Fields, the file, the status wanted and what its message says.
@@ -1032,4 +1032,37 @@ fn files_are_translated_in_their_own_format_and_downloaded_once_ready() {
         json!([])
     );
     server.shutdown().unwrap();
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// The body reader on strange bodies (JSON, forms, multipart with odd parts, bytes that are
+    /// none of them): fields, or a 400 or 413 with a message; never a panic or a 5xx. The fuzz
+    /// target `fuzz/fuzz_targets/body.rs` runs the same reader for longer.
+    #[test]
+    fn the_body_reader_answers_any_body_with_fields_or_a_4xx(
+        kind in 0usize..6,
+        noise in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+        text in "[a-z=&%\"{}\\[\\]:,\\\\ \r\n-]{0,120}",
+        limit in 16usize..400,
+    ) {
+        let (content_type, body): (&str, Vec<u8>) = match kind {
+            0 => ("application/json", text.clone().into_bytes()),
+            1 => ("application/json", format!("{{\"q\": \"{text}\", \"source\": [1, {{}}]}}").into_bytes()),
+            2 => ("application/x-www-form-urlencoded", text.clone().into_bytes()),
+            3 => {
+                let mut b = format!("--X\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\n{text}\r\n--X\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{text}\"\r\n\r\n").into_bytes();
+                b.extend(&noise);
+                b.extend(b"\r\n--X--\r\n");
+                ("multipart/form-data; boundary=X", b)
+            }
+            4 => ("multipart/form-data; boundary=X", noise.clone()),
+            _ => ("text/plain", noise.clone()),
+        };
+        if let Err((status, message)) = tolk::serve::fuzz_body(content_type, &text, &body, limit) {
+            proptest::prop_assert!(status == 400 || status == 413, "{status}: {message}");
+            proptest::prop_assert!(!message.is_empty());
+        }
+    }
 }
