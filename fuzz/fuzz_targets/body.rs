@@ -3,6 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+// The capped allocator: a reader that trusts a size in its input is a crash.
+use tolk_fuzz as _;
 
 const TYPES: [&str; 6] = [
     "application/json",
