@@ -887,6 +887,45 @@ pub(crate) const MARK: char = '\u{fdd5}';
 pub(crate) const MARK_END: char = '\u{fdd6}';
 pub(crate) const MARK_CLOSE: char = '\u{fdd7}';
 
+/// A piece of a unit rendered with markers: text as the writer wrote it, or copied markup with
+/// the source position it was copied from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Marked<'a> {
+    Text(&'a str),
+    Markup { pos: usize, body: &'a str },
+}
+
+/// The pieces of a rendering with markers, in order (an unfinished marker is text).
+pub(crate) fn marked(rendered: &str) -> Vec<Marked<'_>> {
+    let mut out = Vec::new();
+    let mut rest = rendered;
+    while let Some(at) = rest.find(MARK) {
+        let after = &rest[at + MARK.len_utf8()..];
+        let found = after.find(MARK_END).and_then(|e| {
+            let pos = after[..e].parse().ok()?;
+            let from = e + MARK_END.len_utf8();
+            // The copied markup may hold rendered units (a text box), never markers of this one.
+            let c = after[from..].find(MARK_CLOSE)?;
+            Some((pos, from, from + c))
+        });
+        let Some((pos, from, to)) = found else {
+            break;
+        };
+        if at > 0 {
+            out.push(Marked::Text(&rest[..at]));
+        }
+        out.push(Marked::Markup {
+            pos,
+            body: &after[from..to],
+        });
+        rest = &after[to + MARK_CLOSE.len_utf8()..];
+    }
+    if !rest.is_empty() {
+        out.push(Marked::Text(rest));
+    }
+    out
+}
+
 /// A unit's rendering with markers made into runs: the words outside any style span in runs
 /// with the unit's base properties, a style span's words in runs with its properties, a run's
 /// child wrapped in a run, other markup as written.
@@ -922,33 +961,22 @@ pub(crate) fn write_runs(
         ));
         pending.clear();
     };
-    let mut rest = rendered;
     // A tab or break stands for the space between its words: the space written after it goes.
     let mut after_break = false;
-    while let Some(at) = rest.find(MARK) {
-        let text = &rest[..at];
-        pending.push_str(if after_break {
-            text.strip_prefix(' ').unwrap_or(text)
-        } else {
-            text
-        });
+    for piece in marked(rendered) {
+        let (pos, body) = match piece {
+            Marked::Text(t) => {
+                pending.push_str(if after_break {
+                    t.strip_prefix(' ').unwrap_or(t)
+                } else {
+                    t
+                });
+                after_break = false;
+                continue;
+            }
+            Marked::Markup { pos, body } => (pos, body),
+        };
         after_break = false;
-        let after = &rest[at + MARK.len_utf8()..];
-        let Some(e) = after.find(MARK_END) else {
-            pending.push_str(after);
-            rest = "";
-            break;
-        };
-        let pos: usize = after[..e].parse().unwrap_or(usize::MAX);
-        let body_from = e + MARK_END.len_utf8();
-        // The copied markup may hold rendered units (a text box), never markers of this one.
-        let Some(c) = after[body_from..].find(MARK_CLOSE) else {
-            pending.push_str(after);
-            rest = "";
-            break;
-        };
-        let body = &after[body_from..body_from + c];
-        rest = &after[body_from + c + MARK_CLOSE.len_utf8()..];
         let name = body
             .trim_start_matches('<')
             .split(|c: char| c.is_whitespace() || c == '/' || c == '>')
@@ -957,35 +985,22 @@ pub(crate) fn write_runs(
         if dialect.is_break(name) {
             after_break = true;
         }
+        flush(&mut pending, &mut out, style(&stack));
         match runs.pieces.get(&pos) {
-            Some(RunPiece::Style(id)) => {
-                flush(&mut pending, &mut out, style(&stack));
-                stack.push(*id);
-            }
+            Some(RunPiece::Style(id)) => stack.push(*id),
             Some(RunPiece::EndStyle) => {
-                flush(&mut pending, &mut out, style(&stack));
                 stack.pop();
             }
             Some(RunPiece::Child(id)) => {
-                flush(&mut pending, &mut out, style(&stack));
                 out.push_str(&format!("<{run}>{}{body}</{run}>", props(Some(*id))));
             }
             Some(RunPiece::Break) => {
-                flush(&mut pending, &mut out, style(&stack));
                 out.push_str(body);
                 after_break = true;
             }
-            Some(RunPiece::Cue) | None => {
-                flush(&mut pending, &mut out, style(&stack));
-                out.push_str(body);
-            }
+            Some(RunPiece::Cue) | None => out.push_str(body),
         }
     }
-    pending.push_str(if after_break {
-        rest.strip_prefix(' ').unwrap_or(rest)
-    } else {
-        rest
-    });
     flush(&mut pending, &mut out, style(&stack));
     out
 }

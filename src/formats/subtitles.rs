@@ -14,7 +14,7 @@
 use std::ops::Range;
 
 use super::markup::{Escape, Role, Unit, UnitBuilder};
-use super::office::{RunPiece, Runs, MARK, MARK_CLOSE, MARK_END};
+use super::office::{marked, Marked, RunPiece, Runs};
 use crate::error::Result;
 
 /// The most cues read as one unit.
@@ -310,24 +310,15 @@ fn cue_text(source: &str, range: Range<usize>, vtt: bool, b: &mut UnitBuilder) {
 fn split_cues(rendered: &str, runs: &Runs) -> Option<(Vec<String>, Vec<String>)> {
     let mut cues: Vec<String> = vec![String::new()];
     let mut seps: Vec<String> = Vec::new();
-    let mut rest = rendered;
-    while let Some(at) = rest.find(MARK) {
-        cues.last_mut()?.push_str(&rest[..at]);
-        let after = &rest[at + MARK.len_utf8()..];
-        let e = after.find(MARK_END)?;
-        let pos: usize = after[..e].parse().ok()?;
-        let from = e + MARK_END.len_utf8();
-        let c = after[from..].find(MARK_CLOSE)?;
-        let body = &after[from..from + c];
-        rest = &after[from + c + MARK_CLOSE.len_utf8()..];
-        if runs.pieces.get(&pos) == Some(&RunPiece::Cue) {
-            seps.push(body.to_string());
-            cues.push(String::new());
-        } else {
-            cues.last_mut()?.push_str(body);
+    for piece in marked(rendered) {
+        match piece {
+            Marked::Markup { pos, body } if runs.pieces.get(&pos) == Some(&RunPiece::Cue) => {
+                seps.push(body.to_string());
+                cues.push(String::new());
+            }
+            Marked::Markup { body, .. } | Marked::Text(body) => cues.last_mut()?.push_str(body),
         }
     }
-    cues.last_mut()?.push_str(rest);
     Some((cues, seps))
 }
 
@@ -410,16 +401,12 @@ pub(crate) fn spread(rendered: &str, unit: &Unit, source: &str, runs: &Runs) -> 
 
 /// The markers taken out, the markup kept.
 pub(crate) fn strip_marks(rendered: &str) -> String {
-    let mut out = String::new();
-    let mut rest = rendered;
-    while let Some(at) = rest.find(MARK) {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + MARK.len_utf8()..];
-        let from = after.find(MARK_END).map_or(0, |e| e + MARK_END.len_utf8());
-        rest = &after[from..];
-    }
-    out.push_str(rest);
-    out.replace(MARK_CLOSE, "")
+    marked(rendered)
+        .into_iter()
+        .map(|p| match p {
+            Marked::Text(t) | Marked::Markup { body: t, .. } => t,
+        })
+        .collect()
 }
 
 /// A cue's text on `lines` lines (more where a line would pass [`LINE_CHARS`]), broken at
