@@ -127,24 +127,17 @@ impl Language {
     /// is a language code. `None` for names of another shape and for language groups
     /// (`opus-mt-ROMANCE-en`, `opus-mt-mul-en`).
     pub fn from_model_name(name: &str) -> Option<Self> {
-        let base = name
-            .trim_end_matches(['/', '\\'])
-            .rsplit(['/', '\\'])
-            .next()?;
-        let lower = base.to_lowercase();
-        let (_, pair) = lower.split_once("opus-mt-")?;
-        let parts: Vec<&str> = pair.split('-').collect();
-        let source = parts.len().checked_sub(2).and_then(|i| parts.get(i))?;
-        // Group codes (`mul`, `gem`, `roa`, `romance`) are no single language.
-        if source.len() > 3 || *source == "mul" {
-            return None;
-        }
-        Self::parse(source)
+        Self::of_model_name(name, 2)
     }
 
-    /// The target language of an OPUS-MT model by its name (`opus-mt-zh-en`: English), as
+    /// The target language of an OPUS-MT style model name (`opus-mt-zh-en`: English), as
     /// [`Language::from_model_name`] reads the source.
     pub fn target_from_model_name(name: &str) -> Option<Self> {
+        Self::of_model_name(name, 1)
+    }
+
+    /// The code `from_end` places from the end of the pair in an OPUS-MT style name.
+    fn of_model_name(name: &str, from_end: usize) -> Option<Self> {
         let base = name
             .trim_end_matches(['/', '\\'])
             .rsplit(['/', '\\'])
@@ -155,11 +148,12 @@ impl Language {
         if parts.len() < 2 {
             return None;
         }
-        let target = parts.last()?;
-        if target.len() > 3 || *target == "mul" {
+        let code = parts.get(parts.len() - from_end)?;
+        // Group codes (`mul`, `gem`, `roa`, `romance`) are no single language.
+        if code.len() > 3 || *code == "mul" {
             return None;
         }
-        Self::parse(target)
+        Self::parse(code)
     }
 
     /// The code, as normalised (`nl`, `zh-hant`).

@@ -419,8 +419,8 @@ pub(crate) fn scan(dir: &Path, provenance: Provenance, fix: &Fix) -> Result<Mode
     } else {
         WeightFormat::PyTorch
     };
-    let source_language = source_language(tokenizer_config_value.as_ref(), &provenance, dir);
-    let target_language = target_language(tokenizer_config_value.as_ref(), &provenance, dir);
+    let source_language = model_language(tokenizer_config_value.as_ref(), &provenance, dir, false);
+    let target_language = model_language(tokenizer_config_value.as_ref(), &provenance, dir, true);
     Ok(ModelFiles {
         dir: dir.to_path_buf(),
         architecture,
@@ -436,49 +436,30 @@ pub(crate) fn scan(dir: &Path, provenance: Provenance, fix: &Fix) -> Result<Mode
     })
 }
 
-/// The model's source language as far as its files tell: `tokenizer_config.json`'s
-/// `source_lang` (Marian tokenizers have it), else an OPUS-MT name (`opus-mt-zh-en`) of the Hub
-/// repository or, for a local directory, of the directory. The catalogue's manifest, which
-/// says it outright, takes precedence (see [`crate::source::Resolver::resolve`]).
-fn source_language(
+/// The model's source language (`target: false`) or target language as far as its files tell:
+/// `tokenizer_config.json`'s `source_lang` or `target_lang` (Marian tokenizers have them), else
+/// an OPUS-MT name (`opus-mt-zh-en`) of the Hub repository or, for a local directory, of the
+/// directory. The catalogue's manifest, which says it outright, takes precedence (see
+/// [`crate::source::Resolver::resolve`]).
+fn model_language(
     tokenizer_config: Option<&Value>,
     provenance: &Provenance,
     dir: &Path,
+    target: bool,
 ) -> Option<String> {
-    let code = |s: &str| {
-        crate::segment::Language::new(s)
-            .ok()
-            .map(|l| l.code().to_string())
+    use crate::segment::Language;
+    let code = |s: &str| Language::new(s).ok().map(|l| l.code().to_string());
+    let named = |s: &str| {
+        let found = if target {
+            Language::target_from_model_name(s)
+        } else {
+            Language::from_model_name(s)
+        };
+        found.map(|l| l.code().to_string())
     };
-    let named =
-        |s: &str| crate::segment::Language::from_model_name(s).map(|l| l.code().to_string());
+    let key = if target { "target_lang" } else { "source_lang" };
     tokenizer_config
-        .and_then(|v| v.get("source_lang"))
-        .and_then(Value::as_str)
-        .and_then(code)
-        .or_else(|| provenance.repo.as_deref().and_then(named))
-        .or_else(|| {
-            (provenance.origin == Origin::Directory)
-                .then(|| named(&dir.to_string_lossy()))
-                .flatten()
-        })
-}
-
-/// The model's target language, as [`source_language`] finds the source.
-fn target_language(
-    tokenizer_config: Option<&Value>,
-    provenance: &Provenance,
-    dir: &Path,
-) -> Option<String> {
-    let code = |s: &str| {
-        crate::segment::Language::new(s)
-            .ok()
-            .map(|l| l.code().to_string())
-    };
-    let named =
-        |s: &str| crate::segment::Language::target_from_model_name(s).map(|l| l.code().to_string());
-    tokenizer_config
-        .and_then(|v| v.get("target_lang"))
+        .and_then(|v| v.get(key))
         .and_then(Value::as_str)
         .and_then(code)
         .or_else(|| provenance.repo.as_deref().and_then(named))
