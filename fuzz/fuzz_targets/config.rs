@@ -9,6 +9,8 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
+// The capped allocator (tolk_fuzz::CappedAlloc) is linked only when the crate is used.
+use tolk_fuzz as _;
 use serde_json::Value;
 use tolk::config::{GenerationConfig, ModelConfig};
 

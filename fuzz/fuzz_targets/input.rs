@@ -10,6 +10,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+// The capped allocator (tolk_fuzz::CappedAlloc) is linked only when the crate is used.
+use tolk_fuzz as _;
 use tolk::input::{decode, DecodeOptions, StreamDecoder};
 
 fuzz_target!(|data: &[u8]| {

@@ -6,6 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+// The capped allocator (tolk_fuzz::CappedAlloc) is linked only when the crate is used.
+use tolk_fuzz as _;
 use tolk::tokenizer::{PieceType, SentencePieceModel};
 
 /// Short texts that reach the normaliser's odd corners: ligatures, full-width and combining
