@@ -784,3 +784,39 @@ fn cues_left_without_words_get_the_words_dealt_out() {
         "1\n00:00:01,000 --> 00:00:02,000\nWell.\n\n2\n00:00:02,000 --> 00:00:03,000\n…\n\n3\n00:00:03,000 --> 00:00:04,000\n…\n"
     );
 }
+
+#[test]
+fn odp_slides_frames_and_notes() {
+    let content = r#"<?xml version="1.0" encoding="UTF-8"?><office:document-content xmlns:office="o" xmlns:text="t" xmlns:draw="d" xmlns:presentation="p"><office:body><office:presentation><draw:page draw:name="dia1"><draw:frame presentation:class="title"><draw:text-box><text:p>Het regent alweer</text:p></draw:text-box></draw:frame><draw:frame><draw:text-box><text:list><text:list-item><text:p>Ik heb <text:span text:style-name="T1">koffie</text:span> gedronken.</text:p></text:list-item></text:list></draw:text-box></draw:frame><presentation:notes><draw:frame><draw:text-box><text:p>Zeg iets over het weer.</text:p></draw:text-box></draw:frame></presentation:notes></draw:page></office:presentation></office:body></office:document-content>"#;
+    let input = zip_of(&[
+        (
+            "mimetype",
+            b"application/vnd.oasis.opendocument.presentation",
+            true,
+        ),
+        ("content.xml", content.as_bytes(), false),
+        ("Pictures/a.png", b"\x89PNG", true),
+    ]);
+    let markup =
+        Markup::open_package(InputFormat::Odp, input, "a.odp", PackageLimits::default()).unwrap();
+    let out = reversed(&copy_model(), &markup);
+    let file = out.file.unwrap();
+    let c = part(&file, "content.xml");
+    assert!(well_formed(&c), "{c}");
+    assert!(c.contains("<text:p>alweer regent Het</text:p>"), "{c}");
+    assert!(
+        c.contains(r#"<text:span text:style-name="T1">koffie</text:span>"#),
+        "{c}"
+    );
+    assert!(
+        c.contains("<text:p>weer. het over iets Zeg</text:p>"),
+        "{c}"
+    );
+    assert_eq!(entries(&file)[2].2, b"\x89PNG");
+    // The list item is read as one.
+    assert!(
+        out.output.source.contains("- Ik heb koffie gedronken."),
+        "{}",
+        out.output.source
+    );
+}
