@@ -71,6 +71,19 @@ impl OutputFormat {
         }
     }
 
+    /// The media type of an output in this format (a document in its own format: that
+    /// format's).
+    pub fn media_type(self) -> &'static str {
+        match self {
+            OutputFormat::Json => "application/json",
+            OutputFormat::Jsonl => "application/x-ndjson",
+            OutputFormat::Markdown => "text/markdown; charset=utf-8",
+            OutputFormat::Text => "text/plain; charset=utf-8",
+            OutputFormat::Html => "text/html; charset=utf-8",
+            OutputFormat::Own(f) => f.media_type(),
+        }
+    }
+
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
         match self {

@@ -205,6 +205,18 @@ enum Item {
     Close(Range<usize>),
 }
 
+impl Item {
+    /// Markup kept as written where the alignment puts it, reading as no words.
+    fn mark(range: Range<usize>) -> Item {
+        Item::Mark {
+            range,
+            words: String::new(),
+            space: false,
+            wrap: None,
+        }
+    }
+}
+
 /// A run's properties: the style id, the markup that opens a span of it (the properties, or
 /// the run's start tag when it has none), and the run's end tag.
 #[derive(Clone)]
@@ -341,24 +353,14 @@ impl Walker<'_> {
                     i += 1;
                 }
                 Token::Other { .. } => {
-                    items.push(Item::Mark {
-                        range: r,
-                        words: String::new(),
-                        space: false,
-                        wrap: None,
-                    });
+                    items.push(Item::mark(r));
                     i += 1;
                 }
                 Token::End { name, .. } => {
                     if self.dialect.is_container(name) {
                         items.push(Item::Close(r));
                     } else {
-                        items.push(Item::Mark {
-                            range: r,
-                            words: String::new(),
-                            space: false,
-                            wrap: None,
-                        });
+                        items.push(Item::mark(r));
                     }
                     i += 1;
                 }
@@ -774,12 +776,7 @@ fn note_markers(items: Vec<Item>) -> Vec<Item> {
                     _ => false,
                 }) =>
             {
-                out.push(Item::Mark {
-                    range: run,
-                    words: String::new(),
-                    space: false,
-                    wrap: None,
-                });
+                out.push(Item::mark(run));
             }
             Item::Open(open) if glued(&out) => {
                 // An element around nothing but a marker.
@@ -795,12 +792,7 @@ fn note_markers(items: Vec<Item>) -> Vec<Item> {
                     }
                 }
                 match whole {
-                    Some(range) => out.push(Item::Mark {
-                        range,
-                        words: String::new(),
-                        space: false,
-                        wrap: None,
-                    }),
+                    Some(range) => out.push(Item::mark(range)),
                     None => {
                         out.push(Item::Open(open));
                         out.extend(ahead);

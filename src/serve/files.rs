@@ -280,12 +280,7 @@ async fn translate_upload(
         .and_then(|s| s.to_str())
         .unwrap_or("document");
     let out_name = format!("{stem}.{}.{}", lang::to_client(&target), output.extension());
-    let media_type = match output {
-        crate::output::OutputFormat::Own(f) => f.media_type(),
-        crate::output::OutputFormat::Html => InputFormat::Html.media_type(),
-        crate::output::OutputFormat::Markdown => InputFormat::Markdown.media_type(),
-        _ => InputFormat::Text.media_type(),
-    };
+    let media_type = output.media_type();
     let (id, cancel) = (ticket.id, Arc::clone(&ticket.cancel));
     let worker = Arc::clone(state);
     let work = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {

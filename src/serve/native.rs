@@ -184,14 +184,7 @@ pub(crate) async fn translate(
         .map_err(|_| timed_out(&state))?
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     ticket.finish();
-    let content_type = match format {
-        OutputFormat::Json => "application/json",
-        OutputFormat::Jsonl => "application/x-ndjson",
-        OutputFormat::Markdown => "text/markdown; charset=utf-8",
-        OutputFormat::Text => "text/plain; charset=utf-8",
-        OutputFormat::Html => "text/html; charset=utf-8",
-        OutputFormat::Own(f) => f.media_type(),
-    };
+    let content_type = format.media_type();
     Ok((
         [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
         bytes,
