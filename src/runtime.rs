@@ -1,15 +1,18 @@
 //! The seq2seq runtime that the translator and the abstractive summariser share: one loader (the
 //! model's configuration and generation settings checked against the weights, a PyTorch `.bin`
 //! converted once to safetensors in tolk's cache, the int8 model quantised once and cached) and
-//! one batch runner (length-sorted, token-budgeted batches, each encoded once and searched inside
-//! the thread pool's hot section; results in input order).
+//! one batch runner, continuous: inputs sorted by length join a running search as it has room
+//! (within a count and a padded-token budget, as CTranslate2 and Marian fill batches), each
+//! encoded when it joins, and leave it as soon as they are finished, so the batch stays full;
+//! steps run inside the thread pool's hot section. An urgent lane lets short server requests
+//! overtake (see `Batcher`).
 //!
-//! Batching follows CTranslate2 and Marian: inputs are sorted by token length so that a batch
-//! holds inputs of similar length (little padding), batches are filled up to a count and a
-//! padded-token budget, and each batch is encoded once and decoded with the cross-attention keys
-//! and values computed once. Because padding is masked, an input gets the same tokens in any
-//! batch.
+//! Where the backend computes each row independently (the host backend), an input gets the same
+//! tokens, bit for bit, whatever joins beside it and whenever it joins; on the candle backend
+//! inputs join only an empty search, so batches follow [`BatchOptions::plan`] one after the
+//! other, and padding is masked.
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::time::Instant;
 
@@ -18,7 +21,7 @@ use candle_core::{DType, Device};
 use crate::cache;
 use crate::config::{GenerationConfig, ModelConfig};
 use crate::error::{Error, Result};
-use crate::generate::{generate_limited, Hypothesis};
+use crate::generate::{Hypothesis, Joining, Search};
 use crate::model::{BackendChoice, Placement, Quantization, Seq2SeqModel};
 use crate::source::ModelFiles;
 use crate::weights::Weights;
@@ -243,10 +246,10 @@ impl Seq2Seq {
         Ok(Seq2Seq { model, generation })
     }
 
-    /// Generates for every input (token ids ending in `</s>`), in batches planned by `batching`,
-    /// each encoded once and searched inside the thread pool's hot section; `limits` caps each
-    /// input's decoder length (see [`generate_limited`]). Returns the hypotheses of every input,
-    /// in input order.
+    /// Generates for every input (token ids ending in `</s>`), batched by `batching` (see
+    /// [`Batcher`]); `limits` caps each input's decoder length (see
+    /// [`generate_limited`](crate::generate::generate_limited)). Returns the hypotheses of every
+    /// input, in input order.
     pub(crate) fn generate(
         &self,
         ids: &[Vec<u32>],
@@ -257,48 +260,296 @@ impl Seq2Seq {
         self.generate_with_progress(ids, limits, generation, batching, &mut |_| {})
     }
 
-    /// [`Seq2Seq::generate`], calling `batch_done` with the input indices of each batch once
-    /// its hypotheses are ready.
+    /// [`Seq2Seq::generate`], calling `done` with the input indices finished at each step.
     pub(crate) fn generate_with_progress(
         &self,
         ids: &[Vec<u32>],
         limits: Option<&[usize]>,
         generation: &GenerationConfig,
         batching: &BatchOptions,
-        batch_done: &mut dyn FnMut(&[usize]),
+        done: &mut dyn FnMut(&[usize]),
     ) -> Result<Vec<Vec<Hypothesis>>> {
-        let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
+        let mut batcher = Batcher::new(self, generation, *batching)?;
+        for (k, source) in ids.iter().enumerate() {
+            let limit = limits.and_then(|l| l.get(k)).copied().unwrap_or(usize::MAX);
+            batcher.push(k, source.clone(), limit, 0, false);
+        }
         let mut out: Vec<Vec<Hypothesis>> = vec![Vec::new(); ids.len()];
-        let plan = batching.plan(&lengths);
-        let batches = plan.len();
-        for (n, batch) in plan.into_iter().enumerate() {
-            let started = Instant::now();
-            let longest = batch.iter().map(|&k| lengths[k]).max().unwrap_or(0);
-            let sources: Vec<Vec<u32>> = batch.iter().map(|&k| ids[k].clone()).collect();
-            let batch_limits: Option<Vec<usize>> =
-                limits.map(|l| batch.iter().map(|&k| l[k]).collect());
-            let hyps = crate::kernels::pool::hot(|| {
-                let encoded = self.model.encode(&sources)?;
-                generate_limited(&self.model, &encoded, generation, batch_limits.as_deref())
-            })?;
-            for (&k, hyps) in batch.iter().zip(hyps) {
+        while !batcher.is_idle() {
+            let finished = batcher.step()?;
+            let keys: Vec<usize> = finished.iter().map(|(k, _)| *k).collect();
+            for (k, hyps) in finished {
                 out[k] = hyps;
             }
-            tracing::debug!(
-                sentences = batch.len(),
-                padded_tokens = longest * batch.len(),
-                generated_tokens = batch
-                    .iter()
-                    .map(|&k| out[k].first().map_or(0, |h| h.ids.len()))
-                    .sum::<usize>(),
-                beams = generation.num_beams,
-                "batch {}/{batches} in {:.3} s",
-                n + 1,
-                started.elapsed().as_secs_f64()
-            );
-            batch_done(&batch);
+            if !keys.is_empty() {
+                done(&keys);
+            }
         }
         Ok(out)
+    }
+}
+
+/// An input waiting for room in a [`Batcher`].
+#[derive(Debug)]
+struct Waiting {
+    ids: Vec<u32>,
+    limit: usize,
+    processor: usize,
+}
+
+/// Continuous batching over one model: inputs wait, longest first, until the running search has
+/// room (at most [`BatchOptions::max_batch_size`] inputs, and the longest times their number
+/// within [`BatchOptions::max_batch_tokens`]); they are encoded together and join the search
+/// between two decoding steps, and each leaves as soon as it is finished. So a batch stays
+/// full.
+///
+/// Urgent inputs (a server request of a sentence or two, typed into the page) have a lane of
+/// their own: a second search of at most a quarter of the batch, which they join at the next
+/// step, and which steps first while it has work, the main search waiting (at most
+/// [`PRIORITY_STEPS`] steps in a row while the main search has inputs). A step of a few rows
+/// costs a fraction of a full batch's, so such an input takes close to its time alone instead
+/// of its length times a full batch's step.
+///
+/// Where the backend's rows are independent ([`Seq2SeqModel::joins`]: the host backend) every
+/// input gets the tokens it gets alone. Elsewhere inputs join only an empty search: batches
+/// then follow [`BatchOptions::plan`] exactly, one after the other.
+pub(crate) struct Batcher<'m> {
+    model: &'m Seq2SeqModel,
+    /// The main lane and the urgent lane.
+    lanes: [Lane<'m>; 2],
+    batching: BatchOptions,
+    /// Ordered longest first, then by arrival.
+    waiting: std::collections::BTreeMap<(std::cmp::Reverse<usize>, u64), (usize, Waiting)>,
+    /// Urgent inputs, in arrival order.
+    urgent: VecDeque<(usize, Waiting)>,
+    arrivals: u64,
+    /// Urgent steps run in a row while the main lane had inputs.
+    main_waited: usize,
+}
+
+/// The most steps the urgent lane runs in a row while the main one has inputs.
+pub(crate) const PRIORITY_STEPS: usize = 32;
+
+/// One search of a [`Batcher`], and the source length of each of its inputs, by key.
+struct Lane<'m> {
+    search: Search<'m>,
+    running: std::collections::HashMap<usize, usize>,
+}
+
+impl std::fmt::Debug for Batcher<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher")
+            .field("waiting", &self.waiting.len())
+            .field("urgent", &self.urgent.len())
+            .field("running", &self.lanes[0].running.len())
+            .field("running_urgent", &self.lanes[1].running.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'m> Batcher<'m> {
+    /// A batcher generating with `generation` (greedy or beam search by its `num_beams`).
+    pub(crate) fn new(
+        runtime: &'m Seq2Seq,
+        generation: &GenerationConfig,
+        batching: BatchOptions,
+    ) -> Result<Self> {
+        let lane = || -> Result<Lane<'m>> {
+            Ok(Lane {
+                search: Search::new(&runtime.model, generation, generation.num_beams > 1)?,
+                running: Default::default(),
+            })
+        };
+        Ok(Batcher {
+            model: &runtime.model,
+            lanes: [lane()?, lane()?],
+            batching,
+            waiting: Default::default(),
+            urgent: VecDeque::new(),
+            arrivals: 0,
+            main_waited: 0,
+        })
+    }
+
+    /// Adds the logits processors of `cfg` for [`Batcher::push`] (see
+    /// [`Search::add_processor`]).
+    pub(crate) fn add_processor(&mut self, cfg: &GenerationConfig) -> usize {
+        let [main, urgent] = &mut self.lanes;
+        urgent.search.add_processor(cfg);
+        main.search.add_processor(cfg)
+    }
+
+    /// The longest decoder sequence the settings allow.
+    pub(crate) fn max_length(&self) -> usize {
+        self.lanes[0].search.max_length()
+    }
+
+    /// Queues an input (token ids ending in `</s>`) under `key`, with its maximum decoder
+    /// length and logits processors (0: the generation settings'); `urgent`: in the urgent lane.
+    pub(crate) fn push(
+        &mut self,
+        key: usize,
+        ids: Vec<u32>,
+        limit: usize,
+        processor: usize,
+        urgent: bool,
+    ) {
+        let w = Waiting {
+            ids,
+            limit,
+            processor,
+        };
+        if urgent {
+            self.urgent.push_back((key, w));
+            return;
+        }
+        let at = (std::cmp::Reverse(w.ids.len()), self.arrivals);
+        self.arrivals += 1;
+        self.waiting.insert(at, (key, w));
+    }
+
+    /// Whether nothing is queued or running.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.waiting.is_empty()
+            && self.urgent.is_empty()
+            && self.lanes.iter().all(|l| l.running.is_empty())
+    }
+
+    /// Inputs that would join the main lane at the next step if queued now.
+    pub(crate) fn room(&self) -> usize {
+        let main = &self.lanes[0];
+        if !main.search.can_join() {
+            return 0;
+        }
+        self.batching
+            .max_batch_size
+            .saturating_sub(main.running.len() + self.waiting.len())
+    }
+
+    /// Admits what fits into each lane, then runs one decoding step of one lane (the urgent one
+    /// while it has inputs, see [`Batcher`]) inside the thread pool's hot section; returns the
+    /// inputs finished, with their hypotheses.
+    pub(crate) fn step(&mut self) -> Result<Vec<(usize, Vec<Hypothesis>)>> {
+        let size = self.batching.max_batch_size;
+        let tokens = self.batching.max_batch_tokens;
+        let reserve = (size / 4).max(1);
+        let main = admissible(&mut self.waiting, &self.lanes[0], size, tokens);
+        let urgent = admissible(
+            &mut self.urgent,
+            &self.lanes[1],
+            reserve,
+            (tokens / size.max(1) * reserve).max(1),
+        );
+        let main_busy = !self.lanes[0].running.is_empty() || !main.is_empty();
+        let urgent_busy = !self.lanes[1].running.is_empty() || !urgent.is_empty();
+        let lane = if urgent_busy && (!main_busy || self.main_waited < PRIORITY_STEPS) {
+            self.main_waited = if main_busy { self.main_waited + 1 } else { 0 };
+            1
+        } else {
+            self.main_waited = 0;
+            0
+        };
+        let model = self.model;
+        let [l0, l1] = &mut self.lanes;
+        crate::kernels::pool::hot(|| -> Result<Vec<(usize, Vec<Hypothesis>)>> {
+            for (l, admitted) in [(&mut *l0, main), (&mut *l1, urgent)] {
+                if !admitted.is_empty() {
+                    l.admit(model, admitted)?;
+                }
+            }
+            let l = if lane == 1 { l1 } else { l0 };
+            let finished = l.search.step()?;
+            for (key, _) in &finished {
+                l.running.remove(key);
+            }
+            Ok(finished)
+        })
+    }
+}
+
+/// A queue of waiting inputs, in the order they should join.
+trait Queue {
+    fn first_n(&self, fits: &mut dyn FnMut(usize) -> bool) -> usize;
+    fn take(&mut self, n: usize) -> Vec<(usize, Waiting)>;
+    fn is_empty(&self) -> bool;
+}
+
+impl Queue for std::collections::BTreeMap<(std::cmp::Reverse<usize>, u64), (usize, Waiting)> {
+    fn first_n(&self, fits: &mut dyn FnMut(usize) -> bool) -> usize {
+        self.values().take_while(|(_, w)| fits(w.ids.len())).count()
+    }
+    fn take(&mut self, n: usize) -> Vec<(usize, Waiting)> {
+        (0..n)
+            .filter_map(|_| self.pop_first().map(|(_, v)| v))
+            .collect()
+    }
+    fn is_empty(&self) -> bool {
+        std::collections::BTreeMap::is_empty(self)
+    }
+}
+
+impl Queue for VecDeque<(usize, Waiting)> {
+    fn first_n(&self, fits: &mut dyn FnMut(usize) -> bool) -> usize {
+        self.iter().take_while(|(_, w)| fits(w.ids.len())).count()
+    }
+    fn take(&mut self, n: usize) -> Vec<(usize, Waiting)> {
+        self.drain(..n.min(self.len())).collect()
+    }
+    fn is_empty(&self) -> bool {
+        VecDeque::is_empty(self)
+    }
+}
+
+/// The first inputs of `queue` that fit into `lane` now: at most `size` inputs in the lane, the
+/// longest times their number within `tokens` (the first one always, into an empty lane).
+fn admissible(
+    queue: &mut dyn Queue,
+    lane: &Lane<'_>,
+    size: usize,
+    tokens: usize,
+) -> Vec<(usize, Waiting)> {
+    if queue.is_empty() || !lane.search.can_join() {
+        return Vec::new();
+    }
+    let mut count = lane.running.len();
+    let mut longest = lane.running.values().copied().max().unwrap_or(0);
+    let n = queue.first_n(&mut |len| {
+        let new_longest = longest.max(len.max(1));
+        let ok = count == 0 || (count < size && new_longest * (count + 1) <= tokens);
+        if ok {
+            count += 1;
+            longest = new_longest;
+        }
+        ok
+    });
+    queue.take(n)
+}
+
+impl Lane<'_> {
+    fn admit(&mut self, model: &Seq2SeqModel, admitted: Vec<(usize, Waiting)>) -> Result<()> {
+        let started = Instant::now();
+        let sources: Vec<Vec<u32>> = admitted.iter().map(|(_, w)| w.ids.clone()).collect();
+        let joining: Vec<Joining> = admitted
+            .iter()
+            .map(|(key, w)| Joining {
+                key: *key,
+                limit: w.limit,
+                processor: w.processor,
+            })
+            .collect();
+        let encoded = model.encode(&sources)?;
+        self.search.add(&encoded, &joining)?;
+        for (key, w) in &admitted {
+            self.running.insert(*key, w.ids.len());
+        }
+        tracing::debug!(
+            sentences = admitted.len(),
+            source_tokens = sources.iter().map(Vec::len).sum::<usize>(),
+            running = self.running.len(),
+            "encoded in {:.3} s and joined the search",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
     }
 }
 

@@ -1,22 +1,34 @@
-//! Batching across documents: the segments of every document in flight (the server's requests,
-//! the records of a JSON-lines corpus) go to one scheduler per model, which translates them in
-//! rounds. A round waits a few milliseconds for segments to
-//! gather (or until a batch is full), takes each request's segments in turn so that one huge
-//! request cannot starve small ones (a request gets at most its share of a round while others
-//! wait), and hands them to the translator in one call, which sorts them by length into padded
-//! batches within the token budget. Each request gets its own results back, in order.
+//! Batching across documents, step by step: the segments of every document in flight (the
+//! server's requests, the records of a JSON-lines corpus) go to one scheduler per model, which
+//! keeps one batch decoding: the translator's [`SegmentStream`] (for the [`Translator`], a
+//! [`TranslationStream`]: a segment joins at the next decoding step and leaves when it is
+//! finished, with exactly the tokens it gets alone).
 //!
-//! Requests whose client went away are dropped from the queue; the queue has a bound, and a
+//! - With nothing in flight, the scheduler waits a few milliseconds for segments to gather (or
+//!   until a batch is full).
+//! - While the batch runs, each free place goes to the request with the fewest segments in it
+//!   (the oldest first among equals), so one huge request cannot starve small ones.
+//! - A small request (at most a quarter of the batch in segments) starts at the next step even
+//!   when the batch is full, in the stream's urgent lane (see [`crate::runtime`]'s `Batcher`:
+//!   a second batch of at most a quarter of the size, which steps first while it has work).
+//! - Requests with other generation settings wait until the batch drains, once their oldest
+//!   request is the oldest waiting.
+//!
+//! Each request gets its own results back, in order. Requests whose client went away are dropped
+//! from the queue (their segments already in the batch finish); the queue has a bound, and a
 //! request that would pass it is refused at once rather than queued.
+//!
+//! [`Translator`]: crate::translate::Translator
+//! [`TranslationStream`]: crate::translate::TranslationStream
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::GenerationConfig;
 use crate::error::{Error, Result};
-use crate::translate::{SegmentTranslator, Translation};
+use crate::translate::{SegmentStream, SegmentTranslator, Translation};
 
 /// What a scheduler reports (the server counts it for `/metrics`); `()` ignores it.
 pub trait SchedulerObserver: Send + Sync {
@@ -25,7 +37,8 @@ pub trait SchedulerObserver: Send + Sync {
         let _ = segments;
     }
 
-    /// A round of `segments` segments from `requests` documents, `tokens` generated in `took`.
+    /// A decoding step of a batch of `segments` segments from `requests` documents, which took
+    /// `took`; the segments it finished had `tokens` tokens.
     fn batch(&self, segments: usize, requests: usize, tokens: usize, took: Duration) {
         let _ = (segments, requests, tokens, took);
     }
@@ -33,12 +46,14 @@ pub trait SchedulerObserver: Send + Sync {
 
 impl SchedulerObserver for () {}
 
-/// How rounds are formed.
+/// How the batch is filled.
 #[derive(Debug, Clone)]
 pub struct SchedulerOptions {
-    /// Most segments in one round. Default: the translator's batch size (32).
+    /// Most segments in the batch (beyond it, only small requests' segments, in a reserve of a
+    /// quarter of it). Default: the translator's batch size (32).
     pub round_segments: usize,
-    /// How long a round waits for more segments once the first has arrived. Default 5 ms.
+    /// How long an idle scheduler waits for more segments once the first has arrived. Default
+    /// 5 ms.
     pub max_wait: Duration,
     /// Most segments waiting at once; more are refused. Default 4096.
     pub max_queued: usize,
@@ -58,7 +73,7 @@ impl Default for SchedulerOptions {
 struct Job {
     request: u64,
     texts: Vec<String>,
-    /// Segments handed to a round so far.
+    /// Segments handed to the batch so far.
     taken: usize,
     results: Vec<Option<Translation>>,
     done: usize,
@@ -88,11 +103,11 @@ struct Shared {
     running: AtomicBool,
 }
 
-/// The scheduler of one model: a loop that runs the rounds, on a thread of its own
+/// The scheduler of one model: a loop that runs the batch, on a thread of its own
 /// ([`Scheduler::start`]) or on one the caller scopes ([`Scheduler::new`] and
 /// [`Scheduler::serve`]).
 ///
-/// It cannot hang its clients: a round that fails or panics fails exactly its own segments'
+/// It cannot hang its clients: a step that fails or panics fails exactly its own segments'
 /// requests ([`SchedulerError::Failed`], [`SchedulerError::Panicked`], with a log line) and the
 /// loop goes on; if the loop ends for any reason but [`Scheduler::close`], every queued request
 /// fails at once with [`SchedulerError::Stopped`], new ones are refused, and
@@ -134,13 +149,13 @@ impl Scheduler {
         Ok(scheduler)
     }
 
-    /// Runs the rounds with `translator` until [`Scheduler::close`] (or the scheduler is
+    /// Runs the batch with `translator` until [`Scheduler::close`] (or the scheduler is
     /// dropped); fails what is queued if it ends otherwise.
     pub fn serve(&self, translator: &dyn SegmentTranslator) {
         serve(&self.shared, translator);
     }
 
-    /// Stops the loop once the round in progress is done; requests still queued, and new ones,
+    /// Stops the loop once the step in progress is done; requests still queued, and new ones,
     /// fail with [`SchedulerError::Stopped`].
     pub fn close(&self) {
         if let Ok(mut q) = self.shared.queue.lock() {
@@ -200,13 +215,14 @@ pub enum SchedulerError {
     /// translated by it.
     #[error("the translation scheduler has stopped")]
     Stopped,
-    /// The round that held its segments failed; the scheduler goes on with the others.
+    /// The step (or round) that held its segments failed; the scheduler goes on with the others.
     #[error("translation failed: {source}")]
     Failed {
         /// The translator's error.
         source: Arc<Error>,
     },
-    /// The round that held its segments panicked (a bug); the scheduler goes on with the others.
+    /// The step (or round) that held its segments panicked (a bug); the scheduler goes on with the
+    /// others.
     #[error("translation failed: the translator panicked: {message}")]
     Panicked {
         /// The panic's message.
@@ -273,9 +289,14 @@ impl SegmentTranslator for SchedulerClient {
     }
 }
 
-/// The scheduler's loop: wait for segments, gather a round, translate it, hand out the
-/// results; a round that fails or panics fails its own jobs. When the loop ends without being
-/// closed (a poisoned queue), whatever is queued fails at once and new work is refused.
+/// A segment in the stream: its job and its index there.
+type Slot = (Arc<Mutex<Job>>, usize);
+
+/// The scheduler's loop: segments go into one running [`SegmentStream`] of the translator as
+/// it has room (each request its share), the stream steps, and finished segments go back to
+/// their jobs. A step that fails or panics fails the jobs with segments in it, and the loop
+/// goes on with a new stream. When the loop ends without being closed (a poisoned queue),
+/// whatever is queued fails at once and new work is refused.
 fn serve(shared: &Shared, translator: &dyn SegmentTranslator) {
     shared.running.store(true, Ordering::Release);
     /// Marks the loop ended and fails what is queued, however the loop ends.
@@ -302,46 +323,93 @@ fn serve(shared: &Shared, translator: &dyn SegmentTranslator) {
         }
     }
     let _ended = Ended(shared);
-    while let Some((generation, round)) = next_round(shared) {
-        run_round(shared, translator, &generation, &round);
+    let mut stream: Option<(GenerationConfig, Box<dyn SegmentStream + '_>)> = None;
+    let mut flight: HashMap<u64, Slot> = HashMap::new();
+    let mut next_key = 0u64;
+    loop {
+        let current = stream.as_ref().map(|(g, s)| (g, s.room()));
+        let mut by_request: HashMap<u64, usize> = HashMap::new();
+        for (job, _) in flight.values() {
+            let request = job.lock().map_or(u64::MAX, |j| j.request);
+            *by_request.entry(request).or_insert(0) += 1;
+        }
+        let Some(taken) = next_segments(shared, current, &by_request) else {
+            return;
+        };
+        if let Some((generation, segments)) = taken {
+            if stream.as_ref().is_none_or(|(g, _)| *g != generation) {
+                match catch(|| translator.stream(&generation)) {
+                    Ok(s) => stream = Some((generation, s)),
+                    Err(e) => {
+                        let slots: Vec<Slot> = segments.into_iter().map(|(s, _)| s).collect();
+                        fail(shared, &slots, &e);
+                        continue;
+                    }
+                }
+            }
+            let Some((_, s)) = stream.as_mut() else {
+                continue;
+            };
+            for ((job, i), urgent) in segments {
+                let text = job.lock().map(|j| j.texts[i].clone()).unwrap_or_default();
+                let key = next_key;
+                next_key += 1;
+                match catch(|| s.add(key, &text, urgent)) {
+                    Ok(()) => {
+                        flight.insert(key, (job, i));
+                    }
+                    Err(e) => fail(shared, &[(job, i)], &e),
+                }
+            }
+        }
+        let Some((_, s)) = stream.as_mut() else {
+            continue;
+        };
+        if s.in_flight() == 0 {
+            continue;
+        }
+        let started = Instant::now();
+        let requests = {
+            let mut ids: Vec<u64> = flight
+                .values()
+                .filter_map(|(job, _)| job.lock().ok().map(|j| j.request))
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids.len()
+        };
+        let segments = flight.len();
+        match catch(|| s.step()) {
+            Ok(finished) => {
+                let tokens = finished.iter().map(|(_, t)| t.ids.len()).sum();
+                shared
+                    .metrics
+                    .batch(segments, requests, tokens, started.elapsed());
+                for (key, t) in finished {
+                    if let Some((job, i)) = flight.remove(&key) {
+                        deliver(&job, i, t);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(
+                    segments,
+                    requests,
+                    "a translation step failed; its requests get the error: {e}"
+                );
+                let slots: Vec<Slot> = flight.drain().map(|(_, slot)| slot).collect();
+                fail(shared, &slots, &e);
+                // Its state is lost: the next segments start a new stream.
+                stream = None;
+            }
+        }
     }
 }
 
-/// One round: its segments translated together, and each job's results (or the round's
-/// failure) handed back.
-fn run_round(
-    shared: &Shared,
-    translator: &dyn SegmentTranslator,
-    generation: &GenerationConfig,
-    round: &[(Arc<Mutex<Job>>, usize)],
-) {
-    let texts: Vec<String> = round
-        .iter()
-        .map(|(job, i)| job.lock().map(|j| j.texts[*i].clone()).unwrap_or_default())
-        .collect();
-    let requests = {
-        let mut ids: Vec<u64> = round
-            .iter()
-            .filter_map(|(job, _)| job.lock().ok().map(|j| j.request))
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids.len()
-    };
-    let started = Instant::now();
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        translator.translate_segments(&refs, generation)
-    }));
-    let result = match result {
-        Ok(Ok(t)) if t.len() == round.len() => Ok(t),
-        Ok(Ok(t)) => Err(SchedulerError::Failed {
-            source: Arc::new(Error::Internal(format!(
-                "the translator gave {} translations for {} segments",
-                t.len(),
-                round.len()
-            ))),
-        }),
+/// Runs `f`, turning an error or a panic into the [`SchedulerError`] its requests get.
+fn catch<T>(f: impl FnOnce() -> Result<T>) -> std::result::Result<T, SchedulerError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(t)) => Ok(t),
         Ok(Err(e)) => Err(SchedulerError::Failed {
             source: Arc::new(e),
         }),
@@ -352,53 +420,38 @@ fn run_round(
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "(no message)".into()),
         }),
-    };
-    let tokens = result
-        .as_ref()
-        .map_or(0, |ts| ts.iter().map(|t| t.ids.len()).sum());
-    shared
-        .metrics
-        .batch(round.len(), requests, tokens, started.elapsed());
-    match result {
-        Ok(translations) => {
-            for ((job, i), t) in round.iter().zip(translations) {
-                deliver(job, *i, t);
-            }
+    }
+}
+
+/// Fails the jobs of `slots` with `e`, each once; they leave the queue (their other segments
+/// are not translated, and their results still in flight are dropped).
+fn fail(shared: &Shared, slots: &[Slot], e: &SchedulerError) {
+    let mut failed: Vec<*const Mutex<Job>> = Vec::new();
+    for (job, _) in slots {
+        if failed.contains(&Arc::as_ptr(job)) {
+            continue;
         }
-        Err(e) => {
-            tracing::error!(
-                segments = round.len(),
-                requests,
-                "a round failed; its requests get the error: {e}"
-            );
-            // Each job of the round fails once, and leaves the queue (its other segments are
-            // not translated).
-            let mut failed: Vec<*const Mutex<Job>> = Vec::new();
-            for (job, _) in round {
-                if failed.contains(&Arc::as_ptr(job)) {
-                    continue;
+        failed.push(Arc::as_ptr(job));
+        // Nothing more of it is taken: it counts as done. (The job's lock is let go before the
+        // queue's is taken: the queue's holders lock jobs.)
+        let left = match job.lock() {
+            Ok(mut j) => {
+                let _ = j.reply.send(Err(e.clone().into()));
+                // Later results find it answered.
+                j.done = usize::MAX;
+                let left = j.texts.len() - j.taken;
+                j.taken = j.texts.len();
+                left
+            }
+            Err(_) => 0,
+        };
+        if left > 0 {
+            if let Ok(mut q) = shared.queue.lock() {
+                q.queued -= left.min(q.queued);
+                for g in &mut q.groups {
+                    g.jobs.retain(|other| !Arc::ptr_eq(other, job));
                 }
-                failed.push(Arc::as_ptr(job));
-                // Nothing more of it is taken: it counts as done. (The job's lock is let go
-                // before the queue's is taken: the queue's holders lock jobs.)
-                let left = match job.lock() {
-                    Ok(mut j) => {
-                        let _ = j.reply.send(Err(e.clone().into()));
-                        let left = j.texts.len() - j.taken;
-                        j.taken = j.texts.len();
-                        left
-                    }
-                    Err(_) => 0,
-                };
-                if left > 0 {
-                    if let Ok(mut q) = shared.queue.lock() {
-                        q.queued -= left.min(q.queued);
-                        for g in &mut q.groups {
-                            g.jobs.retain(|other| !Arc::ptr_eq(other, job));
-                        }
-                        q.groups.retain(|g| !g.jobs.is_empty());
-                    }
-                }
+                q.groups.retain(|g| !g.jobs.is_empty());
             }
         }
     }
@@ -406,6 +459,10 @@ fn run_round(
 
 fn deliver(job: &Mutex<Job>, i: usize, t: Translation) {
     let Ok(mut j) = job.lock() else { return };
+    if j.done == usize::MAX {
+        // Already answered with an error.
+        return;
+    }
     if let Some(slot) = j.results.get_mut(i) {
         *slot = Some(t);
         j.done += 1;
@@ -416,24 +473,54 @@ fn deliver(job: &Mutex<Job>, i: usize, t: Translation) {
     }
 }
 
-/// Waits for the next round: the segments (job, index) of one generation group, at most
-/// `round_segments`, each request taking at most its share while others wait. `None` when the
-/// scheduler closes.
+/// The next segments for the stream, each with whether it is urgent (see [`take_segments`]):
+/// `None` when the scheduler closes; `Some(None)` when the stream should step without new
+/// segments.
+///
+/// With nothing in flight it waits for segments, then a little more (up to `max_wait`) for a
+/// batch to fill, and takes them from the group whose oldest job has waited longest. While the
+/// stream runs (`current`: its settings and room) it does not wait: it takes what fits from the
+/// stream's own group, as long as that group holds the oldest job (otherwise the stream drains
+/// and the other group's settings come next). `in_flight`: the segments each request has in the
+/// stream (see [`take_segments`]).
 #[allow(clippy::type_complexity)]
-fn next_round(shared: &Shared) -> Option<(GenerationConfig, Vec<(Arc<Mutex<Job>>, usize)>)> {
+fn next_segments(
+    shared: &Shared,
+    current: Option<(&GenerationConfig, usize)>,
+    in_flight: &HashMap<u64, usize>,
+) -> Option<Option<(GenerationConfig, Vec<(Slot, bool)>)>> {
     let opts = &shared.options;
     let mut q = shared.queue.lock().ok()?;
-    loop {
+    drop_cancelled(&mut q);
+    if q.closed {
+        return None;
+    }
+    let flying: usize = in_flight.values().sum();
+    if flying > 0 {
+        let Some((generation, room)) = current else {
+            return Some(None);
+        };
+        let free = room.min(opts.round_segments.saturating_sub(flying));
+        let reserve =
+            (opts.round_segments + reserve(opts.round_segments)).saturating_sub(flying + free);
+        let ours = q
+            .groups
+            .first()
+            .is_some_and(|g| &g.generation == generation);
+        if (free == 0 && reserve == 0) || !ours {
+            return Some(None);
+        }
+        let taken = take_segments(shared, &mut q, free, reserve, in_flight);
+        return Some(Some((generation.clone(), taken)));
+    }
+    while q.queued == 0 {
+        q = shared.wake.wait(q).ok()?;
         drop_cancelled(&mut q);
         if q.closed {
             return None;
         }
-        if q.queued > 0 {
-            break;
-        }
-        q = shared.wake.wait(q).ok()?;
     }
-    // The first segments are here: wait a little for more, unless a round is full already.
+    // The first segments are here: wait a little for more, unless a batch is full already.
     let deadline = Instant::now() + opts.max_wait;
     while q.queued < opts.round_segments {
         let now = Instant::now();
@@ -446,43 +533,108 @@ fn next_round(shared: &Shared) -> Option<(GenerationConfig, Vec<(Arc<Mutex<Job>>
         }
     }
     drop_cancelled(&mut q);
-    // The group whose oldest job has waited longest: the first group (groups keep arrival order
-    // of their first job; emptied groups are removed).
-    let group = q.groups.first_mut()?;
+    let Some(group) = q.groups.first() else {
+        return Some(None);
+    };
     let generation = group.generation.clone();
-    let mut round = Vec::with_capacity(opts.round_segments);
+    let room = current
+        .filter(|(g, _)| **g == generation)
+        .map_or(usize::MAX, |(_, room)| room);
+    let n = room.min(opts.round_segments).max(1);
+    let taken = take_segments(shared, &mut q, n, reserve(n), in_flight);
+    Some(Some((generation, taken)))
+}
+
+/// The places beyond a full batch kept for requests that have nothing in it yet: a quarter of
+/// the batch.
+fn reserve(batch: usize) -> usize {
+    (batch / 4).max(1)
+}
+
+/// Takes segments of the first group: first, urgent ones, up to `reserve`: the segments of
+/// small requests (at most `reserve` segments: a sentence typed into the page), oldest first, so
+/// that they start at the next step however full the batch is; then at most `n`, one at a time
+/// to the request with the fewest segments in the stream (`in_flight`, by request) and taken so
+/// far, the oldest job first among equals, so that no request waits behind another's backlog.
+fn take_segments(
+    shared: &Shared,
+    q: &mut Queue,
+    n: usize,
+    reserve: usize,
+    in_flight: &HashMap<u64, usize>,
+) -> Vec<(Slot, bool)> {
+    use std::cmp::Reverse;
+    let Some(group) = q.groups.first_mut() else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(n.min(1024));
+    let mut held: HashMap<u64, usize> = in_flight.clone();
     let jobs: Vec<Arc<Mutex<Job>>> = group.jobs.iter().cloned().collect();
-    let mut requests: Vec<u64> = jobs
-        .iter()
-        .filter_map(|j| j.lock().ok().map(|j| j.request))
-        .collect();
-    requests.sort_unstable();
-    requests.dedup();
-    let share = (opts.round_segments / requests.len().max(1)).max(1);
-    let mut taken: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
-    // First pass: each request its share, oldest job first; second pass: fill what is left.
-    for cap in [share, usize::MAX] {
-        for job in &jobs {
-            if round.len() >= opts.round_segments {
-                break;
-            }
-            let Ok(mut j) = job.lock() else { continue };
-            let took = taken.entry(j.request).or_insert(0);
-            while j.taken < j.texts.len() && *took < cap && round.len() < opts.round_segments {
-                round.push((Arc::clone(job), j.taken));
-                j.taken += 1;
-                *took += 1;
-            }
+    let mut urgent = 0;
+    for job in &jobs {
+        if urgent >= reserve {
+            break;
+        }
+        let Ok(mut j) = job.lock() else { continue };
+        if j.texts.len() > reserve {
+            continue;
+        }
+        while j.taken < j.texts.len() && urgent < reserve {
+            out.push(((Arc::clone(job), j.taken), true));
+            j.taken += 1;
+            urgent += 1;
+            *held.entry(j.request).or_insert(0) += 1;
         }
     }
-    q.queued -= round.len();
-    let group = q.groups.first_mut()?;
+    // (segments held by its request, age order) of every job with segments left.
+    let mut heap = std::collections::BinaryHeap::new();
+    let requests: Vec<Option<u64>> = jobs
+        .iter()
+        .map(|job| {
+            job.lock()
+                .ok()
+                .filter(|j| j.taken < j.texts.len())
+                .map(|j| j.request)
+        })
+        .collect();
+    for (order, request) in requests.iter().enumerate() {
+        if let Some(r) = request {
+            heap.push(Reverse((held.get(r).copied().unwrap_or(0), order)));
+        }
+    }
+    let mut normal = 0;
+    while normal < n {
+        let Some(Reverse((count, order))) = heap.pop() else {
+            break;
+        };
+        let (Some(request), job) = (requests[order], &jobs[order]) else {
+            continue;
+        };
+        let now = held.get(&request).copied().unwrap_or(0);
+        if now != count {
+            // Its request took more since: back in line with its real count.
+            heap.push(Reverse((now, order)));
+            continue;
+        }
+        let Ok(mut j) = job.lock() else { continue };
+        if j.taken >= j.texts.len() {
+            continue;
+        }
+        out.push(((Arc::clone(job), j.taken), false));
+        normal += 1;
+        j.taken += 1;
+        *held.entry(request).or_insert(0) += 1;
+        if j.taken < j.texts.len() {
+            heap.push(Reverse((now + 1, order)));
+        }
+    }
+    q.queued -= out.len().min(q.queued);
     group
         .jobs
         .retain(|j| j.lock().is_ok_and(|j| j.taken < j.texts.len()));
     q.groups.retain(|g| !g.jobs.is_empty());
     shared.metrics.queue_depth(q.queued);
-    Some((generation, round))
+    out
 }
 
 /// Removes the jobs whose request was cancelled, and the segments they still had waiting.
@@ -629,5 +781,176 @@ mod tests {
             );
             assert!(!s.is_running());
         });
+    }
+
+    /// Counts the steps the scheduler runs.
+    #[derive(Default)]
+    struct Steps(AtomicUsize);
+
+    impl SchedulerObserver for Steps {
+        fn batch(&self, _: usize, _: usize, _: usize, _: Duration) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_short_request_joins_a_running_long_one_at_the_next_step_with_its_own_result() {
+        use crate::translate::{BatchOptions, LoadOptions, Translator};
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/marian-tiny-trained");
+        let translator = Translator::from_dir(&dir, &LoadOptions::default().with_cache(false))
+            .unwrap()
+            .with_batching(BatchOptions::default().with_max_batch_size(4));
+        let long: Vec<String> = (0..24)
+            .map(|i| {
+                format!(
+                    "Op dag {i} van de reis liepen we door de oude stad, langs de haven en de \
+                     markt, en we aten vis met brood terwijl het zachtjes regende."
+                )
+            })
+            .collect();
+        let long: Vec<&str> = long.iter().map(String::as_str).collect();
+        let short = ["Goedemorgen!"];
+        let generation = translator.generation().clone();
+        let long_alone = translator.translate(&long).unwrap();
+        let short_alone = translator.translate(&short).unwrap();
+        let steps = Arc::new(Steps::default());
+        let s = Scheduler::start(
+            Arc::new(translator),
+            SchedulerOptions {
+                round_segments: 4,
+                ..SchedulerOptions::default()
+            },
+            Arc::clone(&steps) as Arc<dyn SchedulerObserver>,
+        )
+        .unwrap();
+        let long_done = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let bulk = scope.spawn(|| {
+                let out = s
+                    .client(0, Arc::new(AtomicBool::new(false)))
+                    .translate_segments(&long, &generation)
+                    .unwrap();
+                long_done.store(true, Ordering::SeqCst);
+                out
+            });
+            // The long request is being decoded.
+            while steps.0.load(Ordering::SeqCst) < 3 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let before = steps.0.load(Ordering::SeqCst);
+            let got = s
+                .client(1, Arc::new(AtomicBool::new(false)))
+                .translate_segments(&short, &generation)
+                .unwrap();
+            let took = steps.0.load(Ordering::SeqCst) - before;
+            assert!(
+                !long_done.load(Ordering::SeqCst),
+                "the long request ended first"
+            );
+            assert_eq!(got, short_alone);
+            // Its own steps (its tokens, and the step it joined at), not the batch's.
+            assert!(
+                took <= short_alone[0].ids.len() + 2,
+                "{took} steps for {} tokens",
+                short_alone[0].ids.len()
+            );
+            assert_eq!(bulk.join().unwrap(), long_alone);
+        });
+    }
+
+    /// A stream that fails or panics at chosen steps.
+    struct Faulty {
+        panic_at: usize,
+        steps: AtomicUsize,
+    }
+
+    struct FaultyStream<'a> {
+        of: &'a Faulty,
+        texts: Vec<(u64, String)>,
+    }
+
+    impl SegmentTranslator for Faulty {
+        fn translate_segments(&self, _: &[&str], _: &GenerationConfig) -> Result<Vec<Translation>> {
+            unreachable!("the scheduler uses the stream")
+        }
+
+        fn stream<'a>(&'a self, _: &GenerationConfig) -> Result<Box<dyn SegmentStream + 'a>> {
+            Ok(Box::new(FaultyStream {
+                of: self,
+                texts: Vec::new(),
+            }))
+        }
+    }
+
+    impl SegmentStream for FaultyStream<'_> {
+        fn add(&mut self, key: u64, text: &str, _: bool) -> Result<()> {
+            if text == "bad" {
+                return Err(Error::Internal("a text the stream refuses".into()));
+            }
+            self.texts.push((key, text.to_string()));
+            Ok(())
+        }
+
+        fn room(&self) -> usize {
+            2usize.saturating_sub(self.texts.len())
+        }
+
+        fn in_flight(&self) -> usize {
+            self.texts.len()
+        }
+
+        /// One text finishes per step, as itself.
+        fn step(&mut self) -> Result<Vec<(u64, Translation)>> {
+            let step = self.of.steps.fetch_add(1, Ordering::SeqCst);
+            if step == self.of.panic_at {
+                panic!("step {step} panics");
+            }
+            let (key, text) = self.texts.remove(0);
+            Ok(vec![(
+                key,
+                Translation {
+                    text,
+                    ids: vec![1],
+                    score: 0.0,
+                    source_tokens: 1,
+                    hypotheses: Vec::new(),
+                    pieces: 1,
+                    flag: None,
+                    alignment: None,
+                },
+            )])
+        }
+    }
+
+    #[test]
+    fn a_panicking_step_fails_the_requests_in_the_stream_and_a_refused_text_its_own() {
+        let faulty = Arc::new(Faulty {
+            panic_at: 2,
+            steps: AtomicUsize::new(0),
+        });
+        let s = Scheduler::start(faulty, SchedulerOptions::default(), Arc::new(())).unwrap();
+        let g = GenerationConfig::default();
+        let ask = |request: u64, texts: &[&str]| {
+            s.client(request, Arc::new(AtomicBool::new(false)))
+                .translate_segments(texts, &g)
+        };
+        // Steps 0 and 1.
+        assert_eq!(ask(0, &["een", "twee"]).unwrap()[1].text, "twee");
+        // Step 2 panics with "drie" in the stream: its request fails, typed.
+        let e = ask(1, &["drie", "vier"]).unwrap_err();
+        assert!(
+            matches!(e, Error::Scheduler(SchedulerError::Panicked { ref message }) if message == "step 2 panics"),
+            "{e}"
+        );
+        // A text the stream refuses fails its request only.
+        let e = ask(2, &["vijf", "bad"]).unwrap_err();
+        assert!(
+            matches!(e, Error::Scheduler(SchedulerError::Failed { .. })),
+            "{e}"
+        );
+        // A new stream serves the next ones.
+        assert!(s.is_running());
+        assert_eq!(ask(3, &["zes", "zeven", "acht"]).unwrap()[2].text, "acht");
     }
 }

@@ -9,10 +9,11 @@ use crate::config::{Architecture, GenerationConfig, ModelConfig};
 use crate::error::{Error, Result};
 use crate::generate::Hypothesis;
 use crate::model::Seq2SeqModel;
-use crate::runtime::Seq2Seq;
 pub use crate::runtime::{BatchOptions, LoadOptions};
+use crate::runtime::{Batcher, Seq2Seq};
 use crate::source::ModelFiles;
 use crate::tokenizer::MarianTokenizer;
+use std::collections::HashMap;
 
 /// One hypothesis, decoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -198,6 +199,90 @@ pub trait SegmentTranslator: Send + Sync {
         progress(&TranslateProgress::new(texts.len(), 0, 0));
         Ok(out)
     }
+
+    /// Segments translated continuously with `generation` (see [`SegmentStream`]), as the
+    /// server's scheduler feeds them. By default in rounds: the segments added before a step
+    /// are translated together by one [`SegmentTranslator::translate_segments`] call; the
+    /// [`Translator`] gives a [`TranslationStream`], where segments join at the next decoding
+    /// step.
+    fn stream<'a>(&'a self, generation: &GenerationConfig) -> Result<Box<dyn SegmentStream + 'a>> {
+        Ok(Box::new(Rounds {
+            translator: self,
+            generation: generation.clone(),
+            texts: Vec::new(),
+        }))
+    }
+}
+
+/// Segments translated continuously: added under keys, returned by later steps as they finish.
+pub trait SegmentStream {
+    /// Adds a segment; a later [`SegmentStream::step`] returns its translation under `key`
+    /// (keys in flight differ). `urgent`: it should start at the next step even when the batch
+    /// is full (a request that has nothing in it yet). An error concerns this segment only.
+    fn add(&mut self, key: u64, text: &str, urgent: bool) -> Result<()>;
+    /// Segments that would start at the next step if added now.
+    fn room(&self) -> usize;
+    /// Segments added and not yet returned.
+    fn in_flight(&self) -> usize;
+    /// Advances by one step; returns the segments finished. An error concerns every segment
+    /// in flight: they are lost.
+    fn step(&mut self) -> Result<Vec<(u64, Translation)>>;
+}
+
+/// [`SegmentTranslator::stream`]'s default: rounds of `translate_segments`.
+struct Rounds<'a, T: ?Sized> {
+    translator: &'a T,
+    generation: GenerationConfig,
+    texts: Vec<(u64, String)>,
+}
+
+impl<T: SegmentTranslator + ?Sized> SegmentStream for Rounds<'_, T> {
+    fn add(&mut self, key: u64, text: &str, _urgent: bool) -> Result<()> {
+        self.texts.push((key, text.to_string()));
+        Ok(())
+    }
+
+    fn room(&self) -> usize {
+        usize::MAX
+    }
+
+    fn in_flight(&self) -> usize {
+        self.texts.len()
+    }
+
+    fn step(&mut self) -> Result<Vec<(u64, Translation)>> {
+        let texts = std::mem::take(&mut self.texts);
+        let refs: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
+        let out = self
+            .translator
+            .translate_segments(&refs, &self.generation)?;
+        if out.len() != texts.len() {
+            return Err(Error::Internal(format!(
+                "the translator gave {} translations for {} segments",
+                out.len(),
+                texts.len()
+            )));
+        }
+        Ok(texts.into_iter().map(|(k, _)| k).zip(out).collect())
+    }
+}
+
+impl SegmentStream for TranslationStream<'_> {
+    fn add(&mut self, key: u64, text: &str, urgent: bool) -> Result<()> {
+        self.add_with(key, text, urgent)
+    }
+
+    fn room(&self) -> usize {
+        TranslationStream::room(self)
+    }
+
+    fn in_flight(&self) -> usize {
+        TranslationStream::in_flight(self)
+    }
+
+    fn step(&mut self) -> Result<Vec<(u64, Translation)>> {
+        TranslationStream::step(self)
+    }
 }
 
 impl SegmentTranslator for Translator {
@@ -216,6 +301,10 @@ impl SegmentTranslator for Translator {
         progress: &mut dyn FnMut(&TranslateProgress),
     ) -> Result<Vec<Translation>> {
         self.translate_with_progress(texts, generation, progress)
+    }
+
+    fn stream<'a>(&'a self, generation: &GenerationConfig) -> Result<Box<dyn SegmentStream + 'a>> {
+        Ok(Box::new(self.stream_with(generation)?))
     }
 }
 
@@ -366,145 +455,61 @@ impl Translator {
         self.translate_with_progress(texts, generation, &mut |_| {})
     }
 
-    /// [`Translator::translate_with`], calling `progress` after every batch of the first
-    /// decoding (the guards' second decoding of flagged texts is not reported).
+    /// [`Translator::translate_with`], calling `progress` as texts finish.
     pub(crate) fn translate_with_progress(
         &self,
         texts: &[&str],
         generation: &GenerationConfig,
         progress: &mut dyn FnMut(&TranslateProgress),
     ) -> Result<Vec<Translation>> {
-        generation.validate(
-            self.runtime.model.config().decoder_vocab_size,
-            self.runtime.model.max_target_positions(),
-        )?;
-        let guards = &self.guards;
-        let mut out: Vec<Translation> = (0..texts.len()).map(|_| Translation::empty()).collect();
-        // Units to translate: whole texts, or pieces of texts too long for the model.
-        let mut units: Vec<(usize, String)> = Vec::new();
+        let mut stream = self.stream_with(generation)?;
         for (i, text) in texts.iter().enumerate() {
-            if text.trim().is_empty() {
-                continue;
+            stream.add(i as u64, text)?;
+        }
+        let mut out: Vec<Option<Translation>> = vec![None; texts.len()];
+        let mut reported = 0;
+        loop {
+            for (key, t) in stream.step()? {
+                out[key as usize] = Some(t);
             }
-            if guards.enabled && guards.passthrough && !text.chars().any(char::is_alphabetic) {
-                out[i] = Translation {
-                    text: text.trim().to_string(),
-                    flag: Some(Flag::Passthrough),
-                    ..Translation::empty()
-                };
-                continue;
+            let now = stream.progress();
+            if now.texts_done != reported || now.tokens_done == now.tokens {
+                reported = now.texts_done;
+                progress(&now);
             }
-            for piece in self.fit(text)? {
-                units.push((i, piece));
+            if stream.in_flight() == 0 {
+                break;
             }
         }
-        let unit_texts: Vec<&str> = units.iter().map(|(_, t)| t.as_str()).collect();
-        let ids = self.tokenizer.encode_batch(&unit_texts)?;
-        let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
-        let max_len = generation.max_decoder_length(self.runtime.model.max_target_positions());
-        let limits: Vec<usize> = lengths
-            .iter()
-            .map(|&n| {
-                if guards.enabled {
-                    let cap = (guards.max_length_ratio * n as f32).ceil() as usize
-                        + guards.max_length_offset;
-                    max_len.min(cap + 1)
-                } else {
-                    max_len
-                }
-            })
-            .collect();
-        let mut results: Vec<Option<Translation>> = vec![None; units.len()];
-        // A text is done when all its units are; texts without any (empty, copied) count at once.
-        let mut pending = vec![0usize; texts.len()];
-        for (i, _) in &units {
-            pending[*i] += 1;
-        }
-        let mut done = TranslateProgress {
-            texts_done: pending.iter().filter(|&&n| n == 0).count(),
-            tokens_done: 0,
-            tokens: lengths.iter().sum(),
-        };
-        self.run_batches(
-            &ids,
-            &unit_texts,
-            &limits,
-            generation,
-            &mut results,
-            &mut |batch| {
-                for &u in batch {
-                    let i = units[u].0;
-                    pending[i] -= 1;
-                    if pending[i] == 0 {
-                        done.texts_done += 1;
-                    }
-                    done.tokens_done += lengths[u];
-                }
-                progress(&done);
-            },
-        )?;
-        if guards.enabled {
-            // Runaway output: a loop, or stopped by the length cap. Decode again with repeated
-            // n-grams banned, and say so.
-            let mut again = Vec::new();
-            for (u, r) in results.iter_mut().enumerate() {
-                if let Some(t) = r {
-                    let looped = has_loop(&t.ids, guards.min_repeats, self.generation.eos_token_id);
-                    let capped = limits[u] < max_len && t.ids.len() + 1 >= limits[u];
-                    if looped || capped {
-                        t.flag = Some(if looped {
-                            Flag::Repetition
-                        } else {
-                            Flag::Length
-                        });
-                        again.push(u);
-                    }
-                }
-            }
-            if !again.is_empty() && guards.fallback_no_repeat_ngram > 0 {
-                let cfg = generation
+        Ok(out
+            .into_iter()
+            .map(|t| t.unwrap_or_else(Translation::empty))
+            .collect())
+    }
+
+    /// A [`TranslationStream`] with `generation`: texts added to it are translated together
+    /// with those already in it, each starting at the next decoding step.
+    pub fn stream_with(&self, generation: &GenerationConfig) -> Result<TranslationStream<'_>> {
+        let mut batcher = Batcher::new(&self.runtime, generation, self.batching)?;
+        let guards = &self.guards;
+        let fallback = (guards.enabled && guards.fallback_no_repeat_ngram > 0).then(|| {
+            batcher.add_processor(
+                &generation
                     .clone()
-                    .with_no_repeat_ngram_size(guards.fallback_no_repeat_ngram);
-                let sub_ids: Vec<Vec<u32>> = again.iter().map(|&u| ids[u].clone()).collect();
-                let sub_limits: Vec<usize> = again.iter().map(|&u| limits[u]).collect();
-                let mut sub: Vec<Option<Translation>> = vec![None; again.len()];
-                let sub_texts: Vec<&str> = again.iter().map(|&u| unit_texts[u]).collect();
-                self.run_batches(
-                    &sub_ids,
-                    &sub_texts,
-                    &sub_limits,
-                    &cfg,
-                    &mut sub,
-                    &mut |_| {},
-                )?;
-                for (&u, r) in again.iter().zip(sub) {
-                    if let (Some(mut t), Some(old)) = (r, results[u].as_ref()) {
-                        t.flag = old.flag;
-                        results[u] = Some(t);
-                    }
-                }
-            }
-        }
-        // Reassemble pieces of split texts.
-        let mut seen = vec![false; texts.len()];
-        for ((i, _), r) in units.iter().zip(results) {
-            let Some(r) = r else { continue };
-            let o = &mut out[*i];
-            if !seen[*i] {
-                seen[*i] = true;
-                *o = r;
-            } else {
-                o.text = format!("{} {}", o.text, r.text);
-                o.ids.extend(r.ids);
-                o.score = (o.score + r.score) / 2.0;
-                o.source_tokens += r.source_tokens;
-                o.pieces += 1;
-                o.flag = o.flag.or(r.flag);
-                o.hypotheses.clear();
-                o.alignment = None;
-            }
-        }
-        Ok(out)
+                    .with_no_repeat_ngram_size(guards.fallback_no_repeat_ngram),
+            )
+        });
+        Ok(TranslationStream {
+            translator: self,
+            max_length: batcher.max_length(),
+            batcher,
+            fallback,
+            units: HashMap::new(),
+            next_unit: 0,
+            texts: HashMap::new(),
+            ready: Vec::new(),
+            progress: TranslateProgress::default(),
+        })
     }
 
     /// Splits `text` into pieces the model can take (at clause boundaries, by token count), or
@@ -527,28 +532,6 @@ impl Translator {
             .map(|r| text[r].trim().to_string())
             .filter(|p| !p.is_empty())
             .collect())
-    }
-
-    fn run_batches(
-        &self,
-        ids: &[Vec<u32>],
-        texts: &[&str],
-        limits: &[usize],
-        generation: &GenerationConfig,
-        results: &mut [Option<Translation>],
-        batch_done: &mut dyn FnMut(&[usize]),
-    ) -> Result<()> {
-        let hyps = self.runtime.generate_with_progress(
-            ids,
-            Some(limits),
-            generation,
-            &self.batching,
-            batch_done,
-        )?;
-        for (((k, hyps), source), text) in hyps.into_iter().enumerate().zip(ids).zip(texts) {
-            results[k] = Some(self.finish(hyps, text, source.len())?);
-        }
-        Ok(())
     }
 
     /// The alignment of a hypothesis of `text` (see [`Translation::alignment`]).
@@ -603,6 +586,236 @@ impl Translator {
             alignment,
         })
     }
+}
+
+/// A piece of work in a [`TranslationStream`]: a text, or a piece of a text too long for the
+/// model, and the decoding it is in.
+#[derive(Debug)]
+struct Unit {
+    text: u64,
+    piece: usize,
+    source: String,
+    ids: Vec<u32>,
+    limit: usize,
+    /// Set when the guards sent it to its second decoding.
+    flag: Option<Flag>,
+    urgent: bool,
+}
+
+/// A text of a [`TranslationStream`] whose pieces are being translated.
+#[derive(Debug)]
+struct Pending {
+    pieces: Vec<Option<Translation>>,
+    left: usize,
+}
+
+/// Texts translated continuously ("step-level batching"): a text [`added`](TranslationStream::add)
+/// joins the texts being decoded at the next [`step`](TranslationStream::step) (its encoder pass
+/// done then, its rows added to the decoder's), and leaves as soon as it is finished, with the
+/// guards' second decoding where they ask for one. Each text gets exactly what
+/// [`Translator::translate_with`] gives it alone on the host backend; on candle, texts added
+/// while others run wait for them (see [`crate::runtime`]'s batches).
+///
+/// [`Translator::translate_with`] is a stream given every text at once. The server's scheduler
+/// keeps one running and feeds it the segments of all requests.
+#[derive(Debug)]
+pub struct TranslationStream<'t> {
+    translator: &'t Translator,
+    batcher: Batcher<'t>,
+    max_length: usize,
+    /// The logits processors of the guards' second decoding.
+    fallback: Option<usize>,
+    units: HashMap<usize, Unit>,
+    next_unit: usize,
+    texts: HashMap<u64, Pending>,
+    /// Texts finished and not yet returned.
+    ready: Vec<(u64, Translation)>,
+    progress: TranslateProgress,
+}
+
+impl TranslationStream<'_> {
+    /// Adds `text`, whose translation a later [`TranslationStream::step`] returns under `key`
+    /// (keys of texts in flight must differ). It starts when the batch has room, longest texts
+    /// first. An error (a text the tokenizer refuses) concerns this text only: nothing of it
+    /// was added.
+    pub fn add(&mut self, key: u64, text: &str) -> Result<()> {
+        self.add_with(key, text, false)
+    }
+
+    /// [`TranslationStream::add`] for a text that should start at the next step even when the
+    /// batch is full, and come back soon: it joins an urgent lane, a second batch of at most a
+    /// quarter of [`BatchOptions::max_batch_size`] that steps first while it has texts (the main
+    /// batch waiting at most 32 steps in a row). The server's scheduler adds the segments of
+    /// small requests so.
+    pub fn add_urgent(&mut self, key: u64, text: &str) -> Result<()> {
+        self.add_with(key, text, true)
+    }
+
+    fn add_with(&mut self, key: u64, text: &str, urgent: bool) -> Result<()> {
+        let tr = self.translator;
+        let guards = &tr.guards;
+        if text.trim().is_empty() {
+            self.done_at_once(key, Translation::empty());
+            return Ok(());
+        }
+        if guards.enabled && guards.passthrough && !text.chars().any(char::is_alphabetic) {
+            let t = Translation {
+                text: text.trim().to_string(),
+                flag: Some(Flag::Passthrough),
+                ..Translation::empty()
+            };
+            self.done_at_once(key, t);
+            return Ok(());
+        }
+        let pieces = tr.fit(text)?;
+        let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
+        let ids = tr.tokenizer.encode_batch(&refs)?;
+        if ids.is_empty() {
+            self.done_at_once(key, Translation::empty());
+            return Ok(());
+        }
+        self.texts.insert(
+            key,
+            Pending {
+                pieces: vec![None; ids.len()],
+                left: ids.len(),
+            },
+        );
+        for (piece, (source, ids)) in pieces.into_iter().zip(ids).enumerate() {
+            let n = ids.len();
+            let limit = if guards.enabled {
+                let cap =
+                    (guards.max_length_ratio * n as f32).ceil() as usize + guards.max_length_offset;
+                self.max_length.min(cap + 1)
+            } else {
+                self.max_length
+            };
+            self.progress.tokens += n;
+            let unit = self.next_unit;
+            self.next_unit += 1;
+            self.batcher.push(unit, ids.clone(), limit, 0, urgent);
+            self.units.insert(
+                unit,
+                Unit {
+                    text: key,
+                    piece,
+                    source,
+                    ids,
+                    limit,
+                    flag: None,
+                    urgent,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn done_at_once(&mut self, key: u64, t: Translation) {
+        self.progress.texts_done += 1;
+        self.ready.push((key, t));
+    }
+
+    /// Texts that would start at the next step if added now (0 while the batch is full, or on
+    /// a backend where texts join only an empty batch).
+    pub fn room(&self) -> usize {
+        self.batcher.room()
+    }
+
+    /// Texts added and not yet returned.
+    pub fn in_flight(&self) -> usize {
+        self.texts.len() + self.ready.len()
+    }
+
+    /// Texts done and source tokens translated so far (by first decodings), of those added.
+    pub fn progress(&self) -> TranslateProgress {
+        self.progress
+    }
+
+    /// Starts the texts that fit, runs one decoding step, and returns the texts finished (with
+    /// their keys). An error is the model's: every text in flight is then lost.
+    pub fn step(&mut self) -> Result<Vec<(u64, Translation)>> {
+        if !self.batcher.is_idle() {
+            for (unit, hyps) in self.batcher.step()? {
+                if let Some(u) = self.units.remove(&unit) {
+                    self.finished(unit, u, hyps)?;
+                }
+            }
+        }
+        Ok(std::mem::take(&mut self.ready))
+    }
+
+    fn finished(&mut self, key: usize, unit: Unit, hyps: Vec<Hypothesis>) -> Result<()> {
+        let tr = self.translator;
+        let guards = &tr.guards;
+        let mut t = tr.finish(hyps, &unit.source, unit.ids.len())?;
+        if unit.flag.is_none() {
+            self.progress.tokens_done += unit.ids.len();
+            if guards.enabled {
+                // Runaway output: a loop, or stopped by the length cap. Decode again with
+                // repeated n-grams banned, and say so.
+                let looped = has_loop(&t.ids, guards.min_repeats, tr.generation.eos_token_id);
+                let capped = unit.limit < self.max_length && t.ids.len() + 1 >= unit.limit;
+                let flag = if looped {
+                    Some(Flag::Repetition)
+                } else if capped {
+                    Some(Flag::Length)
+                } else {
+                    None
+                };
+                if let (Some(flag), Some(fallback)) = (flag, self.fallback) {
+                    self.batcher
+                        .push(key, unit.ids.clone(), unit.limit, fallback, unit.urgent);
+                    self.units.insert(
+                        key,
+                        Unit {
+                            flag: Some(flag),
+                            ..unit
+                        },
+                    );
+                    return Ok(());
+                }
+                t.flag = flag;
+            }
+        } else {
+            t.flag = unit.flag;
+        }
+        let Some(pending) = self.texts.get_mut(&unit.text) else {
+            return Ok(());
+        };
+        if let Some(slot) = pending.pieces.get_mut(unit.piece) {
+            if slot.replace(t).is_none() {
+                pending.left -= 1;
+            }
+        }
+        if pending.left == 0 {
+            if let Some(p) = self.texts.remove(&unit.text) {
+                self.progress.texts_done += 1;
+                self.ready.push((unit.text, assemble(p.pieces)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One translation of a text's pieces, in order.
+fn assemble(pieces: Vec<Option<Translation>>) -> Translation {
+    let mut out: Option<Translation> = None;
+    for r in pieces.into_iter().flatten() {
+        match &mut out {
+            None => out = Some(r),
+            Some(o) => {
+                o.text = format!("{} {}", o.text, r.text);
+                o.ids.extend(r.ids);
+                o.score = (o.score + r.score) / 2.0;
+                o.source_tokens += r.source_tokens;
+                o.pieces += 1;
+                o.flag = o.flag.or(r.flag);
+                o.hypotheses.clear();
+                o.alignment = None;
+            }
+        }
+    }
+    out.unwrap_or_else(Translation::empty)
 }
 
 /// The tokenizer's ids must fit the model's embeddings, or the model would read out of bounds.

@@ -2,8 +2,11 @@
 //! (transformers 5.x: `_sample` with `do_sample=False`, `_beam_search`, and the logits processors
 //! of `_get_logits_processor`), so that the same model and settings give the same tokens.
 //!
-//! The search owns the decoder state ([`DecoderState`](crate::model::DecoderState)): it reorders beams after each step and drops
-//! sources whose result can no longer change, so later steps run on smaller batches. Logits are
+//! The search owns the decoder state ([`DecoderState`](crate::model::DecoderState)): it reorders
+//! beams after each step and drops sources whose result can no longer change, so later steps run
+//! on smaller batches; on the host backend new sources join between two steps (`Search`, which
+//! the runtime's continuous batches and the server's scheduler drive), each with its own
+//! decoder positions, limit and logits processors, and get what they get alone. Logits are
 //! processed on the host in f32, in transformers' order: repetition penalty, no-repeat n-grams, bad
 //! words, minimum length, forced BOS, forced EOS, then (with `renormalize_logits`) a log-softmax.
 
@@ -60,40 +63,7 @@ pub fn generate_limited(
     cfg: &GenerationConfig,
     limits: Option<&[usize]>,
 ) -> Result<Vec<Vec<Hypothesis>>> {
-    let (processor, max_length) = prepare(model, cfg)?;
-    let n = encoded.lengths().len();
-    let limits: Vec<usize> = match limits {
-        Some(l) if l.len() == n => l.iter().map(|&x| x.clamp(2, max_length.max(2))).collect(),
-        Some(l) => {
-            return Err(Error::option(
-                "limits",
-                format!("{} limits for {n} sources", l.len()),
-            ))
-        }
-        None => vec![max_length; n],
-    };
-    if cfg.num_beams == 1 {
-        greedy(model, encoded, cfg, &processor, &limits)
-    } else {
-        beam(model, encoded, cfg, &processor, &limits)
-    }
-}
-
-/// Checks the settings and resolves the maximum decoder length.
-fn prepare(model: &Seq2SeqModel, cfg: &GenerationConfig) -> Result<(LogitsProcessor, usize)> {
-    let vocab = model.config().decoder_vocab_size;
-    cfg.validate(vocab, model.max_target_positions())?;
-    let max_length = cfg.max_decoder_length(model.max_target_positions());
-    if max_length > model.max_target_positions() + 1 {
-        return Err(Error::option(
-            "max_length",
-            format!(
-                "{max_length} is more than the model's {} target positions allow",
-                model.max_target_positions()
-            ),
-        ));
-    }
-    Ok((LogitsProcessor::new(cfg), max_length))
+    run(Search::new(model, cfg, cfg.num_beams > 1)?, encoded, limits)
 }
 
 /// Greedy search (what `generate` runs for `num_beams == 1`): the best token at every step.
@@ -102,9 +72,7 @@ pub fn greedy_search(
     encoded: &EncoderOutput,
     cfg: &GenerationConfig,
 ) -> Result<Vec<Vec<Hypothesis>>> {
-    let (processor, max_length) = prepare(model, cfg)?;
-    let limits = vec![max_length; encoded.lengths().len()];
-    greedy(model, encoded, cfg, &processor, &limits)
+    run(Search::new(model, cfg, false)?, encoded, None)
 }
 
 /// Beam search with `cfg.num_beams` beams, also for a single beam (which transformers never runs:
@@ -115,49 +83,369 @@ pub fn beam_search(
     encoded: &EncoderOutput,
     cfg: &GenerationConfig,
 ) -> Result<Vec<Vec<Hypothesis>>> {
-    let (processor, max_length) = prepare(model, cfg)?;
-    let limits = vec![max_length; encoded.lengths().len()];
-    beam(model, encoded, cfg, &processor, &limits)
+    run(Search::new(model, cfg, true)?, encoded, None)
 }
 
-fn greedy(
-    model: &Seq2SeqModel,
+/// Every source of `encoded` through `search`, to the end; results in source order.
+fn run(
+    mut search: Search<'_>,
     encoded: &EncoderOutput,
-    cfg: &GenerationConfig,
-    processor: &LogitsProcessor,
-    limits: &[usize],
+    limits: Option<&[usize]>,
 ) -> Result<Vec<Vec<Hypothesis>>> {
     let n = encoded.lengths().len();
-    let vocab = model.config().decoder_vocab_size;
-    let mut state = model.start_decoding(encoded, 1)?;
-    // Decoder sequences (start token included) and summed log-probabilities, per source.
-    let mut seqs: Vec<Vec<u32>> = vec![vec![cfg.decoder_start_token_id]; n];
-    let mut logprob_sums = vec![0f64; n];
-    let mut active: Vec<usize> = (0..n).collect();
-    let mut logits = Vec::new();
-    let mut bans = Vec::new();
-    let mut align = Vec::new();
-    let mut alignments: Vec<Vec<Vec<f32>>> = vec![Vec::new(); n];
-    while !active.is_empty() {
+    let limits: Vec<usize> = match limits {
+        Some(l) if l.len() == n => l.to_vec(),
+        Some(l) => {
+            return Err(Error::option(
+                "limits",
+                format!("{} limits for {n} sources", l.len()),
+            ))
+        }
+        None => vec![usize::MAX; n],
+    };
+    let sources: Vec<Joining> = limits
+        .iter()
+        .enumerate()
+        .map(|(key, &limit)| Joining {
+            key,
+            limit,
+            processor: 0,
+        })
+        .collect();
+    search.add(encoded, &sources)?;
+    let mut out = vec![Vec::new(); n];
+    while !search.is_empty() {
+        for (key, hyps) in search.step()? {
+            out[key] = hyps;
+        }
+    }
+    Ok(out)
+}
+
+/// A source that joins a [`Search`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Joining {
+    /// What the source's result comes back under.
+    pub key: usize,
+    /// Its maximum decoder length (capped by the configuration's).
+    pub limit: usize,
+    /// Which of the search's logits processors it uses ([`Search::add_processor`]; 0: the
+    /// configuration's).
+    pub processor: usize,
+}
+
+/// A greedy source's decoder sequence (empty for a beam source).
+fn seq_of(s: &Source) -> &[u32] {
+    match &s.progress {
+        Progress::Greedy { seq, .. } => seq,
+        Progress::Beam(_) => &[],
+    }
+}
+
+/// A beam source's beams (none for a greedy source).
+fn item_of(s: &Source) -> Option<&BeamItem> {
+    match &s.progress {
+        Progress::Beam(item) => Some(item),
+        Progress::Greedy { .. } => None,
+    }
+}
+
+/// One source's search so far.
+#[derive(Debug)]
+enum Progress {
+    Greedy {
+        /// The decoder sequence, start token included.
+        seq: Vec<u32>,
+        logprob_sum: f64,
+        alignment: Vec<Vec<f32>>,
+    },
+    Beam(BeamItem),
+}
+
+#[derive(Debug)]
+struct Source {
+    key: usize,
+    limit: usize,
+    processor: usize,
+    progress: Progress,
+}
+
+/// A generation in progress that sources may join between steps ("step-level batching"):
+/// greedy or beam search over one [`DecoderState`](crate::model::DecoderState), whose finished
+/// sources leave after every step. On backends whose rows are independent
+/// ([`Seq2SeqModel::joins`]) a source gets the same tokens and scores whenever it joins and
+/// whatever else is in the batch; elsewhere sources join only an empty search.
+///
+/// [`generate`] is one `add` of a batch and `step`s to the end.
+pub(crate) struct Search<'m> {
+    model: &'m Seq2SeqModel,
+    cfg: GenerationConfig,
+    beam: bool,
+    max_length: usize,
+    processors: Vec<LogitsProcessor>,
+    state: Option<crate::model::DecoderState<'m>>,
+    /// The sources in the state's order.
+    active: Vec<Source>,
+    logits: Vec<f32>,
+    bans: Vec<u32>,
+    align: Vec<f32>,
+    cands: Vec<Candidate>,
+}
+
+impl std::fmt::Debug for Search<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Search")
+            .field("beam", &self.beam)
+            .field("active", &self.active.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'m> Search<'m> {
+    /// A search with `cfg` (beam search when `beam`, with `cfg.num_beams` beams; else greedy),
+    /// the settings checked against the model.
+    pub(crate) fn new(model: &'m Seq2SeqModel, cfg: &GenerationConfig, beam: bool) -> Result<Self> {
+        let vocab = model.config().decoder_vocab_size;
+        cfg.validate(vocab, model.max_target_positions())?;
+        let max_length = cfg.max_decoder_length(model.max_target_positions());
+        if max_length > model.max_target_positions() + 1 {
+            return Err(Error::option(
+                "max_length",
+                format!(
+                    "{max_length} is more than the model's {} target positions allow",
+                    model.max_target_positions()
+                ),
+            ));
+        }
+        Ok(Search {
+            model,
+            cfg: cfg.clone(),
+            beam,
+            max_length,
+            processors: vec![LogitsProcessor::new(cfg)],
+            state: None,
+            active: Vec::new(),
+            logits: Vec::new(),
+            bans: Vec::new(),
+            align: Vec::new(),
+            cands: Vec::new(),
+        })
+    }
+
+    /// Adds the logits processors of `cfg` (which should differ from the search's settings only
+    /// in them, e.g. `no_repeat_ngram_size`); returns their index for [`Joining::processor`].
+    pub(crate) fn add_processor(&mut self, cfg: &GenerationConfig) -> usize {
+        self.processors.push(LogitsProcessor::new(cfg));
+        self.processors.len() - 1
+    }
+
+    /// The longest decoder sequence the settings allow.
+    pub(crate) fn max_length(&self) -> usize {
+        self.max_length
+    }
+
+    /// Whether no source is searching.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.active.is_empty()
+    }
+
+    /// Whether sources may be added now (always when it is empty; while it runs, only where the
+    /// backend can join without changing results).
+    pub(crate) fn can_join(&self) -> bool {
+        self.active.is_empty() || self.model.joins()
+    }
+
+    /// Adds the sources of `encoded`, described by `sources` (one each, in order); their first
+    /// token comes from the next [`Search::step`].
+    pub(crate) fn add(&mut self, encoded: &EncoderOutput, sources: &[Joining]) -> Result<()> {
+        let n = encoded.lengths().len();
+        if sources.len() != n {
+            return Err(Error::option(
+                "sources",
+                format!("{} descriptions for {n} sources", sources.len()),
+            ));
+        }
+        if let Some(bad) = sources
+            .iter()
+            .find(|j| j.processor >= self.processors.len())
+        {
+            return Err(Error::Internal(format!(
+                "no logits processor {}",
+                bad.processor
+            )));
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let k = if self.beam { self.cfg.num_beams } else { 1 };
+        match (&mut self.state, self.active.is_empty()) {
+            (Some(state), false) => {
+                if !self.model.joins() {
+                    return Err(Error::Internal(
+                        "sources joined a search in progress on a backend that cannot".into(),
+                    ));
+                }
+                state.join(encoded)?;
+            }
+            _ => {
+                // Every beam of a source starts from the same token with an empty cache, so
+                // where rows are computed independently the first step runs one row per source
+                // and its logits (and alignments) are copied to the source's other beams: the
+                // numbers k rows would give. Sources that join later come with k rows.
+                let first = if self.beam && !self.model.rows_independent() {
+                    k
+                } else {
+                    1
+                };
+                self.state = Some(self.model.start_decoding(encoded, first)?);
+            }
+        }
+        let start = self.cfg.decoder_start_token_id;
+        for j in sources {
+            let progress = if self.beam {
+                Progress::Beam(BeamItem {
+                    running: (0..k)
+                        .map(|b| Beam {
+                            tokens: vec![start],
+                            score: if b == 0 { 0.0 } else { NEG_LARGE },
+                            align: Vec::new(),
+                        })
+                        .collect(),
+                    slots: vec![
+                        Slot {
+                            tokens: Vec::new(),
+                            score: NEG_LARGE,
+                            finished: false,
+                            align: Vec::new(),
+                        };
+                        k
+                    ],
+                    open: true,
+                })
+            } else {
+                Progress::Greedy {
+                    seq: vec![start],
+                    logprob_sum: 0.0,
+                    alignment: Vec::new(),
+                }
+            };
+            self.active.push(Source {
+                key: j.key,
+                limit: j.limit.clamp(2, self.max_length.max(2)),
+                processor: j.processor,
+                progress,
+            });
+        }
+        Ok(())
+    }
+
+    /// One decoding step of every source; returns the sources that finished (their key and
+    /// `num_return_sequences` hypotheses, best first). They leave the batch.
+    pub(crate) fn step(&mut self) -> Result<Vec<(usize, Vec<Hypothesis>)>> {
+        if self.active.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keep = if self.beam {
+            self.beam_step()?
+        } else {
+            self.greedy_step()?
+        };
+        let mut finished = Vec::new();
+        if keep.len() != self.active.len() {
+            let mut kept = Vec::with_capacity(keep.len());
+            let mut next = keep.iter().peekable();
+            for (pos, source) in std::mem::take(&mut self.active).into_iter().enumerate() {
+                if next.peek() == Some(&&pos) {
+                    next.next();
+                    kept.push(source);
+                } else {
+                    finished.push((source.key, self.hypotheses(source.progress)));
+                }
+            }
+            self.active = kept;
+            if self.active.is_empty() {
+                // The next source starts a new state (and the one-row first step).
+                self.state = None;
+            } else if let Some(state) = &mut self.state {
+                state.keep_sources(&keep)?;
+            }
+        }
+        Ok(finished)
+    }
+
+    fn hypotheses(&self, progress: Progress) -> Vec<Hypothesis> {
+        let aligned = self.cfg.output_alignments;
+        match progress {
+            Progress::Greedy {
+                seq,
+                logprob_sum,
+                alignment,
+            } => {
+                let ids = seq[1..].to_vec();
+                let score = if ids.is_empty() {
+                    0.0
+                } else {
+                    (logprob_sum / ids.len() as f64) as f32
+                };
+                vec![Hypothesis {
+                    ids,
+                    score,
+                    alignment: aligned.then_some(alignment),
+                }]
+            }
+            Progress::Beam(item) => item
+                .slots
+                .into_iter()
+                .take(self.cfg.num_return_sequences)
+                .map(|slot| Hypothesis {
+                    ids: slot
+                        .tokens
+                        .get(1..)
+                        .map(<[u32]>::to_vec)
+                        .unwrap_or_default(),
+                    score: slot.score,
+                    alignment: aligned.then_some(slot.align),
+                })
+                .collect(),
+        }
+    }
+
+    /// A greedy step: the best token of every row. Returns the positions of the sources that go
+    /// on.
+    fn greedy_step(&mut self) -> Result<Vec<usize>> {
+        let Search {
+            model,
+            cfg,
+            processors,
+            state,
+            active,
+            logits,
+            bans,
+            align,
+            ..
+        } = self;
+        let state = state
+            .as_mut()
+            .ok_or_else(|| Error::Internal("a search with sources and no state".into()))?;
+        let vocab = model.config().decoder_vocab_size;
         let tokens: Vec<u32> = active
             .iter()
-            .map(|&s| *seqs[s].last().unwrap_or(&cfg.decoder_start_token_id))
+            .map(|s| *seq_of(s).last().unwrap_or(&cfg.decoder_start_token_id))
             .collect();
-        if cfg.output_alignments {
-            let width = state.step_aligned(&tokens, &mut logits, &mut align)?;
-            for (row, &s) in active.iter().enumerate() {
-                let len = state.source_lengths().get(row).copied().unwrap_or(0);
-                alignments[s].push(align_row(&align, width, row, len));
-            }
+        let width = if cfg.output_alignments {
+            state.step_aligned(&tokens, logits, align)?
         } else {
-            state.step(&tokens, &mut logits)?;
-        }
-
+            state.step(&tokens, logits)?;
+            0
+        };
         // Each row's choice and its log-probability; rows are independent, so in parallel.
+        let sources: &[Source] = active;
         let choose = |bans: &mut Vec<u32>, (row, scores): (usize, &mut [f32])| {
-            let s = active[row];
+            let s = &sources[row];
+            let (seq, limit) = (seq_of(s), s.limit);
+            let processor = &processors[s.processor];
             // The reported score is the log-probability of the choice under the processed scores.
-            if processor.bans(&seqs[s], limits[s], bans) {
+            if processor.bans(seq, limit, bans) {
                 for &b in bans.iter() {
                     if let Some(x) = scores.get_mut(b as usize) {
                         *x = f32::NEG_INFINITY;
@@ -167,7 +455,7 @@ fn greedy(
                 let lse = rows::exp_sum(scores, m).ln();
                 (next, ((scores[next] - m) - lse) as f64)
             } else {
-                processor.process(&seqs[s], limits[s], scores);
+                processor.process(seq, limit, scores);
                 let next = argmax(scores);
                 if !processor.renormalizes() {
                     log_softmax_in_place(scores);
@@ -175,46 +463,240 @@ fn greedy(
                 (next, scores[next] as f64)
             }
         };
-        let choices = map_rows(
-            &mut logits[..active.len() * vocab],
-            vocab,
-            &mut bans,
-            choose,
-        );
+        let choices = map_rows(&mut logits[..active.len() * vocab], vocab, bans, choose);
+        let lengths = state.source_lengths();
         let mut keep = Vec::with_capacity(active.len());
-        let mut still = Vec::with_capacity(active.len());
-        for (row, (&s, (next, lp))) in active.iter().zip(choices).enumerate() {
-            logprob_sums[s] += lp;
-            seqs[s].push(next as u32);
-            let done = next as u32 == cfg.eos_token_id || seqs[s].len() >= limits[s];
+        for (row, (s, (next, lp))) in active.iter_mut().zip(choices).enumerate() {
+            let Progress::Greedy {
+                seq,
+                logprob_sum,
+                alignment,
+            } = &mut s.progress
+            else {
+                continue;
+            };
+            if cfg.output_alignments {
+                let len = lengths.get(row).copied().unwrap_or(0);
+                alignment.push(align_row(align, width, row, len));
+            }
+            *logprob_sum += lp;
+            seq.push(next as u32);
+            let done = next as u32 == cfg.eos_token_id || seq.len() >= s.limit;
             if !done {
                 keep.push(row);
-                still.push(s);
             }
         }
-        if still.len() != active.len() {
-            state.keep_sources(&keep)?;
-        }
-        active = still;
+        Ok(keep)
     }
-    Ok(seqs
-        .into_iter()
-        .zip(logprob_sums)
-        .zip(alignments)
-        .map(|((seq, sum), alignment)| {
-            let ids = seq[1..].to_vec();
-            let score = if ids.is_empty() {
-                0.0
-            } else {
-                (sum / ids.len() as f64) as f32
+    /// A beam search step (transformers' `_beam_search`, one iteration) for every source.
+    /// Returns the positions of the sources that go on.
+    fn beam_step(&mut self) -> Result<Vec<usize>> {
+        let Search {
+            model,
+            cfg,
+            processors,
+            state,
+            active,
+            logits,
+            bans,
+            align,
+            cands,
+            ..
+        } = self;
+        let state = state
+            .as_mut()
+            .ok_or_else(|| Error::Internal("a search with sources and no state".into()))?;
+        let k = cfg.num_beams;
+        let vocab = model.config().decoder_vocab_size;
+        let keep_k = 2 * k;
+        let lp = cfg.length_penalty;
+        let rows_per_source = state.beams();
+        let tokens: Vec<u32> = active
+            .iter()
+            .filter_map(item_of)
+            .flat_map(|item| {
+                item.running
+                    .iter()
+                    .take(rows_per_source)
+                    .map(|b| *b.tokens.last().unwrap_or(&0))
+            })
+            .collect();
+        let width = if cfg.output_alignments {
+            state.step_aligned(&tokens, logits, align)?
+        } else {
+            state.step(&tokens, logits)?;
+            0
+        };
+        if rows_per_source < k {
+            widen_rows(logits, tokens.len(), vocab, k);
+            widen_rows(align, tokens.len(), width, k);
+        }
+        let lengths = state.source_lengths().to_vec();
+        let mut reorder: Vec<u32> = Vec::with_capacity(active.len() * k);
+        // b. log-probabilities, processors, plus the running beam scores; each beam's own top 2k
+        //    continuations are enough to find the best 2k overall. Rows are independent, so they
+        //    are scored in parallel (each is a few passes over the whole vocabulary).
+        let beams_of: Vec<(&Beam, usize, &LogitsProcessor)> = active
+            .iter()
+            .filter_map(|s| item_of(s).map(|item| (item, s)))
+            .flat_map(|(item, s)| {
+                let processor = &processors[s.processor];
+                item.running.iter().map(move |b| (b, s.limit, processor))
+            })
+            .collect();
+        let rows_n = beams_of.len();
+        let row_cands: Vec<Vec<Candidate>> = {
+            let score_row = |bans: &mut Vec<u32>, (row, scores): (usize, &mut [f32])| {
+                let (beam, max_length, processor) = beams_of[row];
+                let mut out = Vec::with_capacity(keep_k);
+                score_beam_row(
+                    processor,
+                    beam,
+                    max_length,
+                    scores,
+                    keep_k,
+                    row % k,
+                    bans,
+                    &mut out,
+                );
+                out
             };
-            vec![Hypothesis {
-                ids,
-                score,
-                alignment: cfg.output_alignments.then_some(alignment),
-            }]
-        })
-        .collect())
+            map_rows(&mut logits[..rows_n * vocab], vocab, bans, score_row)
+        };
+        drop(beams_of);
+        let mut keep = Vec::with_capacity(active.len());
+        for (pos, source) in active.iter_mut().enumerate() {
+            let max_length = source.limit;
+            let Progress::Beam(item) = &mut source.progress else {
+                continue;
+            };
+            // The source's sequence length so far (start token included).
+            let cur_len = item.running.first().map_or(1, |b| b.tokens.len());
+            cands.clear();
+            for rc in &row_cands[pos * k..(pos + 1) * k] {
+                cands.extend_from_slice(rc);
+            }
+            // c. top 2k overall: highest score first, ties by flattened index (beam, token).
+            sort_candidates(cands);
+            cands.truncate(keep_k);
+            // d. which candidates end here
+            let hits: Vec<bool> = cands
+                .iter()
+                .map(|c| c.token == cfg.eos_token_id || cur_len + 1 >= max_length)
+                .collect();
+            // e. next running beams: the best k that did not end
+            let mut order: Vec<(f32, usize)> = cands
+                .iter()
+                .zip(&hits)
+                .enumerate()
+                .map(|(i, (c, &h))| (if h { c.score + NEG_LARGE } else { c.score }, i))
+                .collect();
+            order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            let next_running: Vec<Beam> = order
+                .iter()
+                .take(k)
+                .map(|&(score, i)| {
+                    let c = cands[i];
+                    let parent = &item.running[c.beam];
+                    let mut tokens = parent.tokens.clone();
+                    tokens.push(c.token);
+                    let align = extend(&parent.align, align, width, pos * k + c.beam, lengths[pos]);
+                    Beam {
+                        tokens,
+                        score,
+                        align,
+                    }
+                })
+                .collect();
+            let parents: Vec<usize> = order.iter().take(k).map(|&(_, i)| cands[i].beam).collect();
+            // f. finished beams: only the top k candidates may enter, scored with the length penalty.
+            let denom = length_denominator(cur_len, lp);
+            let full =
+                item.slots.iter().all(|s| s.finished) && cfg.early_stopping == EarlyStopping::Eager;
+            let mut merged: Vec<(f32, usize, bool)> = item
+                .slots
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.score, i, s.finished))
+                .collect();
+            for (i, c) in cands.iter().enumerate() {
+                let just_finished = hits[i] && i < k;
+                let mut score = c.score / denom;
+                if full {
+                    score += NEG_LARGE;
+                }
+                if !item.open {
+                    score += NEG_LARGE;
+                }
+                if !just_finished {
+                    score += NEG_LARGE;
+                }
+                merged.push((score, k + i, just_finished));
+            }
+            merged.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            let new_slots: Vec<Slot> = merged
+                .iter()
+                .take(k)
+                .map(|&(score, idx, finished)| {
+                    let (tokens, slot_align) = if idx < k {
+                        (
+                            item.slots[idx].tokens.clone(),
+                            item.slots[idx].align.clone(),
+                        )
+                    } else {
+                        let c = cands[idx - k];
+                        let parent = &item.running[c.beam];
+                        let mut t = parent.tokens.clone();
+                        t.push(c.token);
+                        let a = extend(&parent.align, align, width, pos * k + c.beam, lengths[pos]);
+                        (t, a)
+                    };
+                    Slot {
+                        tokens,
+                        score,
+                        finished,
+                        align: slot_align,
+                    }
+                })
+                .collect();
+            item.slots = new_slots;
+            item.running = next_running;
+            for p in parents {
+                // Before widening, every beam continues its source's one row.
+                let within = if rows_per_source < k { 0 } else { p };
+                reorder.push((pos * rows_per_source + within) as u32);
+            }
+            // g. can any running beam still beat the worst finished one?
+            let cur_len = cur_len + 1;
+            let all_hit_max = cur_len >= max_length;
+            if item.open {
+                let best_len = if cfg.early_stopping == EarlyStopping::Never && lp > 0.0 {
+                    max_length - 1
+                } else {
+                    cur_len - 1
+                };
+                let best = item.running.first().map(|b| b.score).unwrap_or(NEG_LARGE)
+                    / length_denominator(best_len, lp);
+                let min_all = item
+                    .slots
+                    .iter()
+                    .map(|s| s.score)
+                    .fold(f32::INFINITY, f32::min);
+                item.open = item
+                    .slots
+                    .iter()
+                    .any(|s| best > if s.finished { min_all } else { NEG_LARGE });
+            }
+            let frozen = !item.open
+                || (cfg.early_stopping == EarlyStopping::Eager
+                    && item.slots.iter().all(|s| s.finished));
+            if !frozen && !all_hit_max {
+                keep.push(pos);
+            }
+        }
+        state.reorder_rows(&reorder)?;
+        Ok(keep)
+    }
 }
 
 /// First index of the largest value (torch.argmax's tie rule); NaN is never chosen over a number.
@@ -284,265 +766,6 @@ fn widen_rows(values: &mut Vec<f32>, rows: usize, width: usize, times: usize) {
 fn length_denominator(len: usize, length_penalty: f32) -> f32 {
     // transformers computes `int ** float` in Python (f64) and divides an f32 tensor by it.
     (len as f64).powf(length_penalty as f64) as f32
-}
-
-fn beam(
-    model: &Seq2SeqModel,
-    encoded: &EncoderOutput,
-    cfg: &GenerationConfig,
-    processor: &LogitsProcessor,
-    limits: &[usize],
-) -> Result<Vec<Vec<Hypothesis>>> {
-    let k = cfg.num_beams;
-    let n = encoded.lengths().len();
-    let vocab = model.config().decoder_vocab_size;
-    let keep_k = 2 * k;
-    let lp = cfg.length_penalty;
-    let start = vec![cfg.decoder_start_token_id];
-    let mut items: Vec<BeamItem> = (0..n)
-        .map(|_| BeamItem {
-            running: (0..k)
-                .map(|b| Beam {
-                    tokens: start.clone(),
-                    score: if b == 0 { 0.0 } else { NEG_LARGE },
-                    align: Vec::new(),
-                })
-                .collect(),
-            slots: vec![
-                Slot {
-                    tokens: Vec::new(),
-                    score: NEG_LARGE,
-                    finished: false,
-                    align: Vec::new(),
-                };
-                k
-            ],
-            open: true,
-        })
-        .collect();
-    // Every beam of a source starts from the same token with an empty cache, so where rows are
-    // computed independently the first step runs one row per source and its logits (and
-    // alignments) are copied to the source's other beams: the numbers k rows would give.
-    let first = if model.rows_independent() { 1 } else { k };
-    let mut state = model.start_decoding(encoded, first)?;
-    let mut active: Vec<usize> = (0..n).collect();
-    let mut cur_len = 1usize;
-    let mut logits = Vec::new();
-    let mut bans = Vec::new();
-    let mut cands: Vec<Candidate> = Vec::with_capacity(k * keep_k);
-    let mut align = Vec::new();
-    while !active.is_empty() {
-        let rows_per_source = state.beams();
-        let tokens: Vec<u32> = active
-            .iter()
-            .flat_map(|&s| {
-                items[s]
-                    .running
-                    .iter()
-                    .take(rows_per_source)
-                    .map(|b| *b.tokens.last().unwrap_or(&0))
-            })
-            .collect();
-        let width = if cfg.output_alignments {
-            state.step_aligned(&tokens, &mut logits, &mut align)?
-        } else {
-            state.step(&tokens, &mut logits)?;
-            0
-        };
-        if rows_per_source < k {
-            widen_rows(&mut logits, tokens.len(), vocab, k);
-            widen_rows(&mut align, tokens.len(), width, k);
-        }
-        let lengths = state.source_lengths().to_vec();
-        let mut reorder: Vec<u32> = Vec::with_capacity(active.len() * k);
-        // b. log-probabilities, processors, plus the running beam scores; each beam's own top 2k
-        //    continuations are enough to find the best 2k overall. Rows are independent, so they
-        //    are scored in parallel (each is a few passes over the whole vocabulary).
-        let beams_of: Vec<(&Beam, usize)> = active
-            .iter()
-            .flat_map(|&s| items[s].running.iter().map(move |b| (b, limits[s])))
-            .collect();
-        let rows_n = beams_of.len();
-        let row_cands: Vec<Vec<Candidate>> = {
-            let score_row = |bans: &mut Vec<u32>, (row, scores): (usize, &mut [f32])| {
-                let (beam, max_length) = beams_of[row];
-                let mut out = Vec::with_capacity(keep_k);
-                score_beam_row(
-                    processor,
-                    beam,
-                    max_length,
-                    scores,
-                    keep_k,
-                    row % k,
-                    bans,
-                    &mut out,
-                );
-                out
-            };
-            map_rows(&mut logits[..rows_n * vocab], vocab, &mut bans, score_row)
-        };
-        drop(beams_of);
-        for (pos, &s) in active.iter().enumerate() {
-            let item = &mut items[s];
-            let max_length = limits[s];
-            cands.clear();
-            for rc in &row_cands[pos * k..(pos + 1) * k] {
-                cands.extend_from_slice(rc);
-            }
-            // c. top 2k overall: highest score first, ties by flattened index (beam, token).
-            sort_candidates(&mut cands);
-            cands.truncate(keep_k);
-            // d. which candidates end here
-            let hits: Vec<bool> = cands
-                .iter()
-                .map(|c| c.token == cfg.eos_token_id || cur_len + 1 >= max_length)
-                .collect();
-            // e. next running beams: the best k that did not end
-            let mut order: Vec<(f32, usize)> = cands
-                .iter()
-                .zip(&hits)
-                .enumerate()
-                .map(|(i, (c, &h))| (if h { c.score + NEG_LARGE } else { c.score }, i))
-                .collect();
-            order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-            let next_running: Vec<Beam> = order
-                .iter()
-                .take(k)
-                .map(|&(score, i)| {
-                    let c = cands[i];
-                    let parent = &item.running[c.beam];
-                    let mut tokens = parent.tokens.clone();
-                    tokens.push(c.token);
-                    let align =
-                        extend(&parent.align, &align, width, pos * k + c.beam, lengths[pos]);
-                    Beam {
-                        tokens,
-                        score,
-                        align,
-                    }
-                })
-                .collect();
-            let parents: Vec<usize> = order.iter().take(k).map(|&(_, i)| cands[i].beam).collect();
-            // f. finished beams: only the top k candidates may enter, scored with the length penalty.
-            let denom = length_denominator(cur_len, lp);
-            let full =
-                item.slots.iter().all(|s| s.finished) && cfg.early_stopping == EarlyStopping::Eager;
-            let mut merged: Vec<(f32, usize, bool)> = item
-                .slots
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (s.score, i, s.finished))
-                .collect();
-            for (i, c) in cands.iter().enumerate() {
-                let just_finished = hits[i] && i < k;
-                let mut score = c.score / denom;
-                if full {
-                    score += NEG_LARGE;
-                }
-                if !item.open {
-                    score += NEG_LARGE;
-                }
-                if !just_finished {
-                    score += NEG_LARGE;
-                }
-                merged.push((score, k + i, just_finished));
-            }
-            merged.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-            let new_slots: Vec<Slot> = merged
-                .iter()
-                .take(k)
-                .map(|&(score, idx, finished)| {
-                    let (tokens, slot_align) = if idx < k {
-                        (
-                            item.slots[idx].tokens.clone(),
-                            item.slots[idx].align.clone(),
-                        )
-                    } else {
-                        let c = cands[idx - k];
-                        let parent = &item.running[c.beam];
-                        let mut t = parent.tokens.clone();
-                        t.push(c.token);
-                        let a =
-                            extend(&parent.align, &align, width, pos * k + c.beam, lengths[pos]);
-                        (t, a)
-                    };
-                    Slot {
-                        tokens,
-                        score,
-                        finished,
-                        align: slot_align,
-                    }
-                })
-                .collect();
-            item.slots = new_slots;
-            item.running = next_running;
-            for p in parents {
-                // Before widening, every beam continues its source's one row.
-                let within = if rows_per_source < k { 0 } else { p };
-                reorder.push((pos * rows_per_source + within) as u32);
-            }
-        }
-        state.reorder_rows(&reorder)?;
-        cur_len += 1;
-        // g. can any running beam still beat the worst finished one?
-        let mut keep = Vec::with_capacity(active.len());
-        let mut still = Vec::with_capacity(active.len());
-        for (pos, &s) in active.iter().enumerate() {
-            let item = &mut items[s];
-            let max_length = limits[s];
-            let all_hit_max = cur_len >= max_length;
-            if item.open {
-                let best_len = if cfg.early_stopping == EarlyStopping::Never && lp > 0.0 {
-                    max_length - 1
-                } else {
-                    cur_len - 1
-                };
-                let best = item.running.first().map(|b| b.score).unwrap_or(NEG_LARGE)
-                    / length_denominator(best_len, lp);
-                let min_all = item
-                    .slots
-                    .iter()
-                    .map(|s| s.score)
-                    .fold(f32::INFINITY, f32::min);
-                item.open = item
-                    .slots
-                    .iter()
-                    .any(|s| best > if s.finished { min_all } else { NEG_LARGE });
-            }
-            let frozen = !item.open
-                || (cfg.early_stopping == EarlyStopping::Eager
-                    && item.slots.iter().all(|s| s.finished));
-            if !frozen && !all_hit_max {
-                keep.push(pos);
-                still.push(s);
-            }
-        }
-        if still.is_empty() {
-            break;
-        }
-        if still.len() != active.len() {
-            state.keep_sources(&keep)?;
-        }
-        active = still;
-    }
-    Ok(items
-        .into_iter()
-        .map(|item| {
-            item.slots
-                .into_iter()
-                .take(cfg.num_return_sequences)
-                .map(|slot| Hypothesis {
-                    ids: slot
-                        .tokens
-                        .get(1..)
-                        .map(<[u32]>::to_vec)
-                        .unwrap_or_default(),
-                    score: slot.score,
-                    alignment: cfg.output_alignments.then_some(slot.align),
-                })
-                .collect()
-        })
-        .collect())
 }
 
 /// A beam's alignment extended by one step: `row`'s attention over its source's `len` positions

@@ -158,6 +158,10 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     /// Whether a row's figures are the same whatever rows share its step (each output one sum
     /// in a fixed order): then beam search may run its first step on one row per source.
     fn rows_independent(&self) -> bool;
+    /// Whether sources can join a generation in progress ([`Decoding::join`]).
+    fn joins(&self) -> bool {
+        false
+    }
     /// The logits of every position of `seq` for source 0 of `encoded`, decoded at once with a
     /// causal mask and no cache: the oracle that cached decoding is tested against (the candle
     /// backend's).
@@ -194,12 +198,22 @@ pub(crate) trait Decoding: Send {
     fn reorder(&mut self, parents: &[u32], beams: usize) -> Result<()>;
     /// Keeps only these sources, in this order, with all their rows.
     fn keep(&mut self, sources: &[usize]) -> Result<()>;
+    /// Adds the sources of `encoded` after the others, each with as many rows as the others
+    /// have, at decoder position 0 (only where [`Backend::joins`]).
+    fn join(&mut self, encoded: &EncoderOutput) -> Result<()> {
+        let _ = encoded;
+        Err(Error::Internal(
+            "this backend cannot add sources to a generation in progress".into(),
+        ))
+    }
 }
 
 /// The decoder's state during generation: cross-attention keys and values per layer (computed
-/// once per source), self-attention caches per row, and the positions consumed.
+/// once per source), self-attention caches per row, and the positions each source consumed.
 ///
-/// Rows are source-major: row `s * beams + b` is beam `b` of source `s`.
+/// Rows are source-major: row `s * beams + b` is beam `b` of source `s`. Where the backend
+/// allows it ([`Seq2SeqModel::joins`]), sources join a generation in progress
+/// ([`DecoderState::join`]) and start at position 0 while the others go on.
 pub struct DecoderState<'m> {
     run: Box<dyn Decoding + 'm>,
     beams: usize,
@@ -208,7 +222,8 @@ pub struct DecoderState<'m> {
     lengths: Vec<usize>,
     /// The decoder layer whose cross-attention is the alignment.
     align_layer: usize,
-    position: usize,
+    /// Decoder positions consumed by each remaining source.
+    positions: Vec<usize>,
     max_positions: usize,
     vocab: usize,
 }
@@ -218,7 +233,7 @@ impl std::fmt::Debug for DecoderState<'_> {
         f.debug_struct("DecoderState")
             .field("beams", &self.beams)
             .field("sources", &self.sources)
-            .field("position", &self.position)
+            .field("positions", &self.positions)
             .finish_non_exhaustive()
     }
 }
@@ -239,9 +254,26 @@ impl DecoderState<'_> {
         self.beams
     }
 
-    /// Decoder positions consumed so far.
+    /// Decoder positions consumed so far: the most of any source (they differ only when
+    /// sources joined later).
     pub fn position(&self) -> usize {
-        self.position
+        self.positions.iter().max().copied().unwrap_or(0)
+    }
+
+    /// Adds the sources of `encoded` (encoded by the same model) after the others, with
+    /// [`DecoderState::beams`] rows each, all at position 0: their next step feeds the decoder
+    /// start token while the other sources go on. Every row's results are what it would get
+    /// without them. Fails on backends that cannot ([`Seq2SeqModel::joins`]).
+    pub fn join(&mut self, encoded: &EncoderOutput) -> Result<()> {
+        if encoded.lengths.is_empty() {
+            return Ok(());
+        }
+        self.run.join(encoded)?;
+        self.sources += encoded.lengths.len();
+        self.lengths.extend_from_slice(&encoded.lengths);
+        self.positions
+            .extend(std::iter::repeat_n(0, encoded.lengths.len()));
+        Ok(())
     }
 
     /// Feeds one token per row and writes the logits of the next position into `out` (resized to
@@ -307,7 +339,7 @@ impl DecoderState<'_> {
                 ),
             ));
         }
-        if self.position >= self.max_positions {
+        if self.position() >= self.max_positions {
             return Err(Error::option(
                 "max_length",
                 format!(
@@ -317,7 +349,9 @@ impl DecoderState<'_> {
             ));
         }
         self.run.step(tokens, out, align)?;
-        self.position += 1;
+        for p in &mut self.positions {
+            *p += 1;
+        }
         Ok(())
     }
 
@@ -366,6 +400,7 @@ impl DecoderState<'_> {
         }
         self.run.keep(sources)?;
         self.lengths = sources.iter().map(|&s| self.lengths[s]).collect();
+        self.positions = sources.iter().map(|&s| self.positions[s]).collect();
         self.sources = sources.len();
         Ok(())
     }
@@ -501,6 +536,13 @@ impl Seq2SeqModel {
         self.backend.name()
     }
 
+    /// Whether sources can join a generation in progress ([`DecoderState::join`]) with every
+    /// row's results unchanged: the host backend (caches per row, positions per source, rows
+    /// independent); not candle.
+    pub fn joins(&self) -> bool {
+        self.backend.joins() && self.backend.rows_independent()
+    }
+
     /// Whether a row's logits are bit for bit the same whatever other rows share its step (the
     /// host backend's kernels; candle's matrix products block by the number of rows).
     pub fn rows_independent(&self) -> bool {
@@ -577,7 +619,7 @@ impl Seq2SeqModel {
             sources: encoded.lengths.len(),
             lengths: encoded.lengths.clone(),
             align_layer: alignment_layer(self.config.decoder_layers),
-            position: 0,
+            positions: vec![0; encoded.lengths.len()],
             max_positions: self.max_target_positions(),
             vocab: self.config.decoder_vocab_size,
         })

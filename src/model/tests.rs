@@ -255,3 +255,128 @@ fn decoding_arguments_are_checked() {
     assert!(model.encode(&[vec![]]).is_err());
     assert!(model.start_decoding(&enc, 0).is_err());
 }
+
+/// The model's generation settings with `max_length` 16 (so random models end).
+fn settings(name: &str, model: &Seq2SeqModel) -> crate::config::GenerationConfig {
+    let path = fixture(name).join("generation_config.json");
+    crate::config::GenerationConfig::for_model(model.config(), path.is_file().then_some(&*path))
+        .unwrap()
+        .with_max_length(16)
+}
+
+#[test]
+fn sources_that_join_a_running_search_get_what_they_get_alone() {
+    use crate::generate::{generate_limited, Joining, Search};
+    for name in MODELS {
+        for quantize in [None, Some(Quantization::Int8)] {
+            let dir = fixture(name);
+            let config = ModelConfig::from_file(dir.join("config.json")).unwrap();
+            let weights = ["model.safetensors", "pytorch_model.bin"]
+                .iter()
+                .map(|f| dir.join(f))
+                .find(|p| p.is_file())
+                .unwrap();
+            let placement = Placement {
+                device: Device::Cpu,
+                dtype: DType::F32,
+                quantize,
+                int8_cache: None,
+                backend: BackendChoice::Auto,
+            };
+            let model = Seq2SeqModel::load(config, || Weights::open(&weights), &placement).unwrap();
+            assert!(model.joins());
+            let srcs = sources(&model);
+            let base = settings(name, &model);
+            for cfg in [
+                base.clone().with_num_beams(1),
+                base.clone().with_num_beams(3).with_num_return_sequences(2),
+            ] {
+                let cfg = crate::config::GenerationConfig {
+                    output_alignments: true,
+                    ..cfg
+                };
+                let banned = cfg.clone().with_no_repeat_ngram_size(2);
+                // Each source's limit and processors: source 3 with repeated bigrams banned.
+                let limits = [16usize, 9, 16, 12, 16];
+                let alone: Vec<_> = srcs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        let enc = model.encode(std::slice::from_ref(s)).unwrap();
+                        let c = if i == 3 { &banned } else { &cfg };
+                        generate_limited(&model, &enc, c, Some(&[limits[i]]))
+                            .unwrap()
+                            .remove(0)
+                    })
+                    .collect();
+                // Sources 0 and 1 start; 2 joins after one step, 3 and 4 after three.
+                let mut search = Search::new(&model, &cfg, cfg.num_beams > 1).unwrap();
+                let fallback = search.add_processor(&banned);
+                let join = |search: &mut Search<'_>, at: &[usize]| {
+                    let batch: Vec<Vec<u32>> = at.iter().map(|&i| srcs[i].clone()).collect();
+                    let enc = model.encode(&batch).unwrap();
+                    let joining: Vec<Joining> = at
+                        .iter()
+                        .map(|&i| Joining {
+                            key: i,
+                            limit: limits[i],
+                            processor: if i == 3 { fallback } else { 0 },
+                        })
+                        .collect();
+                    search.add(&enc, &joining).unwrap();
+                };
+                join(&mut search, &[0, 1]);
+                let mut got = vec![None; srcs.len()];
+                let mut steps = 0;
+                while !search.is_empty() || steps < 4 {
+                    if steps == 1 {
+                        join(&mut search, &[2]);
+                    }
+                    if steps == 3 {
+                        join(&mut search, &[4, 3]);
+                    }
+                    for (key, hyps) in search.step().unwrap() {
+                        assert!(got[key].is_none());
+                        got[key] = Some(hyps);
+                    }
+                    steps += 1;
+                }
+                for (i, (alone, joined)) in alone.iter().zip(&got).enumerate() {
+                    let joined = joined.as_ref().unwrap();
+                    assert_eq!(
+                        alone, joined,
+                        "{name} {quantize:?} beams {}: source {i}",
+                        cfg.num_beams
+                    );
+                    // Bit for bit: the scores too.
+                    for (a, b) in alone.iter().zip(joined) {
+                        assert_eq!(a.score.to_bits(), b.score.to_bits());
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn candle_sources_join_only_an_empty_search() {
+    use crate::generate::{Joining, Search};
+    let name = MODELS[0];
+    let model = load(name, BackendChoice::Candle);
+    assert!(!model.joins());
+    let srcs = sources(&model);
+    let cfg = settings(name, &model);
+    let mut search = Search::new(&model, &cfg, true).unwrap();
+    let one = |i: usize| Joining {
+        key: i,
+        limit: 16,
+        processor: 0,
+    };
+    let enc = model.encode(&srcs[..1]).unwrap();
+    search.add(&enc, &[one(0)]).unwrap();
+    search.step().unwrap();
+    assert!(!search.can_join());
+    let enc = model.encode(&srcs[1..2]).unwrap();
+    let e = search.add(&enc, &[one(1)]).unwrap_err();
+    assert!(e.to_string().contains("cannot"), "{e}");
+}

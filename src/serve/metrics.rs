@@ -144,17 +144,17 @@ impl Metrics {
         let counters = [
             (
                 "tolk_batches_total",
-                "Translation rounds (batches of segments) run.",
+                "Decoding steps of the batch in flight run.",
                 &self.batches,
             ),
             (
                 "tolk_batches_multi_request_total",
-                "Rounds that held segments of more than one request.",
+                "Steps whose batch held segments of more than one request.",
                 &self.multi_request_batches,
             ),
             (
                 "tolk_batched_segments_total",
-                "Segments translated in rounds.",
+                "Segments in the batch, summed over steps (divided by tolk_batches_total: the mean batch).",
                 &self.batched_segments,
             ),
             (
@@ -174,10 +174,10 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP tolk_translate_seconds_total Time spent translating rounds.\n# TYPE tolk_translate_seconds_total counter\ntolk_translate_seconds_total {}",
+            "# HELP tolk_translate_seconds_total Time spent in decoding steps.\n# TYPE tolk_translate_seconds_total counter\ntolk_translate_seconds_total {}",
             self.translate_micros.load(Ordering::Relaxed) as f64 / 1e6
         );
-        out.push_str("# HELP tolk_batch_segments Segments per round.\n");
+        out.push_str("# HELP tolk_batch_segments Segments in the batch, per step.\n");
         out.push_str("# TYPE tolk_batch_segments histogram\n");
         if let Ok(h) = self.batch_segments.lock() {
             h.write(&mut out, "tolk_batch_segments", "", &BATCH_BUCKETS);

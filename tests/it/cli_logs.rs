@@ -77,10 +77,10 @@ fn verbose_shows_the_model_load_and_rust_log_the_batches() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     let batch = stderr
         .lines()
-        .find(|l| l.contains("batch 1/"))
+        .find(|l| l.contains("joined the search"))
         .unwrap_or_else(|| panic!("no batch line: {stderr}"));
     assert!(batch.contains("DEBUG"), "{batch}");
-    assert!(batch.contains("padded_tokens="), "{batch}");
+    assert!(batch.contains("source_tokens="), "{batch}");
     assert!(batch.contains(" s "), "{batch}");
 
     // A RUST_LOG that does not parse is reported, never fatal.

@@ -30,6 +30,21 @@ With --mix every article is sent as text, as HTML and as a bad request in turn (
 a soak is --mix over repeated phases, each phase's latency and the server's RSS a point of the
 series, e.g. --clients 32,32,32,32,32 --duration 60 --pid PID.
 
+Mixed load (--interactive N): how interactive requests fare beside bulk ones. In every phase,
+besides the phase's bulk clients (the --clients count, which may be 0), N interactive clients
+each send ONE short sentence, wait for the answer, then sleep --think seconds (default 0.5)
+before the next. The sentences come from the articles, split after 。！？.!? (a "." between
+digits does not end one), those of 8-60 characters kept, taken in one rotation of their own.
+--bulk-sentences K builds each bulk request from K consecutive sentences of the articles
+(their paragraph breaks kept, wrapping round at the end) instead of sending whole articles; a
+built request counts K sentences. With --requests the count is of bulk requests (the
+interactive clients stop when the bulk clients are done), or, in a phase of 0 bulk clients, of
+interactive requests. Each phase then reports the two classes apart ("interactive" and
+"bulk": requests ok/failed, latency, sentences/s) and the total sentences/s of both, e.g.
+interactive latency alone, then beside 1, 8 and 32 clients sending 100-sentence requests:
+    python3 tools/serve/loadgen.py --url http://127.0.0.1:5001/translate --clients 0,1,8,32 \
+        --interactive 1 --bulk-sentences 100 --duration 60
+
 Examples:
     python3 tools/serve/loadgen.py --url http://127.0.0.1:5001/translate --clients 1,8 \
         --duration 20 --pid 12345 --json /tmp/lt.json
@@ -77,6 +92,70 @@ def load_articles(directory):
                 }
             )
     return articles
+
+
+# A sentence: the shortest run ending in Chinese/Western sentence-final punctuation (。！？.!?; a
+# "." between digits or before a digit, as in 3.5, does not end one) or at the paragraph's end,
+# with any closing quotes/brackets that follow the mark.
+SENTENCE = re.compile(r".+?(?:[。！？!?]+|\.+(?!\d)|$)[”’」』）)\"']*", re.S)
+CJK_END = re.compile("[。！？”’」』）]$")
+
+
+def split_sentences(articles):
+    """All sentences of the articles in order, as (sentence, paragraph key) pairs."""
+    out = []
+    for ai, a in enumerate(articles):
+        for pi, para in enumerate(a["paragraphs"]):
+            for m in SENTENCE.finditer(para.strip()):
+                s = m.group(0).strip()
+                if s:
+                    out.append((s, (ai, pi)))
+    return out
+
+
+def join_sentences(sentences):
+    """Sentences of one paragraph as one string: no space after a Chinese mark, else one."""
+    text = ""
+    for s in sentences:
+        if text and not CJK_END.search(text):
+            text += " "
+        text += s
+    return text
+
+
+def text_article(name, paragraphs, sentences):
+    text = "\n".join(paragraphs)
+    return {"name": name, "text": text, "paragraphs": paragraphs, "sentences": sentences, "chars": len(text)}
+
+
+def interactive_articles(articles, lo=8, hi=60):
+    """--interactive: every sentence of lo..hi characters as a one-sentence article."""
+    sents = [s for s, _ in split_sentences(articles) if lo <= len(s) <= hi]
+    if not sents:
+        sys.exit("no sentence of %d-%d characters in the articles for --interactive" % (lo, hi))
+    return [dict(text_article("s%d" % i, [s], 1), kind="text") for i, s in enumerate(sents)]
+
+
+def bulk_articles(articles, k):
+    """--bulk-sentences K: article-like dicts of K consecutive sentences each (the source's
+    paragraph breaks kept), starting K sentences apart and wrapping round at the end, so
+    together they cover every sentence at least once."""
+    sents = split_sentences(articles)
+    if not sents:
+        sys.exit("no sentences in the articles for --bulk-sentences")
+    out = []
+    for c in range(max(1, -(-len(sents) // k))):
+        paragraphs, current, key = [], [], None
+        for j in range(k):
+            s, skey = sents[(c * k + j) % len(sents)]
+            if current and skey != key:
+                paragraphs.append(join_sentences(current))
+                current = []
+            current.append(s)
+            key = skey
+        paragraphs.append(join_sentences(current))
+        out.append(text_article("bulk%d" % c, paragraphs, k))
+    return out
 
 
 # ---------------------------------------------------------------- /proc readers (Linux only)
@@ -250,11 +329,16 @@ def percentile(sorted_values, p):
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
 
 
-def run_phase(n_clients, articles, bodies, args, duration=None, max_requests=None, record=True):
+def run_phase(n_clients, articles, bodies, args, duration=None, max_requests=None, record=True,
+              n_interactive=0, iarticles=None, ibodies=None):
+    """n_clients bulk clients over articles/bodies and, with n_interactive, that many interactive
+    clients over iarticles/ibodies (one request, then --think seconds of sleep, in a loop). With
+    max_requests the count is of bulk requests, or, with no bulk client, of interactive ones."""
     lock = threading.Lock()
     issued = [0]
-    results = []  # (latency_s, ok, err_kind, article_index, end_time)
+    results = []  # (latency_s, ok, err_kind, article_index, end_time, class)
     error_samples = {}
+    bulk_done = threading.Event()  # the bulk clients have all finished: interactive ones stop
     start = time.monotonic()
     deadline = start + duration if duration is not None else None
 
@@ -270,19 +354,34 @@ def run_phase(n_clients, articles, bodies, args, duration=None, max_requests=Non
             args.cursor[0] += 1
             return idx
 
-    def worker(ci):
+    def take_interactive_ticket():
+        """Next interactive sentence index, or None when the phase is over."""
+        with lock:
+            if bulk_done.is_set():
+                return None
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            if n_clients == 0 and max_requests is not None:
+                if issued[0] >= max_requests:
+                    return None
+                issued[0] += 1
+            idx = args.icursor[0] % len(iarticles)
+            args.icursor[0] += 1
+            return idx
+
+    def worker(ci, cls, ticket, arts, bods):
         client = Client(args.parsed_url, args.timeout)
         try:
             while True:
-                idx = take_ticket()
+                idx = ticket()
                 if idx is None:
                     break
-                art = articles[idx]
+                art = arts[idx]
                 t0 = time.monotonic()
                 err = None
                 data = b""
                 try:
-                    status, data = client.post(bodies[idx])
+                    status, data = client.post(bods[idx])
                     err = check_answer(status, data, art, args)
                 except (TimeoutError, OSError) as e:  # socket.timeout is a TimeoutError/OSError
                     err = "timeout" if "timed out" in str(e) else "conn_" + type(e).__name__
@@ -290,38 +389,64 @@ def run_phase(n_clients, articles, bodies, args, duration=None, max_requests=Non
                     err = "exc_" + type(e).__name__
                 t1 = time.monotonic()
                 with lock:
-                    results.append((t1 - t0, err is None, err, idx, t1))
+                    results.append((t1 - t0, err is None, err, idx, t1, cls))
                     if err is not None and err not in error_samples:
                         error_samples[err] = data[:300].decode("utf-8", "replace")
+                if cls == "interactive" and args.think > 0:
+                    pause = args.think
+                    if deadline is not None:
+                        pause = min(pause, max(deadline - time.monotonic(), 0.0))
+                    bulk_done.wait(pause)  # woken early when the bulk clients are done
         finally:
             client.close()
 
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n_clients)]
-    for t in threads:
+    threads = [threading.Thread(target=worker, args=(i, "bulk", take_ticket, articles, bodies), daemon=True)
+               for i in range(n_clients)]
+    ithreads = [threading.Thread(target=worker, args=(i, "interactive", take_interactive_ticket, iarticles, ibodies),
+                                 daemon=True) for i in range(n_interactive)]
+    for t in threads + ithreads:
         t.start()
     for t in threads:
+        t.join()
+    if n_clients > 0:
+        bulk_done.set()
+    for t in ithreads:
         t.join()
     end = max((r[4] for r in results), default=time.monotonic())
     if not record:
         return None
 
     elapsed = max(end - start, 1e-9)
+    arts_of = {"bulk": articles, "interactive": iarticles}
+    r = summarize(results, arts_of, elapsed)
+    out = {"clients": n_clients, "elapsed_s": round(elapsed, 3)}
+    for k, v in r.items():
+        out[k] = v
+        if k == "errors":
+            out["error_samples"] = error_samples
+    if n_interactive:
+        # The fields above are over both classes; "classes" has them apart.
+        out["interactive_clients"] = n_interactive
+        out["total_sentences_per_s"] = r["sentences_per_s"]
+        out["classes"] = {cls: summarize([x for x in results if x[5] == cls], arts_of, elapsed)
+                          for cls in ("interactive", "bulk")}
+    return out
+
+
+def summarize(results, arts_of, elapsed):
+    ms = lambda v: None if v is None else round(v * 1000.0, 1)  # noqa: E731
     ok = [r for r in results if r[1]]
     lat = sorted(r[0] for r in ok)
     errors = {}
     for r in results:
         if not r[1]:
             errors[r[2]] = errors.get(r[2], 0) + 1
-    sentences = sum(articles[r[3]]["sentences"] for r in ok)
-    chars = sum(articles[r[3]]["chars"] for r in ok)
-    ms = lambda v: None if v is None else round(v * 1000.0, 1)  # noqa: E731
+    sentences = sum(arts_of[r[5]][r[3]]["sentences"] for r in ok)
+    chars = sum(arts_of[r[5]][r[3]]["chars"] for r in ok)
     return {
-        "clients": n_clients,
-        "elapsed_s": round(elapsed, 3),
         "requests_ok": len(ok),
         "requests_failed": len(results) - len(ok),
         "errors": errors,
-        "error_samples": error_samples,
         "requests_per_s": round(len(ok) / elapsed, 4),
         "sentences_per_s": round(sentences / elapsed, 3),
         "source_chars_per_s": round(chars / elapsed, 1),
@@ -341,6 +466,9 @@ def fmt_kb(kb):
 
 
 def print_phase(r):
+    if "classes" in r:
+        print_mixed_phase(r)
+        return
     lat = r["latency_ms"]
     print(
         "clients=%-3d  %6.1fs  ok=%-5d failed=%-4d  %.3f req/s  %.2f sent/s  %.0f chars/s"
@@ -351,6 +479,10 @@ def print_phase(r):
         "             latency ms: p50=%s p95=%s p99=%s mean=%s max=%s"
         % (lat["p50"], lat["p95"], lat["p99"], lat["mean"], lat["max"])
     )
+    print_errors_and_server(r)
+
+
+def print_errors_and_server(r):
     if r["errors"]:
         print("             errors: %s" % json.dumps(r["errors"]))
         for k, v in r["error_samples"].items():
@@ -365,12 +497,40 @@ def print_phase(r):
     sys.stdout.flush()
 
 
+def print_mixed_phase(r):
+    """A phase with interactive clients: totals, then each class on its own lines."""
+    print(
+        "clients=%-3d bulk + %d interactive  %6.1fs  ok=%-5d failed=%-4d  %.2f sent/s in all  %.0f chars/s"
+        % (r["clients"], r["interactive_clients"], r["elapsed_s"], r["requests_ok"], r["requests_failed"],
+           r["total_sentences_per_s"], r["source_chars_per_s"])
+    )
+    for cls in ("interactive", "bulk"):
+        c = r["classes"][cls]
+        lat = c["latency_ms"]
+        print(
+            "             %-11s ok=%-5d failed=%-4d  %.3f req/s  %.2f sent/s  latency ms: p50=%s p95=%s p99=%s max=%s"
+            % (cls, c["requests_ok"], c["requests_failed"], c["requests_per_s"], c["sentences_per_s"],
+               lat["p50"], lat["p95"], lat["p99"], lat["max"])
+        )
+    print_errors_and_server(r)
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", default="http://127.0.0.1:5001/translate")
     ap.add_argument("--articles", default=os.path.join(here, "articles_zh"))
-    ap.add_argument("--clients", default="1", help="comma-separated list, one phase each (e.g. 1,8,32)")
+    ap.add_argument("--clients", default="1",
+                    help="comma-separated list, one phase each (e.g. 1,8,32); with --interactive the bulk "
+                         "clients, 0 allowed")
+    ap.add_argument("--interactive", type=int, default=0, metavar="N",
+                    help="N interactive clients in every phase besides the bulk ones, each sending one "
+                         "short sentence (8-60 characters) and sleeping --think seconds after the answer")
+    ap.add_argument("--think", type=float, default=0.5,
+                    help="seconds an interactive client sleeps after each answer (default 0.5)")
+    ap.add_argument("--bulk-sentences", type=int, default=0, metavar="K",
+                    help="build each bulk request from K consecutive sentences of the articles "
+                         "(default 0: the articles as they are)")
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--duration", type=float, help="seconds per phase (default 20)")
     g.add_argument("--requests", type=int, help="requests per phase (instead of --duration)")
@@ -401,12 +561,31 @@ def main():
     if not args.allow_remote and not (host == "localhost" or host.startswith("127.") or host == "::1"):
         sys.exit("refusing non-loopback target %r (use --allow-remote)" % host)
 
+    if args.interactive < 0 or args.bulk_sentences < 0 or args.think < 0:
+        sys.exit("--interactive, --bulk-sentences and --think must not be negative")
+    phases = [int(x) for x in args.clients.split(",") if x.strip()]
+    if any(n < 0 for n in phases):
+        sys.exit("--clients must not be negative")
+    if args.interactive == 0 and 0 in phases:
+        sys.exit("a phase of 0 clients needs --interactive")
+
     articles = load_articles(args.articles)
+    iarticles = ibodies = None
+    if args.interactive > 0:
+        iarticles = interactive_articles(articles)  # from the source articles, never --mix'ed
+        ibodies = [make_body(a, args) for a in iarticles]
+    if args.bulk_sentences > 0:
+        articles = bulk_articles(articles, args.bulk_sentences)
     if args.mix:
         articles = mixed(articles)
     bodies = [make_body(a, args) for a in articles]
-    print("%d articles, %d sentences, %d chars in all; target %s"
-          % (len(articles), sum(a["sentences"] for a in articles), sum(a["chars"] for a in articles), args.url))
+    print("%d %s, %d sentences, %d chars in all; target %s"
+          % (len(articles), "articles" if args.bulk_sentences == 0 else "bulk requests of %d sentences"
+             % args.bulk_sentences, sum(a["sentences"] for a in articles), sum(a["chars"] for a in articles),
+             args.url))
+    if iarticles:
+        print("interactive: %d client(s), %d sentences of 8-60 chars in rotation, think %.2fs"
+              % (args.interactive, len(iarticles), args.think))
 
     if args.check:
         c = Client(args.parsed_url, args.timeout)
@@ -430,7 +609,14 @@ def main():
            "source": args.source, "target": args.target, "articles": len(articles),
            "article_sentences": [a["sentences"] for a in articles],
            "duration_s": duration, "requests": args.requests, "started": time.time(), "phases": []}
-    for n in [int(x) for x in args.clients.split(",") if x.strip()]:
+    if args.interactive > 0 or args.bulk_sentences > 0:
+        out["bulk_sentences"] = args.bulk_sentences
+    if args.interactive > 0:
+        out["interactive"] = args.interactive
+        out["think_s"] = args.think
+        out["interactive_sentences"] = len(iarticles)
+    args.icursor = [0]  # rotation of the interactive sentences, over all phases
+    for n in phases:
         sampler = None
         before_kb = cpu0 = None
         if args.pid:
@@ -438,7 +624,8 @@ def main():
             cpu0 = read_cpu_seconds(args.pid)
             sampler = RssSampler(args.pid, args.rss_interval)
             sampler.start()
-        r = run_phase(n, articles, bodies, args, duration=duration, max_requests=args.requests)
+        r = run_phase(n, articles, bodies, args, duration=duration, max_requests=args.requests,
+                      n_interactive=args.interactive, iarticles=iarticles, ibodies=ibodies)
         if sampler is not None:
             sampler.stop()
             cpu1 = read_cpu_seconds(args.pid)

@@ -413,25 +413,41 @@ impl HostBackend {
         lens: &[usize],
         beams: usize,
     ) -> Result<HostState<'_, E>> {
-        let d = self.d;
         let layers = self.decoder.layers.len();
         let mut kv = Kv::<E>::new(layers, lens.len() * beams);
-        let mut buf = Vec::new();
-        let rows: usize = lens.iter().sum();
-        for layer in &self.decoder.layers {
-            linear(packed, rows, &layer.cross_k, &mut buf)?;
-            kv.add_cross_keys(&buf, d, lens);
-            linear(packed, rows, &layer.cross_v, &mut buf)?;
-            kv.add_cross_values(&buf, d, lens);
-        }
+        self.add_cross(&mut kv, packed, lens)?;
         Ok(HostState {
             backend: self,
             kv,
             lens: lens.to_vec(),
             beams,
-            position: 0,
+            positions: vec![0; lens.len()],
             ws: Workspace::default(),
         })
+    }
+
+    /// Adds every layer's cross-attention keys and values of `packed` sources to `kv`.
+    fn add_cross<E: KvElem>(&self, kv: &mut Kv<E>, packed: &[f32], lens: &[usize]) -> Result<()> {
+        let d = self.d;
+        let rows: usize = lens.iter().sum();
+        let mut buf = Vec::new();
+        for (l, layer) in self.decoder.layers.iter().enumerate() {
+            linear(packed, rows, &layer.cross_k, &mut buf)?;
+            kv.add_cross_keys(l, &buf, d, lens);
+            linear(packed, rows, &layer.cross_v, &mut buf)?;
+            kv.add_cross_values(l, &buf, d, lens);
+        }
+        Ok(())
+    }
+}
+
+/// The host's packed hidden states of an encoder output.
+fn packed(encoded: &EncoderOutput) -> Result<&[f32]> {
+    match &encoded.hidden {
+        Hidden::Host(packed) => Ok(packed),
+        _ => Err(Error::Internal(
+            "an encoder output of the candle backend given to the host backend".into(),
+        )),
     }
 }
 
@@ -503,11 +519,7 @@ impl Backend for HostBackend {
         encoded: &EncoderOutput,
         beams: usize,
     ) -> Result<Box<dyn Decoding + 'a>> {
-        let Hidden::Host(packed) = &encoded.hidden else {
-            return Err(Error::Internal(
-                "an encoder output of the candle backend given to the host backend".into(),
-            ));
-        };
+        let packed = packed(encoded)?;
         Ok(if self.int8 {
             Box::new(self.start_with::<f16>(packed, &encoded.lengths, beams)?)
         } else {
@@ -531,6 +543,11 @@ impl Backend for HostBackend {
         // Every kernel sums each output in input order, and int8 scales are per row.
         true
     }
+
+    fn joins(&self) -> bool {
+        // Caches are per row and positions per source.
+        true
+    }
 }
 
 /// One generation's state on the host backend, with attention caches in `E` (f32 for float
@@ -540,7 +557,8 @@ struct HostState<'a, E> {
     kv: Kv<E>,
     lens: Vec<usize>,
     beams: usize,
-    position: usize,
+    /// Decoder positions consumed by each source's rows.
+    positions: Vec<usize>,
     ws: Workspace,
 }
 
@@ -557,10 +575,12 @@ impl<E: KvElem> Decoding for HostState<'_, E> {
         let rows = tokens.len();
         let ws = &mut self.ws;
         ws.x.resize(rows * d, 0.0);
-        for (row, &tok) in ws.x.chunks_exact_mut(d).zip(tokens) {
-            dec.embed_row(tok, self.position, m.embed_scale, row)?;
+        let beams = self.beams.max(1);
+        for (r, (row, &tok)) in ws.x.chunks_exact_mut(d).zip(tokens).enumerate() {
+            let position = self.positions.get(r / beams).copied().unwrap_or(0);
+            dec.embed_row(tok, position, m.embed_scale, row)?;
         }
-        let t = self.position + 1;
+        let t = self.positions.iter().max().copied().unwrap_or(0) + 1;
         for (l, layer) in dec.layers.iter().enumerate() {
             // Self-attention.
             layer
@@ -584,7 +604,9 @@ impl<E: KvElem> Decoding for HostState<'_, E> {
                 .ffn
                 .forward(&mut ws.x, d, m.activation, &mut ws.f, &mut ws.h)?;
         }
-        self.position += 1;
+        for p in &mut self.positions {
+            *p += 1;
+        }
         logits(&ws.x, rows, &m.lm_head, &m.final_bias, out)
     }
 
@@ -602,6 +624,17 @@ impl<E: KvElem> Decoding for HostState<'_, E> {
             .collect();
         self.kv.keep(sources, &rows);
         self.lens = sources.iter().map(|&s| self.lens[s]).collect();
+        self.positions = sources.iter().map(|&s| self.positions[s]).collect();
+        Ok(())
+    }
+
+    fn join(&mut self, encoded: &EncoderOutput) -> Result<()> {
+        let lens = encoded.lengths();
+        self.backend
+            .add_cross(&mut self.kv, packed(encoded)?, lens)?;
+        self.kv.add_rows(lens.len() * self.beams);
+        self.lens.extend_from_slice(lens);
+        self.positions.extend(std::iter::repeat_n(0, lens.len()));
         Ok(())
     }
 }
@@ -622,42 +655,44 @@ struct Kv<E> {
 impl<E: KvElem> Kv<E> {
     fn new(layers: usize, rows: usize) -> Self {
         Kv {
-            cross_k: Vec::with_capacity(layers),
-            cross_v: Vec::with_capacity(layers),
+            cross_k: vec![Vec::new(); layers],
+            cross_v: vec![Vec::new(); layers],
             self_k: vec![vec![KeysT::default(); rows]; layers],
             self_v: vec![vec![Vec::new(); rows]; layers],
             tmp: Vec::new(),
         }
     }
 
-    /// One layer's cross-attention keys: `buf` holds the sources' rows packed one after another
-    /// (`lens[s]` rows of `d` each).
-    fn add_cross_keys(&mut self, buf: &[f32], d: usize, lens: &[usize]) {
-        let mut at = 0;
-        self.cross_k.push(
-            lens.iter()
-                .map(|&l| {
-                    let k = KeysT::from_rows(&buf[at * d..(at + l) * d], d);
-                    at += l;
-                    k
-                })
-                .collect(),
-        );
+    /// Appends `rows` rows with empty self-attention caches (rows of sources that join).
+    fn add_rows(&mut self, rows: usize) {
+        for layer in &mut self.self_k {
+            layer.extend(std::iter::repeat_n(KeysT::default(), rows));
+        }
+        for layer in &mut self.self_v {
+            layer.extend(std::iter::repeat_n(Vec::new(), rows));
+        }
     }
 
-    /// One layer's cross-attention values, packed like [`Kv::add_cross_keys`]'s keys.
-    fn add_cross_values(&mut self, buf: &[f32], d: usize, lens: &[usize]) {
+    /// Layer `l`'s cross-attention keys of more sources: `buf` holds their rows packed one after
+    /// another (`lens[s]` rows of `d` each).
+    fn add_cross_keys(&mut self, l: usize, buf: &[f32], d: usize, lens: &[usize]) {
         let mut at = 0;
-        self.cross_v.push(
-            lens.iter()
-                .map(|&l| {
-                    let mut v = Vec::with_capacity(l * d);
-                    E::store(&buf[at * d..(at + l) * d], &mut v);
-                    at += l;
-                    v
-                })
-                .collect(),
-        );
+        self.cross_k[l].extend(lens.iter().map(|&n| {
+            let k = KeysT::from_rows(&buf[at * d..(at + n) * d], d);
+            at += n;
+            k
+        }));
+    }
+
+    /// Layer `l`'s cross-attention values, packed like [`Kv::add_cross_keys`]'s keys.
+    fn add_cross_values(&mut self, l: usize, buf: &[f32], d: usize, lens: &[usize]) {
+        let mut at = 0;
+        self.cross_v[l].extend(lens.iter().map(|&n| {
+            let mut v = Vec::with_capacity(n * d);
+            E::store(&buf[at * d..(at + n) * d], &mut v);
+            at += n;
+            v
+        }));
     }
 
     /// Appends every row's new key and value (rows x d each) to layer `l`.
