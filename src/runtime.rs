@@ -305,10 +305,11 @@ struct Waiting {
 ///
 /// Urgent inputs (a server request of a sentence or two, typed into the page) have a lane of
 /// their own: a second search of at most a quarter of the batch, which they join at the next
-/// step, and which steps first while it has work, the main search waiting (at most
-/// [`PRIORITY_STEPS`] steps in a row while the main search has inputs). A step of a few rows
-/// costs a fraction of a full batch's, so such an input takes close to its time alone instead
-/// of its length times a full batch's step.
+/// step, and which steps first while it has work, the main search waiting, but only until the
+/// urgent lane has decoded as many rows as the main search has (so the urgent lane takes at most
+/// about half the time while both have work). A step of a few rows costs a fraction of a full
+/// batch's, so such an input takes close to its time alone instead of its length times a full
+/// batch's step.
 ///
 /// Where the backend's rows are independent ([`Seq2SeqModel::joins`]: the host backend) every
 /// input gets the tokens it gets alone. Elsewhere inputs join only an empty search: batches
@@ -323,12 +324,9 @@ pub(crate) struct Batcher<'m> {
     /// Urgent inputs, in arrival order.
     urgent: VecDeque<(usize, Waiting)>,
     arrivals: u64,
-    /// Urgent steps run in a row while the main lane had inputs.
-    main_waited: usize,
+    /// Rows the urgent lane decoded since the main lane's last step.
+    urgent_rows: usize,
 }
-
-/// The most steps the urgent lane runs in a row while the main one has inputs.
-pub(crate) const PRIORITY_STEPS: usize = 32;
 
 /// One search of a [`Batcher`], and the source length of each of its inputs, by key.
 struct Lane<'m> {
@@ -367,7 +365,7 @@ impl<'m> Batcher<'m> {
             waiting: Default::default(),
             urgent: VecDeque::new(),
             arrivals: 0,
-            main_waited: 0,
+            urgent_rows: 0,
         })
     }
 
@@ -442,11 +440,14 @@ impl<'m> Batcher<'m> {
         );
         let main_busy = !self.lanes[0].running.is_empty() || !main.is_empty();
         let urgent_busy = !self.lanes[1].running.is_empty() || !urgent.is_empty();
-        let lane = if urgent_busy && (!main_busy || self.main_waited < PRIORITY_STEPS) {
-            self.main_waited = if main_busy { self.main_waited + 1 } else { 0 };
+        let main_rows = self.lanes[0].search.rows().max(1);
+        let lane = if urgent_busy && (!main_busy || self.urgent_rows < main_rows) {
+            if main_busy {
+                self.urgent_rows += self.lanes[1].search.rows().max(urgent.len());
+            }
             1
         } else {
-            self.main_waited = 0;
+            self.urgent_rows = 0;
             0
         };
         let model = self.model;

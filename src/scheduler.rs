@@ -8,9 +8,11 @@
 //!   until a batch is full).
 //! - While the batch runs, each free place goes to the request with the fewest segments in it
 //!   (the oldest first among equals), so one huge request cannot starve small ones.
-//! - A small request (at most a quarter of the batch in segments) starts at the next step even
-//!   when the batch is full, in the stream's urgent lane (see [`crate::runtime`]'s `Batcher`:
-//!   a second batch of at most a quarter of the size, which steps first while it has work).
+//! - Once the batch is busy (a quarter full), a small request (at most a quarter of the batch in
+//!   segments) starts at the next step, however full the batch, in the stream's urgent lane
+//!   (see [`crate::runtime`]'s `Batcher`: a second batch of at most a quarter of the size, which
+//!   steps first while it has work, up to as many rows as the main batch holds between two of
+//!   the main batch's steps).
 //! - Requests with other generation settings wait until the batch drains, once their oldest
 //!   request is the oldest waiting.
 //!
@@ -49,8 +51,8 @@ impl SchedulerObserver for () {}
 /// How the batch is filled.
 #[derive(Debug, Clone)]
 pub struct SchedulerOptions {
-    /// Most segments in the batch (beyond it, only small requests' segments, in a reserve of a
-    /// quarter of it). Default: the translator's batch size (32).
+    /// Most segments in the batch (beyond it, only small requests' segments, in the urgent lane
+    /// of a quarter of it). Default: the translator's batch size (32).
     pub round_segments: usize,
     /// How long an idle scheduler waits for more segments once the first has arrived. Default
     /// 5 ms.
@@ -72,6 +74,8 @@ impl Default for SchedulerOptions {
 /// One call of a request: its segments, and where their translations go.
 struct Job {
     request: u64,
+    /// Its place in the order of arrival.
+    arrival: u64,
     texts: Vec<String>,
     /// Segments handed to the batch so far.
     taken: usize,
@@ -92,6 +96,7 @@ struct Queue {
     groups: Vec<Group>,
     queued: usize,
     closed: bool,
+    arrivals: u64,
 }
 
 struct Shared {
@@ -264,8 +269,10 @@ impl SegmentTranslator for SchedulerClient {
                 }
                 .into());
             }
+            q.arrivals += 1;
             let job = Arc::new(Mutex::new(Job {
                 request: self.request,
+                arrival: q.arrivals,
                 texts: texts.iter().map(|t| t.to_string()).collect(),
                 taken: 0,
                 results: vec![None; texts.len()],
@@ -324,16 +331,22 @@ fn serve(shared: &Shared, translator: &dyn SegmentTranslator) {
     }
     let _ended = Ended(shared);
     let mut stream: Option<(GenerationConfig, Box<dyn SegmentStream + '_>)> = None;
-    let mut flight: HashMap<u64, Slot> = HashMap::new();
+    // Each segment in the stream: its slot and whether it is urgent.
+    let mut flight: HashMap<u64, (Slot, bool)> = HashMap::new();
     let mut next_key = 0u64;
     loop {
         let current = stream.as_ref().map(|(g, s)| (g, s.room()));
-        let mut by_request: HashMap<u64, usize> = HashMap::new();
-        for (job, _) in flight.values() {
+        let mut in_flight = InFlight::default();
+        for ((job, _), urgent) in flight.values() {
             let request = job.lock().map_or(u64::MAX, |j| j.request);
-            *by_request.entry(request).or_insert(0) += 1;
+            *in_flight.by_request.entry(request).or_insert(0) += 1;
+            if *urgent {
+                in_flight.urgent += 1;
+            } else {
+                in_flight.main += 1;
+            }
         }
-        let Some(taken) = next_segments(shared, current, &by_request) else {
+        let Some(taken) = next_segments(shared, current, &in_flight) else {
             return;
         };
         if let Some((generation, segments)) = taken {
@@ -356,7 +369,7 @@ fn serve(shared: &Shared, translator: &dyn SegmentTranslator) {
                 next_key += 1;
                 match catch(|| s.add(key, &text, urgent)) {
                     Ok(()) => {
-                        flight.insert(key, (job, i));
+                        flight.insert(key, ((job, i), urgent));
                     }
                     Err(e) => fail(shared, &[(job, i)], &e),
                 }
@@ -372,7 +385,7 @@ fn serve(shared: &Shared, translator: &dyn SegmentTranslator) {
         let requests = {
             let mut ids: Vec<u64> = flight
                 .values()
-                .filter_map(|(job, _)| job.lock().ok().map(|j| j.request))
+                .filter_map(|((job, _), _)| job.lock().ok().map(|j| j.request))
                 .collect();
             ids.sort_unstable();
             ids.dedup();
@@ -386,7 +399,7 @@ fn serve(shared: &Shared, translator: &dyn SegmentTranslator) {
                     .metrics
                     .batch(segments, requests, tokens, started.elapsed());
                 for (key, t) in finished {
-                    if let Some((job, i)) = flight.remove(&key) {
+                    if let Some(((job, i), _)) = flight.remove(&key) {
                         deliver(&job, i, t);
                     }
                 }
@@ -397,7 +410,7 @@ fn serve(shared: &Shared, translator: &dyn SegmentTranslator) {
                     requests,
                     "a translation step failed; its requests get the error: {e}"
                 );
-                let slots: Vec<Slot> = flight.drain().map(|(_, slot)| slot).collect();
+                let slots: Vec<Slot> = flight.drain().map(|(_, (slot, _))| slot).collect();
                 fail(shared, &slots, &e);
                 // Its state is lost: the next segments start a new stream.
                 stream = None;
@@ -473,44 +486,62 @@ fn deliver(job: &Mutex<Job>, i: usize, t: Translation) {
     }
 }
 
+/// The segments in the stream: by request, and in each lane.
+#[derive(Debug, Default)]
+struct InFlight {
+    by_request: HashMap<u64, usize>,
+    main: usize,
+    urgent: usize,
+}
+
 /// The next segments for the stream, each with whether it is urgent (see [`take_segments`]):
 /// `None` when the scheduler closes; `Some(None)` when the stream should step without new
 /// segments.
 ///
 /// With nothing in flight it waits for segments, then a little more (up to `max_wait`) for a
-/// batch to fill, and takes them from the group whose oldest job has waited longest. While the
-/// stream runs (`current`: its settings and room) it does not wait: it takes what fits from the
-/// stream's own group, as long as that group holds the oldest job (otherwise the stream drains
-/// and the other group's settings come next). `in_flight`: the segments each request has in the
-/// stream (see [`take_segments`]).
+/// batch to fill. While the stream runs (`current`: its settings and room) it does not wait: it
+/// takes what fits. Either way from the group whose oldest job has waited longest; while the
+/// stream runs, only when that is the stream's own group (otherwise the stream drains and the
+/// other group's settings come next).
 #[allow(clippy::type_complexity)]
 fn next_segments(
     shared: &Shared,
     current: Option<(&GenerationConfig, usize)>,
-    in_flight: &HashMap<u64, usize>,
+    in_flight: &InFlight,
 ) -> Option<Option<(GenerationConfig, Vec<(Slot, bool)>)>> {
     let opts = &shared.options;
+    let round = opts.round_segments;
     let mut q = shared.queue.lock().ok()?;
     drop_cancelled(&mut q);
     if q.closed {
         return None;
     }
-    let flying: usize = in_flight.values().sum();
-    if flying > 0 {
+    if in_flight.main + in_flight.urgent > 0 {
         let Some((generation, room)) = current else {
             return Some(None);
         };
-        let free = room.min(opts.round_segments.saturating_sub(flying));
-        let reserve =
-            (opts.round_segments + reserve(opts.round_segments)).saturating_sub(flying + free);
-        let ours = q
-            .groups
-            .first()
-            .is_some_and(|g| &g.generation == generation);
-        if (free == 0 && reserve == 0) || !ours {
+        let free = room.min(round.saturating_sub(in_flight.main));
+        // Small requests go to the urgent lane once the main batch is busy.
+        let urgent = if in_flight.main >= reserve(round) {
+            reserve(round).saturating_sub(in_flight.urgent)
+        } else {
+            0
+        };
+        let Some(group) = oldest_group(&q) else {
+            return Some(None);
+        };
+        if (free == 0 && urgent == 0) || &q.groups[group].generation != generation {
             return Some(None);
         }
-        let taken = take_segments(shared, &mut q, free, reserve, in_flight);
+        let taken = take_segments(
+            shared,
+            &mut q,
+            group,
+            free,
+            urgent,
+            reserve(round),
+            &in_flight.by_request,
+        );
         return Some(Some((generation.clone(), taken)));
     }
     while q.queued == 0 {
@@ -522,7 +553,7 @@ fn next_segments(
     }
     // The first segments are here: wait a little for more, unless a batch is full already.
     let deadline = Instant::now() + opts.max_wait;
-    while q.queued < opts.round_segments {
+    while q.queued < round {
         let now = Instant::now();
         if now >= deadline {
             break;
@@ -533,56 +564,80 @@ fn next_segments(
         }
     }
     drop_cancelled(&mut q);
-    let Some(group) = q.groups.first() else {
+    let Some(group) = oldest_group(&q) else {
         return Some(None);
     };
-    let generation = group.generation.clone();
+    let generation = q.groups[group].generation.clone();
     let room = current
         .filter(|(g, _)| **g == generation)
         .map_or(usize::MAX, |(_, room)| room);
-    let n = room.min(opts.round_segments).max(1);
-    let taken = take_segments(shared, &mut q, n, reserve(n), in_flight);
+    let n = room.min(round).max(1);
+    let taken = take_segments(
+        shared,
+        &mut q,
+        group,
+        n,
+        0,
+        reserve(round),
+        &in_flight.by_request,
+    );
     Some(Some((generation, taken)))
 }
 
-/// The places beyond a full batch kept for requests that have nothing in it yet: a quarter of
-/// the batch.
+/// The group whose first job came first.
+fn oldest_group(q: &Queue) -> Option<usize> {
+    q.groups
+        .iter()
+        .enumerate()
+        .filter_map(|(i, g)| {
+            let front = g.jobs.front()?.lock().ok()?;
+            Some((front.arrival, i))
+        })
+        .min()
+        .map(|(_, i)| i)
+}
+
+/// The urgent lane's size, and the most segments of a request that counts as small: a quarter
+/// of the batch.
 fn reserve(batch: usize) -> usize {
     (batch / 4).max(1)
 }
 
-/// Takes segments of the first group: first, urgent ones, up to `reserve`: the segments of
-/// small requests (at most `reserve` segments: a sentence typed into the page), oldest first, so
-/// that they start at the next step however full the batch is; then at most `n`, one at a time
-/// to the request with the fewest segments in the stream (`in_flight`, by request) and taken so
-/// far, the oldest job first among equals, so that no request waits behind another's backlog.
+/// Takes segments of group `group`: first, at most `urgent` urgent ones, the segments of small
+/// requests (at most `small` segments: a sentence typed into the page), oldest first, so that
+/// they start at the next step in the urgent lane however busy the main batch is; then at most
+/// `n` for the main batch, one at a time to the request with the fewest segments in the stream
+/// (`in_flight`, by request) and taken so far, the oldest job first among equals, so that no
+/// request waits behind another's backlog.
 fn take_segments(
     shared: &Shared,
     q: &mut Queue,
+    group: usize,
     n: usize,
-    reserve: usize,
+    urgent: usize,
+    small: usize,
     in_flight: &HashMap<u64, usize>,
 ) -> Vec<(Slot, bool)> {
     use std::cmp::Reverse;
-    let Some(group) = q.groups.first_mut() else {
+    let Some(group) = q.groups.get_mut(group) else {
         return Vec::new();
     };
     let mut out = Vec::with_capacity(n.min(1024));
     let mut held: HashMap<u64, usize> = in_flight.clone();
     let jobs: Vec<Arc<Mutex<Job>>> = group.jobs.iter().cloned().collect();
-    let mut urgent = 0;
+    let mut took_urgent = 0;
     for job in &jobs {
-        if urgent >= reserve {
+        if took_urgent >= urgent {
             break;
         }
         let Ok(mut j) = job.lock() else { continue };
-        if j.texts.len() > reserve {
+        if j.texts.len() > small {
             continue;
         }
-        while j.taken < j.texts.len() && urgent < reserve {
+        while j.taken < j.texts.len() && took_urgent < urgent {
             out.push(((Arc::clone(job), j.taken), true));
             j.taken += 1;
-            urgent += 1;
+            took_urgent += 1;
             *held.entry(j.request).or_insert(0) += 1;
         }
     }
@@ -849,9 +904,10 @@ mod tests {
                 "the long request ended first"
             );
             assert_eq!(got, short_alone);
-            // Its own steps (its tokens, and the step it joined at), not the batch's.
+            // Its own steps (its tokens, the step it joined at, and the main batch's steps in
+            // between: one per as many urgent rows as the main batch has), not the batch's.
             assert!(
-                took <= short_alone[0].ids.len() + 2,
+                took <= 2 * (short_alone[0].ids.len() + 2),
                 "{took} steps for {} tokens",
                 short_alone[0].ids.len()
             );
@@ -952,5 +1008,135 @@ mod tests {
         // A new stream serves the next ones.
         assert!(s.is_running());
         assert_eq!(ask(3, &["zes", "zeven", "acht"]).unwrap()[2].text, "acht");
+    }
+
+    /// Records every segment added with its urgency; one segment finishes per step (after a
+    /// few milliseconds); no room while anything is in flight.
+    #[derive(Default)]
+    struct Recording {
+        added: Mutex<Vec<(String, bool)>>,
+        /// The most urgent segments in the stream at once.
+        most_urgent: AtomicUsize,
+    }
+
+    struct RecordingStream<'a> {
+        of: &'a Recording,
+        texts: VecDeque<(u64, String, bool)>,
+    }
+
+    impl SegmentTranslator for Recording {
+        fn translate_segments(&self, _: &[&str], _: &GenerationConfig) -> Result<Vec<Translation>> {
+            unreachable!("the scheduler uses the stream")
+        }
+
+        fn stream<'a>(&'a self, _: &GenerationConfig) -> Result<Box<dyn SegmentStream + 'a>> {
+            Ok(Box::new(RecordingStream {
+                of: self,
+                texts: VecDeque::new(),
+            }))
+        }
+    }
+
+    impl SegmentStream for RecordingStream<'_> {
+        fn add(&mut self, key: u64, text: &str, urgent: bool) -> Result<()> {
+            self.of
+                .added
+                .lock()
+                .unwrap()
+                .push((text.to_string(), urgent));
+            self.texts.push_back((key, text.to_string(), urgent));
+            let urgent_now = self.texts.iter().filter(|(_, _, u)| *u).count();
+            self.of.most_urgent.fetch_max(urgent_now, Ordering::SeqCst);
+            Ok(())
+        }
+
+        fn room(&self) -> usize {
+            if self.texts.is_empty() {
+                usize::MAX
+            } else {
+                0
+            }
+        }
+
+        fn in_flight(&self) -> usize {
+            self.texts.len()
+        }
+
+        fn step(&mut self) -> Result<Vec<(u64, Translation)>> {
+            std::thread::sleep(Duration::from_millis(3));
+            let Some((key, text, _)) = self.texts.pop_front() else {
+                return Ok(Vec::new());
+            };
+            Ok(vec![(
+                key,
+                Translation {
+                    text,
+                    ids: vec![1],
+                    score: 0.0,
+                    source_tokens: 1,
+                    hypotheses: Vec::new(),
+                    pieces: 1,
+                    flag: None,
+                    alignment: None,
+                },
+            )])
+        }
+    }
+
+    #[test]
+    fn only_small_requests_take_the_urgent_lane_and_only_a_quarter_of_the_batch() {
+        let recording = Arc::new(Recording::default());
+        let s = Scheduler::start(
+            Arc::clone(&recording) as Arc<dyn SegmentTranslator>,
+            SchedulerOptions::default(),
+            Arc::new(()),
+        )
+        .unwrap();
+        let g = GenerationConfig::default();
+        let texts = |p: &str, n: usize| (0..n).map(|i| format!("{p}{i}")).collect::<Vec<_>>();
+        let (a, b) = (texts("a", 10), texts("b", 20));
+        let small: Vec<Vec<String>> = (0..12).map(|i| texts(&format!("c{i}-"), 1)).collect();
+        let ask = |request: u64, texts: &[String]| {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            s.client(request, Arc::new(AtomicBool::new(false)))
+                .translate_segments(&refs, &g)
+                .map(|t| t.len())
+        };
+        let ask = &ask;
+        std::thread::scope(|scope| {
+            let first = scope.spawn(|| ask(0, &a));
+            // A is in the batch (10 segments: busy), without room for more.
+            while recording.added.lock().unwrap().len() < 10 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let big = scope.spawn(|| ask(1, &b));
+            let smalls: Vec<_> = small
+                .iter()
+                .enumerate()
+                .map(|(i, t)| scope.spawn(move || ask(2 + i as u64, t)))
+                .collect();
+            assert_eq!(first.join().unwrap().unwrap(), 10);
+            assert_eq!(big.join().unwrap().unwrap(), 20);
+            for h in smalls {
+                assert_eq!(h.join().unwrap().unwrap(), 1);
+            }
+        });
+        let added = recording.added.lock().unwrap();
+        assert_eq!(added.len(), 10 + 20 + 12);
+        // The large request never goes urgent, whatever room is left.
+        assert!(
+            added.iter().all(|(t, u)| !(t.starts_with('b') && *u)),
+            "{added:?}"
+        );
+        // Small ones do, while the batch is busy, a quarter of the batch (8) at a time at most.
+        let urgent: Vec<&str> = added
+            .iter()
+            .filter(|(_, u)| *u)
+            .map(|(t, _)| t.as_str())
+            .collect();
+        assert!(!urgent.is_empty(), "{added:?}");
+        assert!(urgent.iter().all(|t| t.starts_with('c')), "{urgent:?}");
+        let most = recording.most_urgent.load(Ordering::SeqCst);
+        assert!((1..=8).contains(&most), "{most} urgent at once");
     }
 }

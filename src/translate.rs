@@ -11,6 +11,7 @@ use crate::generate::Hypothesis;
 use crate::model::Seq2SeqModel;
 pub use crate::runtime::{BatchOptions, LoadOptions};
 use crate::runtime::{Batcher, Seq2Seq};
+use crate::segment::Language;
 use crate::source::ModelFiles;
 use crate::tokenizer::MarianTokenizer;
 use std::collections::HashMap;
@@ -319,6 +320,9 @@ pub struct Translator {
     batching: BatchOptions,
     guards: Guards,
     files: ModelFiles,
+    /// The target-language token put before every source (`>>eng<<`) of a model that writes
+    /// several languages, and its id.
+    target_token: Option<(String, u32)>,
 }
 
 impl Translator {
@@ -334,14 +338,59 @@ impl Translator {
     pub fn from_files(files: ModelFiles, options: &LoadOptions) -> Result<Self> {
         Self::load(&files, options)
             .map_err(|e| files.explain(e))
-            .map(|(runtime, tokenizer)| Translator {
-                generation: runtime.generation.clone(),
-                runtime,
-                tokenizer,
-                batching: BatchOptions::default(),
-                guards: Guards::default(),
-                files,
+            .map(|(runtime, tokenizer)| {
+                // A model that writes several languages writes the one its files name, if they
+                // name one of its languages (a catalogue manifest's `target_language`).
+                let target_token = files
+                    .target_language
+                    .as_deref()
+                    .and_then(|code| language_token(&tokenizer, code).ok().flatten());
+                Translator {
+                    generation: runtime.generation.clone(),
+                    runtime,
+                    tokenizer,
+                    batching: BatchOptions::default(),
+                    guards: Guards::default(),
+                    files,
+                    target_token,
+                }
             })
+    }
+
+    /// Sets the language to translate into: an ISO 639-1 or 639-3 code or the model's own code
+    /// (`en`, `eng`, `>>eng<<`, `eng_Latn`, `__en__`). A model that writes several languages
+    /// (target-language tokens `>>xxx<<` in its vocabulary, as OPUS-MT's multi-target and
+    /// tc-big models have) then gets that token before every source, as transformers'
+    /// `MarianTokenizer` reads one typed at the start of the text. For a model that writes one
+    /// language, the code must be that language (when its files name it).
+    ///
+    /// Fails with [`Error::Option`] (`target_lang`) naming the languages the model has.
+    pub fn with_target_language(mut self, code: &str) -> Result<Self> {
+        match language_token(&self.tokenizer, code)? {
+            Some(token) => self.target_token = Some(token),
+            None => {
+                let wanted = Language::new(code.trim_matches(['>', '<', '_']))?;
+                if let Some(known) = self.files.target_language.as_deref() {
+                    let known = Language::new(known)?;
+                    if known.primary() != wanted.primary() {
+                        return Err(Error::option(
+                            "target_lang",
+                            format!(
+                                "this model translates into {} only, not {code}",
+                                known.code()
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// The target-language token put before every source (`>>eng<<`), for a model that writes
+    /// several languages.
+    pub fn target_token(&self) -> Option<&str> {
+        self.target_token.as_ref().map(|(t, _)| t.as_str())
     }
 
     fn load(files: &ModelFiles, options: &LoadOptions) -> Result<(Seq2Seq, MarianTokenizer)> {
@@ -467,14 +516,15 @@ impl Translator {
             stream.add(i as u64, text)?;
         }
         let mut out: Vec<Option<Translation>> = vec![None; texts.len()];
-        let mut reported = 0;
+        // Reported when it changes (not before the first step: nothing is done then).
+        let mut reported = stream.progress();
         loop {
             for (key, t) in stream.step()? {
                 out[key as usize] = Some(t);
             }
             let now = stream.progress();
-            if now.texts_done != reported || now.tokens_done == now.tokens {
-                reported = now.texts_done;
+            if reported != now {
+                reported = now;
                 progress(&now);
             }
             if stream.in_flight() == 0 {
@@ -488,8 +538,22 @@ impl Translator {
     }
 
     /// A [`TranslationStream`] with `generation`: texts added to it are translated together
-    /// with those already in it, each starting at the next decoding step.
+    /// with those already in it, each starting at the next decoding step. Fails for a model
+    /// that writes several languages when none was chosen
+    /// ([`Translator::with_target_language`]).
     pub fn stream_with(&self, generation: &GenerationConfig) -> Result<TranslationStream<'_>> {
+        let codes = self.tokenizer.supported_language_codes();
+        if self.target_token.is_none() && !codes.is_empty() {
+            return Err(Error::option(
+                "target_lang",
+                format!(
+                    "this model translates into {} languages: choose one with --target-lang \
+                     (the library: Translator::with_target_language): {}",
+                    codes.len(),
+                    language_list(&codes)
+                ),
+            ));
+        }
         let mut batcher = Batcher::new(&self.runtime, generation, self.batching)?;
         let guards = &self.guards;
         let fallback = (guards.enabled && guards.fallback_no_repeat_ngram > 0).then(|| {
@@ -509,13 +573,15 @@ impl Translator {
             texts: HashMap::new(),
             ready: Vec::new(),
             progress: TranslateProgress::default(),
+            failed: false,
         })
     }
 
     /// Splits `text` into pieces the model can take (at clause boundaries, by token count), or
     /// returns it whole.
     fn fit(&self, text: &str) -> Result<Vec<String>> {
-        let max = self.runtime.model.max_source_positions();
+        let prefix = usize::from(self.target_token.is_some());
+        let max = self.runtime.model.max_source_positions() - prefix;
         let n = self.tokenizer.encode(text)?.len();
         if n <= max {
             return Ok(vec![text.to_string()]);
@@ -536,12 +602,20 @@ impl Translator {
 
     /// The alignment of a hypothesis of `text` (see [`Translation::alignment`]).
     fn alignment(&self, text: &str, translation: &str, h: &Hypothesis) -> Option<Alignment> {
-        let attention = h.alignment.as_ref()?;
+        let mut attention = h.alignment.clone()?;
+        if self.target_token.is_some() {
+            // The language token is no word of the text.
+            for row in &mut attention {
+                if !row.is_empty() {
+                    row.remove(0);
+                }
+            }
+        }
         let mut source = self.tokenizer.source_pieces(text);
         source.pop(); // </s>
         let source: Vec<&str> = source.iter().map(|(_, p)| p.as_str()).collect();
         let target = self.tokenizer.target_pieces(&h.ids);
-        Alignment::from_attention(text, &source, translation, &target, attention)
+        Alignment::from_attention(text, &source, translation, &target, &attention)
     }
 
     fn finish(
@@ -588,6 +662,88 @@ impl Translator {
     }
 }
 
+/// The model's target-language token for `code` (see [`Translator::with_target_language`]):
+/// `None` when the model has no such tokens; an error naming its languages when none or several
+/// of them fit.
+fn language_token(tok: &MarianTokenizer, code: &str) -> Result<Option<(String, u32)>> {
+    let codes = tok.supported_language_codes();
+    if codes.is_empty() {
+        return Ok(None);
+    }
+    let bare = code
+        .trim()
+        .trim_start_matches(">>")
+        .trim_end_matches("<<")
+        .trim_matches('_');
+    let found = |token: &str| {
+        tok.token_to_id(token)
+            .map(|id| Some((token.to_string(), id)))
+    };
+    let exact = format!(">>{bare}<<");
+    if codes.contains(&exact.as_str()) {
+        if let Some(t) = found(&exact) {
+            return Ok(t);
+        }
+    }
+    let wanted = Language::new(bare)?;
+    let script = |l: &Language| l.code().split('-').nth(1).map(str::to_string);
+    // The model's tokens of the same language; with a script asked for (`zh-Hant`,
+    // `eng_Latn`), those of that script, else those without one.
+    let same: Vec<(&str, Option<String>)> = codes
+        .iter()
+        .filter_map(|c| {
+            let inner = c.trim_start_matches(">>").trim_end_matches("<<");
+            let l = Language::new(inner).ok()?;
+            (l.primary() == wanted.primary()).then(|| (*c, script(&l)))
+        })
+        .collect();
+    let fitting: Vec<&str> = match script(&wanted) {
+        Some(sc) if same.iter().any(|(_, s)| s.as_ref() == Some(&sc)) => same
+            .iter()
+            .filter(|(_, s)| s.as_ref() == Some(&sc))
+            .map(|(c, _)| *c)
+            .collect(),
+        Some(_) => same
+            .iter()
+            .filter(|(_, s)| s.is_none())
+            .map(|(c, _)| *c)
+            .collect(),
+        None => same.iter().map(|(c, _)| *c).collect(),
+    };
+    match fitting.as_slice() {
+        [one] => Ok(found(one).flatten()),
+        [] => Err(Error::option(
+            "target_lang",
+            format!(
+                "`{code}` is not one of this model's {} target languages: {}",
+                codes.len(),
+                language_list(&codes)
+            ),
+        )),
+        several => Err(Error::option(
+            "target_lang",
+            format!(
+                "`{code}` could be any of {}: name one of them",
+                several.join(", ")
+            ),
+        )),
+    }
+}
+
+/// A model's language tokens for a message: `eng, deu, nld` (the first 40, then how many more).
+fn language_list(codes: &[&str]) -> String {
+    let mut list = codes
+        .iter()
+        .take(40)
+        .map(|c| c.trim_start_matches(">>").trim_end_matches("<<"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if codes.len() > 40 {
+        list.push_str(&format!(" and {} more", codes.len() - 40));
+    }
+    list
+}
+
 /// A piece of work in a [`TranslationStream`]: a text, or a piece of a text too long for the
 /// model, and the decoding it is in.
 #[derive(Debug)]
@@ -631,6 +787,8 @@ pub struct TranslationStream<'t> {
     /// Texts finished and not yet returned.
     ready: Vec<(u64, Translation)>,
     progress: TranslateProgress,
+    /// A step failed: what was in flight is lost, and nothing more is taken.
+    failed: bool,
 }
 
 impl TranslationStream<'_> {
@@ -644,14 +802,25 @@ impl TranslationStream<'_> {
 
     /// [`TranslationStream::add`] for a text that should start at the next step even when the
     /// batch is full, and come back soon: it joins an urgent lane, a second batch of at most a
-    /// quarter of [`BatchOptions::max_batch_size`] that steps first while it has texts (the main
-    /// batch waiting at most 32 steps in a row). The server's scheduler adds the segments of
-    /// small requests so.
+    /// quarter of [`BatchOptions::max_batch_size`] that steps first while it has texts (until it
+    /// has decoded as many rows as the main batch holds; then the main batch steps once). The
+    /// server's scheduler adds the segments of small requests so when the main batch is busy.
     pub fn add_urgent(&mut self, key: u64, text: &str) -> Result<()> {
         self.add_with(key, text, true)
     }
 
     fn add_with(&mut self, key: u64, text: &str, urgent: bool) -> Result<()> {
+        if self.failed {
+            return Err(Error::Internal(
+                "a step of this translation stream failed; start a new stream".into(),
+            ));
+        }
+        if self.texts.contains_key(&key) || self.ready.iter().any(|(k, _)| *k == key) {
+            return Err(Error::option(
+                "key",
+                format!("a text with key {key} is already in flight"),
+            ));
+        }
         let tr = self.translator;
         let guards = &tr.guards;
         if text.trim().is_empty() {
@@ -669,7 +838,12 @@ impl TranslationStream<'_> {
         }
         let pieces = tr.fit(text)?;
         let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
-        let ids = tr.tokenizer.encode_batch(&refs)?;
+        let mut ids = tr.tokenizer.encode_batch(&refs)?;
+        if let Some((_, token)) = tr.target_token {
+            for source in &mut ids {
+                source.insert(0, token);
+            }
+        }
         if ids.is_empty() {
             self.done_at_once(key, Translation::empty());
             return Ok(());
@@ -735,10 +909,22 @@ impl TranslationStream<'_> {
     /// their keys). An error is the model's: every text in flight is then lost.
     pub fn step(&mut self) -> Result<Vec<(u64, Translation)>> {
         if !self.batcher.is_idle() {
-            for (unit, hyps) in self.batcher.step()? {
-                if let Some(u) = self.units.remove(&unit) {
-                    self.finished(unit, u, hyps)?;
+            let done = self.batcher.step().and_then(|finished| {
+                for (unit, hyps) in finished {
+                    if let Some(u) = self.units.remove(&unit) {
+                        self.finished(unit, u, hyps)?;
+                    }
                 }
+                Ok(())
+            });
+            if let Err(e) = done {
+                // The decoder's state is lost with everything in flight: nothing is left to
+                // step, and nothing more is taken.
+                self.failed = true;
+                self.texts.clear();
+                self.units.clear();
+                self.ready.clear();
+                return Err(e);
             }
         }
         Ok(std::mem::take(&mut self.ready))

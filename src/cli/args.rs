@@ -12,7 +12,7 @@ use tolk::input::{DecodeOptions, EncodingChoice};
 use tolk::model::Quantization;
 use tolk::output::OutputFormat;
 use tolk::pipeline::{segmenter_for, GenerationOverrides, Pipeline, SummarizerChoice};
-use tolk::segment::SegmentMode;
+use tolk::segment::{Language, SegmentMode};
 use tolk::source::{ModelSpec, DEFAULT_MODEL};
 use tolk::stream::StreamOptions;
 use tolk::summarize::AbstractiveSummarizer;
@@ -20,6 +20,7 @@ use tolk::summarize::{ExtractiveOptions, SummaryLength};
 use tolk::translate::{BatchOptions, Guards, LoadOptions};
 
 use super::progress::DownloadBars;
+use super::text::parse_language;
 use super::Global;
 
 /// `--format` of `translate` and `batch`.
@@ -183,6 +184,16 @@ pub struct PipelineArgs {
     /// Git revision (branch, tag, commit) of a Hub or catalogue model.
     #[arg(long, value_name = "REV", help_heading = "Model")]
     pub revision: Option<String>,
+
+    /// Language of the input (ISO 639 code), instead of the model's source language: the
+    /// segmenter's rules.
+    #[arg(long, value_name = "CODE", value_parser = parse_language, help_heading = "Model")]
+    pub source_lang: Option<Language>,
+
+    /// Language to translate into, for a model that writes several (`en`, `eng`, `>>eng<<`,
+    /// `eng_Latn`); for one that writes one language, checked against it.
+    #[arg(long, value_name = "CODE", help_heading = "Model")]
+    pub target_lang: Option<String>,
 
     /// Never download: use the Hugging Face cache or a directory only (also HF_HUB_OFFLINE=1).
     #[arg(long, help_heading = "Model")]
@@ -379,15 +390,18 @@ impl PipelineArgs {
     /// [`PipelineArgs::build`] for one model of several.
     pub fn build_spec(&self, spec: ModelSpec, global: Global) -> anyhow::Result<Pipeline> {
         let summarizer = self.summarizer(global)?;
-        self.build_with(spec, summarizer, global)
+        self.build_with_hint(spec, summarizer, global, None)
     }
 
-    /// [`PipelineArgs::build_spec`] with a summariser already made.
-    pub fn build_with(
+    /// [`PipelineArgs::build_spec`] with a summariser already made, and the target language a
+    /// model that writes several takes when `--target-lang` names none (`tolk serve`: the
+    /// model's `--pair` target).
+    pub fn build_with_hint(
         &self,
         spec: ModelSpec,
         summarizer: SummarizerChoice,
         global: Global,
+        target_hint: Option<&str>,
     ) -> anyhow::Result<Pipeline> {
         let mut builder = Pipeline::builder()
             .model(spec.clone())
@@ -411,6 +425,15 @@ impl PipelineArgs {
         }
         if self.offline {
             builder = builder.offline(true);
+        }
+        if let Some(language) = &self.source_lang {
+            builder = builder.source_language(language.clone());
+        }
+        if let Some(code) = &self.target_lang {
+            builder = builder.target_language(code.clone());
+        }
+        if let Some(code) = target_hint {
+            builder = builder.target_language_hint(code);
         }
         if let Some(n) = self.max_segment_tokens {
             builder = builder.max_segment_tokens(n);

@@ -282,7 +282,12 @@ pub fn run(args: ServeArgs, global: Global) -> anyhow::Result<ExitCode> {
         let mut models = Vec::new();
         for (spec, (source, target)) in specs {
             let pipeline = pipeline_args
-                .build_with(spec.clone(), summarizer.clone(), loader_global)
+                .build_with_hint(
+                    spec.clone(),
+                    summarizer.clone(),
+                    loader_global,
+                    Some(&target),
+                )
                 .map_err(|e| failed(e.context(format!("cannot load the model {spec}"))))?;
             models.push(ServedModel {
                 pipeline: Arc::new(pipeline),

@@ -96,7 +96,7 @@ struct SegmentsJson<'a> {
 }
 
 /// `--lang CODE`.
-fn parse_language(text: &str) -> Result<Language, String> {
+pub(crate) fn parse_language(text: &str) -> Result<Language, String> {
     Language::new(text).map_err(|e| match e {
         tolk::Error::Option { message, .. } => message,
         e => e.to_string(),

@@ -244,6 +244,11 @@ impl<'m> Search<'m> {
         self.max_length
     }
 
+    /// Decoder rows of the next step (0 before the first sources joined).
+    pub(crate) fn rows(&self) -> usize {
+        self.state.as_ref().map_or(0, |s| s.rows())
+    }
+
     /// Whether no source is searching.
     pub(crate) fn is_empty(&self) -> bool {
         self.active.is_empty()

@@ -261,6 +261,28 @@ pub struct PipelineBuilder {
     max_segment_tokens: Option<usize>,
     guards: Option<Guards>,
     summary_limits: SummaryLimits,
+    source_language: Option<Language>,
+    target_language: Option<String>,
+    target_hint: Option<String>,
+}
+
+/// The translator with the target language asked for (`chosen`), or for a model that writes
+/// several languages and has none yet, the `hint`.
+fn choose_target(
+    translator: Translator,
+    chosen: &Option<String>,
+    hint: &Option<String>,
+) -> Result<Translator> {
+    match (chosen, hint) {
+        (Some(code), _) => translator.with_target_language(code),
+        (None, Some(code))
+            if translator.target_token().is_none()
+                && !translator.tokenizer().supported_language_codes().is_empty() =>
+        {
+            translator.with_target_language(code)
+        }
+        _ => Ok(translator),
+    }
 }
 
 impl Default for PipelineBuilder {
@@ -278,6 +300,9 @@ impl Default for PipelineBuilder {
             max_segment_tokens: None,
             guards: None,
             summary_limits: SummaryLimits::default(),
+            source_language: None,
+            target_language: None,
+            target_hint: None,
         }
     }
 }
@@ -379,6 +404,28 @@ impl PipelineBuilder {
         self
     }
 
+    /// The language of the input (the segmenter's rules), instead of the model's source
+    /// language ([`crate::source::ModelFiles::source_language`]).
+    pub fn source_language(mut self, language: Language) -> Self {
+        self.source_language = Some(language);
+        self
+    }
+
+    /// The language to translate into (see [`Translator::with_target_language`]): needed for
+    /// a model that writes several languages; for one that writes one, checked against it.
+    pub fn target_language(mut self, code: impl Into<String>) -> Self {
+        self.target_language = Some(code.into());
+        self
+    }
+
+    /// The language to translate into when the model writes several and
+    /// [`PipelineBuilder::target_language`] chose none (`tolk serve` gives each model's
+    /// `--pair` target so); ignored for a model of one target language.
+    pub fn target_language_hint(mut self, code: impl Into<String>) -> Self {
+        self.target_hint = Some(code.into());
+        self
+    }
+
     /// The segmenter, with all its options. Default: [`Segmenter::default`]. Its
     /// [`Segmenter::language`], when `None`, becomes the model's source language
     /// ([`crate::source::ModelFiles::source_language`]; Dutch when unknown).
@@ -466,6 +513,7 @@ impl PipelineBuilder {
                 if let Some(b) = self.batching {
                     translator = translator.with_batching(b);
                 }
+                translator = choose_target(translator, &self.target_language, &self.target_hint)?;
                 Arc::new(translator)
             }
             ModelSource::Owned(translator) => {
@@ -473,6 +521,7 @@ impl PipelineBuilder {
                 if let Some(b) = self.batching {
                     translator = translator.with_batching(b);
                 }
+                translator = choose_target(translator, &self.target_language, &self.target_hint)?;
                 Arc::new(translator)
             }
             ModelSource::Shared(translator) => {
@@ -486,6 +535,12 @@ impl PipelineBuilder {
                     return Err(Error::option(
                         "batching",
                         "a shared translator keeps its own batching; set it with Translator::with_batching before sharing",
+                    ));
+                }
+                if self.target_language.is_some() {
+                    return Err(Error::option(
+                        "target_lang",
+                        "a shared translator keeps its own target language; set it with Translator::with_target_language before sharing",
                     ));
                 }
                 translator
@@ -524,6 +579,9 @@ impl PipelineBuilder {
         let description = ModelDescription::from_files(translator.files());
         // Segment by the rules of the model's source language unless the caller chose one.
         let mut segmenter = self.segmenter;
+        if let Some(language) = self.source_language {
+            segmenter.language = Some(language);
+        }
         if segmenter.language.is_none() {
             let source = translator.files().source_language.as_deref();
             segmenter.language = source.and_then(|code| Language::new(code).ok());

@@ -286,7 +286,7 @@ mod tests {
         assert_eq!(opus.repo, "Helsinki-NLP/opus-mt-nl-en");
         assert_eq!(opus.task, Task::Translation);
         assert_eq!(opus.architecture, Architecture::Marian);
-        assert_eq!(opus.license, "CC-BY-4.0");
+        assert_eq!(opus.license, "apache-2.0");
         let bart = c.get("distilbart-cnn-12-6").unwrap();
         assert_eq!(bart.revision, "a4f8f3ea906ed274767e9906dbaede7531d660ff");
         assert_eq!(bart.task, Task::Summarization);

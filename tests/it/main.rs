@@ -11,6 +11,7 @@ mod deploy;
 mod documents;
 mod formats;
 mod invariants;
+mod languages;
 mod model_files;
 mod parity;
 mod pipeline;

@@ -582,7 +582,7 @@ fn fetch_info_and_list() {
     assert!(info.ready(), "{:?}", info.problem);
     assert_eq!(info.commit.as_deref(), Some(MAIN));
     assert_eq!(info.revision.as_deref(), Some("main"));
-    assert_eq!(info.manifest.as_ref().unwrap().license, "CC-BY-4.0");
+    assert_eq!(info.manifest.as_ref().unwrap().license, "apache-2.0");
     assert_eq!(info.location.as_deref(), Some(fetched.dir.as_path()));
     let bin = info
         .files
