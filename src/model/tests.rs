@@ -23,6 +23,14 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn load(name: &str, backend: BackendChoice) -> Seq2SeqModel {
+    load_quantized(name, backend, None)
+}
+
+fn load_quantized(
+    name: &str,
+    backend: BackendChoice,
+    quantize: Option<Quantization>,
+) -> Seq2SeqModel {
     let dir = fixture(name);
     let config = ModelConfig::from_file(dir.join("config.json")).unwrap();
     let weights = ["model.safetensors", "pytorch_model.bin"]
@@ -33,7 +41,7 @@ fn load(name: &str, backend: BackendChoice) -> Seq2SeqModel {
     let placement = Placement {
         device: Device::Cpu,
         dtype: DType::F32,
-        quantize: None,
+        quantize,
         int8_cache: None,
         backend,
     };
@@ -269,21 +277,7 @@ fn sources_that_join_a_running_search_get_what_they_get_alone() {
     use crate::generate::{generate_limited, Joining, Search};
     for name in MODELS {
         for quantize in [None, Some(Quantization::Int8)] {
-            let dir = fixture(name);
-            let config = ModelConfig::from_file(dir.join("config.json")).unwrap();
-            let weights = ["model.safetensors", "pytorch_model.bin"]
-                .iter()
-                .map(|f| dir.join(f))
-                .find(|p| p.is_file())
-                .unwrap();
-            let placement = Placement {
-                device: Device::Cpu,
-                dtype: DType::F32,
-                quantize,
-                int8_cache: None,
-                backend: BackendChoice::Auto,
-            };
-            let model = Seq2SeqModel::load(config, || Weights::open(&weights), &placement).unwrap();
+            let model = load_quantized(name, BackendChoice::Auto, quantize);
             assert!(model.joins());
             let srcs = sources(&model);
             let base = settings(name, &model);

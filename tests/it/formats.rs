@@ -694,6 +694,30 @@ proptest! {
     }
 }
 
+/// A case the property above found (CI, 2026-12-08; the same at 47b37d3): eight identical
+/// words, the translator merging `drie drie` into one word aligned with the second only. Every
+/// element could keep a word (`<b3>` taking the word before its own, so that `<b2>` gets
+/// `<b3>`'s), but placement, which moves one element at a time, leaves `<b2>` empty. Kept
+/// ignored, out of the regression file, until placement looks for such a shift.
+#[test]
+#[ignore = "known: placement leaves an element empty when filling it needs a neighbour to shift"]
+fn an_element_is_not_left_empty_when_a_neighbour_can_shift() {
+    let doc =
+        "<p>Drie drie. <b data-n=\"0\"><b data-n=\"1\">Drie</b> <b data-n=\"2\">drie</b></b> \
+               <b data-n=\"3\">drie</b> <b data-n=\"4\">drie drie drie drie</b>.</p>";
+    let p = copy_model();
+    let markup = Markup::parse(InputFormat::Html, doc, "t").unwrap();
+    let generation = p.generation().clone();
+    let translator = ReorderMerge { collapse: false };
+    let run = DocumentRun {
+        translator: &translator,
+        generation: &generation,
+        summary: false,
+    };
+    let out = p.translate_markup_with(&run, &markup, &mut ()).unwrap();
+    check_markup_invariants(doc, &out).unwrap();
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(12))]
 
