@@ -715,6 +715,20 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
 
+    /// A text "translated" as itself, one token long.
+    fn echo(text: String) -> Translation {
+        Translation {
+            text,
+            ids: vec![1],
+            score: 0.0,
+            source_tokens: 1,
+            hypotheses: Vec::new(),
+            pieces: 1,
+            flag: None,
+            alignment: None,
+        }
+    }
+
     /// Translates a text as itself, except on the rounds it is told to panic or fail on.
     struct Rounds {
         calls: AtomicUsize,
@@ -735,19 +749,7 @@ mod tests {
             if call == self.fail_on {
                 return Err(Error::Internal(format!("round {call} fails")));
             }
-            Ok(texts
-                .iter()
-                .map(|t| Translation {
-                    text: t.to_string(),
-                    ids: Vec::new(),
-                    score: 0.0,
-                    source_tokens: 1,
-                    hypotheses: Vec::new(),
-                    pieces: 1,
-                    flag: None,
-                    alignment: None,
-                })
-                .collect())
+            Ok(texts.iter().map(|t| echo(t.to_string())).collect())
         }
     }
 
@@ -963,19 +965,7 @@ mod tests {
                 panic!("step {step} panics");
             }
             let (key, text) = self.texts.remove(0);
-            Ok(vec![(
-                key,
-                Translation {
-                    text,
-                    ids: vec![1],
-                    score: 0.0,
-                    source_tokens: 1,
-                    hypotheses: Vec::new(),
-                    pieces: 1,
-                    flag: None,
-                    alignment: None,
-                },
-            )])
+            Ok(vec![(key, echo(text))])
         }
     }
 
@@ -1067,19 +1057,7 @@ mod tests {
             let Some((key, text, _)) = self.texts.pop_front() else {
                 return Ok(Vec::new());
             };
-            Ok(vec![(
-                key,
-                Translation {
-                    text,
-                    ids: vec![1],
-                    score: 0.0,
-                    source_tokens: 1,
-                    hypotheses: Vec::new(),
-                    pieces: 1,
-                    flag: None,
-                    alignment: None,
-                },
-            )])
+            Ok(vec![(key, echo(text))])
         }
     }
 

@@ -46,6 +46,15 @@ pub fn apply_kwargs(mut g: GenerationConfig, kwargs: &Value) -> GenerationConfig
     g
 }
 
+/// The strings of a JSON array (a reference's `sentences`).
+pub fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect()
+}
+
 /// Token ids of a JSON array.
 pub fn ids(v: &Value) -> Vec<u32> {
     v.as_array()
@@ -100,4 +109,35 @@ impl tolk::translate::SegmentTranslator for Faulty {
             None => self.inner.translate_segments(texts, generation),
         }
     }
+}
+
+/// The address `tolk serve` printed in its first line on standard error
+/// (`tolk serve: listening on http://ADDR/ ...`).
+#[cfg(all(unix, feature = "serve"))]
+pub fn listening_addr(stderr: &mut impl std::io::BufRead) -> String {
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    line.split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .map(|a| a.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| panic!("{line}"))
+}
+
+/// One HTTP/1.1 request with a JSON body (empty for a GET) on a connection of its own; the
+/// whole answer, status line first.
+#[cfg(all(unix, feature = "serve"))]
+pub fn http(addr: &str, method: &str, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }

@@ -522,28 +522,8 @@ fn the_server_deployment_probes_its_endpoints_and_its_command_runs() {
         .spawn()
         .unwrap();
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    use std::io::BufRead;
-    stderr.read_line(&mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .map(|a| a.trim_end_matches('/'))
-        .unwrap_or_else(|| panic!("{line}"))
-        .to_string();
-    let get = |path: &str| -> String {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    };
+    let addr = crate::common::listening_addr(&mut stderr);
+    let get = |path: &str| crate::common::http(&addr, "GET", path, "");
     assert!(get("/healthz").starts_with("HTTP/1.1 200"));
     let mut ready = false;
     for _ in 0..300 {

@@ -7,7 +7,7 @@ use tolk::config::EarlyStopping;
 use tolk::generate::{beam_search, greedy_search};
 use tolk::translate::{BatchOptions, LoadOptions, Translator};
 
-use crate::common::{fixture_dir, reference};
+use crate::common::{fixture_dir, reference, strings};
 use crate::parity::MODELS;
 
 fn translator(name: &str) -> Translator {
@@ -96,12 +96,7 @@ fn padding_is_never_generated() {
         let t = translator(name).with_batching(BatchOptions::default().with_max_batch_size(64));
         let pad = t.generation().pad_token_id;
         let reference = reference(name);
-        let sentences: Vec<&str> = reference["sentences"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_str().unwrap())
-            .collect();
+        let sentences: Vec<&str> = strings(&reference["sentences"]);
         for beams in [1, 3] {
             let cfg = t
                 .generation()
@@ -147,12 +142,7 @@ fn guards_pass_symbols_through_cap_runaway_output_and_flag_it() {
     }
     // The random model loops: guards must have rewritten at least one of the 237 test sentences.
     let reference = crate::common::reference("marian-tiny");
-    let sentences: Vec<&str> = reference["sentences"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap())
-        .collect();
+    let sentences: Vec<&str> = strings(&reference["sentences"]);
     // Greedy, where a decode capped at a length agrees with the uncapped one up to the cap (a
     // beam search may pick another hypothesis when every beam is cut at the cap).
     let greedy = t.generation().clone().with_num_beams(1);

@@ -4,7 +4,7 @@
 
 use tolk::translate::{LoadOptions, Translator};
 
-use crate::common::{apply_kwargs, fixture_dir, ids, reference};
+use crate::common::{apply_kwargs, fixture_dir, ids, reference, strings};
 
 const MULTI: &str = "marian-tiny-multi";
 
@@ -15,12 +15,7 @@ fn load(name: &str) -> Translator {
 #[test]
 fn each_target_language_gives_what_transformers_gives_with_its_token_typed_in() {
     let reference = reference(MULTI);
-    let sentences: Vec<&str> = reference["sentences"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap())
-        .collect();
+    let sentences: Vec<&str> = strings(&reference["sentences"]);
     let languages = reference["languages"].as_object().unwrap();
     assert_eq!(languages.len(), 2);
     let mut compared = 0;
@@ -169,7 +164,6 @@ fn the_cli_takes_the_target_language_and_says_what_is_missing() {
 #[test]
 #[cfg(all(unix, feature = "serve"))]
 fn the_server_translates_into_the_pairs_target() {
-    use std::io::{BufRead, Read, Write};
     let dir = fixture_dir(MULTI);
     let cache = tempfile::tempdir().unwrap();
     let serve = |pair: &str| {
@@ -184,27 +178,9 @@ fn the_server_translates_into_the_pairs_target() {
     };
     let mut child = serve("nl-de");
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .map(|a| a.trim_end_matches('/').to_string())
-        .unwrap_or_else(|| panic!("{line}"));
-    let request = |method: &str, path: &str, body: &str| -> String {
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    };
+    let addr = crate::common::listening_addr(&mut stderr);
+    let request =
+        |method: &str, path: &str, body: &str| crate::common::http(&addr, method, path, body);
     let mut ready = false;
     for _ in 0..300 {
         if request("GET", "/readyz", "").starts_with("HTTP/1.1 200") {

@@ -7,7 +7,7 @@ use serde_json::Value;
 use tolk::model::BackendChoice;
 use tolk::translate::{BatchOptions, LoadOptions, Translator};
 
-use crate::common::{apply_kwargs, fixture_dir, ids, reference};
+use crate::common::{apply_kwargs, fixture_dir, ids, reference, strings};
 
 pub const MODELS: [&str; 3] = ["marian-tiny", "marian-tiny-relu", "marian-tiny-trained"];
 
@@ -32,12 +32,7 @@ fn check(translator: &Translator, name: &str, only: Option<&str>) {
 /// beam scores further than 1e-3 from the reference's included)
 fn compare(translator: &Translator, name: &str, only: Option<&str>) -> (usize, usize, Vec<String>) {
     let reference = reference(name);
-    let sentences: Vec<&str> = reference["sentences"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap())
-        .collect();
+    let sentences: Vec<&str> = strings(&reference["sentences"]);
     let mut failures = Vec::new();
     let mut total: usize = 0;
     let mut same: usize = 0;
