@@ -71,10 +71,14 @@ impl BatchOptions {
         let mut longest = 0;
         for i in order {
             let len = lengths[i].max(1);
-            let new_longest = longest.max(len);
-            let fits = current.len() < self.max_batch_size
-                && new_longest * (current.len() + 1) <= self.max_batch_tokens;
-            if !current.is_empty() && !fits {
+            let fits = fits(
+                current.len(),
+                longest,
+                len,
+                self.max_batch_size,
+                self.max_batch_tokens,
+            );
+            if !fits {
                 batches.push(std::mem::take(&mut current));
                 longest = 0;
             }
@@ -86,6 +90,13 @@ impl BatchOptions {
         }
         batches
     }
+}
+
+/// Whether one more sequence of `len` tokens fits a batch of `count` whose longest has
+/// `longest`: at most `size` sequences, and the longest times their number within `tokens`. The
+/// first always fits (a sequence longer than the budget gets a batch of its own).
+fn fits(count: usize, longest: usize, len: usize, size: usize, tokens: usize) -> bool {
+    count == 0 || (count < size && longest.max(len.max(1)) * (count + 1) <= tokens)
 }
 
 /// Where and in what precision the model runs.
@@ -515,11 +526,10 @@ fn admissible(
     let mut count = lane.running.len();
     let mut longest = lane.running.values().copied().max().unwrap_or(0);
     let n = queue.first_n(&mut |len| {
-        let new_longest = longest.max(len.max(1));
-        let ok = count == 0 || (count < size && new_longest * (count + 1) <= tokens);
+        let ok = fits(count, longest, len, size, tokens);
         if ok {
             count += 1;
-            longest = new_longest;
+            longest = longest.max(len.max(1));
         }
         ok
     });
