@@ -39,6 +39,10 @@ pub enum Architecture {
     Marian,
     /// BART / DistilBART: learned positions (offset 2), layer norm on embeddings, post-norm layers.
     Bart,
+    /// M2M100 and NLLB-200 (`m2m_100`): pre-norm layers with a final layer norm after each
+    /// stack, scaled embeddings, sinusoidal positions that start after the padding id (fairseq's
+    /// table), the target language forced as the first generated token.
+    M2m100,
 }
 
 /// The shape and special tokens of a sequence-to-sequence model.
@@ -87,7 +91,8 @@ pub struct ModelConfig {
     pub share_encoder_decoder_embeddings: bool,
     /// The output projection is the (decoder) embedding matrix.
     pub tie_word_embeddings: bool,
-    /// Layer norm before each sub-layer instead of after (mBART, Pegasus); Marian and BART are post-norm.
+    /// Layer norm before each sub-layer instead of after, and one after each stack (M2M100,
+    /// NLLB); Marian and BART are post-norm.
     pub normalize_before: bool,
     /// Generation settings stored in `config.json` (older checkpoints keep them there).
     pub legacy_generation: GenerationConfig,
@@ -220,17 +225,19 @@ impl ModelConfig {
         let architecture = match model_type {
             "marian" => Architecture::Marian,
             "bart" => Architecture::Bart,
+            "m2m_100" => Architecture::M2m100,
             "" => return Err(r.err("model_type", "missing: cannot tell which architecture this is")),
             other => {
                 return Err(r.err(
                     "model_type",
                     format!(
-                        "`{other}` is not supported; tolk runs `marian` (opus-mt) and `bart` (BART, DistilBART) models"
+                        "`{other}` is not supported; tolk runs `marian` (opus-mt), `m2m_100` (M2M100, NLLB-200) and `bart` (BART, DistilBART) models"
                     ),
                 ))
             }
         };
         let is_bart = architecture == Architecture::Bart;
+        let is_m2m = architecture == Architecture::M2m100;
         let vocab_size = r.positive("vocab_size", None)?;
         let d_model = r.positive("d_model", None)?;
         let share = r
@@ -273,7 +280,8 @@ impl ModelConfig {
             decoder_ffn_dim: r.positive("decoder_ffn_dim", None)?,
             activation,
             max_position_embeddings: r.positive("max_position_embeddings", Some(1024))?,
-            scale_embedding: r.bool_opt("scale_embedding")?.unwrap_or(false),
+            // M2M100Config's default is true, the others' false.
+            scale_embedding: r.bool_opt("scale_embedding")?.unwrap_or(is_m2m),
             pad_token_id: pad,
             eos_token_id: eos,
             decoder_start_token_id: start,
@@ -291,7 +299,8 @@ impl ModelConfig {
             },
             share_encoder_decoder_embeddings: share,
             tie_word_embeddings: r.bool_opt("tie_word_embeddings")?.unwrap_or(true),
-            normalize_before: r.bool_opt("normalize_before")?.unwrap_or(false),
+            // M2M100 layers are pre-norm by definition (its config has no such field).
+            normalize_before: is_m2m || r.bool_opt("normalize_before")?.unwrap_or(false),
             legacy_generation: GenerationConfig::default(),
             summarization: None,
         };
@@ -318,7 +327,7 @@ impl ModelConfig {
                 ));
             }
         }
-        if cfg.normalize_before {
+        if cfg.normalize_before && !is_m2m {
             return Err(r.err(
                 "normalize_before",
                 "pre-norm models (mBART, Pegasus) are not supported yet",

@@ -76,6 +76,7 @@
 //! in bounded memory.
 
 #![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod align;
 pub mod batch;

@@ -13,7 +13,7 @@ pub use crate::runtime::{BatchOptions, LoadOptions};
 use crate::runtime::{Batcher, Seq2Seq};
 use crate::segment::Language;
 use crate::source::ModelFiles;
-use crate::tokenizer::MarianTokenizer;
+use crate::tokenizer::TranslationTokenizer;
 use std::collections::HashMap;
 
 /// One hypothesis, decoded.
@@ -315,14 +315,20 @@ impl SegmentTranslator for Translator {
 #[derive(Debug)]
 pub struct Translator {
     runtime: Seq2Seq,
-    tokenizer: MarianTokenizer,
+    tokenizer: TranslationTokenizer,
     generation: GenerationConfig,
     batching: BatchOptions,
     guards: Guards,
     files: ModelFiles,
-    /// The target-language token put before every source (`>>eng<<`) of a model that writes
-    /// several languages, and its id.
+    /// The target-language token of a model that writes several languages, and its id: put
+    /// before every source (Marian, `>>eng<<`), or forced as the first generated token
+    /// (M2M100/NLLB, `__en__`, `eng_Latn`).
     target_token: Option<(String, u32)>,
+    /// The source-language token put before every source (M2M100/NLLB: `__nl__`, `nld_Latn`).
+    source_token: Option<(String, u32)>,
+    /// The target language is forced as the first generated token (M2M100/NLLB), not typed
+    /// before the source (Marian).
+    forced_target: bool,
 }
 
 impl Translator {
@@ -345,6 +351,20 @@ impl Translator {
                     .target_language
                     .as_deref()
                     .and_then(|code| language_token(&tokenizer, code).ok().flatten());
+                let forced_target = files.architecture == Architecture::M2m100;
+                // M2M100/NLLB read the source language from a token: the language the files
+                // name (a catalogue manifest's `source_language`), else the tokenizer's
+                // `src_lang` (transformers' default).
+                let source_token = if forced_target {
+                    files
+                        .source_language
+                        .as_deref()
+                        .into_iter()
+                        .chain(tokenizer.source_lang())
+                        .find_map(|code| language_token(&tokenizer, code).ok().flatten())
+                } else {
+                    None
+                };
                 Translator {
                     generation: runtime.generation.clone(),
                     runtime,
@@ -353,6 +373,8 @@ impl Translator {
                     guards: Guards::default(),
                     files,
                     target_token,
+                    source_token,
+                    forced_target,
                 }
             })
     }
@@ -387,18 +409,52 @@ impl Translator {
         Ok(self)
     }
 
-    /// The target-language token put before every source (`>>eng<<`), for a model that writes
-    /// several languages.
+    /// The target-language token of a model that writes several languages: put before every
+    /// source (`>>eng<<`), or forced as the first generated token (M2M100/NLLB).
     pub fn target_token(&self) -> Option<&str> {
         self.target_token.as_ref().map(|(t, _)| t.as_str())
     }
 
-    fn load(files: &ModelFiles, options: &LoadOptions) -> Result<(Seq2Seq, MarianTokenizer)> {
-        if files.architecture != Architecture::Marian {
+    /// Sets the language of the text, for a model that reads several (M2M100, NLLB: the
+    /// source-language token before every source): an ISO 639-1 or 639-3 code or the model's
+    /// own (`nl`, `nld`, `nld_Latn`, `__nl__`). Models of one source language take any code
+    /// (their input language is fixed; the segmenter uses the code).
+    ///
+    /// Fails with [`Error::Option`] (`source_lang`) naming the languages the model has.
+    pub fn with_source_language(mut self, code: &str) -> Result<Self> {
+        if self.forced_target {
+            self.source_token = language_token(&self.tokenizer, code).map_err(|e| match e {
+                Error::Option { message, .. } => Error::option("source_lang", message),
+                other => other,
+            })?;
+        }
+        Ok(self)
+    }
+
+    /// The source-language token put before every source (M2M100/NLLB).
+    pub fn source_token(&self) -> Option<&str> {
+        self.source_token.as_ref().map(|(t, _)| t.as_str())
+    }
+
+    /// The token put before every source: the target language's (Marian) or the source
+    /// language's (M2M100/NLLB).
+    fn prefix(&self) -> Option<u32> {
+        if self.forced_target {
+            self.source_token.as_ref().map(|(_, id)| *id)
+        } else {
+            self.target_token.as_ref().map(|(_, id)| *id)
+        }
+    }
+
+    fn load(files: &ModelFiles, options: &LoadOptions) -> Result<(Seq2Seq, TranslationTokenizer)> {
+        if !matches!(
+            files.architecture,
+            Architecture::Marian | Architecture::M2m100
+        ) {
             return Err(Error::config(
                 &files.config,
                 "model_type",
-                "this is not a translation (Marian) model; use it as a summariser",
+                "this is not a translation (Marian, M2M100, NLLB) model; use it as a summariser",
             ));
         }
         // The tokenizer (a few tenths of a second: SentencePiece models and vocab.json) is read
@@ -406,7 +462,7 @@ impl Translator {
         // two were read one after the other: the tokenizer's, config.json's, a vocabulary that
         // does not fit the model, then the weights'.
         let (tokenizer, runtime) = std::thread::scope(|scope| {
-            let tokenizer = scope.spawn(|| MarianTokenizer::from_dir(&files.dir));
+            let tokenizer = scope.spawn(|| TranslationTokenizer::from_files(files));
             let runtime = Seq2Seq::load(files, options, |config| {
                 GenerationConfig::for_model(config, files.generation_config.as_deref())
             });
@@ -475,7 +531,7 @@ impl Translator {
     }
 
     /// The tokenizer.
-    pub fn tokenizer(&self) -> &MarianTokenizer {
+    pub fn tokenizer(&self) -> &TranslationTokenizer {
         &self.tokenizer
     }
 
@@ -554,6 +610,28 @@ impl Translator {
                 ),
             ));
         }
+        if self.forced_target && self.source_token.is_none() {
+            return Err(Error::option(
+                "source_lang",
+                format!(
+                    "this model reads {} languages and its files name none: choose the text's \
+                     with --source-lang (the library: Translator::with_source_language): {}",
+                    codes.len(),
+                    language_list(&codes)
+                ),
+            ));
+        }
+        // M2M100/NLLB: the target language is the first token generated.
+        let forced;
+        let generation = match &self.target_token {
+            Some((_, id)) if self.forced_target => {
+                let mut g = generation.clone();
+                g.forced_bos_token_id = Some(*id);
+                forced = g;
+                &forced
+            }
+            _ => generation,
+        };
         let mut batcher = Batcher::new(&self.runtime, generation, self.batching)?;
         let guards = &self.guards;
         let fallback = (guards.enabled && guards.fallback_no_repeat_ngram > 0).then(|| {
@@ -580,7 +658,7 @@ impl Translator {
     /// Splits `text` into pieces the model can take (at clause boundaries, by token count), or
     /// returns it whole.
     fn fit(&self, text: &str) -> Result<Vec<String>> {
-        let prefix = usize::from(self.target_token.is_some());
+        let prefix = usize::from(self.prefix().is_some());
         let max = self.runtime.model.max_source_positions() - prefix;
         let n = self.tokenizer.encode(text)?.len();
         if n <= max {
@@ -603,7 +681,7 @@ impl Translator {
     /// The alignment of a hypothesis of `text` (see [`Translation::alignment`]).
     fn alignment(&self, text: &str, translation: &str, h: &Hypothesis) -> Option<Alignment> {
         let mut attention = h.alignment.clone()?;
-        if self.target_token.is_some() {
+        if self.prefix().is_some() {
             // The language token is no word of the text.
             for row in &mut attention {
                 if !row.is_empty() {
@@ -615,6 +693,7 @@ impl Translator {
         source.pop(); // </s>
         let source: Vec<&str> = source.iter().map(|(_, p)| p.as_str()).collect();
         let target = self.tokenizer.target_pieces(&h.ids);
+        let target: Vec<Option<&str>> = target.iter().map(Option::as_deref).collect();
         Alignment::from_attention(text, &source, translation, &target, &attention)
     }
 
@@ -665,23 +744,19 @@ impl Translator {
 /// The model's target-language token for `code` (see [`Translator::with_target_language`]):
 /// `None` when the model has no such tokens; an error naming its languages when none or several
 /// of them fit.
-fn language_token(tok: &MarianTokenizer, code: &str) -> Result<Option<(String, u32)>> {
+fn language_token(tok: &TranslationTokenizer, code: &str) -> Result<Option<(String, u32)>> {
     let codes = tok.supported_language_codes();
     if codes.is_empty() {
         return Ok(None);
     }
-    let bare = code
-        .trim()
-        .trim_start_matches(">>")
-        .trim_end_matches("<<")
-        .trim_matches('_');
+    let bare = bare_code(code.trim());
     let found = |token: &str| {
         tok.token_to_id(token)
             .map(|id| Some((token.to_string(), id)))
     };
-    let exact = format!(">>{bare}<<");
-    if codes.contains(&exact.as_str()) {
-        if let Some(t) = found(&exact) {
+    // The model's own code, with or without its marks (`>>eng<<`, `eng`; `__en__`, `en`).
+    if let Some(exact) = codes.iter().find(|c| bare_code(c) == bare) {
+        if let Some(t) = found(exact) {
             return Ok(t);
         }
     }
@@ -692,8 +767,7 @@ fn language_token(tok: &MarianTokenizer, code: &str) -> Result<Option<(String, u
     let same: Vec<(&str, Option<String>)> = codes
         .iter()
         .filter_map(|c| {
-            let inner = c.trim_start_matches(">>").trim_end_matches("<<");
-            let l = Language::new(inner).ok()?;
+            let l = Language::new(bare_code(c)).ok()?;
             (l.primary() == wanted.primary()).then(|| (*c, script(&l)))
         })
         .collect();
@@ -730,12 +804,21 @@ fn language_token(tok: &MarianTokenizer, code: &str) -> Result<Option<(String, u
     }
 }
 
+/// A language token without its marks: `>>eng<<` and `__en__` are `eng` and `en`.
+fn bare_code(token: &str) -> &str {
+    token
+        .trim_start_matches(">>")
+        .trim_end_matches("<<")
+        .trim_start_matches("__")
+        .trim_end_matches("__")
+}
+
 /// A model's language tokens for a message: `eng, deu, nld` (the first 40, then how many more).
 fn language_list(codes: &[&str]) -> String {
     let mut list = codes
         .iter()
         .take(40)
-        .map(|c| c.trim_start_matches(">>").trim_end_matches("<<"))
+        .map(|c| bare_code(c))
         .collect::<Vec<_>>()
         .join(", ");
     if codes.len() > 40 {
@@ -839,7 +922,7 @@ impl TranslationStream<'_> {
         let pieces = tr.fit(text)?;
         let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
         let mut ids = tr.tokenizer.encode_batch(&refs)?;
-        if let Some((_, token)) = tr.target_token {
+        if let Some(token) = tr.prefix() {
             for source in &mut ids {
                 source.insert(0, token);
             }
@@ -1005,29 +1088,26 @@ fn assemble(pieces: Vec<Option<Translation>>) -> Translation {
 }
 
 /// The tokenizer's ids must fit the model's embeddings, or the model would read out of bounds.
-fn check_vocab(config: &ModelConfig, tok: &MarianTokenizer, dir: &Path) -> Result<()> {
-    if tok.vocab_size() > config.vocab_size {
+fn check_vocab(config: &ModelConfig, tok: &TranslationTokenizer, dir: &Path) -> Result<()> {
+    let (source, target, target_file) = tok.sizes(dir);
+    if source > config.vocab_size {
         return Err(Error::ModelFile {
-            path: dir.join("vocab.json"),
+            path: match tok {
+                TranslationTokenizer::Marian(_) => dir.join("vocab.json"),
+                TranslationTokenizer::Nllb(t) => t.path().to_path_buf(),
+            },
             message: format!(
-                "has {} entries but config.json's vocab_size is {}",
-                tok.vocab_size(),
+                "has {source} entries but config.json's vocab_size is {}",
                 config.vocab_size
             ),
-            hint: "vocab.json and config.json come from different models".into(),
+            hint: "the tokenizer and config.json come from different models".into(),
         });
     }
-    if tok.target_vocab_size() > config.decoder_vocab_size {
-        let file = if tok.separate_vocabs() {
-            "target_vocab.json"
-        } else {
-            "vocab.json"
-        };
+    if target > config.decoder_vocab_size {
         return Err(Error::ModelFile {
-            path: dir.join(file),
+            path: target_file,
             message: format!(
-                "has {} entries but config.json's decoder vocabulary has {}",
-                tok.target_vocab_size(),
+                "has {target} entries but config.json's decoder vocabulary has {}",
                 config.decoder_vocab_size
             ),
             hint: "the vocabulary and config.json come from different models".into(),

@@ -393,15 +393,16 @@ impl PipelineArgs {
         self.build_with_hint(spec, summarizer, global, None)
     }
 
-    /// [`PipelineArgs::build_spec`] with a summariser already made, and the target language a
-    /// model that writes several takes when `--target-lang` names none (`tolk serve`: the
-    /// model's `--pair` target).
+    /// [`PipelineArgs::build_spec`] with a summariser already made, and the language pair a
+    /// model serves (`tolk serve`'s `--pair`): its source is the input's language unless
+    /// `--source-lang` says otherwise, and its target is what a model that writes several
+    /// languages writes when `--target-lang` names none.
     pub fn build_with_hint(
         &self,
         spec: ModelSpec,
         summarizer: SummarizerChoice,
         global: Global,
-        target_hint: Option<&str>,
+        pair_hint: Option<(&str, &str)>,
     ) -> anyhow::Result<Pipeline> {
         let mut builder = Pipeline::builder()
             .model(spec.clone())
@@ -426,13 +427,18 @@ impl PipelineArgs {
         if self.offline {
             builder = builder.offline(true);
         }
-        if let Some(language) = &self.source_lang {
-            builder = builder.source_language(language.clone());
+        // The pair (`tolk serve --pair`) names the source language where --source-lang does
+        // not: the segmenter's rules, and a multilingual model's source token.
+        let source = self.source_lang.clone().or_else(|| {
+            pair_hint.and_then(|(source, _)| tolk::segment::Language::new(source).ok())
+        });
+        if let Some(language) = source {
+            builder = builder.source_language(language);
         }
         if let Some(code) = &self.target_lang {
             builder = builder.target_language(code.clone());
         }
-        if let Some(code) = target_hint {
+        if let Some((_, code)) = pair_hint {
             builder = builder.target_language_hint(code);
         }
         if let Some(n) = self.max_segment_tokens {

@@ -286,7 +286,7 @@ pub fn run(args: ServeArgs, global: Global) -> anyhow::Result<ExitCode> {
                     spec.clone(),
                     summarizer.clone(),
                     loader_global,
-                    Some(&target),
+                    Some((&source, &target)),
                 )
                 .map_err(|e| failed(e.context(format!("cannot load the model {spec}"))))?;
             models.push(ServedModel {

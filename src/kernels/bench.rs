@@ -137,9 +137,30 @@ fn vnni_loop(k: usize) -> i32 {
         .fold(0i32, |s, &v| s.wrapping_add(_mm512_reduce_add_epi32(v)))
 }
 
-/// [`fma_loop`] or [`fma_loop_avx2`]: `k` iterations, returning a sum to keep.
+/// [`fma_loop`], given the capability that proves the CPU has what it enables.
 #[cfg(target_arch = "x86_64")]
-type FmaLoop = unsafe fn(usize) -> f32;
+fn fma_avx512(_: super::simd::Avx512, k: usize) -> f32 {
+    // SAFETY: the `Avx512` capability exists only where the CPU has AVX-512F.
+    unsafe { fma_loop(k) }
+}
+
+/// [`fma_loop_avx2`], given the capability that proves the CPU has what it enables.
+#[cfg(target_arch = "x86_64")]
+fn fma_avx2(_: super::simd::Avx2Fma, k: usize) -> f32 {
+    // SAFETY: the `Avx2Fma` capability exists only where the CPU has AVX2 and FMA.
+    unsafe { fma_loop_avx2(k) }
+}
+
+/// [`vnni_loop`], given the capability that proves the CPU has what it enables.
+#[cfg(target_arch = "x86_64")]
+fn vnni(_: super::simd::Avx512Vnni, k: usize) -> i32 {
+    // SAFETY: the `Avx512Vnni` capability exists only where the CPU has AVX-512F and VNNI.
+    unsafe { vnni_loop(k) }
+}
+
+/// [`fma_avx512`] or [`fma_avx2`]: `k` iterations, returning a sum to keep.
+#[cfg(target_arch = "x86_64")]
+type FmaLoop = Box<dyn Fn(usize) -> f32 + Sync>;
 
 #[test]
 #[ignore = "a benchmark: cargo test --release --lib kernels::bench -- --ignored --nocapture --test-threads 1"]
@@ -148,10 +169,12 @@ fn machine_limits() {
     let threads = rayon::current_num_threads();
     // The widest FMA loop the CPU has: its name, the loop, multiply-adds per iteration.
     #[cfg(target_arch = "x86_64")]
-    let fma: Option<(&str, FmaLoop, usize)> = if std::is_x86_feature_detected!("avx512f") {
-        Some(("AVX-512", fma_loop, 16 * 16))
-    } else if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        Some(("AVX2", fma_loop_avx2, 12 * 8))
+    let caps = super::simd::caps();
+    #[cfg(target_arch = "x86_64")]
+    let fma: Option<(&str, FmaLoop, usize)> = if let Some(isa) = caps.avx512() {
+        Some(("AVX-512", Box::new(move |k| fma_avx512(isa, k)), 16 * 16))
+    } else if let Some(isa) = caps.avx2_fma() {
+        Some(("AVX2", Box::new(move |k| fma_avx2(isa, k)), 12 * 8))
     } else {
         None
     };
@@ -159,11 +182,7 @@ fn machine_limits() {
     if let Some((name, run, per_iteration)) = fma {
         let k = 50_000_000;
         let dt = best(3, || {
-            // SAFETY: the CPU has the features `run` needs (checked above).
-            let s: f32 = (0..threads)
-                .into_par_iter()
-                .map(|_| unsafe { run(k) })
-                .sum();
+            let s: f32 = (0..threads).into_par_iter().map(|_| run(k)).sum();
             std::hint::black_box(s);
         });
         let fmas = (threads * k * per_iteration) as f64;
@@ -173,13 +192,12 @@ fn machine_limits() {
         );
     }
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni") {
+    if let Some(isa) = caps.avx512_vnni() {
         let k = 50_000_000;
         let dt = best(3, || {
-            // SAFETY: the CPU has AVX-512F and AVX-512 VNNI (checked above).
             let s: i32 = (0..threads)
                 .into_par_iter()
-                .map(|_| unsafe { vnni_loop(k) })
+                .map(|_| vnni(isa, k))
                 .reduce(|| 0, i32::wrapping_add);
             std::hint::black_box(s);
         });

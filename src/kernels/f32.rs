@@ -21,6 +21,8 @@
 use candle_core::{DType, Storage, Tensor};
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+use super::simd::{Avx2Fma, Avx512};
 use crate::error::{Error, Result};
 
 /// Output columns per panel: two AVX-512 registers.
@@ -30,6 +32,7 @@ pub(crate) const NR: usize = 32;
 const MR: usize = 8;
 /// Inputs per pass of the AVX2 kernel over a panel: 16 KiB of weights, kept in L1 while every
 /// pair of rows takes them.
+#[cfg(target_arch = "x86_64")]
 const KC: usize = 128;
 
 /// One input's weights for one panel's columns (cache-line aligned).
@@ -260,25 +263,31 @@ impl PackedF32 {
     }
 }
 
-/// The micro-kernel the CPU runs (detected, never chosen by a caller).
+/// The micro-kernel the CPU runs (detected, never chosen by a caller): an instruction set's
+/// kernel holds the capability that proves the CPU has it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kernel {
     #[cfg(target_arch = "x86_64")]
-    Avx512,
+    Avx512(Avx512),
     #[cfg(target_arch = "x86_64")]
-    Avx2,
+    Avx2(Avx2Fma),
     Portable,
 }
 
 impl Kernel {
+    /// The widest kernel the CPU has.
     fn detect() -> Self {
-        match super::simd::level() {
-            #[cfg(target_arch = "x86_64")]
-            super::simd::Level::Avx512 => Kernel::Avx512,
-            #[cfg(target_arch = "x86_64")]
-            super::simd::Level::Avx2 => Kernel::Avx2,
-            _ => Kernel::Portable,
+        #[cfg(target_arch = "x86_64")]
+        {
+            let caps = super::simd::caps();
+            if let Some(isa) = caps.avx512() {
+                return Kernel::Avx512(isa);
+            }
+            if let Some(isa) = caps.avx2_fma() {
+                return Kernel::Avx2(isa);
+            }
         }
+        Kernel::Portable
     }
 
     /// `acc[r][l]` = sum over `c` of `x[r * k + c] * panel[c][l]`, for the `rows` rows of `x`
@@ -291,27 +300,27 @@ impl Kernel {
             panel.len()
         );
         macro_rules! by_rows {
-            ($f:ident) => {
+            ($f:ident $(, $isa:expr)?) => {
                 match rows {
-                    1 => $f::<1>(x, k, panel, acc),
-                    2 => $f::<2>(x, k, panel, acc),
-                    3 => $f::<3>(x, k, panel, acc),
-                    4 => $f::<4>(x, k, panel, acc),
-                    5 => $f::<5>(x, k, panel, acc),
-                    6 => $f::<6>(x, k, panel, acc),
-                    7 => $f::<7>(x, k, panel, acc),
-                    _ => $f::<8>(x, k, panel, acc),
+                    1 => $f::<1>($($isa,)? x, k, panel, acc),
+                    2 => $f::<2>($($isa,)? x, k, panel, acc),
+                    3 => $f::<3>($($isa,)? x, k, panel, acc),
+                    4 => $f::<4>($($isa,)? x, k, panel, acc),
+                    5 => $f::<5>($($isa,)? x, k, panel, acc),
+                    6 => $f::<6>($($isa,)? x, k, panel, acc),
+                    7 => $f::<7>($($isa,)? x, k, panel, acc),
+                    _ => $f::<8>($($isa,)? x, k, panel, acc),
                 }
             };
         }
         match self {
-            // SAFETY: `detect` chose this kernel because the CPU has AVX-512F; the lengths were
-            // checked above.
+            // SAFETY: `x.len() == rows * k` and `panel.len() == k` (checked above), `rows` the
+            // kernel's `R`; the capability proves the CPU has AVX-512F.
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 => unsafe { by_rows!(tile_avx512) },
-            // SAFETY: the CPU has AVX2 and FMA (`detect`).
+            Kernel::Avx512(isa) => unsafe { by_rows!(tile_avx512, isa) },
+            // SAFETY: as above; the capability proves the CPU has AVX2 and FMA.
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => unsafe { by_rows!(tile_avx2) },
+            Kernel::Avx2(isa) => unsafe { by_rows!(tile_avx2, isa) },
             Kernel::Portable => by_rows!(tile_portable),
         }
     }
@@ -321,10 +330,12 @@ impl Kernel {
 /// multiply-add per input, row and register.
 ///
 /// # Safety
-/// The CPU has AVX-512F; `x.len() >= R * k` and `panel.len() >= k`.
+/// `x.len() >= R * k` and `panel.len() >= k` (its loads are unchecked); `R <= MR`. (The CPU's
+/// AVX-512F is proven by the capability.)
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn tile_avx512<const R: usize>(
+    _: Avx512,
     x: &[f32],
     k: usize,
     panel: &[Lane],
@@ -368,10 +379,12 @@ unsafe fn tile_avx512<const R: usize>(
 /// one sum in input order).
 ///
 /// # Safety
-/// The CPU has AVX2 and FMA; `x.len() >= R * k` and `panel.len() >= k`.
+/// `x.len() >= R * k` and `panel.len() >= k` (its loads are unchecked); `R <= MR`. (The CPU's
+/// AVX2 and FMA are proven by the capability.)
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile_avx2<const R: usize>(
+    isa: Avx2Fma,
     x: &[f32],
     k: usize,
     panel: &[Lane],
@@ -384,13 +397,13 @@ unsafe fn tile_avx2<const R: usize>(
             c1: k.min(c0 + KC),
         };
         for r0 in (0..R).step_by(2) {
-            // SAFETY: the CPU has AVX2 and FMA; rows `r0..r0 + 2` (or the last one) of `x`
-            // exist, `c1 <= k <= panel.len()`.
+            // SAFETY: rows `r0..r0 + 2` (or the last one, `r0 + 1 == R`) of `x` exist (`x.len() >=
+            // R * k`), `c1 <= k <= panel.len()`, `r0 + G <= R <= MR` (this function's contract).
             unsafe {
                 if r0 + 1 < R {
-                    avx2_rows::<2>(x, r0, p, panel, acc);
+                    avx2_rows::<2>(isa, x, r0, p, panel, acc);
                 } else {
-                    avx2_rows::<1>(x, r0, p, panel, acc);
+                    avx2_rows::<1>(isa, x, r0, p, panel, acc);
                 }
             }
         }
@@ -410,11 +423,12 @@ struct Pass {
 /// `acc[r0..]`.
 ///
 /// # Safety
-/// The CPU has AVX2 and FMA; `x.len() >= (r0 + G) * p.k`, `p.c1 <= p.k <= panel.len()`,
-/// `r0 + G <= MR`.
+/// `x.len() >= (r0 + G) * p.k`, `p.c1 <= p.k <= panel.len()` (its loads are unchecked), `r0 + G
+/// <= MR`. (The CPU's AVX2 and FMA are proven by the capability.)
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn avx2_rows<const G: usize>(
+    _: Avx2Fma,
     x: &[f32],
     r0: usize,
     p: Pass,
@@ -499,15 +513,13 @@ mod tests {
 
     #[test]
     fn matches_a_plain_product_for_few_and_many_rows_on_every_kernel() {
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut kernels = vec![Kernel::Portable];
         #[cfg(target_arch = "x86_64")]
         {
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                kernels.push(Kernel::Avx2);
-            }
-            if std::is_x86_feature_detected!("avx512f") {
-                kernels.push(Kernel::Avx512);
-            }
+            let caps = crate::kernels::simd::caps();
+            kernels.extend(caps.avx2_fma().map(Kernel::Avx2));
+            kernels.extend(caps.avx512().map(Kernel::Avx512));
         }
         for &(m, n, k) in &[
             (1, 1, 1),

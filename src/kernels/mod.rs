@@ -4,16 +4,25 @@
 //!
 //! Crate-private, with checked entry points: every function callable from safe code validates
 //! the lengths of its inputs and outputs (in release builds too) before any raw pointer is
-//! touched, and returns an error instead; the instruction set is detected here, never chosen by a
-//! caller ([`int8::Int8Kernel::available`]); parallel writers each own a disjoint `&mut`
-//! sub-slice of the output. Every `unsafe fn` says in its `# Safety` section what its caller
-//! guarantees.
+//! touched, and returns an error instead; parallel writers each own a disjoint `&mut` sub-slice
+//! of the output.
+//!
+//! The instruction sets are detected once, into capability values that only the detection can
+//! create ([`simd::caps`]: one per set of features a kernel enables, F16C and FMA included);
+//! every `#[target_feature]` kernel takes the value of its set, so that calling it needs the
+//! proof that the CPU has it ([`simd::level`], a plain value for code that matches on one, is
+//! derived from the same capabilities). Every `unsafe fn` says in its `# Safety` section what its caller
+//! guarantees (the lengths its unchecked loads and stores rely on), every `unsafe` block why
+//! that holds (`// SAFETY:`, enforced below), and no unsafe operation hides in the body of an
+//! `unsafe fn` without its own block (`unsafe_op_in_unsafe_fn`, denied for the crate).
 //!
 //! Checking the kernels for memory errors: `cargo +nightly miri test --lib kernels` where a
 //! nightly toolchain with miri is installed (miri runs the portable paths: it has no SIMD
 //! intrinsics for AVX); where it is not, `tools/check-kernels.sh` runs the same unit tests under
 //! valgrind's memcheck (whose virtual CPU has AVX2 but not AVX-512, so the AVX2 and portable paths
 //! are the ones checked; the AVX-512 paths are checked against them bit for bit by the tests).
+
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub(crate) mod exp;
 pub(crate) mod f32;

@@ -9,9 +9,8 @@
 
 use candle_core::{DType, Device, Module, Tensor};
 
-use super::checkpoint::{
-    Attention, Checkpoint, DecoderLayer, EncoderLayer, LayerNorm, Linear, Stack, LAYER_NORM_EPS,
-};
+use super::checkpoint::{Attention, Checkpoint, LayerNorm, Linear, Stack, LAYER_NORM_EPS};
+use super::layers::{self, Pass, Sub};
 use super::store::Matrix;
 use super::{AlignOut, Backend, Decoding, EncoderOutput, Hidden};
 use crate::config::{Activation, ModelConfig};
@@ -72,7 +71,13 @@ impl CandleBackend {
             (x * self.ckpt.embed_scale)?
         };
         let (positions, offset) = stack.embed_positions.table();
-        let x = x.broadcast_add(&positions.narrow(0, start + offset, t)?)?;
+        let mut positions = positions.narrow(0, start + offset, t)?.unsqueeze(0)?;
+        if let Some(pad) = stack.embed_positions.pad {
+            // A padding token gets no position (M2M100).
+            let keep = ids.ne(pad)?.to_dtype(positions.dtype())?.unsqueeze(2)?;
+            positions = positions.broadcast_mul(&keep)?;
+        }
+        let x = x.broadcast_add(&positions)?;
         match &stack.layernorm_embedding {
             Some(norm) => layer_norm(norm, &x),
             None => Ok(x),
@@ -98,103 +103,30 @@ impl CandleBackend {
         let t = tokens.first().map_or(0, Vec::len);
         let flat: Vec<u32> = tokens.iter().flatten().copied().collect();
         let ids = Tensor::from_vec(flat, (rows, t), &self.device)?;
-        let mut x = self.embed(&self.ckpt.decoder, &ids, state.position)?;
+        let x = self.embed(&self.ckpt.decoder, &ids, state.position)?;
         let causal = if t > 1 {
             Some(causal_bias(state.position, t, &self.device, self.dtype)?)
         } else {
             None
         };
         let mut probs = None;
-        for (l, (layer, (cache, cross))) in self
-            .ckpt
-            .decoder
-            .layers
-            .iter()
-            .zip(state.caches.iter_mut().zip(state.cross.iter()))
-            .enumerate()
-        {
-            let (next, p) = self.decoder_layer(
-                layer,
-                &x,
-                cache,
-                cross,
-                &state.cross_bias,
-                state.beams,
-                causal.as_ref(),
-                probs_of == Some(l),
-            )?;
-            x = next;
-            if p.is_some() {
-                probs = p;
-            }
-        }
+        let mut pass = CandlePass {
+            b: self,
+            x,
+            input: None,
+            out: None,
+            side: Side::Decoder {
+                state: &mut *state,
+                causal: causal.as_ref(),
+                probs_of,
+                probs: &mut probs,
+            },
+        };
+        let layers = self.ckpt.decoder.layers.len();
+        layers::run(&mut pass, layers, layers::DECODER_LAYER, self.ckpt.pre_norm)?;
+        let x = pass.x;
         state.position += t;
         Ok((x, probs))
-    }
-
-    fn encoder_layer(
-        &self,
-        l: &EncoderLayer,
-        x: &Tensor,
-        bias: &Tensor,
-    ) -> candle_core::Result<Tensor> {
-        let a = &l.self_attn;
-        let q = split_heads(a, &linear(&a.q_proj, x)?)?;
-        let (k, v) = key_values(a, x)?;
-        let h = merge(a, &attend(&q, &k, &v, Some(bias))?)?;
-        let x = layer_norm(&l.self_attn_layer_norm, &(x + h)?)?;
-        let h = self.feed_forward(&l.fc1, &l.fc2, &x)?;
-        layer_norm(&l.final_layer_norm, &(x + h)?)
-    }
-
-    /// One decoder layer over `x` (rows, t, d), extending this layer's self-attention cache; with
-    /// `want_probs`, also its cross-attention probabilities averaged over the heads
-    /// (rows * t, source length).
-    #[allow(clippy::too_many_arguments)]
-    fn decoder_layer(
-        &self,
-        l: &DecoderLayer,
-        x: &Tensor,
-        cache: &mut LayerCache,
-        cross: &CrossKv,
-        cross_bias: &Tensor,
-        beams: usize,
-        causal: Option<&Tensor>,
-        want_probs: bool,
-    ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
-        // Self-attention over everything generated so far.
-        let a = &l.self_attn;
-        let q = split_heads(a, &linear(&a.q_proj, x)?)?;
-        let (k_new, v_new) = key_values(a, x)?;
-        let (k, v) = match (&cache.k, &cache.v) {
-            (Some(k), Some(v)) => (Tensor::cat(&[k, &k_new], 2)?, Tensor::cat(&[v, &v_new], 2)?),
-            _ => (k_new, v_new),
-        };
-        let h = merge(a, &attend(&q, &k, &v, causal)?)?;
-        cache.k = Some(k);
-        cache.v = Some(v);
-        let x = layer_norm(&l.self_attn_layer_norm, &(x + h)?)?;
-
-        // Cross-attention: the `beams` rows of a source are extra query positions.
-        let c = &l.encoder_attn;
-        let (rows, t, d) = x.dims3()?;
-        let sources = rows / beams;
-        let q = linear(&c.q_proj, &x)?.reshape((sources, beams * t, d))?;
-        let q = split_heads(c, &q)?;
-        let probs = attention(&q, &cross.k, Some(cross_bias))?;
-        let h = probs.matmul(&cross.v)?;
-        let h = merge(c, &h)?.reshape((rows, t, d))?;
-        let x = layer_norm(&l.encoder_attn_layer_norm, &(x + h)?)?;
-
-        let h = self.feed_forward(&l.fc1, &l.fc2, &x)?;
-        let averaged = if want_probs {
-            // (sources, heads, beams * t, len) -> (rows * t, len)
-            let len = probs.dims4()?.3;
-            Some(probs.mean(1)?.reshape((rows * t, len))?)
-        } else {
-            None
-        };
-        Ok((layer_norm(&l.final_layer_norm, &(x + h)?)?, averaged))
     }
 
     fn feed_forward(&self, fc1: &Linear, fc2: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
@@ -259,10 +191,16 @@ impl Backend for CandleBackend {
         let ids = Tensor::from_vec(ids, (batch, max_len), &self.device)?;
         let bias =
             Tensor::from_vec(bias, (batch, 1, 1, max_len), &self.device)?.to_dtype(self.dtype)?;
-        let mut x = self.embed(&self.ckpt.encoder, &ids, 0)?;
-        for layer in &self.ckpt.encoder.layers {
-            x = self.encoder_layer(layer, &x, &bias)?;
-        }
+        let mut pass = CandlePass {
+            b: self,
+            x: self.embed(&self.ckpt.encoder, &ids, 0)?,
+            input: None,
+            out: None,
+            side: Side::Encoder { bias: &bias },
+        };
+        let layers = self.ckpt.encoder.layers.len();
+        layers::run(&mut pass, layers, layers::ENCODER_LAYER, self.ckpt.pre_norm)?;
+        let x = pass.x;
         Ok(EncoderOutput {
             lengths: sources.iter().map(Vec::len).collect(),
             hidden: Hidden::Candle { hidden: x, bias },
@@ -303,6 +241,167 @@ impl Backend for CandleBackend {
         let hidden = self.decode_hidden(&[seq.to_vec()], &mut state)?;
         let (_, t, d) = hidden.dims3()?;
         self.logits(&hidden.reshape((t, d))?)
+    }
+}
+
+/// One pass of a stack on candle tensors (see [`layers::Pass`]): the encoder over a padded
+/// batch, or decoder positions of every row.
+struct CandlePass<'p> {
+    b: &'p CandleBackend,
+    /// (rows, t, d)
+    x: Tensor,
+    input: Option<Tensor>,
+    out: Option<Tensor>,
+    side: Side<'p>,
+}
+
+enum Side<'p> {
+    /// The additive bias hiding padding.
+    Encoder { bias: &'p Tensor },
+    Decoder {
+        state: &'p mut CandleState,
+        causal: Option<&'p Tensor>,
+        /// The layer whose cross-attention probabilities are wanted, and where they go.
+        probs_of: Option<usize>,
+        probs: &'p mut Option<Tensor>,
+    },
+}
+
+/// A pass's missing input or output (a call out of order).
+fn out_of_order(what: &str) -> Error {
+    Error::Internal(format!("the candle pass has no {what}"))
+}
+
+impl CandlePass<'_> {
+    /// Layer `layer`'s norm of sub-layer `sub`.
+    fn norm(&self, layer: usize, sub: Sub) -> Result<&LayerNorm> {
+        let ckpt = &self.b.ckpt;
+        Ok(match (&self.side, sub) {
+            (Side::Encoder { .. }, Sub::SelfAttention) => {
+                &ckpt.encoder.layers[layer].self_attn_layer_norm
+            }
+            (Side::Encoder { .. }, Sub::FeedForward) => {
+                &ckpt.encoder.layers[layer].final_layer_norm
+            }
+            (Side::Encoder { .. }, Sub::CrossAttention) => {
+                return Err(Error::Internal(
+                    "an encoder layer has no cross-attention".into(),
+                ))
+            }
+            (Side::Decoder { .. }, Sub::SelfAttention) => {
+                &ckpt.decoder.layers[layer].self_attn_layer_norm
+            }
+            (Side::Decoder { .. }, Sub::CrossAttention) => {
+                &ckpt.decoder.layers[layer].encoder_attn_layer_norm
+            }
+            (Side::Decoder { .. }, Sub::FeedForward) => {
+                &ckpt.decoder.layers[layer].final_layer_norm
+            }
+        })
+    }
+}
+
+impl Pass for CandlePass<'_> {
+    fn input(&mut self, layer: usize, sub: Sub, normalize: bool) -> Result<()> {
+        self.input = Some(if normalize {
+            layer_norm(self.norm(layer, sub)?, &self.x)?
+        } else {
+            self.x.clone()
+        });
+        Ok(())
+    }
+
+    fn sublayer(&mut self, layer: usize, sub: Sub) -> Result<()> {
+        let x = self.input.take().ok_or_else(|| out_of_order("input"))?;
+        let b = self.b;
+        let ckpt = &b.ckpt;
+        let h = match (&mut self.side, sub) {
+            (Side::Encoder { bias }, Sub::SelfAttention) => {
+                let a = &ckpt.encoder.layers[layer].self_attn;
+                let q = split_heads(a, &linear(&a.q_proj, &x)?)?;
+                let (k, v) = key_values(a, &x)?;
+                merge(a, &attend(&q, &k, &v, Some(bias))?)?
+            }
+            (Side::Encoder { .. }, Sub::FeedForward) => {
+                let l = &ckpt.encoder.layers[layer];
+                b.feed_forward(&l.fc1, &l.fc2, &x)?
+            }
+            (Side::Encoder { .. }, Sub::CrossAttention) => {
+                return Err(Error::Internal(
+                    "an encoder layer has no cross-attention".into(),
+                ))
+            }
+            // Self-attention over everything generated so far.
+            (Side::Decoder { state, causal, .. }, Sub::SelfAttention) => {
+                let a = &ckpt.decoder.layers[layer].self_attn;
+                let cache = &mut state.caches[layer];
+                let q = split_heads(a, &linear(&a.q_proj, &x)?)?;
+                let (k_new, v_new) = key_values(a, &x)?;
+                let (k, v) = match (&cache.k, &cache.v) {
+                    (Some(k), Some(v)) => {
+                        (Tensor::cat(&[k, &k_new], 2)?, Tensor::cat(&[v, &v_new], 2)?)
+                    }
+                    _ => (k_new, v_new),
+                };
+                let h = merge(a, &attend(&q, &k, &v, *causal)?)?;
+                cache.k = Some(k);
+                cache.v = Some(v);
+                h
+            }
+            // Cross-attention: the `beams` rows of a source are extra query positions.
+            (
+                Side::Decoder {
+                    state,
+                    probs_of,
+                    probs,
+                    ..
+                },
+                Sub::CrossAttention,
+            ) => {
+                let c = &ckpt.decoder.layers[layer].encoder_attn;
+                let (rows, t, d) = x.dims3()?;
+                let sources = rows / state.beams;
+                let q = linear(&c.q_proj, &x)?.reshape((sources, state.beams * t, d))?;
+                let q = split_heads(c, &q)?;
+                let cross = &state.cross[layer];
+                let p = attention(&q, &cross.k, Some(&state.cross_bias))?;
+                if *probs_of == Some(layer) {
+                    // (sources, heads, beams * t, len) -> (rows * t, len)
+                    let len = p.dims4()?.3;
+                    **probs = Some(p.mean(1)?.reshape((rows * t, len))?);
+                }
+                let h = p.matmul(&cross.v)?;
+                merge(c, &h)?.reshape((rows, t, d))?
+            }
+            (Side::Decoder { .. }, Sub::FeedForward) => {
+                let l = &ckpt.decoder.layers[layer];
+                b.feed_forward(&l.fc1, &l.fc2, &x)?
+            }
+        };
+        self.out = Some(h);
+        Ok(())
+    }
+
+    fn residual(&mut self, layer: usize, sub: Sub, normalize: bool) -> Result<()> {
+        let h = self.out.take().ok_or_else(|| out_of_order("output"))?;
+        let x = (&self.x + h)?;
+        self.x = if normalize {
+            layer_norm(self.norm(layer, sub)?, &x)?
+        } else {
+            x
+        };
+        Ok(())
+    }
+
+    fn final_norm(&mut self) -> Result<()> {
+        let stack = match self.side {
+            Side::Encoder { .. } => self.b.ckpt.encoder.layer_norm.as_ref(),
+            Side::Decoder { .. } => self.b.ckpt.decoder.layer_norm.as_ref(),
+        };
+        if let Some(n) = stack {
+            self.x = layer_norm(n, &self.x)?;
+        }
+        Ok(())
     }
 }
 

@@ -172,51 +172,89 @@ impl DecoderLayer {
     }
 }
 
-/// `embed_positions`.
+/// `embed_positions`: a table whose row `p + offset` is position `p`.
 #[derive(Debug, Clone)]
-pub(crate) enum Positions {
-    /// Marian: a fixed sinusoidal table (computed, or read from the checkpoint when it has one).
-    Table(Tensor),
-    /// BART: a learned table whose row `p + offset` is position `p`.
-    Learned { table: Tensor, offset: usize },
+pub(crate) struct Positions {
+    pub table: Tensor,
+    pub offset: usize,
+    /// M2M100: a token equal to this id (the padding id) gets the table's row `pad` (zeros)
+    /// instead of its position, as fairseq's position ids skip padding.
+    pub pad: Option<u32>,
 }
 
 impl Positions {
     fn new(cfg: &ModelConfig, vb: &Vb) -> Result<Self> {
         let (n_pos, d) = (cfg.max_position_embeddings, cfg.d_model);
+        let computed = |rows: usize, values: Vec<f32>| -> Result<Tensor> {
+            Ok(Tensor::from_vec(values, (rows, d), vb.device())?.to_dtype(vb.dtype())?)
+        };
         Ok(match cfg.architecture {
-            Architecture::Marian if vb.contains("weight") => {
-                Positions::Table(vb.tensor("weight", &[n_pos, d])?)
-            }
-            Architecture::Marian => Positions::Table(
-                Tensor::from_vec(sinusoidal_positions(n_pos, d), (n_pos, d), vb.device())?
-                    .to_dtype(vb.dtype())?,
-            ),
-            Architecture::Bart => Positions::Learned {
+            // Marian: a fixed sinusoidal table, read from the checkpoint when it has one.
+            Architecture::Marian => Positions {
+                table: if vb.contains("weight") {
+                    vb.tensor("weight", &[n_pos, d])?
+                } else {
+                    computed(n_pos, sinusoidal_positions(n_pos, d))?
+                },
+                offset: 0,
+                pad: None,
+            },
+            // BART: a learned table.
+            Architecture::Bart => Positions {
                 table: vb.tensor("weight", &[n_pos + BART_POSITION_OFFSET, d])?,
                 offset: BART_POSITION_OFFSET,
+                pad: None,
             },
+            // M2M100: fairseq's sinusoids, position `p` at row `pad + 1 + p`.
+            Architecture::M2m100 => {
+                let pad = cfg.pad_token_id as usize;
+                let rows = n_pos + pad + 1;
+                Positions {
+                    table: computed(rows, fairseq_sinusoidal_positions(rows, d, pad))?,
+                    offset: pad + 1,
+                    pad: Some(cfg.pad_token_id),
+                }
+            }
         })
     }
 
     /// The table and the row of position 0 in it.
     pub(crate) fn table(&self) -> (&Tensor, usize) {
-        match self {
-            Positions::Table(t) => (t, 0),
-            Positions::Learned { table, offset } => (table, *offset),
-        }
+        (&self.table, self.offset)
     }
 
     /// Positions the table covers.
     pub(crate) fn capacity(&self) -> usize {
-        let (table, offset) = self.table();
-        table
+        self.table
             .dims()
             .first()
             .copied()
             .unwrap_or(0)
-            .saturating_sub(offset)
+            .saturating_sub(self.offset)
     }
+}
+
+/// fairseq's sinusoidal table (M2M100, NLLB): for row `p`, the sines of `p * f_j` in the first
+/// half and their cosines in the second, with `f_j = exp(-j ln(10000) / (dim/2 - 1))`; row `pad`
+/// all zeros; an odd `dim` ends in a zero column. Computed step by step in f32 as transformers'
+/// `M2M100SinusoidalPositionalEmbedding.get_embedding` does (in f64 the angles of late
+/// positions would differ by more than a rounding).
+pub fn fairseq_sinusoidal_positions(rows: usize, dim: usize, pad: usize) -> Vec<f32> {
+    let half = dim / 2;
+    let step = -((10000f64).ln() / (half.saturating_sub(1).max(1)) as f64) as f32;
+    let freqs: Vec<f32> = (0..half).map(|j| (j as f32 * step).exp()).collect();
+    let mut out = vec![0f32; rows * dim];
+    for (p, row) in out.chunks_exact_mut(dim.max(1)).enumerate() {
+        if p == pad {
+            continue;
+        }
+        for (j, &f) in freqs.iter().enumerate() {
+            let angle = p as f32 * f;
+            row[j] = angle.sin();
+            row[half + j] = angle.cos();
+        }
+    }
+    out
 }
 
 /// Marian's sinusoidal table: sines in the first half of each vector, cosines in the second,
@@ -239,19 +277,23 @@ pub fn sinusoidal_positions(n_pos: usize, dim: usize) -> Vec<f32> {
 }
 
 /// `MarianEncoder` / `MarianDecoder`: token embeddings, positions, BART's embedding norm, the
-/// layers.
+/// layers, and M2M100's norm after them.
 #[derive(Debug, Clone)]
 pub(crate) struct Stack<L> {
     pub embed_tokens: Matrix,
     pub embed_positions: Positions,
     pub layernorm_embedding: Option<LayerNorm>,
     pub layers: Vec<L>,
+    /// `layer_norm`: the pre-norm stacks' norm of their output.
+    pub layer_norm: Option<LayerNorm>,
 }
 
 /// The whole checkpoint: the encoder and decoder (under `model.`), the output projection and
 /// `final_logits_bias`.
 #[derive(Debug, Clone)]
 pub(crate) struct Checkpoint {
+    /// Layer norm before each sub-layer (M2M100) instead of after.
+    pub pre_norm: bool,
     pub encoder: Stack<EncoderLayer>,
     pub decoder: Stack<DecoderLayer>,
     /// `lm_head`, `(target_vocab, d_model)`: the decoder's embeddings when they are tied.
@@ -294,9 +336,14 @@ impl Checkpoint {
         };
         let embed_norm = |vb: &Vb| -> Result<Option<LayerNorm>> {
             match cfg.architecture {
-                Architecture::Marian => Ok(None),
+                Architecture::Marian | Architecture::M2m100 => Ok(None),
                 Architecture::Bart => Ok(Some(LayerNorm::new(&vb.pp("layernorm_embedding"), d)?)),
             }
+        };
+        let final_norm = |vb: &Vb| -> Result<Option<LayerNorm>> {
+            cfg.normalize_before
+                .then(|| LayerNorm::new(&vb.pp("layer_norm"), d))
+                .transpose()
         };
         let encoder = Stack {
             embed_positions: Positions::new(cfg, &enc.pp("embed_positions"))?,
@@ -304,6 +351,7 @@ impl Checkpoint {
             layers: (0..cfg.encoder_layers)
                 .map(|i| EncoderLayer::new(cfg, &enc.pp("layers").pp(&i.to_string())))
                 .collect::<Result<Vec<_>>>()?,
+            layer_norm: final_norm(&enc)?,
             embed_tokens: encoder_embed,
         };
         let decoder = Stack {
@@ -312,9 +360,11 @@ impl Checkpoint {
             layers: (0..cfg.decoder_layers)
                 .map(|i| DecoderLayer::new(cfg, &dec.pp("layers").pp(&i.to_string())))
                 .collect::<Result<Vec<_>>>()?,
+            layer_norm: final_norm(&dec)?,
             embed_tokens: decoder_embed,
         };
         Ok(Checkpoint {
+            pre_norm: cfg.normalize_before,
             encoder,
             decoder,
             lm_head,
@@ -325,5 +375,43 @@ impl Checkpoint {
                 1.0
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fairseq_sinusoidal_positions;
+
+    /// Values of transformers 5.25's `M2M100SinusoidalPositionalEmbedding.get_embedding(1030,
+    /// 1024, 1)` (as f32 bits): torch's vectorised exp and sin round differently from the
+    /// platform's in the last bit, which late positions magnify to ~1e-5.
+    #[test]
+    fn fairseq_positions_follow_transformers() {
+        let (d, n) = (1024, 1030);
+        let table = fairseq_sinusoidal_positions(n, d, 1);
+        assert!(
+            table[d..2 * d].iter().all(|&v| v == 0.0),
+            "the padding row is zero"
+        );
+        for (row, col, bits) in [
+            (2, 0, 0x3f68c7b7u32),
+            (2, d / 2, 0xbed51133),
+            (2, d - 1, 0x3f800000),
+            (100, 0, 0xbf01a12e),
+            (100, d / 2, 0x3f5cc0ee),
+            (100, d - 1, 0x3f7ffcb9),
+            (1029, 0, 0xbf7de476),
+            (1029, d / 2, 0x3e03206d),
+            (1029, d - 1, 0x3f7ea558),
+        ] {
+            let (got, want) = (table[row * d + col], f32::from_bits(bits));
+            assert!(
+                (got - want).abs() <= 2e-5,
+                "row {row} col {col}: {got} want {want}"
+            );
+        }
+        // Sines first, then cosines: row 0 is sin 0 = 0 then cos 0 = 1.
+        assert_eq!(&table[..2], &[0.0, 0.0]);
+        assert_eq!(table[d / 2], 1.0);
     }
 }

@@ -31,6 +31,7 @@
 mod candle;
 mod checkpoint;
 mod host;
+mod layers;
 mod store;
 mod weights_check;
 

@@ -79,6 +79,12 @@ pub fn expected_tensors(cfg: &ModelConfig, prefix: &str) -> Vec<ExpectedTensor> 
                     );
                 }
             }
+            // Computed sinusoids; the norm after the stack.
+            Architecture::M2m100 => {
+                for t in ["weight", "bias"] {
+                    need(vec![p(&format!("{side}.layer_norm.{t}"))], vec![d], true);
+                }
+            }
         }
     }
     let linear =

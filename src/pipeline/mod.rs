@@ -266,13 +266,19 @@ pub struct PipelineBuilder {
     target_hint: Option<String>,
 }
 
-/// The translator with the target language asked for (`chosen`), or for a model that writes
-/// several languages and has none yet, the `hint`.
-fn choose_target(
+/// The translator with the source language asked for (a model that reads several), and the
+/// target language asked for (`chosen`), or for a model that writes several languages and has
+/// none yet, the `hint`.
+fn choose_languages(
     translator: Translator,
+    source: Option<&Language>,
     chosen: &Option<String>,
     hint: &Option<String>,
 ) -> Result<Translator> {
+    let translator = match source {
+        Some(language) => translator.with_source_language(language.code())?,
+        None => translator,
+    };
     match (chosen, hint) {
         (Some(code), _) => translator.with_target_language(code),
         (None, Some(code))
@@ -513,7 +519,12 @@ impl PipelineBuilder {
                 if let Some(b) = self.batching {
                     translator = translator.with_batching(b);
                 }
-                translator = choose_target(translator, &self.target_language, &self.target_hint)?;
+                translator = choose_languages(
+                    translator,
+                    self.source_language.as_ref(),
+                    &self.target_language,
+                    &self.target_hint,
+                )?;
                 Arc::new(translator)
             }
             ModelSource::Owned(translator) => {
@@ -521,7 +532,12 @@ impl PipelineBuilder {
                 if let Some(b) = self.batching {
                     translator = translator.with_batching(b);
                 }
-                translator = choose_target(translator, &self.target_language, &self.target_hint)?;
+                translator = choose_languages(
+                    translator,
+                    self.source_language.as_ref(),
+                    &self.target_language,
+                    &self.target_hint,
+                )?;
                 Arc::new(translator)
             }
             ModelSource::Shared(translator) => {

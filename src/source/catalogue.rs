@@ -21,6 +21,14 @@ const BUILT_IN: &[(&str, &str)] = &[
         "models/distilbart-cnn-12-6.toml",
         include_str!("../../models/distilbart-cnn-12-6.toml"),
     ),
+    (
+        "models/nllb-200-distilled-600M.toml",
+        include_str!("../../models/nllb-200-distilled-600M.toml"),
+    ),
+    (
+        "models/m2m100_418M.toml",
+        include_str!("../../models/m2m100_418M.toml"),
+    ),
 ];
 
 /// What a model is for.
@@ -128,10 +136,11 @@ impl Manifest {
         let architecture = match raw.architecture.as_str() {
             "marian" => Architecture::Marian,
             "bart" => Architecture::Bart,
+            "m2m_100" => Architecture::M2m100,
             other => {
                 return Err(field(
                     "architecture",
-                    format!("`{other}` is not supported (marian, bart)"),
+                    format!("`{other}` is not supported (marian, m2m_100, bart)"),
                 ))
             }
         };
@@ -149,6 +158,15 @@ impl Manifest {
             generation: raw.generation,
             origin,
         })
+    }
+}
+
+impl Manifest {
+    /// Whether the licence forbids commercial use (a Creative Commons `-nc` licence such as
+    /// NLLB-200's `cc-by-nc-4.0`).
+    pub fn non_commercial(&self) -> bool {
+        let l = self.license.to_ascii_lowercase();
+        l.starts_with("cc-") && l.split('-').any(|part| part == "nc")
     }
 }
 
@@ -281,7 +299,15 @@ mod tests {
     #[test]
     fn builtins_parse() {
         let c = Catalogue::builtin().unwrap();
-        assert_eq!(c.names(), vec!["distilbart-cnn-12-6", "opus-mt-nl-en"]);
+        assert_eq!(
+            c.names(),
+            vec![
+                "distilbart-cnn-12-6",
+                "m2m100_418M",
+                "nllb-200-distilled-600M",
+                "opus-mt-nl-en"
+            ]
+        );
         let opus = c.get("opus-mt-nl-en").unwrap();
         assert_eq!(opus.repo, "Helsinki-NLP/opus-mt-nl-en");
         assert_eq!(opus.task, Task::Translation);
@@ -292,6 +318,17 @@ mod tests {
         assert_eq!(bart.task, Task::Summarization);
         assert_eq!(bart.generation.num_beams, Some(4));
         assert_eq!(bart.license, "apache-2.0");
+        assert!(!opus.non_commercial() && !bart.non_commercial());
+        let nllb = c.get("nllb-200-distilled-600M").unwrap();
+        assert_eq!(nllb.architecture, Architecture::M2m100);
+        assert_eq!(nllb.license, "cc-by-nc-4.0");
+        assert!(nllb.non_commercial());
+        let m2m = c.get("m2m100_418M").unwrap();
+        assert_eq!(
+            (m2m.repo.as_str(), m2m.license.as_str()),
+            ("facebook/m2m100_418M", "mit")
+        );
+        assert!(!m2m.non_commercial());
     }
 
     #[test]

@@ -28,10 +28,18 @@ pub enum TokenizerFiles {
         /// `target_vocab.json`, when `tokenizer_config.json` says `separate_vocabs`.
         target_vocab: Option<PathBuf>,
     },
-    /// BART family with a Hugging Face `tokenizers` file.
+    /// A Hugging Face `tokenizers` file (BART family, NLLB).
     TokenizerJson {
         /// `tokenizer.json`.
         tokenizer_json: PathBuf,
+    },
+    /// M2M100 without `tokenizer.json`: one SentencePiece model whose pieces get their ids from
+    /// a vocabulary, language tokens after it.
+    SentencePieceVocab {
+        /// `sentencepiece.bpe.model`.
+        spm: PathBuf,
+        /// `vocab.json`: piece → id.
+        vocab: PathBuf,
     },
     /// BART family with the GPT-2 style byte-level BPE pair.
     VocabMerges {
@@ -135,6 +143,7 @@ const VOCAB: &str = "vocab.json";
 const TARGET_VOCAB: &str = "target_vocab.json";
 const TOKENIZER_JSON: &str = "tokenizer.json";
 const MERGES: &str = "merges.txt";
+const SPM_BPE: &str = "sentencepiece.bpe.model";
 
 impl ModelFiles {
     /// Reads a model from a local directory (the Hugging Face layout: `config.json` and the files
@@ -205,6 +214,7 @@ impl ModelFiles {
             }
             TokenizerFiles::TokenizerJson { tokenizer_json } => out.push(tokenizer_json),
             TokenizerFiles::VocabMerges { vocab, merges } => out.extend([vocab.as_path(), merges]),
+            TokenizerFiles::SentencePieceVocab { spm, vocab } => out.extend([spm.as_path(), vocab]),
         }
         out.push(&self.weights);
         out
@@ -307,6 +317,15 @@ pub(crate) fn plan(
                 return Err(format!("{TOKENIZER_JSON} or {VOCAB} and {MERGES}"));
             }
         }
+        Architecture::M2m100 => {
+            if has(TOKENIZER_JSON) {
+                required.push(TOKENIZER_JSON);
+            } else if has(SPM_BPE) && has(VOCAB) {
+                required.extend([SPM_BPE, VOCAB]);
+            } else {
+                return Err(format!("{TOKENIZER_JSON} or {SPM_BPE} and {VOCAB}"));
+            }
+        }
     }
     let weights = if has(SAFETENSORS) {
         SAFETENSORS
@@ -328,10 +347,11 @@ pub(crate) fn architecture_of(path: &Path, config: &Value) -> Result<Architectur
     match model_type {
         Some("marian") => Ok(Architecture::Marian),
         Some("bart") => Ok(Architecture::Bart),
+        Some("m2m_100") => Ok(Architecture::M2m100),
         Some(other) => Err(Error::config(
             path,
             "model_type",
-            format!("`{other}` is not supported; tolk runs `marian` (opus-mt) and `bart` (BART, DistilBART) models"),
+            format!("`{other}` is not supported; tolk runs `marian` (opus-mt), `m2m_100` (M2M100, NLLB-200) and `bart` (BART, DistilBART) models"),
         )),
         None => Err(Error::config(
             path,
@@ -404,11 +424,15 @@ pub(crate) fn scan(dir: &Path, provenance: Provenance, fix: &Fix) -> Result<Mode
             vocab: path(VOCAB),
             target_vocab: separate.then(|| path(TARGET_VOCAB)),
         },
-        Architecture::Bart if plan.required.contains(&TOKENIZER_JSON) => {
+        Architecture::Bart | Architecture::M2m100 if plan.required.contains(&TOKENIZER_JSON) => {
             TokenizerFiles::TokenizerJson {
                 tokenizer_json: path(TOKENIZER_JSON),
             }
         }
+        Architecture::M2m100 => TokenizerFiles::SentencePieceVocab {
+            spm: path(SPM_BPE),
+            vocab: path(VOCAB),
+        },
         Architecture::Bart => TokenizerFiles::VocabMerges {
             vocab: path(VOCAB),
             merges: path(MERGES),
@@ -503,7 +527,7 @@ pub(crate) fn check_file(path: &Path, fix: &Fix) -> Result<()> {
         .unwrap_or_default();
     let problem = if name.ends_with(".json") {
         return read_json(path, fix).map(|_| ());
-    } else if name.ends_with(".spm") {
+    } else if name.ends_with(".spm") || name.ends_with(".model") {
         check_sentencepiece(&read_nonempty(path, fix)?)
     } else if name.ends_with(".safetensors") {
         check_safetensors(path)

@@ -257,6 +257,17 @@ impl Resolver {
     fn with_manifest_language(&self, spec: &ModelSpec, mut files: ModelFiles) -> ModelFiles {
         if let ModelSpec::Catalogue { name, .. } = spec {
             let manifest = self.catalogue.get(name);
+            if let Some(m) = manifest.filter(|m| m.non_commercial()) {
+                if files.provenance.origin == Origin::Download {
+                    tracing::warn!(
+                        "{}: its licence, {}, allows non-commercial use only (see the model card \
+                         at https://huggingface.co/{})",
+                        m.name,
+                        m.license,
+                        m.repo
+                    );
+                }
+            }
             if let Some(language) =
                 manifest.and_then(|m| crate::segment::Language::new(&m.source_language).ok())
             {

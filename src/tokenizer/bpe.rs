@@ -192,9 +192,12 @@ impl BpeTokenizer {
             TokenizerFiles::VocabMerges { vocab, merges } => {
                 Self::from_vocab_merges(vocab, merges, tokenizer_config)
             }
-            TokenizerFiles::SentencePiece { source_spm, .. } => Err(Error::model_file(
-                source_spm,
-                "a SentencePiece (Marian) tokenizer cannot serve a BART model",
+            TokenizerFiles::SentencePiece {
+                source_spm: spm, ..
+            }
+            | TokenizerFiles::SentencePieceVocab { spm, .. } => Err(Error::model_file(
+                spm,
+                "a SentencePiece tokenizer cannot serve a BART model",
             )),
         }
     }

@@ -1,5 +1,9 @@
 //! `MarianTokenizer`: the tokenizer of Marian (OPUS-MT) models, matching transformers 5.24's
-//! slow `MarianTokenizer` id for id.
+//! slow `MarianTokenizer` id for id; and, built by [`MarianTokenizer::from_m2m100`], of M2M100
+//! models, whose slow `M2M100Tokenizer` is the same design (one SentencePiece model whose pieces
+//! get their ids from `vocab.json`, `</s>` appended) with language tokens `__xx__` after the
+//! vocabulary and no `>>xx<<` codes in the text. (The source-language token that
+//! `M2M100Tokenizer` puts first is the translator's to add, as it knows the language.)
 //!
 //! Encoding (`tokenizer(text)["input_ids"]`):
 //! 1. optionally, Moses punctuation normalisation (off by default, as in transformers);
@@ -74,6 +78,32 @@ pub struct MarianTokenizer {
     target_lang: Option<String>,
     model_max_length: Option<u64>,
     punct: Option<MosesPunctNormalizer>,
+    /// M2M100's language tokens (`__nl__`), in the order of their ids; empty for Marian.
+    languages: Vec<String>,
+    /// Marian: a `>>xx<<` at the start of a text chunk is a token of its own.
+    leading_codes: bool,
+}
+
+/// M2M100's languages (transformers' `FAIRSEQ_LANGUAGE_CODES`): their tokens `__xx__` follow
+/// the vocabulary in this order.
+const M2M100_LANGUAGES: [&str; 100] = [
+    "af", "am", "ar", "ast", "az", "ba", "be", "bg", "bn", "br", "bs", "ca", "ceb", "cs", "cy",
+    "da", "de", "el", "en", "es", "et", "fa", "ff", "fi", "fr", "fy", "ga", "gd", "gl", "gu", "ha",
+    "he", "hi", "hr", "ht", "hu", "hy", "id", "ig", "ilo", "is", "it", "ja", "jv", "ka", "kk",
+    "km", "kn", "ko", "lb", "lg", "ln", "lo", "lt", "lv", "mg", "mk", "ml", "mn", "mr", "ms", "my",
+    "ne", "nl", "no", "ns", "oc", "or", "pa", "pl", "ps", "pt", "ro", "ru", "sd", "si", "sk", "sl",
+    "so", "sq", "sr", "ss", "su", "sv", "sw", "ta", "th", "tl", "tn", "tr", "uk", "ur", "uz", "vi",
+    "wo", "xh", "yi", "yo", "zh", "zu",
+];
+
+/// The languages of M2M100's `wmt21` checkpoints.
+const WMT21_LANGUAGES: [&str; 8] = ["en", "ha", "is", "ja", "cs", "ru", "zh", "de"];
+
+/// Which transformers tokenizer a [`MarianTokenizer`] reproduces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    Marian,
+    M2m100,
 }
 
 /// `vocab.json` read in file order (ids are checked, keys kept as written).
@@ -161,6 +191,8 @@ struct TokenizerConfig {
     split_special_tokens: bool,
     source_lang: Option<String>,
     target_lang: Option<String>,
+    /// M2M100's `language_codes` (`m2m100` or `wmt21`).
+    language_codes: Option<String>,
     model_max_length: Option<u64>,
     /// Named special tokens (`eos_token`, ...): attribute and content.
     named: Vec<(String, String)>,
@@ -182,7 +214,7 @@ fn read_json_object(path: &Path) -> Result<serde_json::Map<String, Value>> {
 }
 
 impl TokenizerConfig {
-    fn load(dir: &Path) -> Result<Self> {
+    fn load(dir: &Path, layout: Layout) -> Result<Self> {
         let path = dir.join("tokenizer_config.json");
         let obj = if path.is_file() {
             read_json_object(&path)?
@@ -218,15 +250,26 @@ impl TokenizerConfig {
             separate_vocabs: flag("separate_vocabs")?,
             clean_up_tokenization_spaces: flag("clean_up_tokenization_spaces")?,
             split_special_tokens: flag("split_special_tokens")?,
-            source_lang: string("source_lang")?,
-            target_lang: string("target_lang")?,
+            // M2M100Tokenizer calls them `src_lang` and `tgt_lang`.
+            source_lang: string("source_lang")?.or(string("src_lang")?),
+            target_lang: string("target_lang")?.or(string("tgt_lang")?),
+            language_codes: string("language_codes")?,
             model_max_length,
-            // MarianTokenizer's defaults.
-            named: vec![
-                ("eos_token".into(), "</s>".into()),
-                ("unk_token".into(), "<unk>".into()),
-                ("pad_token".into(), "<pad>".into()),
-            ],
+            // MarianTokenizer's and M2M100Tokenizer's defaults.
+            named: match layout {
+                Layout::Marian => vec![
+                    ("eos_token".into(), "</s>".into()),
+                    ("unk_token".into(), "<unk>".into()),
+                    ("pad_token".into(), "<pad>".into()),
+                ],
+                Layout::M2m100 => vec![
+                    ("bos_token".into(), "<s>".into()),
+                    ("eos_token".into(), "</s>".into()),
+                    ("unk_token".into(), "<unk>".into()),
+                    ("sep_token".into(), "</s>".into()),
+                    ("pad_token".into(), "<pad>".into()),
+                ],
+            },
             extras: Vec::new(),
             saved_added: Vec::new(),
             path: path.clone(),
@@ -416,7 +459,19 @@ impl MarianTokenizer {
     /// and `<pad>` tokens, and a vocabulary that has fewer than half of its SentencePiece
     /// model's pieces (it belongs to another model).
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
-        let dir = dir.as_ref();
+        Self::load(dir.as_ref(), Layout::Marian)
+    }
+
+    /// Loads the tokenizer of an M2M100 model from `dir`: `sentencepiece.bpe.model`,
+    /// `vocab.json` and, when present, `tokenizer_config.json` (`language_codes`, special
+    /// tokens), as transformers' `M2M100Tokenizer`. Its language tokens (`__nl__`, ...) get the
+    /// ids after the vocabulary; [`MarianTokenizer::encode`] gives the text's ids and `</s>`,
+    /// without the source-language token `M2M100Tokenizer` puts first.
+    pub fn from_m2m100(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::load(dir.as_ref(), Layout::M2m100)
+    }
+
+    fn load(dir: &Path, layout: Layout) -> Result<Self> {
         let need = |name: &str| -> Result<PathBuf> {
             let p = dir.join(name);
             if p.is_file() {
@@ -425,19 +480,63 @@ impl MarianTokenizer {
                 Err(Error::MissingFile {
                     dir: dir.to_path_buf(),
                     file: name.to_string(),
-                    hint: "a Marian model directory has source.spm, target.spm and vocab.json"
-                        .to_string(),
+                    hint: match layout {
+                        Layout::Marian => {
+                            "a Marian model directory has source.spm, target.spm and vocab.json"
+                        }
+                        Layout::M2m100 => {
+                            "an M2M100 model directory has sentencepiece.bpe.model and vocab.json"
+                        }
+                    }
+                    .to_string(),
                 })
             }
         };
-        let source_path = need("source.spm")?;
-        let target_path = need("target.spm")?;
+        let (source_path, target_path) = match layout {
+            Layout::Marian => (need("source.spm")?, need("target.spm")?),
+            Layout::M2m100 => (need("sentencepiece.bpe.model")?, PathBuf::new()),
+        };
         let vocab_path = need("vocab.json")?;
-        let config = TokenizerConfig::load(dir)?;
+        let mut config = TokenizerConfig::load(dir, layout)?;
         let source = SentencePieceModel::from_file(&source_path)?;
-        let target = SentencePieceModel::from_file(&target_path)?;
+        let target = match layout {
+            Layout::Marian => SentencePieceModel::from_file(&target_path)?,
+            Layout::M2m100 => source.clone(),
+        };
         let vocab = load_vocab(&vocab_path)?;
         let encoder = vocab_map(&vocab);
+        // M2M100: `__xx__` for each language, with the ids after the vocabulary, special.
+        let languages: Vec<String> = match layout {
+            Layout::Marian => Vec::new(),
+            Layout::M2m100 => {
+                let codes: &[&str] = match config.language_codes.as_deref() {
+                    None | Some("m2m100") => &M2M100_LANGUAGES,
+                    Some("wmt21") => &WMT21_LANGUAGES,
+                    Some(other) => {
+                        return Err(Error::config(
+                            &config.path,
+                            "language_codes",
+                            format!("`{other}` is not one of M2M100's sets (m2m100, wmt21)"),
+                        ))
+                    }
+                };
+                codes.iter().map(|c| format!("__{c}__")).collect()
+            }
+        };
+        for (i, token) in languages.iter().enumerate() {
+            let id = (encoder.len() + i) as u32;
+            if !config.saved_added.iter().any(|t| &t.content == token) {
+                config.saved_added.push(AddedToken {
+                    content: token.clone(),
+                    id,
+                    lstrip: false,
+                    rstrip: false,
+                });
+            }
+            if !config.extras.contains(token) {
+                config.extras.push(token.clone());
+            }
+        }
 
         let eos_token = config.named("eos_token").to_string();
         let unk_token = config.named("unk_token").to_string();
@@ -526,6 +625,8 @@ impl MarianTokenizer {
             target_lang: config.target_lang,
             model_max_length: config.model_max_length,
             punct: None,
+            languages,
+            leading_codes: layout == Layout::Marian,
         })
     }
 
@@ -590,6 +691,12 @@ impl MarianTokenizer {
         self.encoder.len() + extra
     }
 
+    /// The ids after the vocabulary that name languages (M2M100's `__xx__`; 0 for Marian, whose
+    /// `>>xx<<` are vocabulary entries).
+    pub fn language_ids(&self) -> usize {
+        self.languages.len()
+    }
+
     /// Whether the model has separate source and target vocabularies.
     pub fn separate_vocabs(&self) -> bool {
         self.separate_vocabs
@@ -611,8 +718,14 @@ impl MarianTokenizer {
         self.model_max_length
     }
 
-    /// Language tokens `>>xx<<` of a multilingual model's vocabulary, sorted.
+    /// Language tokens `>>xx<<` of a multilingual model's vocabulary, sorted (M2M100: its
+    /// `__xx__` tokens).
     pub fn supported_language_codes(&self) -> Vec<&str> {
+        if !self.languages.is_empty() {
+            let mut codes: Vec<&str> = self.languages.iter().map(String::as_str).collect();
+            codes.sort_unstable();
+            return codes;
+        }
         if self.separate_vocabs {
             return Vec::new();
         }
@@ -713,7 +826,7 @@ impl MarianTokenizer {
     /// `_tokenize` + `convert_tokens_to_ids` for a chunk without added tokens.
     fn encode_chunk(&self, text: &str, emit: &mut impl FnMut(u32, &str)) {
         let mut text = text;
-        if text.starts_with(">>") {
+        if self.leading_codes && text.starts_with(">>") {
             if let Some(end) = text.find("<<") {
                 let (code, rest) = text.split_at(end + 2);
                 emit(self.token_id_or_unk(code), code);

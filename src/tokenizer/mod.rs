@@ -14,8 +14,11 @@
 pub mod bpe;
 pub mod marian;
 pub mod moses;
+pub mod nllb;
 mod normalizer;
 pub mod sentencepiece;
+mod spm_bpe;
+mod translation;
 mod trie;
 mod unigram;
 
@@ -23,7 +26,9 @@ pub use crate::proto::{ModelType, PieceType};
 pub use bpe::BpeTokenizer;
 pub use marian::MarianTokenizer;
 pub use moses::MosesPunctNormalizer;
+pub use nllb::NllbTokenizer;
 pub use sentencepiece::{Piece, SentencePieceModel};
+pub use translation::TranslationTokenizer;
 
 #[cfg(test)]
 mod tests;

@@ -1,17 +1,21 @@
 //! A SentencePiece model (`*.spm` / `*.model`) read from its protobuf file: normalisation,
-//! unigram segmentation and piece decoding, matching the `sentencepiece` 0.2 Python package
+//! segmentation and piece decoding, matching the `sentencepiece` 0.2 Python package
 //! (`encode(text, out_type=str)`, `encode(text)`, `decode_pieces`, `id_to_piece`, `piece_to_id`).
 //!
-//! Encoding follows `SentencePieceProcessor::Encode`: normalise, segment with the unigram
-//! Viterbi, then merge runs of unknown characters into one unknown piece (whose text is the
-//! normalised text it covers), or, with byte fallback, spell each unknown character as
-//! `<0xXX>` byte pieces. Decoding follows `SentencePieceProcessor::Decode`.
+//! Encoding follows `SentencePieceProcessor::Encode`: normalise, segment with the algorithm of
+//! the model's type (the unigram Viterbi of [`super::unigram`] for Unigram models, as in
+//! Marian's `source.spm`; the merges of [`super::spm_bpe`] for BPE models, as in M2M100's and
+//! NLLB's `sentencepiece.bpe.model`), then merge runs of unknown characters into one unknown
+//! piece (whose text is the normalised text it covers), or, with byte fallback, spell each
+//! unknown character as `<0xXX>` byte pieces. Decoding follows `SentencePieceProcessor::Decode`,
+//! the same for both types.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::normalizer::{utf8_char_len, Normalizer, SPACE_SYMBOL};
+use super::spm_bpe::Bpe;
 use super::trie::Trie;
 use super::unigram::{Span, Unigram};
 use crate::error::{Error, Result};
@@ -44,14 +48,22 @@ struct Entry {
     kind: PieceType,
 }
 
-/// A loaded SentencePiece unigram model. Immutable, `Send + Sync`.
+/// The segmentation algorithm, chosen by the model's type. (BPE's tables are boxed: they are
+/// larger, and this keeps the model, which tokenizers hold two of, as small as before.)
+#[derive(Debug, Clone)]
+enum Segmenter {
+    Unigram(Unigram),
+    Bpe(Box<Bpe>),
+}
+
+/// A loaded SentencePiece model, Unigram or BPE. Immutable, `Send + Sync`.
 #[derive(Debug, Clone)]
 pub struct SentencePieceModel {
     path: PathBuf,
     entries: Vec<Entry>,
     /// `PieceToId`: reserved pieces (control, unknown, byte) shadow the others.
     ids: HashMap<String, u32>,
-    unigram: Unigram,
+    segmenter: Segmenter,
     normalizer: Normalizer,
     denormalizer: Option<Normalizer>,
     unk_id: u32,
@@ -89,7 +101,8 @@ impl SentencePieceModel {
         let path = path.as_ref();
         let bad = |msg: String| {
             Error::model_file(path, msg).with_hint(
-                "expected a SentencePiece model (the source.spm/target.spm of a Marian model)",
+                "expected a SentencePiece model (the source.spm/target.spm of a Marian model, \
+                 the sentencepiece.bpe.model of M2M100 or NLLB)",
             )
         };
         if bytes.is_empty() {
@@ -100,15 +113,18 @@ impl SentencePieceModel {
         if proto.pieces.is_empty() {
             return Err(bad("not a SentencePiece model: it has no pieces".into()));
         }
-        match proto.trainer_spec.model_type {
-            ModelType::Unigram => {}
-            other => {
-                return Err(Error::model_file(
-                    path,
-                    format!("SentencePiece model type {other:?} is not supported, only Unigram"),
-                )
-                .with_hint("Marian (OPUS-MT) models use unigram SentencePiece models"))
-            }
+        let model_type = proto.trainer_spec.model_type;
+        if !matches!(model_type, ModelType::Unigram | ModelType::Bpe) {
+            return Err(Error::model_file(
+                path,
+                format!(
+                    "SentencePiece model type {model_type:?} is not supported, only Unigram and BPE"
+                ),
+            )
+            .with_hint(
+                "translation models use Unigram (Marian/OPUS-MT) or BPE (M2M100, NLLB) \
+                 SentencePiece models",
+            ));
         }
 
         let mut entries = Vec::with_capacity(proto.pieces.len());
@@ -177,16 +193,21 @@ impl SentencePieceModel {
             .iter()
             .map(|p| (p.piece.as_slice(), p.score, p.kind))
             .collect();
-        let unigram = Unigram::new(&scored, unk_id);
-        if unigram.has_no_pieces() {
-            return Err(bad("the model has no normal pieces".into()));
-        }
         let protected = Trie::new(
             user_defined
                 .iter()
                 .filter_map(|&id| entries.get(id as usize))
                 .map(|e| (e.piece.as_bytes(), 0)),
         );
+        let segmenter = if model_type == ModelType::Bpe {
+            Segmenter::Bpe(Box::new(Bpe::new(&scored, unk_id, Some(protected.clone()))))
+        } else {
+            let unigram = Unigram::new(&scored, unk_id);
+            if unigram.has_no_pieces() {
+                return Err(bad("the model has no normal pieces".into()));
+            }
+            Segmenter::Unigram(unigram)
+        };
         let normalizer = Normalizer::new(
             &proto.normalizer_spec,
             proto.trainer_spec.treat_whitespace_as_suffix,
@@ -208,7 +229,7 @@ impl SentencePieceModel {
             path: path.to_path_buf(),
             entries,
             ids,
-            unigram,
+            segmenter,
             normalizer,
             denormalizer,
             unk_id,
@@ -223,6 +244,14 @@ impl SentencePieceModel {
     /// The file this model was read from.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The segmentation algorithm: [`ModelType::Unigram`] or [`ModelType::Bpe`].
+    pub fn model_type(&self) -> ModelType {
+        match self.segmenter {
+            Segmenter::Unigram(_) => ModelType::Unigram,
+            Segmenter::Bpe(_) => ModelType::Bpe,
+        }
     }
 
     /// Number of pieces (`get_piece_size()`).
@@ -285,7 +314,7 @@ impl SentencePieceModel {
                 });
             }
         };
-        self.unigram.encode(&normalized, |span: Span| {
+        let on_span = |span: Span| {
             let surface = normalized.get(span.start..span.end).unwrap_or_default();
             if span.id == self.unk_id && !self.byte_fallback {
                 unknown.extend_from_slice(surface);
@@ -312,7 +341,11 @@ impl SentencePieceModel {
                     id: span.id,
                 });
             }
-        });
+        };
+        match &self.segmenter {
+            Segmenter::Unigram(unigram) => unigram.encode(&normalized, on_span),
+            Segmenter::Bpe(bpe) => bpe.encode(&normalized, on_span),
+        }
         flush(&mut unknown, &mut emit);
     }
 

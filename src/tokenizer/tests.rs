@@ -1,6 +1,7 @@
 //! Parity tests against the Python reference (`tests/data/tokenizer/reference.json`, made by
 //! `tests/data/tokenizer/make_reference.py` with transformers 5.24.0, sentencepiece 0.2.3 and
-//! sacremoses 0.2.0), property tests, and robustness tests.
+//! sacremoses 0.2.0), against sentencepiece for BPE models (`tests/fixtures/spm-bpe/`, made by
+//! `tools/fixtures/make_spm_bpe.py`), property tests, and robustness tests.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -340,6 +341,24 @@ proptest! {
     }
 
     #[test]
+    fn corrupt_bpe_model_files_are_errors_not_panics(
+        cut in 0usize..8_000,
+        flips in proptest::collection::vec((0usize..8_000, any::<u8>()), 0..8),
+    ) {
+        let bytes = std::fs::read(spm_bpe_dir().join("unused.model")).expect("model");
+        let mut b = bytes[..cut.min(bytes.len())].to_vec();
+        for (pos, val) in flips {
+            if !b.is_empty() {
+                let i = pos % b.len();
+                b[i] = val;
+            }
+        }
+        if let Ok(model) = SentencePieceModel::from_bytes(&b, "fuzzed.model") {
+            let _ = model.encode("De trein<sep> km/h, ﬁets 😀 ภาษา eeee...");
+        }
+    }
+
+    #[test]
     fn corrupt_model_files_are_errors_not_panics(
         cut in 0usize..10_000,
         flips in proptest::collection::vec((0usize..10_000, any::<u8>()), 0..8),
@@ -516,14 +535,150 @@ fn load_errors_name_the_file() {
 }
 
 #[test]
-fn bpe_models_are_refused_clearly() {
-    // Turn the model type of a real model into BPE by appending a TrainerSpec with
-    // model_type = 2 (protobuf merges repeated embedded messages).
-    let mut bytes = std::fs::read(data_dir().join("spm/nl_identity.model")).unwrap();
-    bytes.extend_from_slice(&[0x12, 0x02, 0x18, 0x02]);
-    let e = SentencePieceModel::from_bytes(&bytes, "bpe.model").unwrap_err();
-    let msg = e.to_string();
-    assert!(msg.contains("bpe.model") && msg.contains("Bpe"), "{msg}");
+fn word_and_char_models_are_refused_clearly() {
+    // Change the model type of a real model by appending a TrainerSpec with model_type = 3
+    // (word) or 4 (char): protobuf merges repeated embedded messages.
+    let bytes = std::fs::read(data_dir().join("spm/nl_identity.model")).unwrap();
+    for (kind, name) in [(3u8, "Word"), (4, "Char")] {
+        let mut b = bytes.clone();
+        b.extend_from_slice(&[0x12, 0x02, 0x18, kind]);
+        let e = SentencePieceModel::from_bytes(&b, "word.model").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("word.model") && msg.contains(name), "{msg}");
+    }
+    // Model type 2 is BPE: the same pieces, segmented by merges instead of the Viterbi.
+    let mut b = bytes.clone();
+    b.extend_from_slice(&[0x12, 0x02, 0x18, 0x02]);
+    let bpe = SentencePieceModel::from_bytes(&b, "bpe.model").expect("BPE loads");
+    assert_eq!(bpe.model_type(), ModelType::Bpe);
+    let unigram = SentencePieceModel::from_bytes(&bytes, "unigram.model").unwrap();
+    assert_eq!(unigram.model_type(), ModelType::Unigram);
+    let text = "Hallo wereld, dit is een test.";
+    let joined = |m: &SentencePieceModel| -> String {
+        m.encode(text).iter().map(|p| p.text.as_ref()).collect()
+    };
+    assert_eq!(
+        joined(&bpe),
+        joined(&unigram),
+        "both cover the same normalised text"
+    );
+}
+
+fn spm_bpe_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spm-bpe")
+}
+
+/// `tests/fixtures/spm-bpe/reference.json`, made by `tools/fixtures/make_spm_bpe.py`.
+fn spm_bpe_reference() -> &'static Value {
+    static REF: OnceLock<Value> = OnceLock::new();
+    REF.get_or_init(|| {
+        let path = spm_bpe_dir().join("reference.json");
+        let text = std::fs::read_to_string(&path).expect("spm-bpe/reference.json is readable");
+        serde_json::from_str(&text).expect("spm-bpe/reference.json is JSON")
+    })
+}
+
+fn spm_bpe_model(name: &str) -> SentencePieceModel {
+    SentencePieceModel::from_file(spm_bpe_dir().join(format!("{name}.model"))).expect("model loads")
+}
+
+#[test]
+fn sentencepiece_bpe_parity_with_python() {
+    let r = spm_bpe_reference();
+    let inputs = strings_of(&r["inputs"]);
+    assert!(inputs.len() >= 300, "{} inputs", inputs.len());
+    let models = r["models"].as_object().expect("models");
+    assert_eq!(models.len(), 3, "plain, bytefb, unused");
+    let mut tallies = Vec::new();
+    for (name, m) in models {
+        let model =
+            SentencePieceModel::from_file(spm_bpe_dir().join(m["file"].as_str().expect("file")))
+                .expect("model loads");
+        assert_eq!(model.model_type(), ModelType::Bpe, "{name}");
+        assert_eq!(
+            model.len() as u64,
+            m["piece_size"].as_u64().expect("size"),
+            "{name}"
+        );
+        let (want_pieces, want_ids, want_text) = (
+            m["pieces"].as_array().expect("pieces"),
+            m["ids"].as_array().expect("ids"),
+            m["decode_pieces"].as_array().expect("decode_pieces"),
+        );
+        assert_eq!(want_pieces.len(), inputs.len(), "{name}");
+        assert_eq!(want_ids.len(), inputs.len(), "{name}");
+        assert_eq!(want_text.len(), inputs.len(), "{name}");
+        let mut pieces = Tally::new(format!("spm-bpe {name}: encode pieces"));
+        let mut ids = Tally::new(format!("spm-bpe {name}: encode ids"));
+        let mut dec = Tally::new(format!("spm-bpe {name}: decode_pieces"));
+        for (i, text) in inputs.iter().enumerate() {
+            let case = format!("#{i} {text:?}");
+            let enc = model.encode(text);
+            let mut streamed = Vec::new();
+            model.encode_with(text, |p| streamed.push(p));
+            assert_eq!(streamed, enc, "encode_with == encode for {case}");
+            let got: Vec<&str> = enc.iter().map(|p| p.text.as_ref()).collect();
+            pieces.check(&case, got.clone(), strings_of(&want_pieces[i]));
+            ids.check(&case, model.encode_ids(text), ids_of(&want_ids[i]));
+            dec.check(
+                &case,
+                model.decode_pieces(&got),
+                want_text[i].as_str().expect("text").to_string(),
+            );
+        }
+        tallies.extend([pieces, ids, dec]);
+    }
+    assert_all(tallies);
+}
+
+#[test]
+fn sentencepiece_bpe_long_and_odd_inputs() {
+    // Every stretch between points that no piece spans is merged on its own, so a long text
+    // goes through in time and memory proportional to it; these must stay fast in debug builds.
+    let plain = spm_bpe_model("plain");
+    let word = "kindercarnavalsoptocht".repeat(20_000);
+    let joined: String = plain
+        .encode(&word)
+        .iter()
+        .map(|p| p.text.as_ref())
+        .collect();
+    assert_eq!(joined, format!("\u{2581}{word}"));
+    let unknown = "ภ".repeat(200_000);
+    let enc = plain.encode(&unknown);
+    assert_eq!(enc.len(), 2, "▁ and one merged unknown piece");
+    assert!(enc[1].is_unknown() && enc[1].id == plain.unk_id());
+    let spaces = format!("a{}b", " ".repeat(300_000));
+    assert_eq!(plain.encode(&spaces), plain.encode("a b"));
+
+    // Deterministic pseudo-random strings over characters that stress every stage.
+    let alphabet: Vec<&str> = vec![
+        "a", "e", "ee", " ", "  ", "\t", "\n", "\u{a0}", "\u{3000}", "é", "e\u{301}", "ﬁ", "Ａ",
+        "😀", "<sep>", "<se", "km/h", "<unk>", "<s>", "▁", "\u{0}", "\u{fffd}", "\u{200b}", "ภ",
+        "中", "ж", "1", "...",
+    ];
+    let models = ["plain", "bytefb", "unused"].map(spm_bpe_model);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..300 {
+        let len = (next() % 24) as usize;
+        let s: String = (0..len)
+            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+            .collect();
+        for model in &models {
+            let enc = model.encode(&s);
+            let pieces: Vec<&str> = enc.iter().map(|p| p.text.as_ref()).collect();
+            let _ = model.decode_pieces(&pieces);
+            // Without byte fallback, the pieces spell the normalised text.
+            if model.piece_to_id("<0x41>") == model.unk_id() {
+                assert_eq!(pieces.concat(), model.normalize(&s), "{s:?}");
+            }
+        }
+    }
 }
 
 #[test]

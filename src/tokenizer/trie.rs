@@ -134,6 +134,15 @@ impl Trie {
         }
     }
 
+    /// The value of `key` itself, if it is a key.
+    pub(crate) fn get(&self, key: &[u8]) -> Option<u32> {
+        let mut node = 0u32;
+        for &b in key {
+            node = self.child(node, b)?;
+        }
+        self.nodes.get(node as usize)?.value
+    }
+
     /// The length of the longest key that is a prefix of `text`, if any.
     pub(crate) fn longest_prefix(&self, text: &[u8]) -> Option<usize> {
         let mut best = None;
@@ -167,6 +176,11 @@ mod tests {
         assert_eq!(t.longest_prefix(b"abc"), Some(2));
         assert_eq!(t.longest_prefix(b"c"), None);
         assert_eq!(t.longest_prefix("▁x".as_bytes()), Some(3));
+        assert_eq!(t.get(b"ab"), Some(2));
+        assert_eq!(t.get(b"abc"), None, "a prefix of a key is not a key");
+        assert_eq!(t.get(b"abcde"), None);
+        assert_eq!(t.get(b""), None);
+        assert_eq!(t.get("▁".as_bytes()), Some(5));
         assert!(!t.is_empty());
         assert!(Trie::new(Vec::<(&[u8], u32)>::new()).is_empty());
     }

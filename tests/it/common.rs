@@ -33,6 +33,7 @@ pub fn apply_kwargs(mut g: GenerationConfig, kwargs: &Value) -> GenerationConfig
             "no_repeat_ngram_size" => g.no_repeat_ngram_size = v.as_u64().unwrap() as usize,
             "repetition_penalty" => g.repetition_penalty = v.as_f64().unwrap() as f32,
             "forced_eos_token_id" => g.forced_eos_token_id = v.as_u64().map(|t| t as u32),
+            "forced_bos_token_id" => g.forced_bos_token_id = v.as_u64().map(|t| t as u32),
             "early_stopping" => {
                 g.early_stopping = match v {
                     Value::Bool(true) => EarlyStopping::Eager,

@@ -13,6 +13,7 @@ mod formats;
 mod invariants;
 mod languages;
 mod model_files;
+mod multilingual;
 mod parity;
 mod pipeline;
 mod progress;

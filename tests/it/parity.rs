@@ -13,7 +13,7 @@ pub const MODELS: [&str; 3] = ["marian-tiny", "marian-tiny-relu", "marian-tiny-t
 
 /// Compares every recorded setting (`only`: just the settings whose name starts with it); panics
 /// with the list of mismatches.
-fn check(translator: &Translator, name: &str, only: Option<&str>) {
+pub fn check(translator: &Translator, name: &str, only: Option<&str>) {
     let (same, total, failures) = compare(translator, name, only);
     eprintln!(
         "{name} (batch size {}): {same}/{total} hypotheses identical to transformers",
@@ -30,7 +30,11 @@ fn check(translator: &Translator, name: &str, only: Option<&str>) {
 
 /// (hypotheses with identical ids and text, compared hypotheses, descriptions of every difference,
 /// beam scores further than 1e-3 from the reference's included)
-fn compare(translator: &Translator, name: &str, only: Option<&str>) -> (usize, usize, Vec<String>) {
+pub fn compare(
+    translator: &Translator,
+    name: &str,
+    only: Option<&str>,
+) -> (usize, usize, Vec<String>) {
     let reference = reference(name);
     let sentences: Vec<&str> = strings(&reference["sentences"]);
     let mut failures = Vec::new();

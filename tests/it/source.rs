@@ -551,7 +551,7 @@ fn fetch_info_and_list() {
     let r = resolver(&hub.endpoint(), cache.path());
 
     let listed = r.list();
-    assert_eq!(listed.len(), 2);
+    assert_eq!(listed.len(), 4);
     assert!(listed.iter().all(|m| !m.cached));
     let info = r.info(&ModelSpec::default()).unwrap();
     assert!(!info.ready());
@@ -575,7 +575,12 @@ fn fetch_info_and_list() {
         .collect();
     assert_eq!(
         cached,
-        [("distilbart-cnn-12-6", false), ("opus-mt-nl-en", true)]
+        [
+            ("distilbart-cnn-12-6", false),
+            ("m2m100_418M", false),
+            ("nllb-200-distilled-600M", false),
+            ("opus-mt-nl-en", true)
+        ]
     );
 
     let info = r.info(&ModelSpec::default()).unwrap();
@@ -640,7 +645,13 @@ fn user_manifests_add_and_override_models() {
     let catalogue = Catalogue::load(Some(user.path())).unwrap();
     assert_eq!(
         catalogue.names(),
-        ["distilbart-cnn-12-6", "opus-mt-nl-en", "tiny"]
+        [
+            "distilbart-cnn-12-6",
+            "m2m100_418M",
+            "nllb-200-distilled-600M",
+            "opus-mt-nl-en",
+            "tiny"
+        ]
     );
     let overridden = catalogue.get("opus-mt-nl-en").unwrap();
     assert_eq!(overridden.repo, "test/tiny");

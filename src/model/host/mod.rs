@@ -28,6 +28,7 @@ use super::checkpoint::{
     Attention, Checkpoint, DecoderLayer, EncoderLayer, LayerNorm, Linear, Positions, Stack,
     LAYER_NORM_EPS,
 };
+use super::layers::{self, Pass, Sub};
 use super::store::Matrix;
 use super::{AlignOut, Backend, Decoding, EncoderOutput, Hidden};
 use crate::config::{Activation, ModelConfig};
@@ -47,6 +48,8 @@ pub(crate) struct HostBackend {
     activation: Activation,
     embed_scale: f32,
     d: usize,
+    /// Layer norm before each sub-layer (M2M100) instead of after it.
+    pre_norm: bool,
     /// int8 weights: attention caches in f16.
     int8: bool,
 }
@@ -58,9 +61,13 @@ struct HostStack<L> {
     positions: Vec<f32>,
     /// The row of position 0 in `positions`.
     position_offset: usize,
+    /// A token that gets the table's row of this id instead of its position (M2M100's padding).
+    position_pad: Option<u32>,
     embed_norm: Option<Norm>,
     heads: usize,
     layers: Vec<L>,
+    /// The norm after the last layer (pre-norm stacks).
+    final_norm: Option<Norm>,
 }
 
 #[derive(Debug, Clone)]
@@ -117,6 +124,8 @@ struct SelfAttn {
 #[derive(Debug, Default)]
 struct Workspace {
     x: Vec<f32>,
+    /// The normalised input of a pre-norm sub-layer.
+    n: Vec<f32>,
     q: Vec<f32>,
     k: Vec<f32>,
     v: Vec<f32>,
@@ -234,13 +243,6 @@ impl SelfAttn {
         }
         Ok(())
     }
-
-    /// `x = LayerNorm(x + o(a))` over the rows of `x`.
-    fn finish(&self, x: &mut [f32], a: &[f32], d: usize, h: &mut Vec<f32>) -> Result<()> {
-        linear(a, x.len() / d.max(1), &self.o, h)?;
-        add_norm(x, h, &self.norm, d);
-        Ok(())
-    }
 }
 
 impl Ffn {
@@ -252,21 +254,18 @@ impl Ffn {
         })
     }
 
-    /// `x = LayerNorm(x + fc2(act(fc1(x))))` over the rows of `x`; `f` and `h` are workspaces.
+    /// `fc2(act(fc1(input)))` of `rows` rows into `h`; `f` is a workspace.
     fn forward(
         &self,
-        x: &mut [f32],
-        d: usize,
+        input: &[f32],
+        rows: usize,
         activation: Activation,
         f: &mut Vec<f32>,
         h: &mut Vec<f32>,
     ) -> Result<()> {
-        let rows = x.len() / d.max(1);
-        linear(x, rows, &self.fc1, f)?;
+        linear(input, rows, &self.fc1, f)?;
         activate(f, activation);
-        linear(f, rows, &self.fc2, h)?;
-        add_norm(x, h, &self.norm, d);
-        Ok(())
+        linear(f, rows, &self.fc2, h)
     }
 }
 
@@ -277,23 +276,36 @@ impl<L> HostStack<L> {
         embed_norm: Option<&LayerNorm>,
         heads: usize,
         layers: Vec<L>,
+        final_norm: Option<&LayerNorm>,
     ) -> Result<Self> {
         let (table, position_offset) = positions.table();
         Ok(HostStack {
             embed,
             positions: host(table)?,
             position_offset,
+            position_pad: positions.pad,
             embed_norm: embed_norm.map(norm).transpose()?,
             heads,
             layers,
+            final_norm: final_norm.map(norm).transpose()?,
         })
+    }
+
+    /// The norm after the last layer, over the rows of `x` (pre-norm stacks).
+    fn finish(&self, x: &mut [f32], d: usize) {
+        if let Some(n) = &self.final_norm {
+            x.chunks_exact_mut(d).for_each(|row| norm_row(row, n));
+        }
     }
 
     /// Row `token`'s embedding, scaled, plus position `pos`, then the embedding norm (BART),
     /// into `row`.
     fn embed_row(&self, token: u32, pos: usize, scale: f32, row: &mut [f32]) -> Result<()> {
         let d = row.len();
-        let at = (pos + self.position_offset) * d;
+        let at = match self.position_pad {
+            Some(pad) if pad == token => pad as usize * d,
+            _ => (pos + self.position_offset) * d,
+        };
         let position = self.positions.get(at..at + d).ok_or_else(|| {
             Error::Internal(format!("position {pos} is outside the position table"))
         })?;
@@ -322,6 +334,7 @@ impl HostBackend {
     /// (consumed: each float matrix is freed once packed).
     pub(crate) fn new(cfg: &ModelConfig, ckpt: Checkpoint) -> Result<Self> {
         let Checkpoint {
+            pre_norm,
             encoder,
             decoder,
             lm_head,
@@ -337,6 +350,7 @@ impl HostBackend {
             embed_positions,
             layernorm_embedding,
             layers,
+            layer_norm,
         } = encoder;
         let embed = pk.weights(embed_tokens)?;
         let Stack {
@@ -344,6 +358,7 @@ impl HostBackend {
             embed_positions: dec_positions,
             layernorm_embedding: dec_layernorm,
             layers: dec_layers,
+            layer_norm: dec_final_norm,
         } = decoder;
         let dec_embed = pk.weights(dec_embed_tokens)?;
         let mut enc_layers = Vec::with_capacity(layers.len());
@@ -366,6 +381,7 @@ impl HostBackend {
             layernorm_embedding.as_ref(),
             cfg.encoder_attention_heads,
             enc_layers,
+            layer_norm.as_ref(),
         )?;
         let mut layers = Vec::with_capacity(dec_layers.len());
         for l in dec_layers {
@@ -394,6 +410,7 @@ impl HostBackend {
             dec_layernorm.as_ref(),
             cfg.decoder_attention_heads,
             layers,
+            dec_final_norm.as_ref(),
         )?;
         Ok(HostBackend {
             encoder,
@@ -404,6 +421,7 @@ impl HostBackend {
             activation: cfg.activation,
             embed_scale: embed_scale as f32,
             d: cfg.d_model,
+            pre_norm,
         })
     }
 
@@ -479,35 +497,20 @@ impl Backend for HostBackend {
             .enumerate()
             .flat_map(|(s, &l)| std::iter::repeat_n(s, l))
             .collect();
-        for layer in &enc.layers {
-            layer
-                .attn
-                .project(&ws.x, rows, d, &mut ws.f, &mut ws.q, &mut ws.k, &mut ws.v)?;
-            let keys: Vec<KeysT> = starts
-                .iter()
-                .zip(&lens)
-                .map(|(&s0, &l)| KeysT::from_rows(&ws.k[s0 * d..(s0 + l) * d], d))
-                .collect();
-            ws.a.resize(rows * d, 0.0);
-            let (q, v) = (&ws.q, &ws.v);
-            let run = |scores: &mut Vec<f32>, (r, out): (usize, &mut [f32])| {
-                let s = owner[r];
-                let values = &v[starts[s] * d..(starts[s] + lens[s]) * d];
-                attend_row(
-                    &q[r * d..(r + 1) * d],
-                    &keys[s],
-                    values,
-                    enc.heads,
-                    out,
-                    scores,
-                );
-            };
-            each_row(&mut ws.a, d, true, run);
-            layer.attn.finish(&mut ws.x, &ws.a, d, &mut ws.h)?;
-            layer
-                .ffn
-                .forward(&mut ws.x, d, self.activation, &mut ws.f, &mut ws.h)?;
-        }
+        let mut pass = EncoderPass {
+            m: self,
+            ws: &mut ws,
+            lens: &lens,
+            starts: &starts,
+            owner: &owner,
+            normed: false,
+        };
+        layers::run(
+            &mut pass,
+            enc.layers.len(),
+            layers::ENCODER_LAYER,
+            self.pre_norm,
+        )?;
         Ok(EncoderOutput {
             lengths: lens,
             hidden: Hidden::Host(ws.x),
@@ -581,29 +584,22 @@ impl<E: KvElem> Decoding for HostState<'_, E> {
             dec.embed_row(tok, position, m.embed_scale, row)?;
         }
         let t = self.positions.iter().max().copied().unwrap_or(0) + 1;
-        for (l, layer) in dec.layers.iter().enumerate() {
-            // Self-attention.
-            layer
-                .attn
-                .project(&ws.x, rows, d, &mut ws.f, &mut ws.q, &mut ws.k, &mut ws.v)?;
-            self.kv.push_self(l, &ws.k, &ws.v, d);
-            ws.a.resize(rows * d, 0.0);
-            self.kv.attend_self(l, &ws.q, &mut ws.a, d, dec.heads, t);
-            layer.attn.finish(&mut ws.x, &ws.a, d, &mut ws.h)?;
-            // Cross-attention over each row's source (padding is simply not visited).
-            linear(&ws.x, rows, &layer.cross_q, &mut ws.q)?;
-            if let Some(al) = align.as_mut().filter(|a| a.layer == l) {
-                self.kv
-                    .cross_probs(l, &ws.q, d, dec.heads, self.beams, al.probs, al.width);
-            }
-            self.kv
-                .attend_cross(l, &ws.q, &mut ws.a, d, dec.heads, &self.lens, self.beams);
-            linear(&ws.a, rows, &layer.cross_o, &mut ws.h)?;
-            add_norm(&mut ws.x, &ws.h, &layer.cross_norm, d);
-            layer
-                .ffn
-                .forward(&mut ws.x, d, m.activation, &mut ws.f, &mut ws.h)?;
-        }
+        let mut pass = StepPass {
+            m,
+            kv: &mut self.kv,
+            ws,
+            lens: &self.lens,
+            beams: self.beams,
+            t,
+            align: align.as_mut(),
+            normed: false,
+        };
+        layers::run(
+            &mut pass,
+            dec.layers.len(),
+            layers::DECODER_LAYER,
+            m.pre_norm,
+        )?;
         for p in &mut self.positions {
             *p += 1;
         }
@@ -843,13 +839,198 @@ fn logits(x: &[f32], m: usize, w: &Weights, bias: &[f32], out: &mut Vec<f32>) ->
     }
 }
 
-/// x = LayerNorm(x + h), row by row.
-fn add_norm(x: &mut [f32], h: &[f32], n: &Norm, d: usize) {
+/// `buf` = LayerNorm(`x`) by `n`, row by row (a pre-norm sub-layer's input).
+fn normalized_into(x: &[f32], n: &Norm, d: usize, buf: &mut Vec<f32>) {
+    buf.clear();
+    buf.extend_from_slice(x);
+    buf.chunks_exact_mut(d).for_each(|row| norm_row(row, n));
+}
+
+/// A sub-layer's residual, row by row: `x = x + h`, then with `normalize` (post-norm)
+/// `x = LayerNorm(x)`.
+fn residual(x: &mut [f32], h: &[f32], n: &Norm, d: usize, normalize: bool) {
     for (xr, hr) in x.chunks_exact_mut(d).zip(h.chunks_exact(d)) {
         for (a, &b) in xr.iter_mut().zip(hr) {
             *a += b;
         }
-        norm_row(xr, n);
+        if normalize {
+            norm_row(xr, n);
+        }
+    }
+}
+
+impl HostEncoderLayer {
+    fn norm(&self, sub: Sub) -> Result<&Norm> {
+        match sub {
+            Sub::SelfAttention => Ok(&self.attn.norm),
+            Sub::FeedForward => Ok(&self.ffn.norm),
+            Sub::CrossAttention => Err(Error::Internal(
+                "an encoder layer has no cross-attention".into(),
+            )),
+        }
+    }
+}
+
+impl HostDecoderLayer {
+    fn norm(&self, sub: Sub) -> &Norm {
+        match sub {
+            Sub::SelfAttention => &self.attn.norm,
+            Sub::CrossAttention => &self.cross_norm,
+            Sub::FeedForward => &self.ffn.norm,
+        }
+    }
+}
+
+/// An encoder pass on the host: the sources packed one after another in `ws.x`; a sub-layer's
+/// input is `ws.x` or its norm in `ws.n`, its output goes to `ws.h`.
+struct EncoderPass<'p> {
+    m: &'p HostBackend,
+    ws: &'p mut Workspace,
+    lens: &'p [usize],
+    starts: &'p [usize],
+    /// The source of each row.
+    owner: &'p [usize],
+    normed: bool,
+}
+
+impl Pass for EncoderPass<'_> {
+    fn input(&mut self, layer: usize, sub: Sub, normalize: bool) -> Result<()> {
+        self.normed = normalize;
+        if normalize {
+            let n = self.m.encoder.layers[layer].norm(sub)?;
+            normalized_into(&self.ws.x, n, self.m.d, &mut self.ws.n);
+        }
+        Ok(())
+    }
+
+    fn sublayer(&mut self, layer: usize, sub: Sub) -> Result<()> {
+        let m = self.m;
+        let d = m.d;
+        let l = &m.encoder.layers[layer];
+        let Workspace {
+            x,
+            n,
+            q,
+            k,
+            v,
+            a,
+            h,
+            f,
+        } = &mut *self.ws;
+        let input: &[f32] = if self.normed { n } else { x };
+        let rows = input.len() / d.max(1);
+        match sub {
+            Sub::SelfAttention => {
+                l.attn.project(input, rows, d, f, q, k, v)?;
+                let (starts, lens, owner) = (self.starts, self.lens, self.owner);
+                let keys: Vec<KeysT> = starts
+                    .iter()
+                    .zip(lens)
+                    .map(|(&s0, &len)| KeysT::from_rows(&k[s0 * d..(s0 + len) * d], d))
+                    .collect();
+                a.resize(rows * d, 0.0);
+                let (q, v) = (&*q, &*v);
+                let heads = m.encoder.heads;
+                let run = |scores: &mut Vec<f32>, (r, out): (usize, &mut [f32])| {
+                    let s = owner[r];
+                    let values = &v[starts[s] * d..(starts[s] + lens[s]) * d];
+                    attend_row(&q[r * d..(r + 1) * d], &keys[s], values, heads, out, scores);
+                };
+                each_row(a, d, true, run);
+                linear(a, rows, &l.attn.o, h)
+            }
+            Sub::FeedForward => l.ffn.forward(input, rows, m.activation, f, h),
+            Sub::CrossAttention => Err(Error::Internal(
+                "an encoder layer has no cross-attention".into(),
+            )),
+        }
+    }
+
+    fn residual(&mut self, layer: usize, sub: Sub, normalize: bool) -> Result<()> {
+        let n = self.m.encoder.layers[layer].norm(sub)?;
+        residual(&mut self.ws.x, &self.ws.h, n, self.m.d, normalize);
+        Ok(())
+    }
+
+    fn final_norm(&mut self) -> Result<()> {
+        self.m.encoder.finish(&mut self.ws.x, self.m.d);
+        Ok(())
+    }
+}
+
+/// A decoder step on the host: one row per beam in `ws.x`, the caches in `kv`.
+struct StepPass<'p, 'a, E> {
+    m: &'p HostBackend,
+    kv: &'p mut Kv<E>,
+    ws: &'p mut Workspace,
+    lens: &'p [usize],
+    beams: usize,
+    /// Decoder positions of the longest row after this step.
+    t: usize,
+    align: Option<&'p mut AlignOut<'a>>,
+    normed: bool,
+}
+
+impl<E: KvElem> Pass for StepPass<'_, '_, E> {
+    fn input(&mut self, layer: usize, sub: Sub, normalize: bool) -> Result<()> {
+        self.normed = normalize;
+        if normalize {
+            let n = self.m.decoder.layers[layer].norm(sub);
+            normalized_into(&self.ws.x, n, self.m.d, &mut self.ws.n);
+        }
+        Ok(())
+    }
+
+    fn sublayer(&mut self, layer: usize, sub: Sub) -> Result<()> {
+        let m = self.m;
+        let d = m.d;
+        let heads = m.decoder.heads;
+        let l = &m.decoder.layers[layer];
+        let Workspace {
+            x,
+            n,
+            q,
+            k,
+            v,
+            a,
+            h,
+            f,
+        } = &mut *self.ws;
+        let input: &[f32] = if self.normed { n } else { x };
+        let rows = input.len() / d.max(1);
+        match sub {
+            Sub::SelfAttention => {
+                l.attn.project(input, rows, d, f, q, k, v)?;
+                self.kv.push_self(layer, k, v, d);
+                a.resize(rows * d, 0.0);
+                self.kv.attend_self(layer, q, a, d, heads, self.t);
+                linear(a, rows, &l.attn.o, h)
+            }
+            Sub::CrossAttention => {
+                // Over each row's source (padding is simply not visited).
+                linear(input, rows, &l.cross_q, q)?;
+                if let Some(al) = self.align.as_mut().filter(|al| al.layer == layer) {
+                    self.kv
+                        .cross_probs(layer, q, d, heads, self.beams, al.probs, al.width);
+                }
+                a.resize(rows * d, 0.0);
+                self.kv
+                    .attend_cross(layer, q, a, d, heads, self.lens, self.beams);
+                linear(a, rows, &l.cross_o, h)
+            }
+            Sub::FeedForward => l.ffn.forward(input, rows, m.activation, f, h),
+        }
+    }
+
+    fn residual(&mut self, layer: usize, sub: Sub, normalize: bool) -> Result<()> {
+        let n = self.m.decoder.layers[layer].norm(sub);
+        residual(&mut self.ws.x, &self.ws.h, n, self.m.d, normalize);
+        Ok(())
+    }
+
+    fn final_norm(&mut self) -> Result<()> {
+        self.m.decoder.finish(&mut self.ws.x, self.m.d);
+        Ok(())
     }
 }
 
