@@ -3,8 +3,8 @@
 //! (`encode(text, out_type=str)`, `encode(text)`, `decode_pieces`, `id_to_piece`, `piece_to_id`).
 //!
 //! Encoding follows `SentencePieceProcessor::Encode`: normalise, segment with the algorithm of
-//! the model's type (the unigram Viterbi of [`super::unigram`] for Unigram models, as in
-//! Marian's `source.spm`; the merges of [`super::spm_bpe`] for BPE models, as in M2M100's and
+//! the model's type (the unigram Viterbi (`unigram.rs`) for Unigram models, as in
+//! Marian's `source.spm`; the merges (`spm_bpe.rs`) for BPE models, as in M2M100's and
 //! NLLB's `sentencepiece.bpe.model`), then merge runs of unknown characters into one unknown
 //! piece (whose text is the normalised text it covers), or, with byte fallback, spell each
 //! unknown character as `<0xXX>` byte pieces. Decoding follows `SentencePieceProcessor::Decode`,
