@@ -60,6 +60,7 @@ impl KvElem for f32 {
             Level::Avx512 => unsafe {
                 x86::f32_avx512(q, kt, cap, len, values, heads, out, scores)
             },
+            // SAFETY: the CPU was checked to have AVX2 and FMA (`Level::Avx2`).
             #[cfg(target_arch = "x86_64")]
             Level::Avx2 => unsafe { x86::f32_avx2(q, kt, cap, len, values, heads, out, scores) },
             _ => attend_body::<LoadF32>(q, kt, cap, len, values, heads, out, scores),
@@ -101,6 +102,7 @@ impl KvElem for f16 {
             Level::Avx512 => unsafe {
                 x86::f16_avx512(q, kt, cap, len, values, heads, out, scores)
             },
+            // SAFETY: the CPU was checked to have AVX2 and FMA (`Level::Avx2`), and F16C here.
             #[cfg(target_arch = "x86_64")]
             Level::Avx2 if std::is_x86_feature_detected!("f16c") => unsafe {
                 x86::f16_avx2(q, kt, cap, len, values, heads, out, scores)
